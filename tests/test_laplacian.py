@@ -1,0 +1,152 @@
+"""Tests of the L.A.Cosmic (astroscrappy) baseline filter."""
+import argparse
+from collections import namedtuple
+
+import astropy.units as u
+import astroscrappy
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.table import QTable
+from scipy import ndimage
+
+from xcrfilter.filters import laplacian
+from xcrfilter.filters.laplacian import lacosmic_filter, mask_to_events
+from xcrfilter.realdata import load_real_frame, real_frame_path
+
+PAIR = 3.65  # eV / electron (DetectorModel default)
+Cube = namedtuple("Cube", ["data", "mask", "header", "filenames", "was_2d"])
+
+
+def _xray_like(n=2, shape=(64, 64), seed=1):
+    """Frames in eV: 7 e- read noise, a 4-pixel X-ray and a bright CR streak."""
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(0.0, 7 * PAIR, size=(n,) + shape).astype(np.float32)
+    frames[:, 20, 20] += 5000.0
+    frames[:, 20, 21] += 900.0
+    for k in range(12):
+        frames[:, 40 + k // 3, 10 + k] += 6000.0
+    return frames
+
+
+def test_mask_equals_direct_astroscrappy_energy_frames():
+    frames = _xray_like()
+    ccd = lacosmic_filter(frames * u.eV, sigclip=5.0, objlim=4.0, niter=2)
+    for i in range(frames.shape[0]):
+        direct, _ = astroscrappy.detect_cosmics(
+            (frames[i].astype(np.float64) / PAIR).astype(np.float32), sigclip=5.0, objlim=4.0,
+            niter=2, gain=1.0, readnoise=7.0, satlevel=np.inf)
+        np.testing.assert_array_equal(ccd.mask[i], direct)
+    assert ccd.mask[:, 40:44, 10:22].sum() >= 12  # the streak is found
+    assert ccd.header["LACSIGCL"] == 5.0
+    assert ccd.header["LACRDNS"] == 7.0
+    assert ccd.header["LACNCRPX"] == int(ccd.mask.sum())
+
+
+def test_mask_equals_direct_astroscrappy_adu_and_keV():
+    ccd_real = load_real_frame("saao")
+    out = lacosmic_filter(ccd_real, sigclip=6.0, sigfrac=0.5, cleantype="medmask")
+    direct, _ = astroscrappy.detect_cosmics(ccd_real.data, sigclip=6.0, sigfrac=0.5,
+                                            cleantype="medmask", gain=1.9, readnoise=5.0,
+                                            satlevel=np.inf)
+    np.testing.assert_array_equal(out.mask, direct)
+    # keV input gives the same mask as eV input.
+    frames = _xray_like(n=1)
+    a = lacosmic_filter(frames * u.eV)
+    b = lacosmic_filter(frames / 1000.0 * u.keV)
+    np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_real_frame_pixel_counts_pinned():
+    gmos = load_real_frame("gmos")
+    assert gmos.unit == u.electron and gmos.shape == (150, 200)
+    out = lacosmic_filter(gmos)  # gain 1 (electrons), read noise 4.24 e- from header
+    assert out.header["LACNCRPX"] == 157
+    labels, n = ndimage.label(out.mask)
+    assert n >= 2
+    # astroscrappy's own test parameters (gain 1.933 on the same array): 4
+    # regions of 1, 1, 74 and 93 pixels.
+    out2 = lacosmic_filter(gmos.data, unit="adu", gain=1.933, readnoise=4.24)
+    labels, n = ndimage.label(out2.mask)
+    assert sorted(np.bincount(labels.ravel())[1:].tolist()) == [1, 1, 74, 93]
+    saao = load_real_frame("saao")
+    assert saao.unit == u.adu and saao.shape == (520, 512)
+    assert lacosmic_filter(saao).header["LACNCRPX"] == 162
+
+
+def test_real_frames_found_in_site_packages():
+    assert real_frame_path("gmos").endswith("astroscrappy/tests/data/gmos.fits")
+    assert real_frame_path("saao").endswith("ccdproc/tests/data/a8280271.fits")
+    with pytest.raises(KeyError):
+        real_frame_path("hubble")
+
+
+def test_events_status_bit3_and_meta():
+    mask = np.zeros((2, 10, 10), bool)
+    mask[0, 5, 5] = True
+    events = QTable({"FRAME": np.array([0, 0, 0, 1], np.int32),
+                     "RAWX": np.array([6, 7, 4, 5], np.int32),
+                     "RAWY": np.array([6, 5, 4, 5], np.int32),
+                     "STATUS": np.array([0, 0, 1, 0], np.int32)})
+    out, touched = mask_to_events(events, mask)
+    assert touched.tolist() == [True, False, True, False]
+    assert out["STATUS"].tolist() == [8, 0, 9, 0]
+    assert events["STATUS"].tolist() == [0, 0, 1, 0]  # input untouched
+
+
+def test_filter_with_events_and_pipeline_step():
+    frames = _xray_like(n=2)
+    events = QTable({"FRAME": np.array([0, 1, 1], np.int32),
+                     "RAWX": np.array([11, 20, 60], np.int32),
+                     "RAWY": np.array([40, 20, 5], np.int32),
+                     "ENERGY": np.array([6000, 5900, 300], np.float32) * u.eV,
+                     "STATUS": np.zeros(3, np.int32)})
+    ccd, ev = lacosmic_filter(frames * u.eV, events)
+    assert ev["STATUS"][0] & 8  # on the streak
+    assert not ev["STATUS"][2] & 8  # far from everything
+    assert ev.meta["LACNEVT"][0] == int((ev["STATUS"] & 8 > 0).sum())
+    assert "LACSIGCL" in ev.meta and any("lacosmic_filter" in h for h in ev.meta["HISTORY"])
+    cube = Cube(frames, np.zeros(frames.shape, bool), fits.Header(), [], False)
+    ev2 = laplacian.pipeline_step(cube, events, sigclip=4.5)
+    np.testing.assert_array_equal(ev2["STATUS"], ev["STATUS"])
+    assert events["STATUS"].sum() == 0
+
+
+def test_cli_options_roundtrip():
+    parser = argparse.ArgumentParser()
+    laplacian.add_cli_options(parser.add_argument_group("lacosmic"))
+    args = parser.parse_args(["--lacosmic-sigclip", "6", "--lacosmic-no-sepmed"])
+    opts = laplacian.options_from_args(args)
+    assert opts["sigclip"] == 6.0 and opts["sepmed"] is False and "readnoise" not in opts
+
+
+def test_cli_real_frame(tmp_path, capsys):
+    out = tmp_path / "saao_mask.fits"
+    assert laplacian.main(["--real", "saao", "-o", str(out)]) == 0
+    assert "162 cosmic-ray pixels" in capsys.readouterr().out
+    ccd = CCDData.read(out, hdu_mask="MASK")
+    assert int(ccd.mask.sum()) == 162 and ccd.header["LACGAIN"] == 1.9
+
+
+def test_cleaned_image_and_no_mutation():
+    frames = _xray_like(n=1)[0]
+    q = frames.copy() * u.eV
+    ccd = lacosmic_filter(q, return_cleaned=True)
+    np.testing.assert_array_equal(q.value, frames)
+    assert ccd.unit == u.eV and ccd.data.shape == frames.shape
+    assert ccd.data[41, 13] < 2000.0  # streak pixel replaced by its surroundings
+    assert ccd.data[0, 0] == pytest.approx(frames[0, 0], rel=1e-5)
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="unit"):
+        lacosmic_filter(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="5 x 5"):
+        lacosmic_filter(np.zeros((4, 8)) * u.eV)
+    with pytest.raises(ValueError, match="gain"):
+        lacosmic_filter(np.zeros((8, 8)), unit="adu")
+    with pytest.raises(ValueError, match="cleantype"):
+        lacosmic_filter(np.zeros((8, 8)) * u.eV, cleantype="mean")
+    with pytest.raises(u.UnitConversionError):
+        lacosmic_filter(np.zeros((8, 8)) * u.m)

@@ -1,0 +1,571 @@
+"""Laplacian (L.A.Cosmic) cosmic-ray baseline through ``astroscrappy``.
+
+The classical optical cosmic-ray detector of van Dokkum (2001, PASP 113,
+1420), as implemented by McCully et al. (astroscrappy), is run frame by frame
+on the detector images.  Its pixel mask is the comparator the design card asks
+for (DESIGN.md Sec. 1-2): events whose 3x3 window touches a masked pixel get
+``STATUS`` bit 3 (``LACOSMIC``).
+
+Units
+-----
+``astroscrappy.detect_cosmics`` works in "counts" with a gain in
+electron/count and a read noise in electrons; its noise model is
+``sqrt(counts * gain + readnoise**2) / gain``.  Frames are converted as
+follows before the call (and the cleaned image converted back):
+
+* energy frames (eV, keV, and every frame inside the pipeline, which works in
+  eV) are divided by the mean pair-creation energy ``w`` of the detector
+  model (default 3.65 eV/electron) so that astroscrappy sees electrons with
+  ``gain = 1``; the read noise is the detector model's ``readout_noise`` in
+  electrons (7 e- for the WFI preset).  The Poisson term of the noise model
+  is then the shot noise of the collected charge (an over-estimate by
+  ``1/F`` ~ 8 of the Fano-limited charge noise of X-ray events; the read
+  noise dominates empty pixels, which is what matters for the detection
+  threshold);
+* ``electron`` frames are passed unchanged with ``gain = 1``;
+* ``adu`` frames are passed unchanged with the gain in electron/adu (from the
+  ``gain`` argument or the header ``GAIN`` keyword).
+
+``satlevel`` is in astroscrappy's unit, electrons; a `~astropy.units.Quantity`
+in eV, electron or adu is converted.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData
+from scipy import ndimage
+
+from .._meta import add_history, set_card
+
+__all__ = ["lacosmic_filter", "LACOSMIC_BIT", "LACOSMIC_DEFAULTS", "mask_to_events",
+           "add_cli_options", "options_from_args", "pipeline_step",
+           "add_arguments", "run"]
+
+#: STATUS bit set by this filter (DESIGN.md Sec. 2).
+LACOSMIC_BIT = 3
+
+#: astroscrappy keyword defaults used by :func:`lacosmic_filter` (same as
+#: ``astroscrappy.detect_cosmics`` except ``satlevel``, which defaults to the
+#: header ``SATURATE`` keyword or infinity).
+LACOSMIC_DEFAULTS = dict(sigclip=4.5, sigfrac=0.3, objlim=5.0, pssl=0.0, niter=4,
+                         sepmed=True, cleantype="meanmask", fsmode="median",
+                         psfmodel="gauss", psffwhm=2.5, psfsize=7, psfk=None,
+                         psfbeta=4.765, verbose=False)
+
+_CLEANTYPES = ("median", "medmask", "meanmask", "idw")
+_FSMODES = ("median", "convolve")
+_PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
+
+# (keyword, parameter, comment) of the header cards written by the filter.
+_CARDS = [
+    ("LACSIGCL", "sigclip", "L.A.Cosmic Laplacian-to-noise limit"),
+    ("LACSIGFR", "sigfrac", "L.A.Cosmic neighbour fraction of sigclip"),
+    ("LACOBJLM", "objlim", "L.A.Cosmic Laplacian / fine-structure contrast"),
+    ("LACGAIN", "gain", "[electron/count] gain passed to astroscrappy"),
+    ("LACRDNS", "readnoise", "[electron] read noise passed to astroscrappy"),
+    ("LACSATLV", "satlevel", "[electron] saturation level (-1 = none)"),
+    ("LACPSSL", "pssl", "[count] previously subtracted sky level"),
+    ("LACNITER", "niter", "L.A.Cosmic iterations"),
+    ("LACSEPMD", "sepmed", "separable median filter used"),
+    ("LACCLEAN", "cleantype", "astroscrappy clean algorithm"),
+    ("LACFSMOD", "fsmode", "fine-structure image mode"),
+    ("LACPSFMD", "psfmodel", "PSF model for fsmode=convolve"),
+    ("LACPSFFW", "psffwhm", "[pixel] PSF FWHM for fsmode=convolve"),
+    ("LACPSFSZ", "psfsize", "[pixel] PSF kernel size for fsmode=convolve"),
+    ("LACPSFK", "psfk", "user PSF kernel given"),
+    ("LACPSFBT", "psfbeta", "Moffat beta for psfmodel=moffat"),
+    ("LACINBKG", "inbkg", "background image given"),
+    ("LACINVAR", "invar", "variance image given"),
+    ("LACCUNIT", "count_unit", "unit of the counts given to astroscrappy"),
+    ("LACPAIR", "pair_energy", "[eV/electron] pair energy for eV->electron"),
+]
+
+
+# --------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------
+def _default_detector(detector):
+    from ..detector import DetectorModel
+    if detector is None:
+        return DetectorModel.wfi()
+    if not isinstance(detector, DetectorModel):
+        raise TypeError(f"detector must be a DetectorModel or None, got {type(detector).__name__}.")
+    return detector
+
+
+def _header_of(meta):
+    header = fits.Header()
+    if meta is None:
+        return header
+    if isinstance(meta, fits.Header):
+        return meta.copy()
+    for key, value in dict(meta).items():
+        if key in ("HISTORY", "COMMENT") or len(str(key)) > 8:
+            continue
+        try:
+            if isinstance(value, tuple):
+                header[key] = value
+            else:
+                header[key] = value
+        except (ValueError, TypeError):
+            pass
+    return header
+
+
+def _as_frames(frames, unit):
+    """Return (values ndarray, unit, mask or None, header, was_2d, is_cube)."""
+    if hasattr(frames, "_fields") and "data" in frames._fields and "mask" in frames._fields:
+        # xcrfilter.io.FrameCube: data in eV, bad pixels already zeroed.
+        data = np.asarray(frames.data)
+        return data, u.eV, np.asarray(frames.mask, bool), frames.header or fits.Header(), \
+            bool(getattr(frames, "was_2d", False)), True
+    if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
+        with fits.open(frames) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
+            if hdu is None:
+                raise ValueError(f"frames: FITS file {frames!r} holds no image data.")
+            header = hdu.header.copy()
+            data = np.array(hdu.data, dtype=np.float64)
+        bunit = header.get("BUNIT")
+        if unit is None:
+            if bunit is None:
+                raise ValueError(f"frames: {frames!r} has no BUNIT keyword; pass unit=.")
+            unit = u.Unit(bunit.strip().lower().replace("electrons", "electron"))
+        return data, u.Unit(unit), None, header, data.ndim == 2, False
+    if isinstance(frames, NDData):
+        if frames.unit is None and unit is None:
+            raise ValueError("frames: the CCDData/NDData has no unit; pass unit=.")
+        data = np.asarray(frames.data, dtype=np.float64)
+        mask = None if frames.mask is None else np.asarray(frames.mask, bool)
+        return data, u.Unit(unit or frames.unit), mask, _header_of(frames.meta), \
+            data.ndim == 2, False
+    if isinstance(frames, u.Quantity):
+        return np.asarray(frames.value, dtype=np.float64), frames.unit, None, fits.Header(), \
+            frames.ndim == 2, False
+    if isinstance(frames, np.ndarray):
+        if unit is None:
+            raise TypeError("frames: a plain ndarray has no unit; pass a Quantity, a CCDData, "
+                            "a FrameCube, a FITS path, or unit= (eV, keV, electron or adu).")
+        return np.asarray(frames, dtype=np.float64), u.Unit(unit), None, fits.Header(), \
+            frames.ndim == 2, False
+    raise TypeError("frames must be a CCDData/NDData, a Quantity array, a FrameCube, a FITS "
+                    f"path, or an ndarray with unit=, got {type(frames).__name__}.")
+
+
+def _counts_setup(unit, header, gain, readnoise, detector):
+    """Return (scale to counts, astroscrappy gain, readnoise [e], count unit, pair)."""
+    det = _default_detector(detector)
+    pair = float(det.pair_energy.to_value(u.eV / u.electron))
+    # --- read noise in electrons
+    if readnoise is None:
+        rn_header = header.get("RDNOISE", header.get("READNOIS"))
+        if rn_header is not None and unit.physical_type != "energy":
+            rn = float(rn_header)
+        else:
+            rn = float(det.readout_noise.to_value(u.electron))
+    elif isinstance(readnoise, u.Quantity):
+        if readnoise.unit.is_equivalent(u.eV):
+            rn = float(readnoise.to_value(u.eV)) / pair
+        else:
+            rn = float(readnoise.to_value(u.electron))
+    else:
+        rn = float(readnoise)
+    if not np.isfinite(rn) or rn < 0:
+        raise ValueError(f"readnoise must be finite and >= 0 electron, got {readnoise!r}.")
+    if unit.is_equivalent(u.eV):
+        return unit.to(u.eV) / pair, 1.0, rn, "electron", pair
+    if unit == u.electron:
+        if gain is not None and _gain_e_per_adu(gain, pair) != 1.0:
+            warnings.warn("frames are in electron: gain is ignored (1 electron/electron).",
+                          stacklevel=3)
+        return 1.0, 1.0, rn, "electron", pair
+    if unit == u.adu:
+        if gain is None:
+            g_header = header.get("GAIN")
+            if g_header is None and det.gain is not None:
+                g = float(det.gain.to_value(u.eV / u.adu)) / pair
+            elif g_header is None:
+                raise ValueError("frames are in adu but no gain was given: pass gain= "
+                                 "(electron/adu) or set the GAIN header keyword.")
+            else:
+                comment = str(header.comments["GAIN"]).lower() if "GAIN" in header else ""
+                g = float(g_header) / pair if "ev" in comment else float(g_header)
+        else:
+            g = _gain_e_per_adu(gain, pair)
+        return 1.0, g, rn, "adu", pair
+    raise u.UnitConversionError(f"frames must be in an energy unit, electron or adu, got {unit}.")
+
+
+def _gain_e_per_adu(gain, pair):
+    if isinstance(gain, u.Quantity):
+        if gain.unit.is_equivalent(u.eV / u.adu):
+            g = float(gain.to_value(u.eV / u.adu)) / pair
+        else:
+            g = float(gain.to_value(u.electron / u.adu))
+    else:
+        g = float(gain)
+    if not np.isfinite(g) or g <= 0:
+        raise ValueError(f"gain must be finite and positive, got {gain!r}.")
+    return g
+
+
+def _satlevel_e(satlevel, header, unit, scale, gain, pair):
+    if satlevel is None:
+        sat = header.get("SATURATE", header.get("SATLEVEL"))
+        if sat is None:
+            return np.inf
+        return float(sat) * scale * gain
+    if isinstance(satlevel, u.Quantity):
+        if satlevel.unit.is_equivalent(u.eV):
+            return float(satlevel.to_value(u.eV)) / pair
+        if satlevel.unit == u.adu:
+            return float(satlevel.value) * gain
+        return float(satlevel.to_value(u.electron))
+    return float(satlevel)
+
+
+# --------------------------------------------------------------------------
+# events
+# --------------------------------------------------------------------------
+def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
+    """Set a ``STATUS`` bit on events whose 3x3 window touches a masked pixel.
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        Events with integer columns ``FRAME``, ``RAWX``, ``RAWY`` and ``STATUS``.
+    crmask : bool ndarray, shape (n_frames, ny, nx) or (ny, nx)
+        Pixel mask (True = cosmic-ray pixel).
+    bit : int
+        STATUS bit to set.  Default 3 (``LACOSMIC``).
+
+    Returns
+    -------
+    table : `~astropy.table.Table`
+        A copy of ``events`` with the bit set; the input is not modified.
+    touched : bool ndarray, shape (n_events,)
+        Which events touch the mask.
+    """
+    crmask = np.asarray(crmask, bool)
+    if crmask.ndim == 2:
+        crmask = crmask[None]
+    out = events.copy(copy_data=True)
+    if len(out) == 0:
+        return out, np.zeros(0, bool)
+    # 3x3 dilation inside each frame (the structure does not link frames).
+    grown = ndimage.binary_dilation(crmask, structure=np.ones((1, 3, 3), bool))
+    f = np.asarray(out["FRAME"], dtype=np.intp)
+    y = np.asarray(out["RAWY"], dtype=np.intp)
+    x = np.asarray(out["RAWX"], dtype=np.intp)
+    if (f.min() < 0 or f.max() >= grown.shape[0] or y.min() < 0 or y.max() >= grown.shape[1]
+            or x.min() < 0 or x.max() >= grown.shape[2]):
+        raise ValueError("events: FRAME/RAWY/RAWX outside the mask of shape "
+                         f"{crmask.shape}.")
+    touched = grown[f, y, x]
+    status = np.asarray(out["STATUS"]).astype(np.int32)
+    status[touched] |= np.int32(1 << bit)
+    out["STATUS"] = status
+    return out, touched
+
+
+# --------------------------------------------------------------------------
+# the filter
+# --------------------------------------------------------------------------
+def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
+                    gain=None, readnoise=None, satlevel=None, pssl=0.0, niter=4,
+                    sepmed=True, cleantype="meanmask", fsmode="median", psfmodel="gauss",
+                    psffwhm=2.5, psfsize=7, psfk=None, psfbeta=4.765, verbose=False,
+                    inbkg=None, invar=None, detector=None, unit=None,
+                    return_cleaned=False):
+    """Detect cosmic-ray pixels with L.A.Cosmic (astroscrappy), frame by frame.
+
+    Follows ``ccdproc.cosmicray_lacosmic``: a new `~astropy.nddata.CCDData`
+    is returned, the input is never modified, the output mask is the input
+    bad-pixel mask OR the cosmic-ray mask, and every parameter is logged in
+    the header.
+
+    Parameters
+    ----------
+    frames : `~astropy.nddata.CCDData`, `~astropy.units.Quantity`, FrameCube, str or ndarray
+        One frame (ny, nx) or a cube (n_frames, ny, nx) with a unit of energy
+        (eV, keV), ``electron`` or ``adu``; a FITS path (unit from ``BUNIT``);
+        an ``xcrfilter.io.FrameCube`` (eV); or a plain ndarray with ``unit=``.
+        Frames must be at least 5 x 5 pixels.
+    events : `~astropy.table.Table`, optional
+        Events table (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
+        frames.  If given, a copy with ``STATUS`` bit 3 set on events whose
+        3x3 window touches the cosmic-ray mask is returned as well.
+    sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, psfsize, psfk, psfbeta, verbose, inbkg, invar
+        Passed unchanged to ``astroscrappy.detect_cosmics`` (same names and
+        defaults; see its documentation).  ``pssl`` is added to the counts
+        before detection and removed from the cleaned image (as ccdproc does).
+        ``inbkg``/``invar`` must have the frames' shape and be in counts
+        (counts squared) as defined in the module notes.
+    gain : `~astropy.units.Quantity` or float, optional
+        Gain for ``adu`` frames, electron/adu (a float) or a Quantity in
+        electron/adu or eV/adu.  Default: header ``GAIN`` (electron/adu
+        unless its comment says eV), else the detector model's gain.
+        Energy and electron frames use gain 1 after conversion to electrons.
+    readnoise : `~astropy.units.Quantity` or float, optional
+        Read noise rms in electrons (float) or a Quantity in electron or eV.
+        Default: the detector model's ``readout_noise`` for energy frames, the
+        header ``RDNOISE`` for electron/adu frames, else the detector model.
+    satlevel : `~astropy.units.Quantity` or float, optional
+        Saturation level, electrons (float) or a Quantity in eV, electron or
+        adu.  Default: header ``SATURATE`` (in the frames' unit), else no
+        saturation (infinity).
+    detector : `~xcrfilter.detector.DetectorModel`, optional
+        Source of the pair energy and read noise.  Default WFI preset.
+    unit : `~astropy.units.Unit` or str, optional
+        Unit of a plain ndarray (or to override a CCDData's unit).
+    return_cleaned : bool, optional
+        If True the output ``data`` is astroscrappy's cleaned image (converted
+        back to the input unit); otherwise the input data.  Default False.
+
+    Returns
+    -------
+    ccd : `~astropy.nddata.CCDData`
+        Same shape and unit as the input; ``mask`` = input mask | CR mask;
+        header cards ``LAC*`` record every parameter, ``LACNCRPX`` the number
+        of CR pixels, plus a HISTORY line.
+    events : `~astropy.table.Table`
+        Only when ``events`` is given: a new table with ``STATUS`` bit 3 set,
+        the same cards in ``meta`` and ``LACNEVT`` (events flagged).
+
+    Raises
+    ------
+    TypeError
+        Unknown frame type, plain ndarray without ``unit``.
+    ValueError
+        Wrong dimensionality, frames smaller than 5 x 5, no gain for adu
+        frames, invalid astroscrappy option, events outside the frames.
+    astropy.units.UnitConversionError
+        Frames not in energy, electron or adu.
+
+    References
+    ----------
+    van Dokkum P. G., 2001, PASP 113, 1420; McCully C. et al., astroscrappy
+    (Zenodo 1482019); DESIGN.md Sec. 1 (Laplacian baseline).
+    """
+    import astroscrappy
+
+    data, in_unit, in_mask, header, was_2d, _ = _as_frames(frames, unit)
+    if data.ndim not in (2, 3):
+        raise ValueError(f"frames must be 2-D (ny, nx) or 3-D (n_frames, ny, nx), got "
+                         f"shape {data.shape}.")
+    cube = data[None] if data.ndim == 2 else data
+    if cube.shape[0] == 0 or min(cube.shape[1:]) < 5:
+        raise ValueError(f"frames must hold >= 1 frame of >= 5 x 5 pixels, got {data.shape}.")
+    if cleantype not in _CLEANTYPES:
+        raise ValueError(f"cleantype must be one of {_CLEANTYPES}, got {cleantype!r}.")
+    if fsmode not in _FSMODES:
+        raise ValueError(f"fsmode must be one of {_FSMODES}, got {fsmode!r}.")
+    if psfmodel not in _PSFMODELS:
+        raise ValueError(f"psfmodel must be one of {_PSFMODELS}, got {psfmodel!r}.")
+    for name, value in (("sigclip", sigclip), ("sigfrac", sigfrac), ("objlim", objlim)):
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be finite and positive, got {value!r}.")
+    if int(niter) < 1:
+        raise ValueError(f"niter must be >= 1, got {niter!r}.")
+
+    scale, g, rn, count_unit, pair = _counts_setup(in_unit, header, gain, readnoise, detector)
+    sat = _satlevel_e(satlevel, header, in_unit, scale, g, pair)
+
+    bad = np.zeros(cube.shape, bool) if in_mask is None else \
+        np.broadcast_to(np.asarray(in_mask, bool).reshape(
+            in_mask.shape if in_mask.ndim == 3 else (1,) + in_mask.shape), cube.shape)
+    finite = np.isfinite(cube)
+    bad = bad | ~finite
+
+    def _per_frame(arr, name):
+        if arr is None:
+            return [None] * cube.shape[0]
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.shape == cube.shape[1:]:
+            return [arr] * cube.shape[0]
+        if arr.shape == cube.shape:
+            return list(arr)
+        raise ValueError(f"{name} must have shape {cube.shape[1:]} or {cube.shape}, "
+                         f"got {arr.shape}.")
+
+    bkgs, vars_ = _per_frame(inbkg, "inbkg"), _per_frame(invar, "invar")
+    crmask = np.zeros(cube.shape, bool)
+    cleaned = np.empty(cube.shape, np.float32) if return_cleaned else None
+    sat_arg = sat if np.isfinite(sat) else np.inf
+    for i in range(cube.shape[0]):
+        counts = np.where(finite[i], cube[i], 0.0) * scale + pssl
+        m, c = astroscrappy.detect_cosmics(
+            counts.astype(np.float32), inmask=bad[i] if bad[i].any() else None,
+            inbkg=bkgs[i], invar=vars_[i], sigclip=sigclip, sigfrac=sigfrac, objlim=objlim,
+            gain=g, readnoise=rn, satlevel=sat_arg, niter=int(niter), sepmed=sepmed,
+            cleantype=cleantype, fsmode=fsmode, psfmodel=psfmodel, psffwhm=psffwhm,
+            psfsize=int(psfsize), psfk=psfk, psfbeta=psfbeta, verbose=verbose)
+        crmask[i] = m
+        if return_cleaned:
+            cleaned[i] = (c - pssl) / scale
+
+    params = dict(sigclip=float(sigclip), sigfrac=float(sigfrac), objlim=float(objlim),
+                  gain=float(g), readnoise=float(rn),
+                  satlevel=float(sat) if np.isfinite(sat) else -1.0, pssl=float(pssl),
+                  niter=int(niter), sepmed=bool(sepmed), cleantype=cleantype, fsmode=fsmode,
+                  psfmodel=psfmodel, psffwhm=float(psffwhm), psfsize=int(psfsize),
+                  psfk=psfk is not None, psfbeta=float(psfbeta), inbkg=inbkg is not None,
+                  invar=invar is not None, count_unit=count_unit, pair_energy=pair)
+    n_cr = int(crmask.sum())
+
+    out_data = cleaned if return_cleaned else cube.astype(np.float32, copy=True)
+    out_mask = crmask | bad
+    if was_2d:
+        out_data, out_mask, crmask_out = out_data[0], out_mask[0], crmask[0]
+    else:
+        crmask_out = crmask
+    meta = header.copy() if isinstance(header, fits.Header) else fits.Header()
+    card_meta = {}
+    _write_cards(card_meta, params, n_cr, astroscrappy.__version__)
+    for key, value in card_meta.items():
+        if key != "HISTORY":
+            meta[key] = value
+    for line in card_meta.get("HISTORY", []):
+        meta.add_history(line)
+    ccd = CCDData(out_data, unit=in_unit, mask=out_mask, meta=meta)
+    ccd.crmask = crmask_out  # plain attribute for convenience (not written to FITS)
+    if events is None:
+        return ccd
+    new_events, touched = mask_to_events(events, crmask)
+    _write_cards(new_events.meta, params, n_cr, astroscrappy.__version__,
+                 n_events=int(touched.sum()))
+    return ccd, new_events
+
+
+def _write_cards(meta, params, n_cr, version, n_events=None):
+    for key, name, comment in _CARDS:
+        set_card(meta, key, params[name], comment)
+    set_card(meta, "LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask")
+    set_card(meta, "LACVERS", str(version), "astroscrappy version")
+    text = ("lacosmic_filter: astroscrappy.detect_cosmics(" + ", ".join(
+        f"{k}={params[k]}" for k in ("sigclip", "sigfrac", "objlim", "gain", "readnoise",
+                                     "satlevel", "niter", "sepmed", "cleantype", "fsmode"))
+            + f") -> {n_cr} CR pixels")
+    if n_events is not None:
+        set_card(meta, "LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)")
+        text += f", {n_events} events flagged (STATUS bit {LACOSMIC_BIT})"
+    add_history(meta, text)
+
+
+# --------------------------------------------------------------------------
+# pipeline plug-in (CONTRACTS.md)
+# --------------------------------------------------------------------------
+def add_cli_options(group):
+    """Add the ``--lacosmic-*`` options to an argparse group of ``xcrfilter filter``."""
+    d = LACOSMIC_DEFAULTS
+    group.add_argument("--lacosmic-sigclip", type=float, default=d["sigclip"],
+                       help="Laplacian-to-noise limit (default %(default)s)")
+    group.add_argument("--lacosmic-sigfrac", type=float, default=d["sigfrac"],
+                       help="neighbour fraction of sigclip (default %(default)s)")
+    group.add_argument("--lacosmic-objlim", type=float, default=d["objlim"],
+                       help="Laplacian / fine-structure contrast (default %(default)s)")
+    group.add_argument("--lacosmic-niter", type=int, default=d["niter"],
+                       help="iterations (default %(default)s)")
+    group.add_argument("--lacosmic-readnoise", type=float, default=None,
+                       help="read noise [electron] (default: detector model)")
+    group.add_argument("--lacosmic-satlevel", type=float, default=None,
+                       help="saturation level [electron] (default: none)")
+    group.add_argument("--lacosmic-cleantype", choices=_CLEANTYPES, default=d["cleantype"])
+    group.add_argument("--lacosmic-fsmode", choices=_FSMODES, default=d["fsmode"])
+    group.add_argument("--lacosmic-psfmodel", choices=_PSFMODELS, default=d["psfmodel"])
+    group.add_argument("--lacosmic-psffwhm", type=float, default=d["psffwhm"])
+    group.add_argument("--lacosmic-psfsize", type=int, default=d["psfsize"])
+    group.add_argument("--lacosmic-psfbeta", type=float, default=d["psfbeta"])
+    group.add_argument("--lacosmic-no-sepmed", dest="lacosmic_sepmed", action="store_false",
+                       help="use the full (not separable) median filter")
+
+
+_OPTION_NAMES = ("sigclip", "sigfrac", "objlim", "niter", "readnoise", "satlevel",
+                 "cleantype", "fsmode", "psfmodel", "psffwhm", "psfsize", "psfbeta", "sepmed")
+
+
+def options_from_args(args):
+    """Keyword arguments of :func:`pipeline_step` from parsed ``--lacosmic-*`` options."""
+    opts = {}
+    for name in _OPTION_NAMES:
+        value = getattr(args, f"lacosmic_{name}", None)
+        if value is not None:
+            opts[name] = value
+    return opts
+
+
+def pipeline_step(cube, events, **options):
+    """Pipeline step ``lacosmic``: STATUS bit 3 from the L.A.Cosmic mask.
+
+    Parameters
+    ----------
+    cube : ``xcrfilter.io.FrameCube``
+        Frames in eV (n_frames, ny, nx) with their bad-pixel mask.
+    events : `~astropy.table.QTable`
+        Events of ``cube``; not modified.
+    **options
+        Keyword arguments of :func:`lacosmic_filter`.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        New events table with bit 3 set and the ``LAC*`` cards in ``meta``.
+    """
+    _, new_events = lacosmic_filter(cube, events, **options)
+    return new_events
+
+
+# --------------------------------------------------------------------------
+# stand-alone command: xcrfilter lacosmic / python -m xcrfilter.filters.laplacian
+# --------------------------------------------------------------------------
+def add_arguments(parser):
+    """Arguments of the ``lacosmic`` command (mask of one image file)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("input", nargs="?", help="FITS image (2-D or 3-D) with BUNIT")
+    src.add_argument("--real", choices=("gmos", "saao"),
+                     help="use a real CCD frame shipped with astroscrappy/ccdproc")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output FITS: data, MASK extension and LAC* header cards")
+    parser.add_argument("--unit", default=None, help="unit if BUNIT is missing")
+    parser.add_argument("--gain", type=float, default=None, help="gain [electron/adu]")
+    parser.add_argument("--readnoise", type=float, default=None, help="read noise [electron]")
+    parser.add_argument("--satlevel", type=float, default=None, help="saturation [electron]")
+    parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
+    parser.add_argument("--overwrite", action="store_true")
+    group = parser.add_argument_group("astroscrappy options")
+    add_cli_options(group)
+
+
+def run(args):
+    """Run the ``lacosmic`` command; prints the CR pixel count.  Returns 0."""
+    if args.real:
+        from ..realdata import load_real_frame
+        frames = load_real_frame(args.real)
+    else:
+        frames = args.input
+    opts = options_from_args(args)
+    for name in ("gain", "readnoise", "satlevel"):
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
+    ccd = lacosmic_filter(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
+    ccd.write(args.output, overwrite=args.overwrite, hdu_mask="MASK")
+    print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
+          f"(sigclip={ccd.header['LACSIGCL']}, gain={ccd.header['LACGAIN']:.4g} e/count, "
+          f"readnoise={ccd.header['LACRDNS']:.4g} e) -> {args.output}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="xcrfilter lacosmic",
+                                     description="L.A.Cosmic (astroscrappy) cosmic-ray mask")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
