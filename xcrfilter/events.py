@@ -213,18 +213,25 @@ def _local_maxima(phas):
             & np.all(centre >= phas[:, _IDX_AFTER], axis=1))
 
 
-def _islands_from_cube(data, evt, chunk_frames=64):
-    """Candidate event islands of a float32 (n, ny, nx) cube."""
+def _islands_from_cube(data, evt, chunk_frames=4):
+    """Candidate event islands of a float32 (n, ny, nx) cube.
+
+    The threshold pass runs a few frames at a time into one reused boolean
+    buffer that stays in cache; only the pixels at or above ``evt`` are
+    visited afterwards.
+    """
     n, ny, nx = data.shape
     flat = data.reshape(-1)
     npix = ny * nx
+    step = chunk_frames * npix
+    buf = np.empty(min(step, flat.size), dtype=bool)
     cands = []
-    for start in range(0, n, chunk_frames):
-        stop = min(n, start + chunk_frames)
-        sub = flat[start * npix:stop * npix]
-        c = np.flatnonzero(sub >= evt)
-        if c.size:
-            cands.append(c + start * npix)
+    for start in range(0, flat.size, step):
+        sub = flat[start:start + step]
+        hit = buf[:sub.size]
+        np.greater_equal(sub, evt, out=hit)
+        if hit.any():
+            cands.append(np.flatnonzero(hit) + start)
     cand = np.concatenate(cands) if cands else np.zeros(0, dtype=np.int64)
     f, y, x, phas, inside = _gather_islands(flat, data.shape, cand)
     keep = _local_maxima(phas)
