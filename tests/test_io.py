@@ -342,3 +342,176 @@ def test_mask_shape_mismatch():
 def test_bad_detector_type():
     with pytest.raises(TypeError, match="detector must be a DetectorModel"):
         as_energy_cube(np.ones((5, 5)) * u.eV, detector="wfi")
+
+
+# ---------------------------------------------------------------- event files
+
+from xcrfilter.io import read_cam_maps, read_events, write_cam_maps, write_events, write_mask  # noqa: E402
+from astropy.table import QTable, Table  # noqa: E402
+
+
+def _events(n=4):
+    rng = np.random.default_rng(3)
+    t = QTable()
+    t["FRAME"] = np.arange(n, dtype=np.int32)
+    t["RAWX"] = np.array([0, 5, 100, 511][:n], dtype=np.int32)
+    t["RAWY"] = np.array([3, 2, 400, 510][:n], dtype=np.int32)
+    t["ENERGY"] = rng.uniform(300, 9000, n).astype(np.float32) * u.eV
+    t["PHA"] = rng.uniform(260, 5000, n).astype(np.float32) * u.eV
+    t["PHAS"] = rng.normal(0, 25, (n, 25)).astype(np.float32) * u.eV
+    t["GRADE"] = np.array([0, 2, 6, 7][:n], dtype=np.int16)
+    t["EDGE"] = np.array([True, False, False, True][:n])
+    t["STATUS"] = np.array([0, 1, 6, 32][:n], dtype=np.int32)
+    t["PROB_CR"] = np.array([0.1, 0.5, 0.77, 0.99][:n], dtype=np.float32)
+    t.meta["EVTTHR"] = (260.0, "[eV] event threshold")
+    t.meta["SPLTHR"] = (80.0, "[eV] split threshold")
+    t.meta["MIPTHR"] = (10000.0, "[eV] MIP threshold")
+    t.meta["FRMCOLS"] = (512, "columns of one frame")
+    t.meta["FRMROWS"] = 512
+    t.meta["TELESCOP"] = ("ATHENA", "mission")
+    t.meta["INSTRUME"] = "WFI"
+    t.meta["VFAINT"] = (True, "very-faint filter applied")
+    t.meta["MODEL"] = ("densenet_cam_v1", "CAM model name")
+    t.meta["HISTORY"] = ["2026-11-22T10:00:00 find_events(event_threshold=260 eV)",
+                         "a long line " + "x" * 150 + " end",
+                         "2026-11-22T10:00:01 vfaint_filter()"]
+    return t
+
+
+def test_events_round_trip(tmp_path):
+    t = _events()
+    meta_before = {k: (list(v) if isinstance(v, list) else v) for k, v in t.meta.items()}
+    path = tmp_path / "ev.fits"
+    write_events(t, path, input_files=["/data/a.fits", "b.fits"], history="extra step")
+    assert t.meta == meta_before  # input untouched
+    back = read_events(path)
+    assert back.colnames == t.colnames
+    assert len(back) == len(t)
+    for name in t.colnames:
+        assert back[name].dtype == t[name].dtype, name
+        assert getattr(back[name], "unit", None) == getattr(t[name], "unit", None), name
+        assert back[name].shape == t[name].shape, name
+        np.testing.assert_array_equal(np.asarray(back[name]), np.asarray(t[name]))
+    assert isinstance(back["ENERGY"], u.Quantity) and back["ENERGY"].unit == u.eV
+    for key, value in t.meta.items():
+        if key == "HISTORY":
+            continue
+        assert back.meta[key] == value, key
+    assert back.meta["HISTORY"] == t.meta["HISTORY"] + ["extra step"]
+    assert back.meta["INFILE1"] == ("/data/a.fits", "input frame file")
+    assert back.meta["INFILE2"][0] == "b.fits"
+    assert back.meta["NINFILES"][0] == 2
+    assert back.meta["CREATOR"][0].startswith("xcrfilter ")
+    assert back.meta["HDUCLAS1"][0] == "EVENTS"
+    # a second round trip reproduces the same table and keywords
+    write_events(back, tmp_path / "ev2.fits")
+    again = read_events(tmp_path / "ev2.fits")
+    for key in back.meta:
+        if key not in ("DATE",):
+            assert again.meta[key] == back.meta[key], key
+
+
+def test_events_file_ogip_keywords(tmp_path):
+    path = tmp_path / "ev.fits"
+    write_events(_events(), path)
+    with fits.open(path) as hdul:
+        assert hdul[1].name == "EVENTS"
+        h = hdul[1].header
+        assert h["HDUCLASS"] == "OGIP" and h["HDUCLAS1"] == "EVENTS"
+        cols = [h[f"TTYPE{i}"] for i in range(1, h["TFIELDS"] + 1)]
+        ix, iy, ie = cols.index("RAWX") + 1, cols.index("RAWY") + 1, cols.index("ENERGY") + 1
+        assert (h[f"TLMIN{ix}"], h[f"TLMAX{ix}"]) == (0, 511)
+        assert (h[f"TLMIN{iy}"], h[f"TLMAX{iy}"]) == (0, 511)
+        assert h[f"TUNIT{ie}"] == "eV"
+        assert h[f"TUNIT{cols.index('PHAS') + 1}"] == "eV"
+        assert f"TUNIT{cols.index('STATUS') + 1}" not in h
+        assert h.comments["EVTTHR"] == "[eV] event threshold"
+        assert hdul[0].header["TELESCOP"] == "ATHENA"
+        assert "DATE" in hdul[0].header and "CREATOR" in hdul[1].header
+
+
+def test_events_kev_written_in_ev(tmp_path):
+    t = _events()
+    t["ENERGY"] = t["ENERGY"].to(u.keV)
+    write_events(t, tmp_path / "k.fits")
+    back = read_events(tmp_path / "k.fits")
+    assert back["ENERGY"].unit == u.eV
+    np.testing.assert_allclose(back["ENERGY"].value, t["ENERGY"].to_value(u.eV), rtol=1e-6)
+
+
+def test_events_limits_without_frame_keywords(tmp_path):
+    t = _events()
+    del t.meta["FRMCOLS"], t.meta["FRMROWS"]
+    write_events(t, tmp_path / "e.fits")
+    h = fits.getheader(tmp_path / "e.fits", "EVENTS")
+    assert h["TLMAX2"] == 511 and h["TLMAX3"] == 510
+
+
+def test_empty_events_round_trip(tmp_path):
+    t = _events()[:0]
+    write_events(t, tmp_path / "e.fits")
+    back = read_events(tmp_path / "e.fits")
+    assert len(back) == 0 and back.colnames == t.colnames
+    assert back["PHAS"].shape == (0, 25)
+    h = fits.getheader(tmp_path / "e.fits", "EVENTS")
+    assert h["TLMAX2"] == 511
+
+
+def test_write_events_refuses_overwrite(tmp_path):
+    path = tmp_path / "e.fits"
+    write_events(_events(), path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_events(_events(), path)
+    write_events(_events(2), path, overwrite=True)
+    assert len(read_events(path)) == 2
+
+
+def test_write_events_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="events must be an astropy Table"):
+        write_events({"RAWX": [1]}, tmp_path / "x.fits")
+    t = _events()
+    t.meta["BAD"] = [1, 2, 3]
+    with pytest.raises(TypeError, match="BAD"):
+        write_events(t, tmp_path / "x.fits")
+
+
+def test_read_events_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_events(tmp_path / "none.fits")
+    path = _write(tmp_path / "img.fits", np.ones((5, 5), np.float32))
+    with pytest.raises(ValueError, match="no EVENTS"):
+        read_events(path)
+
+
+def test_cam_maps(tmp_path):
+    maps = {"XRAY": np.random.default_rng(0).random((2, 8, 8)), "CR": np.zeros((2, 8, 8))}
+    path = tmp_path / "cam.fits"
+    write_cam_maps(path, maps, [("MODEL", "densenet", "model name"), ("UPSAMPLE", "bilinear")])
+    with fits.open(path) as hdul:
+        assert [h.name for h in hdul[1:]] == ["CAM_XRAY", "CAM_CR"]
+        assert hdul["CAM_XRAY"].data.dtype.name == "float32"
+        assert hdul["CAM_CR"].header["MODEL"] == "densenet"
+        assert hdul["CAM_CR"].header["CLASSNAM"] == "CR"
+        assert hdul[0].header.comments["MODEL"] == "model name"
+    back, header = read_cam_maps(path)
+    np.testing.assert_allclose(back["XRAY"], maps["XRAY"].astype(np.float32))
+    assert header["NCAMMAPS"] == 2
+    with pytest.raises(TypeError, match="maps must be a non-empty dict"):
+        write_cam_maps(tmp_path / "x.fits", {}, None)
+    with pytest.raises(ValueError, match=r"maps\['CR'\] must be 2-D"):
+        write_cam_maps(tmp_path / "x.fits", {"CR": np.zeros(4)}, None)
+
+
+def test_write_mask_readable_by_ccddata(tmp_path):
+    mask = np.zeros((2, 6, 6), bool)
+    mask[1, 2:5, 2:5] = True
+    ccd = CCDData(np.ones((2, 6, 6), np.float32), unit="eV", mask=mask)
+    path = tmp_path / "mask.fits"
+    write_mask(path, ccd)
+    back = CCDData.read(path)
+    np.testing.assert_array_equal(back.mask, mask)
+    assert back.unit == u.eV
+    with pytest.raises(ValueError, match="ccd has no mask"):
+        write_mask(tmp_path / "m2.fits", CCDData(np.ones((6, 6)), unit="eV"))
+    with pytest.raises(TypeError, match="ccd must be a CCDData"):
+        write_mask(tmp_path / "m2.fits", np.ones((6, 6)))

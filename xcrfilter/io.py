@@ -34,7 +34,7 @@ from astropy.nddata import CCDData, NDData
 from astropy.table import QTable, Table
 
 __all__ = ["FrameCube", "as_energy_cube", "read_frames", "write_events",
-           "read_events", "write_cam_maps", "write_mask",
+           "read_events", "write_cam_maps", "read_cam_maps", "write_mask",
            "FRAME_COLS_KEY", "FRAME_ROWS_KEY"]
 
 #: ``events.meta`` keyword holding the number of columns of one frame.
@@ -443,3 +443,491 @@ def read_frames(source, *, gain=None, detector=None):
     for i, fname in enumerate(cube.filenames, start=1):
         header[f"INFILE{i}"[:8]] = (os.path.basename(fname)[:68], "input frame file")
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
+
+
+# --------------------------------------------------------------------------
+# Shared header helpers
+# --------------------------------------------------------------------------
+
+#: Longest HISTORY / COMMENT text on one card.
+_CARD_TEXT = 72
+#: Marker ending a HISTORY / COMMENT chunk that continues on the next card.
+_CONTINUE_MARK = "&"
+
+_COLUMN_KEY_PREFIXES = ("TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO",
+                        "TDISP", "TLMIN", "TLMAX", "TDMIN", "TDMAX", "TCTYP", "TCUNI",
+                        "TCRPX", "TCRVL", "TCDLT", "TCROT", "TCRPV")
+
+
+def _package_version():
+    try:
+        from . import __version__
+        return str(__version__)
+    except Exception:
+        return "unknown"
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _is_structural(key):
+    key = key.upper()
+    if key in _STRUCTURAL or key.startswith("NAXIS") or key in ("HISTORY", "COMMENT", ""):
+        return True
+    for prefix in _COLUMN_KEY_PREFIXES:
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            return True
+    return False
+
+
+def _plain(value):
+    """FITS-representable scalar from a meta value (numpy scalars, Quantities)."""
+    if isinstance(value, u.Quantity):
+        return _plain(value.value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def _split_value(key, value):
+    """(value, comment) from a plain value or a (value, comment) tuple."""
+    comment = ""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+        value, comment = value
+    if isinstance(value, u.Quantity) and value.size == 1:
+        unit = value.unit.to_string()
+        comment = f"[{unit}] {comment}".strip() if not comment.startswith("[") else comment
+    value = _plain(value)
+    if not (value is None or isinstance(value, (bool, int, float, str, complex))):
+        raise TypeError(f"events.meta[{key!r}] = {value!r} cannot be written as a FITS "
+                        f"keyword; use a number, string, bool or (value, comment) tuple.")
+    return value, comment
+
+
+def _add_text_lines(header, kind, lines):
+    """Add HISTORY/COMMENT ``lines``; long lines are chunked with an ``&`` marker."""
+    add = header.add_history if kind == "HISTORY" else header.add_comment
+    for line in lines:
+        text = str(line)
+        while len(text) > _CARD_TEXT:
+            add(text[:_CARD_TEXT - 1] + _CONTINUE_MARK)
+            text = text[_CARD_TEXT - 1:]
+        add(text)
+
+
+def _join_text_lines(chunks):
+    """Inverse of :func:`_add_text_lines`."""
+    lines, pending = [], ""
+    for chunk in chunks:
+        chunk = str(chunk).rstrip()
+        if len(chunk) == _CARD_TEXT and chunk.endswith(_CONTINUE_MARK):
+            pending += chunk[:-1]
+            continue
+        lines.append(pending + chunk)
+        pending = ""
+    if pending:
+        lines.append(pending)
+    return lines
+
+
+def _apply_meta(header, meta, *, skip=()):
+    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too)."""
+    for key, value in meta.items():
+        ukey = str(key).upper()
+        if ukey in ("HISTORY", "COMMENT"):
+            lines = [value] if isinstance(value, str) else list(value)
+            _add_text_lines(header, ukey, lines)
+            continue
+        if ukey in skip or _is_structural(ukey):
+            continue
+        value, comment = _split_value(ukey, value)
+        header[ukey] = (value, comment)
+
+
+def _header_to_meta(header):
+    """``Table.meta``-style dict: ``(value, comment)`` tuples, HISTORY/COMMENT lists."""
+    meta = {}
+    for card in header.cards:
+        key = card.keyword
+        if key in ("HISTORY", "COMMENT"):
+            meta.setdefault(key, []).append(str(card.value))
+            continue
+        if _is_structural(key):
+            continue
+        meta[key] = (card.value, card.comment) if card.comment else card.value
+    for key in ("HISTORY", "COMMENT"):
+        if key in meta:
+            meta[key] = _join_text_lines(meta[key])
+    return meta
+
+
+def _check_output_path(path, overwrite, name="path"):
+    if not _is_path(path):
+        raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
+                        f"got {type(path).__name__}.")
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{name} {path!r} already exists; pass overwrite=True to "
+                              f"replace it.")
+    return path
+
+
+def _creator_cards(header):
+    header["CREATOR"] = (f"xcrfilter {_package_version()}"[:68], "software")
+    header["DATE"] = (_utc_now(), "file creation date (UTC)")
+
+
+def _input_file_cards(header, input_files):
+    files = [os.fspath(f) for f in input_files]
+    header["NINFILES"] = (len(files), "number of input frame files")
+    for i, fname in enumerate(files, start=1):
+        text = fname if len(fname) <= 68 else os.path.basename(fname)[-68:]
+        if i <= 99:
+            header[f"INFILE{i}"] = (text, "input frame file")
+        else:
+            header.add_comment(f"input file {i}: {fname}")
+
+
+# --------------------------------------------------------------------------
+# Event files
+# --------------------------------------------------------------------------
+
+def write_events(events, path, *, overwrite=False, input_files=None, history=None):
+    """Write an event table as an OGIP-style FITS event file.
+
+    The file holds an empty primary HDU and a binary table extension
+    ``EXTNAME = 'EVENTS'`` (``HDUCLASS = 'OGIP'``, ``HDUCLAS1 = 'EVENTS'``,
+    ``HDUCLAS2 = 'ALL'`` since filters never drop rows), following the OGIP
+    event-file conventions (OGIP/93-003): ``TUNITn`` for every column with a
+    unit (energy columns such as ``ENERGY``, ``PHA``, ``PHAS`` are written in
+    eV), ``TLMINn``/``TLMAXn`` for ``RAWX`` (0 .. columns-1), ``RAWY``
+    (0 .. rows-1) and ``GRADE`` (0 .. 7).
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table` or `~astropy.table.QTable`
+        One row per event (columns as in ``xcrfilter.events.find_events``).
+        ``events.meta`` keywords are written to the ``EVENTS`` header: values
+        plain or ``(value, comment)`` tuples (scalar Quantities are written as
+        their value with ``[unit]`` prepended to the comment); ``HISTORY``
+        and ``COMMENT`` are lists of str.  ``FRMCOLS``/``FRMROWS`` give the
+        frame shape for ``TLMIN``/``TLMAX``; ``TELESCOP``/``INSTRUME`` are
+        copied to the primary header too.
+    path : str or path-like
+        Output file.
+    overwrite : bool, optional
+        Replace an existing file.  Default False.
+    input_files : list of str, optional
+        Input frame files, written as ``INFILE1`` ... ``INFILE99`` (later
+        ones as COMMENT lines) and ``NINFILES``.
+    history : str or list of str, optional
+        Extra HISTORY lines appended after those of ``events.meta``.
+
+    Raises
+    ------
+    TypeError
+        If ``events`` is not a Table or a meta value is not representable.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+
+    Notes
+    -----
+    ``CREATOR`` (``xcrfilter <version>``) and ``DATE`` (UTC) are set in both
+    headers.  HISTORY/COMMENT text longer than 72 characters is split over
+    several cards, every chunk but the last ending with ``&``;
+    :func:`read_events` joins them again.  The input table is not modified.
+    """
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table or QTable, got "
+                        f"{type(events).__name__}.")
+    path = _check_output_path(path, overwrite)
+    table = Table(events, copy=True)
+    meta = dict(events.meta)
+    table.meta = {}
+    for name in table.colnames:
+        col = table[name]
+        if col.unit is not None and col.unit != u.eV and u.Unit(col.unit).is_equivalent(u.eV):
+            table[name] = Table.Column(col.quantity.to_value(u.eV).astype(col.dtype),
+                                       name=name, unit=u.eV, description=col.description)
+    hdu = fits.table_to_hdu(table)
+    header = hdu.header
+    header["EXTNAME"] = ("EVENTS", "name of this binary table extension")
+    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
+    header["HDUCLAS1"] = ("EVENTS", "extension contains events")
+    header["HDUCLAS2"] = ("ALL", "all events; STATUS bits mark rejections")
+    _creator_cards(header)
+    _apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
+                         ("HISTORY", "COMMENT")},
+                skip=("EXTNAME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CREATOR", "DATE"))
+    if input_files:
+        _input_file_cards(header, input_files)
+    _set_limits(header, table, meta)
+    if "COMMENT" in meta:
+        _apply_meta(header, {"COMMENT": meta["COMMENT"]})
+    lines = list(meta.get("HISTORY", []))
+    if isinstance(lines, str):
+        lines = [lines]
+    if history:
+        lines += [history] if isinstance(history, str) else list(history)
+    _add_text_lines(header, "HISTORY", lines)
+
+    primary = fits.PrimaryHDU()
+    _creator_cards(primary.header)
+    for key in ("TELESCOP", "INSTRUME", "DETNAM", "OBJECT"):
+        if key in header:
+            primary.header[key] = (header[key], header.comments[key])
+    fits.HDUList([primary, hdu]).writeto(path, overwrite=overwrite)
+
+
+def _meta_int(meta, key):
+    value = meta.get(key)
+    if isinstance(value, tuple):
+        value = value[0]
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _set_limits(header, table, meta):
+    names = [c.upper() for c in table.colnames]
+    ncols = _meta_int(meta, FRAME_COLS_KEY)
+    nrows = _meta_int(meta, FRAME_ROWS_KEY)
+    limits = {}
+    for col, n in (("RAWX", ncols), ("RAWY", nrows)):
+        if col not in names:
+            continue
+        if n is None and len(table) > 0:
+            n = int(np.max(table[table.colnames[names.index(col)]])) + 1
+        if n is not None:
+            limits[col] = (0, n - 1)
+    if "GRADE" in names:
+        limits["GRADE"] = (0, 7)
+    for col, (lo, hi) in limits.items():
+        idx = names.index(col) + 1
+        header.set(f"TLMIN{idx}", lo, f"minimum legal value of {col}", after=f"TFORM{idx}")
+        header.set(f"TLMAX{idx}", hi, f"maximum legal value of {col}", after=f"TLMIN{idx}")
+
+
+def _find_events_hdu(hdul, where):
+    if "EVENTS" in hdul:
+        return hdul["EVENTS"]
+    for hdu in hdul:
+        if isinstance(hdu, fits.BinTableHDU) and \
+                str(hdu.header.get("HDUCLAS1", "")).upper() == "EVENTS":
+            return hdu
+    raise ValueError(f"path: {where!r} has no EVENTS binary table extension "
+                     f"(EXTNAME = 'EVENTS' or HDUCLAS1 = 'EVENTS').")
+
+
+def read_events(path):
+    """Read an event file written by :func:`write_events` (or any OGIP event file).
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS file with an ``EVENTS`` binary table extension.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        Columns with their units (``TUNITn``) as Quantities, native byte
+        order; ``meta`` holds every non-structural keyword of the ``EVENTS``
+        header as ``(value, comment)`` (or the plain value when the comment is
+        empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
+        keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
+        ``meta``: :func:`write_events` regenerates them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file has no ``EVENTS`` extension.
+    """
+    if not _is_path(path):
+        raise TypeError(f"path must be a file path (str or pathlib.Path), got "
+                        f"{type(path).__name__}.")
+    where = os.fspath(path)
+    if not os.path.exists(where):
+        raise FileNotFoundError(f"path: event file {where!r} does not exist.")
+    with fits.open(where, mode="readonly", memmap=False) as hdul:
+        hdu = _find_events_hdu(hdul, where)
+        header = hdu.header.copy()
+        raw = Table.read(hdu, unit_parse_strict="silent")
+    table = QTable()
+    for i, name in enumerate(raw.colnames, start=1):
+        data = np.array(raw[name])
+        if data.dtype.byteorder not in ("=", "|"):
+            data = data.astype(data.dtype.newbyteorder("="))
+        unit = raw[name].unit
+        if unit is not None and not isinstance(unit, u.UnrecognizedUnit):
+            table[name] = u.Quantity(data, unit, copy=False)
+        else:
+            table[name] = data
+    table.meta = _header_to_meta(header)
+    return table
+
+
+# --------------------------------------------------------------------------
+# CAM maps and masks
+# --------------------------------------------------------------------------
+
+def _cards_to_header(header_cards, name="header_cards"):
+    """Header from a Header, a mapping (meta style) or an iterable of cards."""
+    header = fits.Header()
+    if header_cards is None:
+        return header
+    if isinstance(header_cards, fits.Header):
+        return _clean_header(header_cards)
+    if hasattr(header_cards, "items"):
+        _apply_meta(header, dict(header_cards))
+        return header
+    for item in header_cards:
+        if isinstance(item, fits.Card):
+            header.append(item, end=True)
+            continue
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise TypeError(f"{name} must be a Header, a dict or (keyword, value[, comment]) "
+                            f"tuples; got item {item!r}.")
+        key, value = str(item[0]).upper(), item[1]
+        comment = item[2] if len(item) == 3 else ""
+        if key in ("HISTORY", "COMMENT"):
+            _add_text_lines(header, key, [value])
+        else:
+            value, qcomment = _split_value(key, (value, comment) if comment else value)
+            header[key] = (value, qcomment)
+    return header
+
+
+def _cam_extname(name):
+    name = str(name).upper()
+    return name if name.startswith("CAM_") else f"CAM_{name}"
+
+
+def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
+    """Write class activation maps, one float32 image HDU per class.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output FITS file.
+    maps : dict of str to `numpy.ndarray`
+        Class name (e.g. ``"XRAY"``, ``"CR"``) to map, shape (rows, columns) or
+        (frames, rows, columns).  Extensions are named ``CAM_<NAME>`` (a name
+        already starting with ``CAM_`` is kept), in the dict's order.
+    header_cards : `~astropy.io.fits.Header`, dict or iterable of tuples, optional
+        Keywords (model name, input scaling, upsampling, class order ...)
+        written to the primary header and to every map's header: a Header, a
+        ``meta``-style dict (values plain or ``(value, comment)``) or
+        ``(keyword, value[, comment])`` tuples.
+    overwrite : bool, optional
+        Replace an existing file.  Default False.
+
+    Raises
+    ------
+    TypeError
+        If ``maps`` is not a non-empty dict of numeric arrays.
+    ValueError
+        If a map is not 2-D or 3-D.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+
+    Notes
+    -----
+    Seed paper Sec. 3.3: CAM_k(x, y) = sum_i w_i^k a_i(x, y), upsampled to the
+    input frame resolution.  Each extension has ``CLASSNAM`` (the class) and
+    ``BUNIT = ''`` (CAM values are dimensionless).
+    """
+    if not isinstance(maps, dict) or len(maps) == 0:
+        raise TypeError(f"maps must be a non-empty dict of class name to ndarray, got "
+                        f"{type(maps).__name__}{'' if maps else ' (empty)'}.")
+    path = _check_output_path(path, overwrite)
+    cards = _cards_to_header(header_cards)
+    primary = fits.PrimaryHDU()
+    primary.header.extend(cards, end=True)
+    _creator_cards(primary.header)
+    primary.header["NCAMMAPS"] = (len(maps), "number of CAM image extensions")
+    hdus = [primary]
+    for i, (cls, arr) in enumerate(maps.items(), start=1):
+        if isinstance(arr, u.Quantity):
+            arr = arr.value
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"maps[{cls!r}] must be a numeric array, got dtype {arr.dtype}.")
+        if arr.ndim not in (2, 3):
+            raise ValueError(f"maps[{cls!r}] must be 2-D (rows, columns) or 3-D (frames, "
+                             f"rows, columns), got shape {arr.shape}.")
+        extname = _cam_extname(cls)
+        hdu = fits.ImageHDU(arr.astype(np.float32), name=extname)
+        hdu.header.extend(cards, end=True)
+        hdu.header["CLASSNAM"] = (extname[4:], "class of this activation map")
+        hdu.header["BUNIT"] = ("", "class activation map (dimensionless)")
+        primary.header[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
+        hdus.append(hdu)
+    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
+
+
+def read_cam_maps(path):
+    """Read maps written by :func:`write_cam_maps`.
+
+    Returns
+    -------
+    maps : dict of str to `numpy.ndarray`
+        Class name (without the ``CAM_`` prefix) to float32 map.
+    header : `astropy.io.fits.Header`
+        Primary header.
+    """
+    where = os.fspath(path)
+    if not os.path.exists(where):
+        raise FileNotFoundError(f"path: CAM map file {where!r} does not exist.")
+    maps = {}
+    with fits.open(where, mode="readonly", memmap=False) as hdul:
+        header = hdul[0].header.copy()
+        for hdu in hdul[1:]:
+            if hdu.name.startswith("CAM_") and hdu.data is not None:
+                maps[hdu.name[4:]] = np.array(hdu.data, dtype=np.float32)
+    if not maps:
+        raise ValueError(f"path: {where!r} has no CAM_* image extensions.")
+    return maps, header
+
+
+def write_mask(path, ccd, *, overwrite=False, header_cards=None):
+    """Write a `~astropy.nddata.CCDData` and its mask (``MASK`` extension).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output FITS file.
+    ccd : `~astropy.nddata.CCDData`
+        E.g. the output of :func:`xcrfilter.masks.mask_events`; must have a
+        unit and a mask.  The primary HDU holds the data (``BUNIT``), the
+        ``MASK`` image extension holds the mask as uint8 (1 = masked), the
+        layout ccdproc reads back with ``CCDData.read`` and ds9 can display.
+    overwrite : bool, optional
+        Replace an existing file.  Default False.
+    header_cards : optional
+        Extra keywords for the primary header (see :func:`write_cam_maps`).
+
+    Raises
+    ------
+    TypeError
+        If ``ccd`` is not a CCDData.
+    ValueError
+        If ``ccd`` has no mask.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    if not isinstance(ccd, CCDData):
+        raise TypeError(f"ccd must be a CCDData, got {type(ccd).__name__}.")
+    if ccd.mask is None:
+        raise ValueError("ccd has no mask; write_mask needs ccd.mask (True = masked pixel).")
+    path = _check_output_path(path, overwrite)
+    hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty=None, hdu_flags=None)
+    hdul[0].header.extend(_cards_to_header(header_cards), update=True)
+    _creator_cards(hdul[0].header)
+    hdul["MASK"].header["HDUCLAS2"] = ("MASK", "1 = masked pixel")
+    hdul.writeto(path, overwrite=overwrite)
