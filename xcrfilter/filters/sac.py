@@ -1,0 +1,337 @@
+"""Self-anti-coincidence (SAC) filter: reject events near a particle track.
+
+A cosmic-ray primary that crosses the sensor leaves a track (a large or very
+energetic island of active pixels); the secondary photons and electrons it
+makes in the surrounding material land, in the same frame, within tens of
+pixels of it and look like X-rays to the very-faint-mode filter.  SAC, the
+classical context-aware method of the WFI background teams (Miller et al.
+2022, JATIS 8, 018001; DESIGN.md Sec. 5), rejects every event whose centre is
+within a radius ``R`` (pixels) of any track pixel of the same frame.
+
+Definitions used here
+---------------------
+* active pixel: energy >= the split threshold (80 eV by default, the event
+  finder's ``SPLTHR``);
+* island: a connected set of active pixels inside one frame (8-connectivity;
+  the labelling structure never links two frames);
+* track: an island whose summed energy is >= ``track_energy`` (the MIP
+  threshold, 10 keV by default) or whose size is >= ``track_size`` pixels
+  (10 by default: larger than any 3x3 X-ray island);
+* an event is rejected (``STATUS`` bit 4) when the Euclidean distance from
+  its central pixel (RAWX, RAWY) to the nearest track pixel is <= ``R``.
+  Events that are part of a track themselves (distance 0) are rejected too.
+"""
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.table import Table
+from scipy import ndimage
+
+from .._meta import add_history, card_value, set_card
+
+__all__ = ["sac_filter", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
+           "add_cli_options", "options_from_args", "pipeline_step"]
+
+#: STATUS bit set by this filter (DESIGN.md Sec. 2).
+SAC_BIT = 4
+
+#: Default parameters.
+SAC_DEFAULTS = dict(radius=20.0, split_threshold=80 * u.eV, track_energy=10 * u.keV,
+                    track_size=10)
+
+# 8-connectivity inside a frame, no connection between frames.
+_STRUCTURE = np.zeros((3, 3, 3), bool)
+_STRUCTURE[1] = True
+
+
+def _energy(value, name):
+    if not isinstance(value, u.Quantity):
+        raise TypeError(f"{name} must be an astropy Quantity in energy units, got {value!r}.")
+    try:
+        value = float(value.to_value(u.eV))
+    except u.UnitConversionError:
+        raise u.UnitConversionError(f"{name} must be an energy, got {value}.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and positive, got {value} eV.")
+    return value
+
+
+def _radius(radius):
+    if isinstance(radius, u.Quantity):
+        if radius.unit not in (u.pix, u.dimensionless_unscaled):
+            raise u.UnitConversionError(f"radius must be in pixels, got {radius}.")
+        radius = radius.value
+    radius = float(radius)
+    if not np.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius must be finite and >= 0 pixels, got {radius}.")
+    return radius
+
+
+def _cube_ev(frames, gain=None, detector=None):
+    """(data eV float32 3-D, was_2d) from a FrameCube or anything as_energy_cube reads."""
+    if hasattr(frames, "_fields") and "data" in frames._fields:
+        data = np.asarray(frames.data, dtype=np.float32)
+        was_2d = bool(getattr(frames, "was_2d", False))
+    else:
+        from ..io import as_energy_cube
+        cube = as_energy_cube(frames, gain=gain, detector=detector)
+        data, was_2d = cube.data, cube.was_2d
+    if data.ndim == 2:
+        data, was_2d = data[None], True
+    if data.ndim != 3:
+        raise ValueError(f"frames must be 2-D or 3-D, got shape {data.shape}.")
+    return data, was_2d
+
+
+def find_tracks(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV,
+                track_size=10, gain=None, detector=None):
+    """Pixel mask of particle tracks in each frame.
+
+    Parameters
+    ----------
+    frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData` or path
+        Frames (n_frames, ny, nx) or (ny, nx), read with
+        ``xcrfilter.io.as_energy_cube`` (eV).
+    split_threshold : `~astropy.units.Quantity` [energy]
+        Active-pixel threshold.  Default 80 eV.
+    track_energy : `~astropy.units.Quantity` [energy]
+        Islands with summed energy >= this are tracks (MIP threshold).
+        Default 10 keV.
+    track_size : int
+        Islands with >= this many active pixels are tracks.  Default 10.
+
+    Returns
+    -------
+    mask : bool ndarray, shape (n_frames, ny, nx)
+        True on track pixels.
+    n_tracks : int ndarray, shape (n_frames,)
+        Number of tracks per frame.
+    """
+    data, _ = _cube_ev(frames, gain=gain, detector=detector)
+    split = _energy(split_threshold, "split_threshold")
+    emin = _energy(track_energy, "track_energy")
+    size_min = int(track_size)
+    if size_min < 1:
+        raise ValueError(f"track_size must be >= 1 pixel, got {track_size}.")
+    active = data >= split
+    labels, n = ndimage.label(active, structure=_STRUCTURE)
+    flat = labels.ravel()
+    energy = np.bincount(flat, weights=data.ravel().astype(np.float64), minlength=n + 1)
+    size = np.bincount(flat, minlength=n + 1)
+    is_track = (energy >= emin) | (size >= size_min)
+    is_track[0] = False
+    mask = is_track[labels]
+    # frame of every island: first pixel's frame index
+    frame_of = np.zeros(n + 1, np.intp)
+    objs = ndimage.find_objects(labels)
+    for k, sl in enumerate(objs, start=1):
+        if sl is not None:
+            frame_of[k] = sl[0].start
+    n_tracks = np.bincount(frame_of[1:][is_track[1:]], minlength=data.shape[0])
+    return mask, n_tracks
+
+
+def track_distance(track_mask, frame, rawy, rawx):
+    """Distance (pixels) from event centres to the nearest track pixel of their frame.
+
+    Parameters
+    ----------
+    track_mask : bool ndarray, shape (n_frames, ny, nx)
+    frame, rawy, rawx : int ndarray, shape (n_events,)
+
+    Returns
+    -------
+    float ndarray, shape (n_events,)
+        Euclidean distance; ``inf`` where the frame has no track.
+    """
+    frame = np.asarray(frame, np.intp)
+    rawy = np.asarray(rawy, np.intp)
+    rawx = np.asarray(rawx, np.intp)
+    dist = np.full(frame.shape, np.inf)
+    if frame.size == 0:
+        return dist
+    has_track = track_mask.reshape(track_mask.shape[0], -1).any(axis=1)
+    for f in np.unique(frame[has_track[frame]]):
+        sel = frame == f
+        edt = ndimage.distance_transform_edt(~track_mask[f])
+        dist[sel] = edt[rawy[sel], rawx[sel]]
+    return dist
+
+
+def sac_filter(frames, events=None, *, radius=20.0, split_threshold=None,
+               track_energy=None, track_size=10, gain=None, detector=None):
+    """Self-anti-coincidence: flag events within ``radius`` of a particle track.
+
+    Parameters
+    ----------
+    frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData`, path, or `~astropy.table.Table`
+        Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
+        ``xcrfilter.io.as_energy_cube`` reads).  If an events table is given
+        here instead (events-only mode, no frames at hand), the tracks are the
+        central pixels of the events with ``ENERGY >= track_energy`` and the
+        table is flagged and returned.
+    events : `~astropy.table.Table`, optional
+        Events (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the frames.
+    radius : float or `~astropy.units.Quantity` [pix]
+        Rejection radius ``R`` in pixels (distance <= R is rejected).
+        Default 20.
+    split_threshold : `~astropy.units.Quantity` [energy], optional
+        Active-pixel threshold.  Default: the events' ``SPLTHR`` keyword, else
+        80 eV.
+    track_energy : `~astropy.units.Quantity` [energy], optional
+        Minimum island energy of a track.  Default: the events' ``MIPTHR``
+        keyword, else 10 keV.
+    track_size : int
+        Minimum island size (pixels) of a track.  Default 10.
+
+    Returns
+    -------
+    ccd : `~astropy.nddata.CCDData`
+        Frames-mode only: the frames (eV) with ``mask`` = track pixels and
+        header cards ``SACRAD``, ``SACSPLIT``, ``SACTRKE``, ``SACTRKN``,
+        ``SACNTRK``.
+    events : `~astropy.table.Table`
+        When events are given: a new table with ``STATUS`` bit 4 set, a float
+        column ``SAC_DIST`` (pixels to the nearest track, inf if none), the
+        same cards and ``SACNEVT`` in ``meta``, and a HISTORY line.
+
+    Raises
+    ------
+    TypeError
+        Energy thresholds that are not Quantities.
+    ValueError
+        Negative radius, track_size < 1, events outside the frames.
+    """
+    radius = _radius(radius)
+    if isinstance(frames, Table):
+        return _sac_events_only(frames, radius=radius, track_energy=track_energy)
+    meta_src = events.meta if events is not None else {}
+    if split_threshold is None:
+        split_threshold = card_value(meta_src, "SPLTHR", 80.0) * u.eV
+    if track_energy is None:
+        track_energy = card_value(meta_src, "MIPTHR", 10000.0) * u.eV
+    data, was_2d = _cube_ev(frames, gain=gain, detector=detector)
+    mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
+                                 track_energy=track_energy, track_size=track_size)
+    params = dict(radius=radius, split=_energy(split_threshold, "split_threshold"),
+                  emin=_energy(track_energy, "track_energy"), size=int(track_size),
+                  ntrack=int(n_tracks.sum()))
+    meta = {}
+    _write_cards(meta, params)
+    ccd = CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
+                  meta=fits.Header())
+    for key, value in meta.items():
+        if key != "HISTORY":
+            ccd.meta[key] = value
+    if events is None:
+        return ccd
+    return ccd, _flag(events, mask, radius, params)
+
+
+class _Cube:
+    """Minimal FrameCube stand-in for already-converted eV data."""
+    _fields = ("data", "mask")
+
+    def __init__(self, data):
+        self.data = data
+        self.mask = None
+        self.was_2d = False
+
+
+def _flag(events, mask, radius, params):
+    out = events.copy(copy_data=True)
+    n = len(out)
+    if n:
+        f = np.asarray(out["FRAME"], np.intp)
+        y = np.asarray(out["RAWY"], np.intp)
+        x = np.asarray(out["RAWX"], np.intp)
+        if (f.min() < 0 or f.max() >= mask.shape[0] or y.min() < 0 or y.max() >= mask.shape[1]
+                or x.min() < 0 or x.max() >= mask.shape[2]):
+            raise ValueError(f"events: FRAME/RAWY/RAWX outside the frames {mask.shape}.")
+        dist = track_distance(mask, f, y, x)
+    else:
+        dist = np.zeros(0)
+    hit = dist <= radius
+    status = np.asarray(out["STATUS"]).astype(np.int32)
+    status[hit] |= np.int32(1 << SAC_BIT)
+    out["STATUS"] = status
+    out["SAC_DIST"] = dist.astype(np.float32)
+    _write_cards(out.meta, params, n_events=int(hit.sum()))
+    return out
+
+
+def _sac_events_only(events, *, radius, track_energy):
+    if track_energy is None:
+        track_energy = card_value(events.meta, "MIPTHR", 10000.0) * u.eV
+    emin = _energy(track_energy, "track_energy")
+    energy = u.Quantity(events["ENERGY"], u.eV).to_value(u.eV) \
+        if getattr(events["ENERGY"], "unit", None) is not None else np.asarray(events["ENERGY"])
+    out = events.copy(copy_data=True)
+    f = np.asarray(out["FRAME"], np.int64)
+    y = np.asarray(out["RAWY"], np.float64)
+    x = np.asarray(out["RAWX"], np.float64)
+    is_track = energy >= emin
+    dist = np.full(len(out), np.inf)
+    for fr in np.unique(f[is_track]):
+        sel = f == fr
+        t = is_track & sel
+        d = np.hypot(y[sel][:, None] - y[t][None, :], x[sel][:, None] - x[t][None, :])
+        dist[sel] = d.min(axis=1)
+    hit = dist <= radius
+    status = np.asarray(out["STATUS"]).astype(np.int32)
+    status[hit] |= np.int32(1 << SAC_BIT)
+    out["STATUS"] = status
+    out["SAC_DIST"] = dist.astype(np.float32)
+    params = dict(radius=radius, split=float("nan"), emin=emin, size=0,
+                  ntrack=int(is_track.sum()))
+    _write_cards(out.meta, params, n_events=int(hit.sum()), events_only=True)
+    return out
+
+
+def _write_cards(meta, params, n_events=None, events_only=False):
+    set_card(meta, "SACRAD", float(params["radius"]), "[pixel] SAC rejection radius")
+    if not events_only:
+        set_card(meta, "SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold")
+        set_card(meta, "SACTRKN", int(params["size"]), "[pixel] SAC min track size")
+    set_card(meta, "SACTRKE", float(params["emin"]), "[eV] SAC min track energy")
+    set_card(meta, "SACNTRK", int(params["ntrack"]), "particle tracks found")
+    set_card(meta, "SACMODE", "events" if events_only else "frames", "SAC track source")
+    if n_events is not None:
+        set_card(meta, "SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)")
+        add_history(meta, f"sac_filter: radius={params['radius']} pix, "
+                    f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
+                    f"split={params['split']} eV -> {params['ntrack']} tracks, "
+                    f"{n_events} events flagged (STATUS bit {SAC_BIT})")
+
+
+# --------------------------------------------------------------------------
+# pipeline plug-in (CONTRACTS.md)
+# --------------------------------------------------------------------------
+def add_cli_options(group):
+    """Add the ``--sac-*`` options to an argparse group of ``xcrfilter filter``."""
+    group.add_argument("--sac-radius", type=float, default=SAC_DEFAULTS["radius"],
+                       help="rejection radius around tracks [pixel] (default %(default)s)")
+    group.add_argument("--sac-track-energy", type=float, default=None,
+                       help="minimum track energy [keV] (default: MIP threshold, 10)")
+    group.add_argument("--sac-track-size", type=int, default=SAC_DEFAULTS["track_size"],
+                       help="minimum track size [pixel] (default %(default)s)")
+
+
+def options_from_args(args):
+    """Keyword arguments of :func:`pipeline_step` from parsed ``--sac-*`` options."""
+    opts = dict(radius=args.sac_radius, track_size=args.sac_track_size)
+    if getattr(args, "sac_track_energy", None) is not None:
+        opts["track_energy"] = args.sac_track_energy * u.keV
+    return opts
+
+
+def pipeline_step(cube, events, **options):
+    """Pipeline step ``sac``: STATUS bit 4 near particle tracks (see :func:`sac_filter`).
+
+    Returns a new events table; ``events`` is not modified.
+    """
+    _, out = sac_filter(cube, events, **options)
+    return out
