@@ -1,0 +1,236 @@
+"""The ``xcrfilter`` command line.
+
+Sub-commands::
+
+    xcrfilter filter FRAMES.fits [MORE.fits ...] --method vfaint -o events.fits
+    xcrfilter simulate --frames N -o obs.fits
+    xcrfilter train --tiles tiles.npz --frames obs.fits --output model_dir/
+    xcrfilter compare OBS.fits -o report/
+    xcrfilter demo [-o DIR]
+
+Run ``xcrfilter <command> --help`` for the options of each.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+import astropy.units as u
+
+__all__ = ["main", "parse_energy", "build_parser"]
+
+# sub-command -> module providing add_arguments(parser) and run(args)
+_DELEGATES = {
+    "simulate": ("xcrfilter.simulate.cli",
+                 "simulate frames of an X-ray detector with cosmic rays (FITS + truth)"),
+    "train": ("xcrfilter.ml.cli",
+              "train the CAM filter (DenseNet frame classifier + random forest)"),
+    "compare": ("xcrfilter.compare",
+                "run every filter on a simulated observation and write the comparison"),
+}
+
+
+def parse_energy(text):
+    """Parse ``"260eV"``, ``"0.26 keV"`` or a bare number (eV) into a Quantity.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If the text is not a number with an optional energy unit.
+    """
+    s = str(text).strip()
+    try:
+        q = u.Quantity(s)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an energy; write e.g. 260eV or 0.26keV") from None
+    if q.unit == u.dimensionless_unscaled:
+        q = q.value * u.eV
+    try:
+        return q.to(u.eV)
+    except u.UnitConversionError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an energy (unit {q.unit}); write e.g. 260eV") from None
+
+
+def parse_gain(text):
+    """Parse ``"3.65eV/adu"`` or a bare number (eV per adu)."""
+    s = str(text).strip()
+    try:
+        q = u.Quantity(s)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a gain; write e.g. 3.65eV/adu") \
+            from None
+    if q.unit == u.dimensionless_unscaled:
+        q = q.value * u.eV / u.adu
+    elif q.unit.is_equivalent(u.eV):
+        q = q / u.adu
+    try:
+        q = q.to(u.eV / u.adu)
+    except u.UnitConversionError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a gain in eV/adu") from None
+    if q.value <= 0:
+        raise argparse.ArgumentTypeError(f"gain must be positive, got {text!r}")
+    return q
+
+
+def _add_threshold_options(parser):
+    g = parser.add_argument_group("event finding (seed paper Sec. 3.1)")
+    g.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
+                   metavar="E", help="minimum central-pixel energy of an event "
+                   "(default 260eV; bare numbers are eV)")
+    g.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
+                   metavar="E", help="pixels at or above it are active and join the "
+                   "event energy (default 80eV = 3 sigma of 7 e- noise)")
+    g.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
+                   metavar="E", help="events at or above it are minimum-ionising "
+                   "particles (default 10keV)")
+    g.add_argument("--gain", type=parse_gain, default=None, metavar="G",
+                   help="gain for frames in adu without a GAIN keyword, e.g. 3.65eV/adu")
+    return g
+
+
+def _add_filter_parser(sub):
+    from .pipeline import METHODS, load_method
+    p = sub.add_parser(
+        "filter", help="find events in FITS frames and flag cosmic-ray events",
+        description="Find X-ray events in raw detector frames (2-D images or 3-D "
+        "cubes frames x rows x columns, BUNIT eV/keV/electron/adu) and flag "
+        "cosmic-ray induced events.  Every event is written to an OGIP event "
+        "file (EVENTS extension); nothing is dropped.  STATUS bits: 0 invalid "
+        "3x3 shape, 1 active 5x5 outer-ring pixel, 2 energy outside [event, MIP "
+        "threshold), 3 Laplacian (astroscrappy) CR mask, 4 self-anti-coincidence, "
+        "5 CAM filter.  An event is accepted by a method when its bits are 0.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("frames", nargs="+", metavar="FRAMES.fits",
+                   help="input FITS file(s); cubes of several files are concatenated")
+    p.add_argument("-m", "--method", default="vfaint",
+                   help="comma-separated filters: " + ", ".join(METHODS) + ", or all")
+    p.add_argument("-o", "--output", required=True, metavar="EVENTS.fits",
+                   help="output event file")
+    p.add_argument("--mask-output", metavar="MASK.fits", default=None,
+                   help="also write a CCDData whose mask marks the 3x3 pixels of "
+                   "rejected events")
+    p.add_argument("--overwrite", action="store_true", help="overwrite output files")
+    p.add_argument("--chunk-frames", type=int, default=200,
+                   help="frames processed at a time (bounds memory)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_threshold_options(p)
+    for name in METHODS:
+        try:
+            module = load_method(name)
+        except ImportError:
+            continue
+        if hasattr(module, "add_cli_options"):
+            group = p.add_argument_group(f"{name} filter")
+            module.add_cli_options(group)
+    p.set_defaults(func=_run_filter)
+    return p
+
+
+def _method_options(args, names):
+    from .pipeline import load_method
+    options = {}
+    for name in names:
+        module = load_method(name)
+        if hasattr(module, "options_from_args"):
+            opts = module.options_from_args(args)
+            if opts:
+                options[name] = opts
+    return options
+
+
+def _check_outputs(args, *paths):
+    for path in paths:
+        if path and os.path.exists(path) and not args.overwrite:
+            raise FileExistsError(f"output {path} exists; use --overwrite to replace it.")
+        if path and any(os.path.abspath(path) == os.path.abspath(f) for f in args.frames):
+            raise ValueError(f"output {path} is also an input file; input files are "
+                             "never modified.")
+
+
+def _run_filter(args):
+    from .io import as_energy_cube, write_events, write_mask
+    from .masks import mask_events
+    from .pipeline import parse_methods, run_pipeline
+
+    names = parse_methods(args.method)
+    _check_outputs(args, args.output, args.mask_output)
+    for f in args.frames:
+        if not os.path.exists(f):
+            raise FileNotFoundError(f"input frames file {f} does not exist.")
+    source = args.frames[0] if len(args.frames) == 1 else list(args.frames)
+    cube = as_energy_cube(source, gain=args.gain, name="FRAMES")
+    events = run_pipeline(cube, names, event_threshold=args.event_threshold,
+                          split_threshold=args.split_threshold,
+                          mip_threshold=args.mip_threshold,
+                          options=_method_options(args, names),
+                          chunk_frames=args.chunk_frames, progress=not args.quiet)
+    write_events(events, args.output, overwrite=args.overwrite,
+                 input_files=list(args.frames))
+    if args.mask_output:
+        write_mask(args.mask_output, mask_events(cube, events, which="rejected"),
+                   overwrite=args.overwrite)
+    _print_summary(events, names, args.output)
+    return 0
+
+
+def _print_summary(events, names, output):
+    import numpy as np
+
+    from .pipeline import METHOD_BITS
+    status = np.asarray(events["STATUS"])
+    print(f"{len(events)} events written to {output}")
+    for name in names:
+        nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
+        print(f"  {name:9s} rejects {nrej:7d}  accepts {len(events) - nrej:7d}")
+    print(f"  all       accepts {int(np.count_nonzero(status == 0)):7d}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="xcrfilter",
+        description="Cosmic-ray background filters for X-ray imaging detector frames "
+        "(very-faint-mode, CAM machine learning, Laplacian, self-anti-coincidence).")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"xcrfilter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_filter_parser(sub)
+    for name, (modname, help_text) in _DELEGATES.items():
+        try:
+            module = importlib.import_module(modname)
+        except ImportError:
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper()
+                           + help_text[1:] + ".",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    from .demo import add_arguments as demo_args, run as demo_run
+    p = sub.add_parser("demo", help="simulate a small observation, filter it with every "
+                       "available method and print the comparison table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo_args(p)
+    p.set_defaults(func=demo_run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``xcrfilter`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError,
+            u.UnitsError) as exc:
+        print(f"xcrfilter {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
