@@ -1,0 +1,511 @@
+"""Quality metrics of cosmic-ray filters, as defined in the seed paper Sec. 3.4.
+
+The cosmic-ray (CR) class is the *positive* class and an event that a filter
+*rejects* is a predicted CR.  With
+
+* TP = CR events rejected,      FN = CR events kept,
+* FP = X-ray events rejected,   TN = X-ray events kept,
+
+the paper's metrics are (equation numbers of the seed paper):
+
+==========================================  ======================================  ====
+accuracy                                    (TP + TN) / (TP + TN + FP + FN)         Eq. 2
+precision (purity of the rejected sample)   TP / (TP + FP)                          Eq. 3
+recall, TPR (CR completeness)               TP / (TP + FN)                          Eq. 4
+F1                                          2 P R / (P + R)                         Eq. 5
+lost X-ray signal, FPR                      FP / (TN + FP)                          Eq. 6
+unrejected CR background, FOR               FN / (TN + FN)                          Eq. 7
+FOR relative improvement                    1 - FOR(method) / FOR(reference)        Eq. 8
+==========================================  ======================================  ====
+
+All metrics are fractions (0..1); :func:`table2` reports them in percent as
+the paper's Table 2 does.  A metric whose denominator is zero is ``nan``
+(for example the precision of a filter that rejects nothing); no warning is
+emitted.
+
+Events are selected by reconstructed energy in a band, by default
+0.3 keV <= ENERGY < 10 keV (lower end inclusive, upper end exclusive, the
+same convention as the ``[event threshold, MIP threshold)`` energy cut).
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable, Table
+
+__all__ = ["Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
+           "f1_score", "lost_xray_signal", "unrejected_cr_background",
+           "for_relative_improvement", "summary", "select_band", "event_metrics",
+           "rejected_by", "roc_curve", "threshold_at_fpr", "table2", "TABLE2_ROWS",
+           "DEFAULT_BAND"]
+
+#: Default energy band of the paper's evaluation (Sec. 3.4): 0.3-10 keV.
+DEFAULT_BAND = (0.3, 10.0) * u.keV
+
+Confusion = namedtuple("Confusion", ["tp", "fp", "tn", "fn"])
+Confusion.__doc__ = """Confusion matrix with CR as the positive class.
+
+Attributes
+----------
+tp : int
+    CR events rejected.
+fp : int
+    X-ray events rejected (lost signal).
+tn : int
+    X-ray events kept.
+fn : int
+    CR events kept (unrejected background).
+"""
+
+ThresholdChoice = namedtuple("ThresholdChoice", ["threshold", "fpr", "recall"])
+ThresholdChoice.__doc__ = """Result of :func:`threshold_at_fpr`.
+
+Attributes
+----------
+threshold : float
+    Score threshold; events with ``score >= threshold`` are rejected.
+fpr : float
+    Lost X-ray signal at this threshold.
+recall : float
+    CR completeness at this threshold.
+"""
+
+#: Row names of :func:`table2` (the paper's Table 2) and the summary key of each.
+TABLE2_ROWS = (
+    ("F1", "f1"),
+    ("Precision", "precision"),
+    ("Recall", "recall"),
+    ("Lost X-RAY signal (FPR)", "fpr"),
+    ("CR in detected signal (FOR)", "for"),
+    ("FOR relative improvement", "for_improvement"),
+)
+
+
+def _ratio(num, den):
+    num = float(num)
+    den = float(den)
+    return num / den if den != 0 else float("nan")
+
+
+def _as_confusion(cm):
+    if isinstance(cm, Confusion):
+        return cm
+    if isinstance(cm, dict):
+        return Confusion(*(int(cm[k]) for k in Confusion._fields))
+    values = tuple(cm)
+    if len(values) != 4:
+        raise TypeError(f"cm must be a Confusion (tp, fp, tn, fn), got {cm!r}.")
+    return Confusion(*values)
+
+
+def accuracy(cm):
+    """(TP + TN) / (TP + TN + FP + FN), seed paper Eq. 2; nan if no events."""
+    cm = _as_confusion(cm)
+    return _ratio(cm.tp + cm.tn, cm.tp + cm.tn + cm.fp + cm.fn)
+
+
+def precision(cm):
+    """TP / (TP + FP), seed paper Eq. 3; nan if nothing was rejected."""
+    cm = _as_confusion(cm)
+    return _ratio(cm.tp, cm.tp + cm.fp)
+
+
+def recall(cm):
+    """TP / (TP + FN) (CR completeness, TPR), seed paper Eq. 4; nan if no CR events."""
+    cm = _as_confusion(cm)
+    return _ratio(cm.tp, cm.tp + cm.fn)
+
+
+def f1_score(cm):
+    """2 P R / (P + R), seed paper Eq. 5; nan if P or R is nan, 0 if P + R = 0."""
+    p, r = precision(cm), recall(cm)
+    if np.isnan(p) or np.isnan(r):
+        return float("nan")
+    return _ratio(2 * p * r, p + r) if p + r > 0 else 0.0
+
+
+def lost_xray_signal(cm):
+    """Lost X-ray signal, FPR = FP / (TN + FP), seed paper Eq. 6; nan if no X-rays."""
+    cm = _as_confusion(cm)
+    return _ratio(cm.fp, cm.tn + cm.fp)
+
+
+def unrejected_cr_background(cm):
+    """Unrejected CR background, FOR = FN / (TN + FN), seed paper Eq. 7.
+
+    nan if every event was rejected (no predicted X-rays).
+    """
+    cm = _as_confusion(cm)
+    return _ratio(cm.fn, cm.tn + cm.fn)
+
+
+def for_relative_improvement(for_method, for_reference):
+    """1 - FOR(method) / FOR(reference), seed paper Eq. 8.
+
+    Parameters
+    ----------
+    for_method, for_reference : float or `Confusion`
+        FOR values (fractions) or confusion matrices to take them from.
+
+    Returns
+    -------
+    float
+        Positive when the method leaves less CR background than the
+        reference; nan if either FOR is nan or the reference FOR is 0.
+    """
+    if not np.isscalar(for_method):
+        for_method = unrejected_cr_background(for_method)
+    if not np.isscalar(for_reference):
+        for_reference = unrejected_cr_background(for_reference)
+    for_method, for_reference = float(for_method), float(for_reference)
+    if np.isnan(for_method) or np.isnan(for_reference) or for_reference == 0:
+        return float("nan")
+    return 1.0 - for_method / for_reference
+
+
+def _as_truth(truth, name="truth_is_cr"):
+    """(is_cr, valid) bool arrays from a bool array or class labels 0/1/2."""
+    arr = np.asarray(truth)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per event), got shape {arr.shape}.")
+    if arr.dtype == bool:
+        return arr, np.ones(arr.shape, bool)
+    if arr.dtype.kind in "iu":
+        bad = ~np.isin(arr, (0, 1, 2))
+        if bad.any():
+            raise ValueError(
+                f"{name} must be bool (True = CR) or class labels 0 (noise), 1 (X-ray), "
+                f"2 (CR); found value {arr[bad][0]}.")
+        return arr == 2, arr != 0
+    raise TypeError(f"{name} must be a bool array (True = CR) or integer class labels "
+                    f"0/1/2, got dtype {arr.dtype}.")
+
+
+def _as_bool(values, name, n):
+    arr = np.asarray(values)
+    if arr.dtype != bool:
+        raise TypeError(f"{name} must be a bool array (True = rejected), got dtype "
+                        f"{arr.dtype}; use rejected_by(events, bits) for STATUS bits.")
+    if arr.shape != (n,):
+        raise ValueError(f"{name} has shape {arr.shape}, but truth has {n} events.")
+    return arr
+
+
+def confusion(truth_is_cr, rejected):
+    """Confusion matrix of a filter's rejections against the truth.
+
+    Parameters
+    ----------
+    truth_is_cr : array of bool or int, shape (n,)
+        True for CR events (bool), or class labels 0 (noise, ignored),
+        1 (X-ray), 2 (CR) as returned by ``xcrfilter.simulate.event_truth``.
+    rejected : array of bool, shape (n,)
+        True where the filter rejected the event (predicted CR).
+
+    Returns
+    -------
+    Confusion
+        (tp, fp, tn, fn) counts, CR = positive class (seed paper Sec. 3.4).
+
+    Raises
+    ------
+    TypeError
+        If ``rejected`` is not bool, or ``truth_is_cr`` is neither bool nor int.
+    ValueError
+        If the shapes differ or a label is not 0, 1 or 2.
+    """
+    is_cr, valid = _as_truth(truth_is_cr)
+    rej = _as_bool(rejected, "rejected", is_cr.size)
+    is_cr, rej = is_cr[valid], rej[valid]
+    tp = int(np.count_nonzero(is_cr & rej))
+    fp = int(np.count_nonzero(~is_cr & rej))
+    tn = int(np.count_nonzero(~is_cr & ~rej))
+    fn = int(np.count_nonzero(is_cr & ~rej))
+    return Confusion(tp, fp, tn, fn)
+
+
+def summary(cm, reference=None):
+    """All metrics of one confusion matrix as a dict of fractions.
+
+    Parameters
+    ----------
+    cm : `Confusion`
+    reference : `Confusion` or float, optional
+        Reference filter (or its FOR) for the FOR relative improvement.
+
+    Returns
+    -------
+    dict
+        ``tp, fp, tn, fn, n_cr, n_xray, accuracy, precision, recall, f1, fpr,
+        for, for_improvement`` (nan without a reference).
+    """
+    cm = _as_confusion(cm)
+    out = dict(cm._asdict())
+    out.update(n_cr=cm.tp + cm.fn, n_xray=cm.tn + cm.fp, accuracy=accuracy(cm),
+               precision=precision(cm), recall=recall(cm), f1=f1_score(cm),
+               fpr=lost_xray_signal(cm), **{"for": unrejected_cr_background(cm)})
+    out["for_improvement"] = (for_relative_improvement(out["for"], reference)
+                              if reference is not None else float("nan"))
+    return out
+
+
+def _check_band(band):
+    if not isinstance(band, u.Quantity):
+        raise TypeError(f"band must be a Quantity pair of energies, e.g. (0.3, 10) * u.keV; "
+                        f"got {type(band).__name__} {band!r}.")
+    try:
+        lo, hi = band.to_value(u.eV)
+    except u.UnitConversionError:
+        raise u.UnitConversionError(f"band must be in energy units, got {band.unit}.") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"band must hold two energies (low, high), got {band}.") from None
+    if not lo < hi:
+        raise ValueError(f"band must be (low, high) with low < high, got {band}.")
+    return lo, hi
+
+
+def select_band(events, band=DEFAULT_BAND):
+    """Bool array: events with ``band[0] <= ENERGY < band[1]``.
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        Must have an ``ENERGY`` column with an energy unit.
+    band : `~astropy.units.Quantity` [energy], shape (2,)
+        Default 0.3-10 keV (seed paper Sec. 3.4).  Lower end inclusive,
+        upper end exclusive.
+    """
+    lo, hi = _check_band(band)
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table with an ENERGY column, got "
+                        f"{type(events).__name__}.")
+    if "ENERGY" not in events.colnames:
+        raise ValueError("events has no ENERGY column.")
+    col = events["ENERGY"]
+    unit = getattr(col, "unit", None)
+    if unit is None:
+        raise TypeError("events['ENERGY'] has no unit; it must be an energy (eV).")
+    energy = u.Quantity(col).to_value(u.eV)
+    return (energy >= lo) & (energy < hi)
+
+
+def rejected_by(events, bits=None):
+    """Bool array: events whose ``STATUS`` has any of ``bits`` set.
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        With an integer ``STATUS`` column.
+    bits : int, str or iterable of int/str, optional
+        Bit numbers or names of ``xcrfilter.events.STATUS_BITS`` (e.g.
+        ``"GRADE"``, ``5``).  Default: any bit.
+    """
+    if "STATUS" not in getattr(events, "colnames", ()):
+        raise ValueError("events has no STATUS column.")
+    status = np.asarray(events["STATUS"]).astype(np.int64)
+    return (status & _bit_mask(bits)) != 0
+
+
+def _bit_mask(bits):
+    if bits is None:
+        return np.int64(-1)
+    from .events import STATUS_BITS
+    if isinstance(bits, (int, np.integer, str)):
+        bits = [bits]
+    mask = 0
+    for b in bits:
+        if isinstance(b, str):
+            if b.upper() not in STATUS_BITS:
+                raise ValueError(f"bits: unknown STATUS bit name {b!r}; known: "
+                                 f"{sorted(STATUS_BITS)}.")
+            b = STATUS_BITS[b.upper()]
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b < 31:
+            raise ValueError(f"bits must be bit numbers 0-30 or STATUS_BITS names, got {b!r}.")
+        mask |= 1 << int(b)
+    return np.int64(mask)
+
+
+def event_metrics(events, truth, rejected, band=DEFAULT_BAND, reference=None):
+    """Metrics of one filter on the events in an energy band.
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        Event table with an ``ENERGY`` column (energy unit).
+    truth : array of bool or int, shape (n_events,)
+        True / 2 for CR events, False / 1 for X-rays, 0 for noise events
+        (noise events are left out of every count).
+    rejected : array of bool, shape (n_events,)
+        True where the filter rejected the event.
+    band : `~astropy.units.Quantity` [energy], shape (2,), optional
+        Events with ``band[0] <= ENERGY < band[1]`` count.  Default 0.3-10 keV.
+    reference : array of bool, shape (n_events,), optional
+        Rejections of the reference (traditional) filter, for the FOR
+        relative improvement (Eq. 8).
+
+    Returns
+    -------
+    dict
+        As :func:`summary`, plus ``n_events`` (events in the band with a true
+        class) and ``band`` (the band used).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad types, shapes or labels (each message names the argument).
+    """
+    in_band = select_band(events, band)
+    n = len(events)
+    is_cr, valid = _as_truth(truth, "truth")
+    if is_cr.size != n:
+        raise ValueError(f"truth has {is_cr.size} values but events has {n} rows.")
+    rej = _as_bool(rejected, "rejected", n)
+    keep = in_band & valid
+    cm = confusion(is_cr[keep], rej[keep])
+    ref = None
+    if reference is not None:
+        ref = confusion(is_cr[keep], _as_bool(reference, "reference", n)[keep])
+    out = summary(cm, ref)
+    out["n_events"] = int(np.count_nonzero(keep))
+    out["band"] = u.Quantity(band).to(u.keV)
+    return out
+
+
+def roc_curve(truth_is_cr, score):
+    """Receiver operating characteristic: recall vs lost X-ray signal.
+
+    An event is rejected when ``score >= threshold``.
+
+    Parameters
+    ----------
+    truth_is_cr : array of bool or int, shape (n,)
+        As in :func:`confusion`.
+    score : array of float, shape (n,)
+        CR score (e.g. ``PROB_CR``); larger means more CR-like.
+
+    Returns
+    -------
+    fpr : `numpy.ndarray`
+        Lost X-ray signal (Eq. 6) at each threshold, non-decreasing.
+    recall : `numpy.ndarray`
+        CR completeness (Eq. 4) at each threshold, non-decreasing.
+    thresholds : `numpy.ndarray`
+        Decreasing thresholds; the first is ``+inf`` (nothing rejected,
+        fpr = recall = 0), then every distinct score.
+
+    Raises
+    ------
+    ValueError
+        If ``score`` has NaN values or the shapes differ.
+    """
+    is_cr, valid = _as_truth(truth_is_cr)
+    score = np.asarray(score, dtype=float)
+    if score.shape != is_cr.shape:
+        raise ValueError(f"score has shape {score.shape}, but truth_is_cr has {is_cr.shape}.")
+    if np.isnan(score).any():
+        raise ValueError("score contains NaN values; every event needs a finite score.")
+    is_cr, score = is_cr[valid], score[valid]
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
+    cr = is_cr[order]
+    tp = np.cumsum(cr)
+    fp = np.cumsum(~cr)
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1] if s.size else np.array([], int)
+    n_cr, n_x = int(cr.sum()), int((~cr).sum())
+    tp = np.r_[0, tp[last]].astype(float)
+    fp = np.r_[0, fp[last]].astype(float)
+    thresholds = np.r_[np.inf, s[last]]
+    fpr = fp / n_x if n_x else np.full(fp.shape, np.nan)
+    rec = tp / n_cr if n_cr else np.full(tp.shape, np.nan)
+    return fpr, rec, thresholds
+
+
+def threshold_at_fpr(truth, score, target_fpr):
+    """Lowest score threshold whose lost X-ray signal is at most ``target_fpr``.
+
+    This is how the paper picks its operating point from the ROC curve
+    (Sec. 4: threshold 0.77, recall 43.7 % at 1.82 % lost X-ray signal).
+
+    Parameters
+    ----------
+    truth : array of bool or int, shape (n,)
+    score : array of float, shape (n,)
+    target_fpr : float
+        Largest acceptable lost X-ray fraction, in [0, 1] (a Quantity in
+        percent is accepted too).
+
+    Returns
+    -------
+    ThresholdChoice
+        ``threshold`` (reject ``score >= threshold``; ``inf`` if no threshold
+        meets the target), and the ``fpr`` and ``recall`` there.
+    """
+    if isinstance(target_fpr, u.Quantity):
+        target_fpr = target_fpr.to_value(u.dimensionless_unscaled)
+    target = float(target_fpr)
+    if not 0 <= target <= 1:
+        raise ValueError(f"target_fpr must be a fraction in [0, 1], got {target_fpr}.")
+    fpr, rec, thr = roc_curve(truth, score)
+    if np.isnan(fpr).all():
+        raise ValueError("truth has no X-ray events: the FPR is undefined.")
+    ok = np.nonzero(fpr <= target)[0]
+    i = ok[-1]
+    return ThresholdChoice(float(thr[i]), float(fpr[i]), float(rec[i]))
+
+
+def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None):
+    """The seed paper's Table 2 layout for several filters, in percent.
+
+    Parameters
+    ----------
+    truth : array of bool or int, shape (n_events,)
+        As in :func:`confusion`.
+    rejections : dict of str to array of bool
+        Method name to its rejections, one column of the table each (in the
+        dict's order).
+    events : `~astropy.table.Table`, optional
+        If given, only events with ``band[0] <= ENERGY < band[1]`` count.
+    band : `~astropy.units.Quantity` [energy], optional
+        Default 0.3-10 keV.
+    reference : str, optional
+        Key of ``rejections`` used as the reference of the FOR relative
+        improvement (Eq. 8).  Default: the last method if there is more than
+        one (the paper lists the traditional filter last), else none.  The
+        reference's own improvement is nan (the paper's "-").
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        Column ``metric`` (row names of :data:`TABLE2_ROWS`) and one column
+        per method in percent (``u.percent``).  ``meta`` has the counts of
+        each method's confusion matrix and the band.
+    """
+    if not isinstance(rejections, dict) or not rejections:
+        raise TypeError("rejections must be a non-empty dict of method name to bool array.")
+    is_cr, valid = _as_truth(truth, "truth")
+    keep = valid.copy()
+    if events is not None:
+        if len(events) != is_cr.size:
+            raise ValueError(f"truth has {is_cr.size} values but events has "
+                             f"{len(events)} rows.")
+        keep &= select_band(events, band)
+    if reference is None and len(rejections) > 1:
+        reference = list(rejections)[-1]
+    if reference is not None and reference not in rejections:
+        raise ValueError(f"reference {reference!r} is not a key of rejections "
+                         f"({list(rejections)}).")
+    cms = {name: confusion(is_cr[keep], _as_bool(rej, f"rejections[{name!r}]",
+                                                 is_cr.size)[keep])
+           for name, rej in rejections.items()}
+    ref_cm = cms[reference] if reference is not None else None
+    table = QTable()
+    table["metric"] = [row for row, _ in TABLE2_ROWS]
+    for name, cm in cms.items():
+        s = summary(cm, ref_cm if name != reference else None)
+        table[name] = np.array([100.0 * s[key] for _, key in TABLE2_ROWS]) * u.percent
+        table.meta[name] = dict(cm._asdict())
+    table.meta["band"] = str(u.Quantity(band).to(u.keV)) if events is not None else "all"
+    table.meta["reference"] = reference
+    return table
