@@ -176,7 +176,7 @@ def test_fits_list_concatenated(tmp_path):
     np.testing.assert_allclose(cube.data[:, 0, 0], [1.0, 1.0, 2000.0])
     assert cube.filenames == [str(a), str(b)]
     ccd = read_frames([a, b])
-    assert ccd.meta["INFILE1"] == "a.fits" and ccd.meta["INFILE2"] == "b.fits"
+    assert ccd.meta["INFILE01"] == "a.fits" and ccd.meta["INFILE02"] == "b.fits"
 
 
 def test_ccddata_written_file_round_trip(tmp_path):
@@ -398,8 +398,8 @@ def test_events_round_trip(tmp_path):
             continue
         assert back.meta[key] == value, key
     assert back.meta["HISTORY"] == t.meta["HISTORY"] + ["extra step"]
-    assert back.meta["INFILE1"] == ("/data/a.fits", "input frame file")
-    assert back.meta["INFILE2"][0] == "b.fits"
+    assert back.meta["INFILE01"] == ("/data/a.fits", "input frame file")
+    assert back.meta["INFILE02"][0] == "b.fits"
     assert back.meta["NINFILES"][0] == 2
     assert back.meta["CREATOR"][0].startswith("xcrfilter ")
     assert back.meta["HDUCLAS1"][0] == "EVENTS"

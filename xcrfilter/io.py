@@ -428,7 +428,7 @@ def read_frames(source, *, gain=None, detector=None):
     `~astropy.nddata.CCDData`
         Shape (n_frames, rows, columns), unit eV, ``mask`` True on bad pixels,
         ``meta`` the input header with ``BUNIT = 'eV'`` and the input files
-        listed as ``INFILEn`` keywords.
+        listed as ``INFILE01`` ... ``INFILE99`` keywords.
 
     Raises
     ------
@@ -441,7 +441,8 @@ def read_frames(source, *, gain=None, detector=None):
     if old is not None and str(old).strip().lower() != "ev":
         header.add_history(f"xcrfilter.io.read_frames: converted from BUNIT={old} to eV")
     for i, fname in enumerate(cube.filenames, start=1):
-        header[f"INFILE{i}"[:8]] = (os.path.basename(fname)[:68], "input frame file")
+        if i <= 99:
+            header[f"INFILE{i:02d}"] = (os.path.basename(fname)[-68:], "input frame file")
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
 
 
@@ -586,7 +587,7 @@ def _input_file_cards(header, input_files):
     for i, fname in enumerate(files, start=1):
         text = fname if len(fname) <= 68 else os.path.basename(fname)[-68:]
         if i <= 99:
-            header[f"INFILE{i}"] = (text, "input frame file")
+            header[f"INFILE{i:02d}"] = (text, "input frame file")
         else:
             header.add_comment(f"input file {i}: {fname}")
 
@@ -621,8 +622,9 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     overwrite : bool, optional
         Replace an existing file.  Default False.
     input_files : list of str, optional
-        Input frame files, written as ``INFILE1`` ... ``INFILE99`` (later
-        ones as COMMENT lines) and ``NINFILES``.
+        Input frame files, written as ``INFILE01`` ... ``INFILE99`` (later
+        ones as COMMENT lines; same keywords as ``find_events`` sets) and
+        ``NINFILES``.
     history : str or list of str, optional
         Extra HISTORY lines appended after those of ``events.meta``.
 
