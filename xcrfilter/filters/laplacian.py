@@ -499,7 +499,8 @@ def options_from_args(args):
     return opts
 
 
-def pipeline_step(cube, events, **options):
+def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_threshold=None,
+                  mip_threshold=None, **options):
     """Pipeline step ``lacosmic``: STATUS bit 3 from the L.A.Cosmic mask.
 
     Parameters
@@ -508,6 +509,11 @@ def pipeline_step(cube, events, **options):
         Frames in eV (n_frames, ny, nx) with their bad-pixel mask.
     events : `~astropy.table.QTable`
         Events of ``cube``; not modified.
+    detector : `~xcrfilter.detector.DetectorModel`, optional
+        Pair energy and read noise (default WFI preset).
+    event_threshold, split_threshold, mip_threshold
+        Accepted from the pipeline and ignored (the Laplacian mask does not
+        depend on the event thresholds).
     **options
         Keyword arguments of :func:`lacosmic_filter`.
 
@@ -516,7 +522,7 @@ def pipeline_step(cube, events, **options):
     `~astropy.table.QTable`
         New events table with bit 3 set and the ``LAC*`` cards in ``meta``.
     """
-    _, new_events = lacosmic_filter(cube, events, **options)
+    _, new_events = lacosmic_filter(cube, events, detector=detector, **options)
     return new_events
 
 

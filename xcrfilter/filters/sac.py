@@ -328,10 +328,18 @@ def options_from_args(args):
     return opts
 
 
-def pipeline_step(cube, events, **options):
+def pipeline_step(cube, events, *, radius=SAC_DEFAULTS["radius"], track_energy=None,
+                  track_size=SAC_DEFAULTS["track_size"], split_threshold=None,
+                  mip_threshold=None, event_threshold=None, detector=None):
     """Pipeline step ``sac``: STATUS bit 4 near particle tracks (see :func:`sac_filter`).
 
-    Returns a new events table; ``events`` is not modified.
+    The pipeline's ``split_threshold`` defines active pixels and its
+    ``mip_threshold`` is the default ``track_energy``; ``event_threshold`` and
+    ``detector`` are accepted and not used.  Returns a new events table;
+    ``events`` is not modified.
     """
-    _, out = sac_filter(cube, events, **options)
+    if track_energy is None:
+        track_energy = mip_threshold
+    _, out = sac_filter(cube, events, radius=radius, track_energy=track_energy,
+                        track_size=track_size, split_threshold=split_threshold)
     return out
