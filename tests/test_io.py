@@ -515,3 +515,12 @@ def test_write_mask_readable_by_ccddata(tmp_path):
         write_mask(tmp_path / "m2.fits", CCDData(np.ones((6, 6)), unit="eV"))
     with pytest.raises(TypeError, match="ccd must be a CCDData"):
         write_mask(tmp_path / "m2.fits", np.ones((6, 6)))
+
+
+def test_huge_finite_values_not_masked():
+    # the sum overflows to inf although every pixel is finite
+    raw = np.full((2, 5, 5), 3e38, dtype=np.float32)
+    cube = as_energy_cube(raw * u.eV)
+    assert not cube.mask.any()
+    raw[1, 1, 1] = np.inf
+    assert as_energy_cube(raw * u.eV).mask.sum() == 1

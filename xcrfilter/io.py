@@ -222,7 +222,15 @@ def _to_cube(values, mask, factor, name):
     data = np.array(values, dtype=np.float32, copy=True)
     if factor != 1.0:
         data *= np.float32(factor)
-    bad = ~np.isfinite(data)
+    # Fast path: a finite sum proves every pixel finite (NaN and inf propagate),
+    # and np.zeros does not touch memory until a pixel is masked.
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = np.add.reduce(data, axis=None, dtype=np.float32)
+    if np.isfinite(total):
+        bad = np.zeros(data.shape, dtype=bool)
+    else:
+        bad = np.isfinite(data)
+        np.logical_not(bad, out=bad)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != data.shape:
