@@ -29,6 +29,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from astropy.table import Table
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from .._meta import add_history, card_value, set_card
 
@@ -119,17 +120,17 @@ def find_tracks(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV,
     active = data >= split
     labels, n = ndimage.label(active, structure=_STRUCTURE)
     flat = labels.ravel()
-    energy = np.bincount(flat, weights=data.ravel().astype(np.float64), minlength=n + 1)
-    size = np.bincount(flat, minlength=n + 1)
+    idx = np.flatnonzero(flat)  # active pixels only (a small fraction of the frame)
+    lab = flat[idx]
+    energy = np.bincount(lab, weights=data.ravel()[idx].astype(np.float64), minlength=n + 1)
+    size = np.bincount(lab, minlength=n + 1)
     is_track = (energy >= emin) | (size >= size_min)
     is_track[0] = False
-    mask = is_track[labels]
-    # frame of every island: first pixel's frame index
+    mask = np.zeros(data.shape, bool)
+    mask.ravel()[idx[is_track[lab]]] = True
+    # frame of every island, from the flat index of its pixels
     frame_of = np.zeros(n + 1, np.intp)
-    objs = ndimage.find_objects(labels)
-    for k, sl in enumerate(objs, start=1):
-        if sl is not None:
-            frame_of[k] = sl[0].start
+    frame_of[lab] = idx // (data.shape[1] * data.shape[2])
     n_tracks = np.bincount(frame_of[1:][is_track[1:]], minlength=data.shape[0])
     return mask, n_tracks
 
@@ -151,13 +152,17 @@ def track_distance(track_mask, frame, rawy, rawx):
     rawy = np.asarray(rawy, np.intp)
     rawx = np.asarray(rawx, np.intp)
     dist = np.full(frame.shape, np.inf)
-    if frame.size == 0:
+    tf, ty, tx = np.nonzero(track_mask)
+    if frame.size == 0 or tf.size == 0:
         return dist
-    has_track = track_mask.reshape(track_mask.shape[0], -1).any(axis=1)
-    for f in np.unique(frame[has_track[frame]]):
-        sel = frame == f
-        edt = ndimage.distance_transform_edt(~track_mask[f])
-        dist[sel] = edt[rawy[sel], rawx[sel]]
+    # Nearest track pixel with a k-d tree; frames are separated by a gap far
+    # larger than any frame so that a track never reaches into another frame.
+    gap = 4.0 * (track_mask.shape[1] + track_mask.shape[2])
+    tree = cKDTree(np.column_stack([tf * gap, ty, tx]).astype(float))
+    d, _ = tree.query(np.column_stack([frame * gap, rawy, rawx]).astype(float),
+                      distance_upper_bound=gap / 2)
+    has = np.isfinite(d)
+    dist[has] = d[has]
     return dist
 
 
