@@ -1,11 +1,13 @@
 """Tests of xcrfilter.io: frame input (units, masks, files) and FITS writers."""
 import hashlib
+import warnings
 
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
+from astropy.utils.exceptions import AstropyUserWarning
 
 from xcrfilter.detector import DetectorModel
 from xcrfilter.io import FrameCube, as_energy_cube, read_frames
@@ -83,7 +85,8 @@ def test_nonfinite_pixels_masked_and_zeroed():
     raw[1, 3, 4] = np.inf
     raw[1, 0, 0] = -np.inf
     before = raw.copy()
-    cube = as_energy_cube(raw * u.eV)
+    with pytest.warns(AstropyUserWarning, match="frames: 3 non-finite"):
+        cube = as_energy_cube(raw * u.eV)
     assert cube.mask.sum() == 3
     assert cube.mask[0, 1, 2] and cube.mask[1, 3, 4] and cube.mask[1, 0, 0]
     assert np.all(np.isfinite(cube.data))
@@ -196,8 +199,9 @@ def test_input_file_bytes_unchanged(tmp_path):
                   mask=np.zeros(raw.shape, np.uint8))
     before = _md5(path)
     mtime = path.stat().st_mtime_ns
-    as_energy_cube(path)
-    read_frames([path, path])
+    with pytest.warns(AstropyUserWarning, match="non-finite"):
+        as_energy_cube(path)
+        read_frames([path, path])
     assert _md5(path) == before
     assert path.stat().st_mtime_ns == mtime
 
@@ -523,4 +527,29 @@ def test_huge_finite_values_not_masked():
     cube = as_energy_cube(raw * u.eV)
     assert not cube.mask.any()
     raw[1, 1, 1] = np.inf
-    assert as_energy_cube(raw * u.eV).mask.sum() == 1
+    with pytest.warns(AstropyUserWarning, match="1 non-finite"):
+        assert as_energy_cube(raw * u.eV).mask.sum() == 1
+
+
+def test_truncated_fits(tmp_path):
+    path = _write(tmp_path / "t.fits", np.ones((3, 50, 50), np.float32))
+    (tmp_path / "trunc.fits").write_bytes(path.read_bytes()[:17280])
+    with pytest.raises(OSError, match="frames: FITS file .* corrupt or truncated"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            as_energy_cube(tmp_path / "trunc.fits")
+
+
+def test_long_comment_shortened_without_warning(tmp_path):
+    t = _events()
+    t.meta["LONGCOM"] = (1.5, "a comment " * 12)
+    t.meta["LONGSTR"] = ("s" * 90, "long string value")
+    t.meta["INFILE01"] = ("p" * 64, "input frame file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_events(t, tmp_path / "c.fits", input_files=["/x/" + "q" * 70])
+    back = read_events(tmp_path / "c.fits")
+    assert back.meta["LONGCOM"][0] == 1.5
+    assert ("a comment " * 12).startswith(back.meta["LONGCOM"][1])
+    assert back.meta["LONGSTR"][0] == "s" * 90
+    assert back.meta["INFILE01"] == "q" * 68  # basename tail of a long path

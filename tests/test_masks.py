@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.table import QTable
+from astropy.utils.exceptions import AstropyUserWarning
 
 from xcrfilter.masks import event_pixel_mask, mask_events
 
@@ -80,9 +81,11 @@ def test_no_events_and_bad_pixels():
     frames = _frames().value.copy()
     frames[1, 2, 2] = np.nan
     ev = _events()[:0]
-    ccd = mask_events(frames * u.eV, ev)
+    with pytest.warns(AstropyUserWarning, match="non-finite"):
+        ccd = mask_events(frames * u.eV, ev)
     assert not ccd.mask.any()
-    ccd = mask_events(frames * u.eV, ev, include_bad_pixels=True)
+    with pytest.warns(AstropyUserWarning, match="non-finite"):
+        ccd = mask_events(frames * u.eV, ev, include_bad_pixels=True)
     assert ccd.mask.sum() == 1 and ccd.mask[1, 2, 2] and ccd.data[1, 2, 2] == 0
 
 

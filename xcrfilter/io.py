@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from collections import namedtuple
 
 import astropy.units as u
@@ -32,6 +33,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
 from astropy.table import QTable, Table
+from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["FrameCube", "as_energy_cube", "read_frames", "write_events",
            "read_events", "write_cam_maps", "read_cam_maps", "write_mask",
@@ -231,6 +233,10 @@ def _to_cube(values, mask, factor, name):
     else:
         bad = np.isfinite(data)
         np.logical_not(bad, out=bad)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            warnings.warn(f"{name}: {n_bad} non-finite (NaN/inf) pixels are masked and "
+                          f"set to 0.", AstropyUserWarning, stacklevel=3)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != data.shape:
@@ -266,9 +272,18 @@ def _image_hdu(hdul, where, name):
     """Index of the first HDU with 2-D or 3-D image data."""
     for i, hdu in enumerate(hdul):
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) \
-                and hdu.header.get("NAXIS", 0) in (2, 3) and hdu.data is not None \
+                and hdu.header.get("NAXIS", 0) in (2, 3) \
                 and hdu.name not in ("MASK", "DQ", "UNCERT", "ERR"):
-            return i
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyUserWarning)
+                try:
+                    data = hdu.data
+                except Exception as exc:
+                    raise OSError(
+                        f"{name}: FITS file {where} is corrupt or truncated: the image "
+                        f"data of HDU {i} cannot be read ({exc}).") from None
+            if data is not None:
+                return i
     shapes = [f"{h.name}:{getattr(h.data, 'shape', None)}" for h in hdul]
     raise ValueError(
         f"{name}: FITS file {where} has no image data; expected an image HDU holding a "
@@ -350,7 +365,13 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         gain, a non-positive gain, a mask whose shape does not match, a list of
         files whose frame shapes differ, an empty list.
     FileNotFoundError, OSError
-        If a path does not exist or is not a FITS file.
+        If a path does not exist, is not a FITS file, or is truncated.
+
+    Warns
+    -----
+    astropy.utils.exceptions.AstropyUserWarning
+        With the number of NaN / inf pixels, when there are any (they are
+        masked and set to 0).
 
     Notes
     -----
@@ -450,7 +471,8 @@ def read_frames(source, *, gain=None, detector=None):
         header.add_history(f"xcrfilter.io.read_frames: converted from BUNIT={old} to eV")
     for i, fname in enumerate(cube.filenames, start=1):
         if i <= 99:
-            header[f"INFILE{i:02d}"] = (os.path.basename(fname)[-68:], "input frame file")
+            _set_card(header, f"INFILE{i:02d}", os.path.basename(fname)[-68:],
+                      "input frame file")
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
 
 
@@ -553,7 +575,23 @@ def _apply_meta(header, meta, *, skip=()):
         if ukey in skip or _is_structural(ukey):
             continue
         value, comment = _split_value(ukey, value)
-        header[ukey] = (value, comment)
+        _set_card(header, ukey, value, comment)
+
+
+def _set_card(header, key, value, comment):
+    """Set a card, shortening the comment so the card fits in 80 characters.
+
+    Long string values still use astropy's CONTINUE convention.
+    """
+    if comment and not (isinstance(value, str) and len(value) > 68):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = len(fits.Card(key, value).image.rstrip())
+        room = 80 - base - 3
+        comment = comment[:room] if room >= 4 else ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        header[key] = (value, comment)
 
 
 def _header_to_meta(header):
@@ -585,7 +623,7 @@ def _check_output_path(path, overwrite, name="path"):
 
 
 def _creator_cards(header):
-    header["CREATOR"] = (f"xcrfilter {_package_version()}"[:68], "software")
+    _set_card(header, "CREATOR", f"xcrfilter {_package_version()}"[:68], "software")
     header["DATE"] = (_utc_now(), "file creation date (UTC)")
 
 
@@ -595,7 +633,7 @@ def _input_file_cards(header, input_files):
     for i, fname in enumerate(files, start=1):
         text = fname if len(fname) <= 68 else os.path.basename(fname)[-68:]
         if i <= 99:
-            header[f"INFILE{i:02d}"] = (text, "input frame file")
+            _set_card(header, f"INFILE{i:02d}", text, "input frame file")
         else:
             header.add_comment(f"input file {i}: {fname}")
 
