@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
+from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from xcrfilter.detector import DetectorModel
-from xcrfilter.io import FrameCube, as_energy_cube, read_frames
+from xcrfilter.io import (FrameCube, as_energy_cube, read_cam_maps, read_events, read_frames,
+                          write_cam_maps, write_events, write_mask)
 
 
 def _frames(shape=(2, 8, 9), seed=0):
@@ -349,10 +351,6 @@ def test_bad_detector_type():
 
 
 # ---------------------------------------------------------------- event files
-
-from xcrfilter.io import read_cam_maps, read_events, write_cam_maps, write_events, write_mask  # noqa: E402
-from astropy.table import QTable, Table  # noqa: E402
-
 
 def _events(n=4):
     rng = np.random.default_rng(3)

@@ -188,7 +188,8 @@ def _energy_factor(unit, *, gain, detector, header_gain, where):
         elif detector is not None and detector.gain is not None:
             g = _check_gain(detector.gain, "detector.gain")
         elif header_gain is not None:
-            if isinstance(header_gain, bool) or not isinstance(header_gain, (int, float, np.number)):
+            if isinstance(header_gain, bool) \
+                    or not isinstance(header_gain, (int, float, np.number)):
                 raise ValueError(f"{where}: GAIN keyword must be a number in eV/adu, "
                                  f"got {header_gain!r}.")
             g = _check_gain(float(header_gain) * u.eV / u.adu, f"GAIN keyword of {where}")
@@ -325,8 +326,10 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
 
     Parameters
     ----------
-    frames : `~astropy.units.Quantity`, `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`, str, path-like or list of paths
-        One frame of shape (rows, columns) or a cube (frames, rows, columns).
+    frames : Quantity, CCDData, NDData, str, path-like or list of paths
+        An `~astropy.units.Quantity` array, a `~astropy.nddata.CCDData` or
+        `~astropy.nddata.NDData`, a FITS file path or a list of paths; one
+        frame of shape (rows, columns) or a cube (frames, rows, columns).
         Quantities and NDData must carry a unit convertible to eV, electron or
         adu.  FITS files: the first HDU with 2-D or 3-D image data; its unit
         comes from ``BUNIT`` (``eV``, ``keV``, ``electron`` or ``adu``); a
