@@ -207,13 +207,17 @@ class FrameSimulator:
                                     np.where(dz < -1e-9, pz / -dz, np.inf))
             ell = np.minimum(rng_um, np.maximum(exit_len, 0.0))
             edel = tdel * 1e3 * np.where(rng_um > 0, ell / np.maximum(rng_um, 1e-12), 1.0)
-            nsub = 4
-            fr = (np.arange(nsub) + 0.5) / nsub
-            dxs = (px[:, None] + fr[None, :] * ell[:, None] * dx[:, None]).ravel()
-            dys = (py[:, None] + fr[None, :] * ell[:, None] * dy[:, None]).ravel()
-            dzs = (pz[:, None] + fr[None, :] * ell[:, None] * dz[:, None]).ravel()
-            des = np.repeat(edel / nsub, nsub)
-            dtid = np.repeat(did, nsub)
+            # continuous deposit along the delta-ray path, one point per step
+            nsub = np.clip(np.ceil(ell / p.step_length), 1, 2000).astype(np.int64)
+            rep = np.repeat(np.arange(did.size), nsub)
+            first_d = np.concatenate([[0], np.cumsum(nsub)[:-1]])
+            kk = np.arange(rep.size) - np.repeat(first_d, nsub)
+            fr = (kk + 0.5) / nsub[rep]
+            dxs = px[rep] + fr * ell[rep] * dx[rep]
+            dys = py[rep] + fr * ell[rep] * dy[rep]
+            dzs = pz[rep] + fr * ell[rep] * dz[rep]
+            des = (edel / nsub)[rep]
+            dtid = did[rep]
             tid = np.concatenate([tid, dtid])
             xs = np.concatenate([xs, dxs])
             ys = np.concatenate([ys, dys])

@@ -100,6 +100,7 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
         seed = int(np.random.SeedSequence().entropy % (2 ** 63))
     ny, nx = sim.shape
     scale = 1.0
+    g = None
     if gain is not None:
         if not isinstance(gain, u.Quantity):
             raise TypeError("gain must be a Quantity in eV/adu")
@@ -119,7 +120,7 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     hdr["EXTEND"] = True
     hdr["BUNIT"] = ("adu" if gain is not None else "eV", "pixel values")
     if gain is not None:
-        hdr["GAIN"] = (1.0 / scale, "[eV/adu] gain")
+        hdr["GAIN"] = (float(g), "[eV/adu] gain")
     hdr.extend(simulation_header(sim, n_frames, seed, chunk_size), end=True)
     thdr = fits.Header()
     thdr["XTENSION"] = "IMAGE"
