@@ -551,3 +551,33 @@ def test_long_comment_shortened_without_warning(tmp_path):
     assert ("a comment " * 12).startswith(back.meta["LONGCOM"][1])
     assert back.meta["LONGSTR"][0] == "s" * 90
     assert back.meta["INFILE01"] == "q" * 68  # basename tail of a long path
+
+
+def test_filtered_events_round_trip(tmp_path):
+    """Events from find_events + vfaint_filter survive write/read unchanged."""
+    from xcrfilter.filters.vfaint import vfaint_filter
+
+    rng = np.random.default_rng(11)
+    frames = rng.normal(0, 25.55, (2, 16, 20)).astype(np.float32)
+    frames[0, 5, 5] = 1500.0                                # single
+    frames[0, 10, 12], frames[0, 11, 13] = 2000.0, 400.0    # diagonal double
+    frames[1, 8, 8], frames[1, 8, 9] = 12500.0, 300.0       # above 10 keV
+    path = _write(tmp_path / "frames.fits", frames)
+    events = vfaint_filter(path)
+    assert len(events) == 3
+    out = tmp_path / "events.fits"
+    write_events(events, out, input_files=[path])
+    back = read_events(out)
+    for name in events.colnames:
+        assert back[name].dtype == events[name].dtype, name
+        np.testing.assert_array_equal(np.asarray(back[name]), np.asarray(events[name]))
+    for key, value in events.meta.items():
+        if key != "INFILE01":
+            assert back.meta[key] == value, key
+    # input_files replaces the path tail recorded by find_events
+    assert back.meta["INFILE01"][0] in (str(path), "frames.fits")
+    h = fits.getheader(out, "EVENTS")
+    names = [h[f"TTYPE{i}"] for i in range(1, h["TFIELDS"] + 1)]
+    assert h[f"TLMAX{names.index('RAWX') + 1}"] == 19
+    assert h[f"TLMAX{names.index('RAWY') + 1}"] == 15
+    assert sorted(back["STATUS"].tolist()) == [0, 1, 4]
