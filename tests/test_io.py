@@ -581,3 +581,15 @@ def test_filtered_events_round_trip(tmp_path):
     assert h[f"TLMAX{names.index('RAWX') + 1}"] == 19
     assert h[f"TLMAX{names.index('RAWY') + 1}"] == 15
     assert sorted(back["STATUS"].tolist()) == [0, 1, 4]
+
+
+def test_framecube_input_copied_and_mask_none_accepted():
+    cube = as_energy_cube(np.ones((2, 6, 6)) * u.eV)
+    again = as_energy_cube(cube)
+    assert again.data is not cube.data and again.mask is not cube.mask
+    np.testing.assert_array_equal(again.data, cube.data)
+    bare = FrameCube(np.ones((1, 6, 6), np.float32), None, None, None, True)
+    out = as_energy_cube(bare)
+    assert out.mask.shape == (1, 6, 6) and not out.mask.any() and out.was_2d
+    with pytest.raises(ValueError, match="frames.*at least 5 x 5"):
+        as_energy_cube(FrameCube(np.ones((1, 4, 6), np.float32), None, None, None, False))

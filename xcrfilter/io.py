@@ -382,8 +382,16 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
     per electron-hole pair).  ADU to energy: ``E = ADU * gain``.
     """
     if isinstance(frames, FrameCube):
-        return FrameCube(frames.data.copy(), frames.mask.copy(), frames.header.copy(),
-                         list(frames.filenames), frames.was_2d)
+        data = np.array(frames.data, dtype=np.float32, copy=True)
+        if data.ndim != 3:
+            raise ValueError(f"{name} (FrameCube) data must be 3-D (frames, rows, columns), "
+                             f"got shape {data.shape}.")
+        _check_shape(data.shape, name)
+        mask = (np.zeros(data.shape, dtype=bool) if frames.mask is None
+                else np.array(np.broadcast_to(frames.mask, data.shape), dtype=bool))
+        header = fits.Header() if frames.header is None else frames.header.copy()
+        return FrameCube(data, mask, header, list(frames.filenames or []),
+                         bool(frames.was_2d))
     if isinstance(frames, (list, tuple)):
         return _cube_from_paths(list(frames), gain=gain, detector=detector, name=name)
     if _is_path(frames):
