@@ -705,17 +705,19 @@ def _read_truth_labels(path):
     try:
         from .simulate import read_truth
     except ImportError:
-        read_truth = None
+        try:
+            from .simulate.fitsio import read_truth
+        except ImportError:
+            read_truth = None
     if read_truth is not None:
-        truth = read_truth(path)
-        for attr in ("labels", "LABELS"):
-            if hasattr(truth, attr):
-                return np.asarray(getattr(truth, attr))
-            if isinstance(truth, dict) and attr in truth:
-                return np.asarray(truth[attr])
+        try:
+            truth = read_truth(path)
+        except KeyError:
+            truth = None
         if isinstance(truth, (tuple, list)):
             return np.asarray(truth[0])
-        return np.asarray(truth)
+        if truth is not None:
+            return np.asarray(getattr(truth, "labels", truth))
     from astropy.io import fits
     with fits.open(path) as hdul:
         for name in ("LABELS", "TRUTH"):
