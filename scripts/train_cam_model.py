@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Make the pretrained CAM model shipped in ``xcrfilter/data/cam_model``.
+
+All data come from the package simulator (``xcrfilter.simulate``), with
+disjoint seeds:
+
+* stage-1 tiles (seed 101): 64 x 64 tiles cut from simulated 512 x 512
+  frames at the paper's rates, equal numbers of EMPTY, XRAY and CR tiles;
+  MIX tiles (rare when cutting: an X-ray has to fall in a CR tile) come from
+  64 x 64 frames simulated with one X-ray and one CR shower forced, keeping
+  those whose truth class is MIX.  Held-out test tiles: seed 202.
+* stage-2 frames (seed 303): full 512 x 512 frames at the paper's rates,
+  never used for stage 1; 30 % of them (by frame) choose the threshold.
+* test frames (seed 404): for the results (``scripts/evaluate_cam_model.py``).
+
+Usage (the exact commands are in docs/cam.rst and the model card)::
+
+    python scripts/train_cam_model.py tiles --n-per-class 3000 --seed 101 --out runs/tiles_train.npz
+    python scripts/train_cam_model.py tiles --n-per-class 1000 --seed 202 --out runs/tiles_test.npz
+    python scripts/train_cam_model.py train --tiles runs/tiles_train.npz --frames 40000 \\
+        --frame-seed 303 --epochs 20 --output runs/cam_model
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+
+
+def simulated_tiles(n_per_class, seed, tile=64, chunk=64, progress=True):
+    """Balanced EMPTY/XRAY/CR/MIX tiles (float32 eV) from the simulator."""
+    from xcrfilter.simulate import FrameSimulator, iter_frames
+    rng = np.random.default_rng(seed)
+    want = {0: n_per_class, 1: n_per_class, 2: n_per_class}
+    got = {k: [] for k in range(4)}
+    n_sim = 0
+    for ch in iter_frames(10 ** 7, seed=seed, chunk_size=chunk):
+        n, ny, nx = ch.frames.shape
+        tc = ch.tile_classes
+        t = ch.frames[:, :ny // tile * tile, :nx // tile * tile].reshape(
+            n, ny // tile, tile, nx // tile, tile).transpose(0, 1, 3, 2, 4).reshape(-1, tile, tile)
+        cls = tc.reshape(-1)
+        for k in (0, 1, 2, 3):
+            idx = np.nonzero(cls == k)[0]
+            if k == 0:  # empty tiles are plentiful: subsample (2 per frame)
+                idx = rng.choice(idx, size=min(len(idx), 2 * n), replace=False) if len(idx) else idx
+            got[k].extend(t[idx])
+        n_sim += n
+        if all(len(got[k]) >= want[k] for k in want):
+            break
+    # MIX tiles: 64 x 64 frames with one X-ray and one CR shower forced
+    sim = FrameSimulator(shape=(tile, tile))
+    block = 0
+    while len(got[3]) < n_per_class:
+        r = sim.block_rng(seed + 7, block)
+        fr, lb, st, tc = sim.simulate_block(r, 256, n_xray=np.ones(256, int),
+                                            n_cr=np.ones(256, int), block_index=block)
+        got[3].extend(fr[tc[:, 0, 0] == 3])
+        block += 1
+    tiles, labels = [], []
+    for k in range(4):
+        sel = got[k][:n_per_class]
+        tiles.extend(sel)
+        labels.extend([k] * len(sel))
+    tiles = np.asarray(tiles, np.float32)
+    labels = np.asarray(labels, np.int64)
+    perm = rng.permutation(len(tiles))
+    if progress:
+        print(f"tiles: {n_sim} full frames + {block * 256} MIX frames simulated", flush=True)
+    return tiles[perm], labels[perm], n_sim
+
+
+def cmd_tiles(args):
+    from xcrfilter.scaling import LogEnergyScaler
+    t0 = time.time()
+    tiles, labels, n_sim = simulated_tiles(args.n_per_class, args.seed)
+    sc = LogEnergyScaler.fit(tiles)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    np.savez_compressed(args.out, tiles=tiles, labels=labels,
+                        classes=np.array(["EMPTY", "XRAY", "CR", "MIX"]),
+                        scaling_mean=sc.mean, scaling_std=sc.std, seed=args.seed,
+                        n_full_frames=n_sim)
+    print(f"{args.out}: {len(tiles)} tiles {np.bincount(labels)} in {time.time() - t0:.0f} s")
+    return 0
+
+
+class SimFrames:
+    """Iterable of simulated (frames, labels) chunks with a description."""
+
+    def __init__(self, n, seed, chunk=64):
+        self.n, self.seed, self.chunk = n, seed, chunk
+        self.description = f"simulated: {n} frames 512x512, seed {seed} (xcrfilter.simulate)"
+
+    def __iter__(self):
+        from xcrfilter.simulate import iter_frames
+        for ch in iter_frames(self.n, seed=self.seed, chunk_size=self.chunk):
+            yield ch.frames, ch.labels
+
+
+def cmd_train(args):
+    from xcrfilter.ml.training import train
+    arch = {}
+    meta = train(args.tiles, SimFrames(args.frames, args.frame_seed), args.output,
+                 epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
+                 seed=args.seed, n_estimators=args.trees, min_samples_leaf=args.min_samples_leaf,
+                 max_depth=args.max_depth, target_fpr=args.target_fpr,
+                 feature_set=args.feature_set, name=args.name, arch=arch or None,
+                 skip_stage1=args.skip_stage1, command=" ".join(["python"] + sys.argv),
+                 n_jobs=args.jobs, time_limit_s=args.time_limit)
+    print("threshold", meta["threshold"], meta["threshold_choice"])
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tiles")
+    t.add_argument("--n-per-class", type=int, default=3000)
+    t.add_argument("--seed", type=int, default=101)
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_tiles)
+    tr = sub.add_parser("train")
+    tr.add_argument("--tiles", required=True)
+    tr.add_argument("--frames", type=int, default=40000, help="stage-2 simulated frames")
+    tr.add_argument("--frame-seed", type=int, default=303)
+    tr.add_argument("--epochs", type=int, default=20)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--patience", type=int, default=4)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--trees", type=int, default=1000)
+    tr.add_argument("--min-samples-leaf", type=int, default=1)
+    tr.add_argument("--max-depth", type=int, default=None)
+    tr.add_argument("--target-fpr", type=float, default=0.0182)
+    tr.add_argument("--feature-set", default="paper")
+    tr.add_argument("--name", default="xcrfilter-cam-sim-v1")
+    tr.add_argument("--skip-stage1", action="store_true")
+    tr.add_argument("--jobs", type=int, default=1)
+    tr.add_argument("--time-limit", type=float, default=None, help="stage-1 wall budget [s]")
+    tr.add_argument("--output", required=True)
+    tr.set_defaults(func=cmd_train)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

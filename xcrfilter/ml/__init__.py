@@ -1,0 +1,39 @@
+"""Machine-learning parts of the CAM filter (seed paper Sec. 3.2-3.3, 4).
+
+* :mod:`~xcrfilter.ml.densenet` -- DenseNet frame classifier (Keras 3).
+* :mod:`~xcrfilter.ml.cam` -- class activation maps (Eq. 1), windows and
+  seam-free full frames.
+* :mod:`~xcrfilter.ml.features` -- the ten event features (Sec. 4.2, Eq. 9).
+* :mod:`~xcrfilter.ml.forest` -- balanced random forest, skops files.
+* :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
+* :mod:`~xcrfilter.ml.training` -- training of both stages; ``xcrfilter
+  train`` (:mod:`~xcrfilter.ml.cli`).
+
+Keras and JAX are imported only when these modules are used.  The Keras
+backend defaults to JAX (``KERAS_BACKEND=jax``).
+"""
+import importlib
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+_EXPORTS = {
+    "CLASS_NAMES": "densenet", "build_densenet": "densenet",
+    "CamNetwork": "cam", "upsample_bilinear": "cam",
+    "FEATURE_NAMES": "features", "event_features": "features", "safe_divide": "features",
+    "cam_window_stats": "features",
+    "build_forest": "forest", "load_forest": "forest", "save_forest": "forest",
+    "ModelFileError": "forest",
+    "CamModel": "model", "load_model": "model", "default_model_dir": "model",
+    "train": "training", "train_network": "training", "train_forest": "training",
+    "event_dataset": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

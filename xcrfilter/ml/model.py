@@ -1,0 +1,348 @@
+"""The CAM filter model bundle: network + scaling + forest + threshold.
+
+A model directory holds
+
+===================  ===========================================================
+``densenet.keras``   Keras 3 frame classifier (backend independent)
+``scaling.json``     :class:`xcrfilter.scaling.LogEnergyScaler` statistics
+``forest.skops``     balanced random forest (skops, no pickle)
+``model.json``       format tag, class order, features, energy band, window,
+                     CR-probability threshold and how it was chosen, metrics,
+                     command, versions
+``MODEL_CARD.md``    human-readable model card
+``SHA256SUMS``       sha256 of each file above (``sha256sum -c`` format)
+===================  ===========================================================
+
+The model checksum (``CAMSHA`` in output headers) is the sha256 of the
+``SHA256SUMS`` text, so it changes when any model file changes.  Every file
+is checked against ``SHA256SUMS`` when the model is loaded.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+
+from ..scaling import LogEnergyScaler  # noqa: E402
+from .densenet import CLASS_NAMES  # noqa: E402
+from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
+    extra_features  # noqa: E402
+from .forest import ModelFileError, load_forest, save_forest  # noqa: E402
+
+__all__ = ["CamModel", "load_model", "default_model_dir", "ModelFileError", "FORMAT",
+           "file_sha256", "write_checksums", "event_windows"]
+
+FORMAT = "xcrfilter-cam-model"
+FORMAT_VERSION = 1
+NETWORK_FILE = "densenet.keras"
+SCALING_FILE = "scaling.json"
+FOREST_FILE = "forest.skops"
+META_FILE = "model.json"
+CARD_FILE = "MODEL_CARD.md"
+SUMS_FILE = "SHA256SUMS"
+CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
+
+
+def default_model_dir():
+    """Directory of the pretrained model shipped with the package."""
+    return Path(__file__).resolve().parent.parent / "data" / "cam_model"
+
+
+def file_sha256(path):
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(model_dir):
+    """Write ``SHA256SUMS`` for the model files present; return the model checksum."""
+    model_dir = Path(model_dir)
+    lines = [f"{file_sha256(model_dir / name)}  {name}\n" for name in CHECKED_FILES
+             if (model_dir / name).exists()]
+    text = "".join(lines)
+    (model_dir / SUMS_FILE).write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _verify_checksums(model_dir):
+    sums = model_dir / SUMS_FILE
+    if not sums.exists():
+        raise ModelFileError(f"{model_dir}: no {SUMS_FILE}; not an xcrfilter CAM model directory")
+    text = sums.read_text()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        path = model_dir / name.strip()
+        if not path.exists():
+            raise ModelFileError(f"{model_dir}: file {name.strip()!r} listed in {SUMS_FILE} is missing")
+        if file_sha256(path) != digest:
+            raise ModelFileError(f"{path}: sha256 does not match {SUMS_FILE} (corrupt or modified "
+                                 "model file)")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def event_windows(frames_ev, frame, row, col, size=64):
+    """Stack of ``size x size`` windows centred on events.
+
+    Parameters
+    ----------
+    frames_ev : ndarray, shape (n_frames, rows, cols)
+        Energy cube [eV].
+    frame, row, col : ndarray of int, shape (n,)
+        Event frame index, row (RAWY) and column (RAWX).
+    size : int, optional
+        Window side (even); the event lands on pixel ``(size//2, size//2)``.
+
+    Returns
+    -------
+    ndarray, shape (n, size, size), float32
+        Pixels outside the frame are 0 eV.
+    """
+    frames_ev = np.asarray(frames_ev, dtype=np.float32)
+    half = size // 2
+    nf, ny, nx = frames_ev.shape
+    frame = np.asarray(frame, dtype=np.intp)
+    row = np.asarray(row, dtype=np.intp)
+    col = np.asarray(col, dtype=np.intp)
+    out = np.zeros((len(frame), size, size), np.float32)
+    if len(frame) == 0:
+        return out
+    off = np.arange(size) - half
+    yy = row[:, None] + off[None, :]
+    xx = col[:, None] + off[None, :]
+    oky = (yy >= 0) & (yy < ny)
+    okx = (xx >= 0) & (xx < nx)
+    yy = np.clip(yy, 0, ny - 1)
+    xx = np.clip(xx, 0, nx - 1)
+    vals = frames_ev[frame[:, None, None], yy[:, :, None], xx[:, None, :]]
+    ok = oky[:, :, None] & okx[:, None, :]
+    out[ok] = vals[ok]
+    return out
+
+
+class CamModel:
+    """A loaded CAM filter model (use :func:`load_model`).
+
+    Attributes
+    ----------
+    network : xcrfilter.ml.cam.CamNetwork
+        Compiled frame classifier with CAM outputs.
+    forest : imblearn.ensemble.BalancedRandomForestClassifier or None
+        Second stage (None for a stage-1-only directory).
+    meta : dict
+        Contents of ``model.json``.
+    threshold : float
+        Default CR-probability threshold.
+    sha256 : str
+        Model checksum (see module docstring).
+    name : str
+        Model name (``meta["name"]``).
+    """
+
+    def __init__(self, network, forest, meta, sha256, path):
+        self.network = network
+        self.forest = forest
+        self.meta = meta
+        self.sha256 = sha256
+        self.path = str(path)
+        self.name = str(meta.get("name", Path(path).name))
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.window = int(meta.get("window", 64))
+        band = meta.get("energy_band_ev", [300.0, 10000.0])
+        self.band_ev = (float(band[0]), float(band[1]))
+        self.feature_set = meta.get("feature_set", "paper")
+        self.eps = float(meta.get("safe_divide_eps", 1e-3))
+        self.split_threshold_ev = float(meta.get("split_threshold_ev", 80.0))
+
+    @property
+    def feature_names(self):
+        names = list(FEATURE_NAMES)
+        if self.feature_set == "extended":
+            names += list(EXTRA_FEATURE_NAMES)
+        return tuple(names)
+
+    def features(self, frames_ev, frame, row, col, energy_ev, return_windows=False):
+        """Event features (Sec. 4.2) from event-centred windows.
+
+        Parameters
+        ----------
+        frames_ev : ndarray, shape (n_frames, rows, cols)
+            Energy cube [eV].
+        frame, row, col : ndarray of int, shape (n,)
+            Event positions (FRAME, RAWY, RAWX).
+        energy_ev : ndarray, shape (n,)
+            Event energies [eV].
+
+        Returns
+        -------
+        X : ndarray, shape (n, n_features)
+        probs : ndarray, shape (n, 4)
+            Network probabilities of each event's window.
+        """
+        wins = event_windows(frames_ev, frame, row, col, self.window)
+        n = len(wins)
+        if n == 0:
+            X = np.zeros((0, len(self.feature_names)))
+            probs = np.zeros((0, len(CLASS_NAMES)), np.float32)
+            return (X, probs, wins) if return_windows else (X, probs)
+        probs, cams = self.network.windows(wins)
+        c = self.window // 2
+        ix, icr = CLASS_NAMES.index("XRAY"), CLASS_NAMES.index("CR")
+        # only the central 5x5 is needed
+        sub_x = cams[:, c - 2:c + 3, c - 2:c + 3, ix]
+        sub_c = cams[:, c - 2:c + 3, c - 2:c + 3, icr]
+        stats = cam_window_stats(sub_x, sub_c, 2, 2)
+        X = event_features(energy_ev, probs[:, ix], probs[:, icr], stats, eps=self.eps)
+        if self.feature_set == "extended":
+            X = np.hstack([X, extra_features(wins, self.split_threshold_ev)])
+        return (X, probs, wins) if return_windows else (X, probs)
+
+    def predict_proba(self, X):
+        """Forest CR probability for feature rows ``X`` (n, n_features)."""
+        if self.forest is None:
+            raise ModelFileError(f"model {self.path} has no random forest (stage 2)")
+        if len(X) == 0:
+            return np.zeros(0)
+        classes = list(self.forest.classes_)
+        return self.forest.predict_proba(X)[:, classes.index(1)]
+
+    def header_cards(self):
+        """FITS cards describing the model (for event and CAM-map headers)."""
+        return [
+            ("CAMMODEL", self.name[:68], "CAM filter model name"),
+            ("CAMSHA", self.sha256, "sha256 of the CAM model SHA256SUMS"),
+            ("CAMCLASS", ",".join(CLASS_NAMES), "frame classifier class order"),
+            ("CAMSCALE", "log1p(E/eV)", "network input: log1p(max(E,0)/1 eV)"),
+            ("CAMSMEAN", float(self.network.scaler.mean), "input scaling mean"),
+            ("CAMSSTD", float(self.network.scaler.std), "input scaling std"),
+            ("CAMUPSMP", f"bilinear x{self.network.stride}", "CAM upsampling to input pixels"),
+            ("CAMBIAS", "none", "CAM_k = sum_i w_ik a_i; mean(CAM_k)+b_k = logit_k"),
+        ]
+
+
+def _read_meta(model_dir):
+    meta_path = model_dir / META_FILE
+    if not meta_path.exists():
+        raise ModelFileError(f"{model_dir}: no {META_FILE}; not an xcrfilter CAM model directory")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{meta_path}: not an xcrfilter CAM model (format tag "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                             f"expected {FORMAT!r})")
+    return meta
+
+
+def load_network(model_dir):
+    """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`."""
+    import keras
+    from .cam import CamNetwork
+    model_dir = Path(model_dir)
+    try:
+        scaler = LogEnergyScaler.from_dict(json.loads((model_dir / SCALING_FILE).read_text()))
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{model_dir}: no {SCALING_FILE}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{model_dir / SCALING_FILE}: invalid scaling ({exc})") from exc
+    try:
+        net = keras.saving.load_model(model_dir / NETWORK_FILE, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a loadable Keras model "
+                             f"({type(exc).__name__}: {exc})") from exc
+    try:
+        window = int(json.loads((model_dir / META_FILE).read_text()).get("window", 64))
+    except Exception:
+        window = 64
+    try:
+        return CamNetwork(net, scaler, window=window)
+    except Exception as exc:
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a CAM frame classifier "
+                             f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load_uncached(model_dir, verify=True):
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
+    meta = _read_meta(model_dir)
+    sha = _verify_checksums(model_dir) if verify else "unverified"
+    net = load_network(model_dir)
+    forest = load_forest(model_dir / FOREST_FILE) if (model_dir / FOREST_FILE).exists() else None
+    return CamModel(net, forest, meta, sha, model_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(model_dir, mtime):
+    return _load_uncached(model_dir)
+
+
+def load_model(model_dir=None):
+    """Load (and cache) a CAM filter model directory.
+
+    Parameters
+    ----------
+    model_dir : str or path-like, optional
+        Directory written by :func:`xcrfilter.ml.training.train` or
+        :func:`save_model`; default the shipped pretrained model.
+
+    Returns
+    -------
+    CamModel
+        Cached per directory (and modification time): the network is loaded
+        and compiled once per process, never per frame.
+
+    Raises
+    ------
+    ModelFileError
+        Missing directory or file, foreign format, checksum mismatch,
+        corrupt Keras or skops file.
+    """
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    model_dir = model_dir.resolve()
+    if not model_dir.is_dir():
+        raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
+    sums = model_dir / SUMS_FILE
+    mtime = sums.stat().st_mtime_ns if sums.exists() else 0
+    return _load_cached(str(model_dir), mtime)
+
+
+def save_model(model_dir, network, scaler, forest, meta, card_text=None):
+    """Write a model directory (see module docstring); return the checksum."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if network is not None:
+        network.save(model_dir / NETWORK_FILE)
+    if scaler is not None:
+        (model_dir / SCALING_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
+    if forest is not None:
+        save_forest(forest, model_dir / FOREST_FILE)
+    meta = dict(meta)
+    meta["format"] = FORMAT
+    meta["format_version"] = FORMAT_VERSION
+    meta.setdefault("class_names", list(CLASS_NAMES))
+    (model_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    if card_text is not None:
+        (model_dir / CARD_FILE).write_text(card_text)
+    return write_checksums(model_dir)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
