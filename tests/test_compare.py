@@ -169,9 +169,23 @@ def test_cli_run_with_labels_extension(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     compare.add_arguments(parser)
     args = parser.parse_args([str(path), "-o", str(tmp_path / "rep"),
-                              "--methods", "vfaint,sac", "--sac-radius", "8"])
+                              "--methods", "vfaint,sac", "--sac-radius", "8",
+                              "--chunk-frames", "1"])
     assert compare.run(args) == 0
     out = capsys.readouterr().out
     assert "Band 0.3-10 keV" in out and "VF+SAC" in out
     t = Table.read(tmp_path / "rep" / "table.ecsv")
     assert set(t["METHOD"]) == {"VF", "SAC", "VF+SAC"}
+
+
+def test_chunked_equals_single_call():
+    from xcrfilter.compare import compare_chunks
+    frames, labels = toy_observation(n=4, seed=11)
+    one = compare_filters(frames * u.eV, labels, ["vfaint", "sac"], pixel_frames=0)
+    two = compare_chunks([(frames[:1] * u.eV, labels[:1]), (frames[1:] * u.eV, labels[1:])],
+                         ["vfaint", "sac"], pixel_frames=0)
+    assert len(one.events) == len(two.events) and two.n_frames == 4
+    np.testing.assert_array_equal(one.events["FRAME"], two.events["FRAME"])
+    np.testing.assert_array_equal(one.truth, two.truth)
+    for col in ("TP", "FP", "TN", "FN"):
+        np.testing.assert_array_equal(one.table[col], two.table[col])

@@ -42,7 +42,7 @@ from astropy.table import Table
 
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
            "compare_table", "format_table", "pixel_confusion", "scan_sigclip", "knee_point",
-           "roc_sweeps", "compare_filters", "CompareReport", "add_arguments", "run"]
+           "roc_sweeps", "compare_filters", "compare_chunks", "CompareReport", "add_arguments", "run"]
 
 #: Energy bands of the report, keV, half-open [lo, hi) (seed paper Fig. 3b).
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
@@ -497,39 +497,114 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
     labels = np.asarray(truth_labels)
     if labels.ndim == 2:
         labels = labels[None]
-    if labels.shape != cube.data.shape:
-        raise ValueError(f"truth_labels {labels.shape} must match the frames "
-                         f"{cube.data.shape}.")
+    return compare_chunks([(cube, labels)], methods, options=options,
+                          event_threshold=event_threshold, split_threshold=split_threshold,
+                          mip_threshold=mip_threshold, detector=detector,
+                          pixel_frames=pixel_frames, outdir=outdir, sac_radii=sac_radii,
+                          cam_thresholds=cam_thresholds)
+
+
+def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * u.eV,
+                   split_threshold=80 * u.eV, mip_threshold=10 * u.keV, detector=None,
+                   pixel_frames=50, outdir=None, sac_radii=None, cam_thresholds=None):
+    """:func:`compare_filters` on a stream of ``(frames, labels)`` chunks.
+
+    Large simulated observations do not fit in memory; each chunk is
+    filtered on its own and the events (with ``FRAME`` offset to a running
+    index) and their truth are concatenated before the metrics are taken, so
+    the result equals one call on all frames.
+
+    Parameters
+    ----------
+    chunks : iterable of (frames, labels)
+        ``frames`` in any form :func:`xcrfilter.io.as_energy_cube` reads (a
+        FrameCube, a Quantity cube...), ``labels`` the matching uint8 truth
+        cube.  E.g. ``((c.frames * u.eV, c.labels) for c in
+        xcrfilter.simulate.iter_frames(5000, seed=1, chunk_size=200))``.
+    Other parameters
+        As :func:`compare_filters`.
+
+    Returns
+    -------
+    CompareReport
+    """
+    from astropy.table import vstack
+
+    from .io import FrameCube, as_energy_cube
     names = list(methods) if methods is not None else ["vfaint", "lacosmic", "sac", "cam"]
     if "vfaint" not in names:
         names.insert(0, "vfaint")
     thresholds = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                       mip_threshold=mip_threshold, detector=detector)
-    events, ran, skipped = _run_methods(cube, names, dict(options or {}), thresholds)
-    truth = event_truth_labels(events, labels)
-    singles = [m for m in METHOD_BITS if _PIPELINE_NAME[m] in ran]
+    options = dict(options or {})
+    parts, truths = [], []
+    skipped = {}
+    n_frames = 0
+    pix = None
+    lap_mask = lap_labels = None
+    meta = None
+    for frames, labels in chunks:
+        cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
+            frames, detector=detector)
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels[None]
+        if labels.shape != cube.data.shape:
+            raise ValueError(f"truth labels {labels.shape} must match the frames "
+                             f"{cube.data.shape}.")
+        events, names, skip = _run_methods(cube, names, options, thresholds)
+        skipped.update(skip)
+        truths.append(event_truth_labels(events, labels))
+        events["FRAME"] += np.int32(n_frames)
+        if meta is None:
+            meta = dict(events.meta)
+        events.meta.clear()
+        parts.append(events)
+        # pixel-wise Laplacian confusion on the leading frames
+        k = min(int(pixel_frames or 0) - n_frames, cube.data.shape[0])
+        if "lacosmic" in names and k > 0:
+            from .filters.laplacian import lacosmic_filter
+            sub = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
+                            cube.header, cube.filenames, False)
+            ccd = lacosmic_filter(sub, detector=detector, **dict(options.get("lacosmic", {})))
+            mask = np.asarray(ccd.crmask).reshape(labels[:k].shape)
+            c = pixel_confusion(mask, labels[:k])
+            if pix is None:
+                pix = {key: c[key] for key in ("TP", "FP", "FN", "TN", "FP_XRAY", "N_XRAY",
+                                               "N_CR")}
+                pix["N_FRAMES"] = 0
+                lap_mask, lap_labels = mask, labels[:k].copy()
+            else:
+                for key in ("TP", "FP", "FN", "TN", "FP_XRAY", "N_XRAY", "N_CR"):
+                    pix[key] += c[key]
+            pix["N_FRAMES"] += k
+        n_frames += cube.data.shape[0]
+    if not parts:
+        raise ValueError("chunks: no frames given.")
+    events = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
+    history = meta.pop("HISTORY", [])
+    events.meta.update(meta)
+    events.meta["HISTORY"] = history if len(parts) == 1 else [
+        f"xcrfilter compare: {n_frames} frames in {len(parts)} chunks"]
+    truth = np.concatenate(truths)
+    singles = [m for m in METHOD_BITS if _PIPELINE_NAME[m] in names]
     report_methods = singles + [f"VF+{m}" for m in singles if m != "VF"]
     table = compare_table(events, truth, report_methods)
     roc = roc_sweeps(events, truth, radii=sac_radii, thresholds=cam_thresholds)
     pixel = {}
-    lap_mask = None
-    if "lacosmic" in ran and pixel_frames:
-        from .filters.laplacian import lacosmic_filter
-        from .io import FrameCube
-        k = min(int(pixel_frames), cube.data.shape[0])
-        sub = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
-                        cube.header, cube.filenames, False)
-        ccd = lacosmic_filter(sub, detector=detector, **dict((options or {}).get("lacosmic", {})))
-        pixel = pixel_confusion(np.asarray(ccd.crmask).reshape(labels[:k].shape), labels[:k])
-        pixel["N_FRAMES"] = k
-        lap_mask = np.asarray(ccd.crmask).reshape(labels[:k].shape)
-    else:
-        lap_mask = None
+    if pix is not None:
+        tp, fp, fn = pix["TP"], pix["FP"], pix["FN"]
+        purity = tp / (tp + fp) if tp + fp else np.nan
+        completeness = tp / (tp + fn) if tp + fn else np.nan
+        f1 = 2 * purity * completeness / (purity + completeness) if tp else 0.0
+        n_pix = tp + fp + fn + pix["TN"]
+        pixel = dict(pix, PURITY=float(purity), COMPLETENESS=float(completeness),
+                     F1=float(f1), MSE=(fp + fn) / n_pix)
     report = CompareReport(events=events, truth=truth, table=table, roc=roc, pixel=pixel,
-                           methods=singles, skipped=skipped, n_frames=cube.data.shape[0],
+                           methods=singles, skipped=skipped, n_frames=n_frames,
                            laplacian_mask=lap_mask)
     if outdir is not None:
-        write_report(report, outdir, frames=cube.data, labels=labels)
+        write_report(report, outdir, labels=lap_labels)
     return report
 
 
@@ -737,6 +812,8 @@ def add_arguments(parser):
                              "are skipped)")
     parser.add_argument("--max-frames", type=int, default=None,
                         help="use only the first N frames")
+    parser.add_argument("--chunk-frames", type=int, default=200,
+                        help="frames read and filtered at a time (default 200)")
     parser.add_argument("--pixel-frames", type=int, default=50,
                         help="frames for the pixel-wise Laplacian confusion (default 50)")
     parser.add_argument("--event-threshold", type=float, default=260.0, help="[eV]")
@@ -748,19 +825,39 @@ def add_arguments(parser):
     parser.add_argument("--cam-model", default=None, help="CAM model directory or file")
 
 
+def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
+    """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped)."""
+    from astropy.io import fits
+
+    from .io import as_energy_cube
+    with fits.open(obs_path, memmap=True) as hdul:
+        hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
+        if hdu is None:
+            raise ValueError(f"{obs_path}: no image data.")
+        n = hdu.data.shape[0] if hdu.data.ndim == 3 else 1
+        if max_frames:
+            n = min(n, int(max_frames))
+        header = hdu.header
+        bunit = header.get("BUNIT", "eV")
+        gain = header.get("GAIN")
+        gain = None if gain is None else float(gain) * u.eV / u.adu
+        with fits.open(truth_path, memmap=True) as thdul:
+            thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
+            if thdu is None:
+                labels_all = _read_truth_labels(truth_path)
+            else:
+                labels_all = thdu.data
+            for a in range(0, n, int(chunk_frames)):
+                b = min(n, a + int(chunk_frames))
+                data = np.array(hdu.data[a:b] if hdu.data.ndim == 3 else hdu.data[None])
+                labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
+                                  else np.asarray(labels_all)[None])
+                q = u.Quantity(data, u.Unit(bunit.strip()), copy=False)
+                yield as_energy_cube(q, gain=gain), labels
+
+
 def run(args):
     """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
-    from .io import as_energy_cube
-    cube = as_energy_cube(args.observation)
-    labels = _read_truth_labels(args.truth or args.observation)
-    if labels.ndim == 2:
-        labels = labels[None]
-    if args.max_frames:
-        from .io import FrameCube
-        k = int(args.max_frames)
-        cube = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
-                         cube.header, cube.filenames, False)
-        labels = labels[:k]
     options = {}
     if args.sac_radius is not None:
         options["sac"] = {"radius": args.sac_radius}
@@ -774,11 +871,13 @@ def run(args):
     if cam:
         options["cam"] = cam
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    report = compare_filters(cube, labels, methods, options=options,
-                             event_threshold=args.event_threshold * u.eV,
-                             split_threshold=args.split_threshold * u.eV,
-                             mip_threshold=args.mip_threshold * u.keV,
-                             pixel_frames=args.pixel_frames, outdir=args.output)
+    chunks = _file_chunks(args.observation, args.truth or args.observation,
+                          args.chunk_frames, args.max_frames)
+    report = compare_chunks(chunks, methods, options=options,
+                            event_threshold=args.event_threshold * u.eV,
+                            split_threshold=args.split_threshold * u.eV,
+                            mip_threshold=args.mip_threshold * u.keV,
+                            pixel_frames=args.pixel_frames, outdir=args.output)
     print(f"{report.n_frames} frames, {len(report.events)} events; methods: "
           f"{', '.join(report.methods)}")
     print(format_table(report.table))
