@@ -207,6 +207,7 @@ def main(argv=None):
         (fit, fit_err), sizes = shower_fit(int(4000 * a.scale), p0, a.seed + 3)
         res["fit64"] = (fit, fit_err)
         res["shower_sizes"] = np.percentile(sizes, [50, 86, 90, 95, 99]).tolist()
+        res["shower_sizes_all"] = sizes.tolist()
     if "res" not in a.skip:
         res["resolution"] = resolution(int(400 * a.scale), p0, a.seed + 4)
     res["splits"] = split_fractions(rx)

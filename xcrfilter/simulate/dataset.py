@@ -123,7 +123,8 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
                     else rng.poisson(lam_x, batch)
                 fr, lb, st, tc = sim.simulate_block(
                     rng, batch, n_xray=n_x, n_cr=n_cr, noise=False, block_index=block,
-                    xray_window=(margin, margin + tile, margin, margin + tile))
+                    xray_window=(margin, margin + tile, margin, margin + tile),
+                    deposit_window=(margin, margin + tile, margin, margin + tile))
                 block += 1
                 ok = np.nonzero(tc[:, ct, ct] == cls)[0][: want[cls] - got[cls]]
                 if ok.size == 0:
