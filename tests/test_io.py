@@ -593,3 +593,22 @@ def test_framecube_input_copied_and_mask_none_accepted():
     assert out.mask.shape == (1, 6, 6) and not out.mask.any() and out.was_2d
     with pytest.raises(ValueError, match="frames.*at least 5 x 5"):
         as_energy_cube(FrameCube(np.ones((1, 4, 6), np.float32), None, None, None, False))
+
+
+def test_float32_ev_input_is_a_read_only_view_and_never_modified():
+    import astropy.units as u
+    from xcrfilter.io import as_energy_cube
+    values = np.zeros((2, 8, 8), np.float32)
+    values[0, 3, 3] = 500.0
+    q = values * u.eV
+    cube = as_energy_cube(q)
+    assert np.shares_memory(cube.data, q.value) and not cube.data.flags.writeable
+    with pytest.raises(ValueError):
+        cube.data[0, 0, 0] = 1.0
+    # a NaN forces a copy: the input keeps its NaN, the cube has 0 and a mask
+    q2 = q.copy()
+    q2[1, 2, 2] = np.nan * u.eV
+    with pytest.warns(Warning, match="non-finite"):
+        cube2 = as_energy_cube(q2)
+    assert not np.shares_memory(cube2.data, q2.value)
+    assert np.isnan(q2[1, 2, 2].value) and cube2.data[1, 2, 2] == 0 and cube2.mask[1, 2, 2]

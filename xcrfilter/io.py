@@ -217,11 +217,26 @@ def _check_shape(shape, name):
 
 
 def _to_cube(values, mask, factor, name):
-    """float32 eV cube and bool mask from raw values; both new arrays."""
+    """float32 eV cube and bool mask from raw values.
+
+    The mask is a new array.  The data are a new array, except when the input
+    already is float32 in eV, finite and unmasked: then it is a read-only
+    view (no copy of a large cube; the input can still never be modified).
+    """
     values = np.asarray(values)
     if values.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}.")
     _check_shape(values.shape, name)
+    if values.dtype == np.float32 and factor == 1.0 and mask is None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = np.add.reduce(values, axis=None, dtype=np.float32)
+        if np.isfinite(total):
+            data = values.view()
+            data.flags.writeable = False
+            bad = np.zeros(data.shape, dtype=bool)
+            if data.ndim == 2:
+                return data[np.newaxis], bad[np.newaxis], True
+            return data, bad, False
     data = np.array(values, dtype=np.float32, copy=True)
     if factor != 1.0:
         data *= np.float32(factor)
@@ -351,8 +366,9 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         ``data`` float32 (n_frames, rows, columns) in eV, ``mask`` bool of the
         same shape (True = bad; input mask, NaN and inf), ``header``,
         ``filenames``, ``was_2d``.  Masked and non-finite pixels are 0 in
-        ``data``.  The input is never modified (arrays are copied, files are
-        opened read-only).
+        ``data``.  The input is never modified: arrays are copied (or, for
+        finite unmasked float32 input in eV, returned as a read-only view),
+        files are opened read-only.
 
     Raises
     ------
