@@ -735,8 +735,10 @@ def make_figures(report, outdir, *, frames=None, labels=None):
                                  gridspec_kw=dict(width_ratios=[1, 1.3]))
         mat = np.array([[p["TN"], p["FP"]], [p["FN"], p["TP"]]], float)
         axes[0].imshow(np.log10(mat + 1), cmap="Blues")
+        dark = np.log10(mat + 1) > 0.5 * np.log10(mat.max() + 1)
         for (i, j), v in np.ndenumerate(mat):
-            axes[0].text(j, i, f"{int(v)}", ha="center", va="center")
+            axes[0].text(j, i, f"{int(v)}", ha="center", va="center",
+                         color="w" if dark[i, j] else "k")
         axes[0].set_xticks([0, 1], ["not masked", "masked"])
         axes[0].set_yticks([0, 1], ["truth not CR", "truth CR"])
         axes[0].set_title(f"purity {p['PURITY']:.3f}, completeness {p['COMPLETENESS']:.3f}\n"
@@ -751,7 +753,12 @@ def make_figures(report, outdir, *, frames=None, labels=None):
             rgb[(lab == 2) & ~mask[k]] = (1, 0, 0)      # FN red
             rgb[(lab != 2) & mask[k]] = (0, 0.6, 1)     # FP blue
             rgb[(lab == 1) & ~mask[k]] = (1, 0.85, 0)   # X-ray kept yellow
-            axes[1].imshow(rgb, origin="lower", interpolation="nearest")
+            ys, xs = np.nonzero(lab == 2)
+            m = 25
+            y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, lab.shape[0])
+            x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, lab.shape[1])
+            axes[1].imshow(rgb[y0:y1, x0:x1], origin="lower", interpolation="nearest",
+                           extent=(x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5))
             axes[1].set_title(f"frame {k}: TP white, FN red, FP blue, X-ray yellow",
                               fontsize=9)
             axes[1].set_xlabel("RAWX")
