@@ -150,14 +150,18 @@ def fig_calib(path):
         ax.errorbar(mid, v, yerr=e, marker="o", label=name)
     ax.set(xscale="log", xlabel="energy [keV]", ylabel="accepted X-ray events [%]",
            title="split fractions (VF-accepted, 0.3-10 keV)")
+    ax.set_xticks([0.5, 1, 2, 5, 10])
+    ax.set_xticklabels(["0.5", "1", "2", "5", "10"])
+    ax.minorticks_off()
     ax.legend()
     ax.grid(alpha=0.3)
     save(fig, "splits.png")
     if "shower_sizes_all" in res:
         sizes = np.asarray(res["shower_sizes_all"])
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        ax.hist(sizes, bins=np.arange(0, 300, 4), histtype="step", cumulative=True,
-                density=True)
+        srt = np.sort(sizes)
+        ax.step(srt, np.arange(1, srt.size + 1) / srt.size, where="post")
+        ax.set_xlim(0, 300)
         ax.axvline(64, ls=":", c="k")
         ax.set(xlabel="shower extent (largest side of the bounding box) [pixel]",
                ylabel="cumulative fraction", title="CR shower sizes")
