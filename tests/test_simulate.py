@@ -327,3 +327,37 @@ def test_callable_spectrum():
     c = simulate_frames(5, seed=1, detector=SMALL, params=XRAY_ONLY, spectrum=spec)
     e = c.sources["ENERGY"].to_value(u.eV)
     assert np.all((e >= 1000) & (e <= 2000))
+
+
+def test_minimum_ionising_loss_in_silicon():
+    from xcrfilter.simulate import physics as ph
+    # Bethe-Bloch minimum of Si, PDG: 1.664 MeV cm2/g = 0.3876 keV/um
+    bg = np.geomspace(1, 30, 200)
+    dedx = ph.bethe_restricted_kev_um(bg)
+    assert dedx.min() == pytest.approx(0.3876, rel=0.02)
+    assert 2.5 < bg[np.argmin(dedx)] < 4.5
+    # most probable deposit of normally incident 3 GeV protons in 450 um
+    sim = FrameSimulator()
+    rng = np.random.default_rng(1)
+    n = 6000
+    z = np.zeros(n)
+    tid, xs, ys, zs, es = sim._tracks(rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
+                                      np.full(n, ph.MP_MEV), np.full(n, 3000.0),
+                                      np.full(n, np.inf))
+    inside = (zs >= 0) & (zs <= 450)
+    tot = np.bincount(tid, weights=es * inside, minlength=n) / 1e3 / 450.0
+    hist, edges = np.histogram(tot, bins=np.arange(0.2, 0.5, 0.005))
+    mpv = edges[np.argmax(hist)] + 0.0025
+    assert 0.265 <= mpv <= 0.29
+    assert 0.32 < tot.mean() < 0.40   # Landau tail; escaping delta rays lower it
+
+
+def test_gcr_spectrum_solar_minimum():
+    from xcrfilter.simulate import physics as ph
+    s = ph.GCRSampler()
+    e = s.sample(np.random.default_rng(0), 20000)
+    assert 700 < np.median(e) < 1400          # MeV, peak of the modulated spectrum
+    t = np.geomspace(1e4, 1e5, 5)             # high-energy slope ~ -2.7
+    f = ph.gcr_differential_flux(t)
+    slope = np.polyfit(np.log(t), np.log(f), 1)[0]
+    assert -2.85 < slope < -2.6

@@ -13,14 +13,12 @@ import json
 import os
 import sys
 
-import astropy.units as u
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xcrfilter.detector import DetectorModel  # noqa: E402
 from xcrfilter.simulate import (FrameSimulator, SimulationParameters,  # noqa: E402
                                 absorption_probability, attenuation_length,
                                 cloud_sigma, simulate_frames, simulate_tiles)

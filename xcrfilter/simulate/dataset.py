@@ -30,8 +30,7 @@ import os
 import numpy as np
 
 from ..scaling import log_energy
-from .core import (TILE_CLASS_NAMES, TILE_CR, TILE_EMPTY, TILE_MIX, TILE_XRAY,
-                   FrameSimulator)
+from .core import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY, FrameSimulator
 
 __all__ = ["build_tile_dataset", "simulate_tiles", "load_tile_dataset",
            "build_validation_set"]

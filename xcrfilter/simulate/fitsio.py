@@ -22,7 +22,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, vstack
 
-from .core import FrameSimulator, iter_frames
+from .core import BLOCK_FRAMES, FrameSimulator, iter_frames
 
 __all__ = ["write_simulation", "read_truth", "simulation_header"]
 
@@ -40,7 +40,7 @@ def simulation_header(sim, n_frames, seed, chunk_size=None):
         h[key] = (val, com)
     h["SIMULATE"] = (True, "frames made by xcrfilter.simulate")
     h["SIMSEED"] = (int(seed), "random seed of the simulation")
-    h["SIMBLOCK"] = (16, "frames per random-number block")
+    h["SIMBLOCK"] = (BLOCK_FRAMES, "frames per random-number block")
     h["NFRAMES"] = (int(n_frames), "number of frames")
     h["XSPECTRM"] = (sim.spectrum.describe()[:68], "X-ray spectrum")
     h["CLDSIGMX"] = (round(sim.sigma_max, 4), "[um] charge cloud rms, full drift")
@@ -162,9 +162,9 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
                 n = ch.frames.shape[0]
                 data = ch.frames if scale == 1.0 else ch.frames * np.float32(scale)
                 fh.seek(d0 + ch.first_frame * npix * 4)
-                fh.write(data.astype(">f4", copy=False).tobytes())
+                fh.write(data.astype(">f4", copy=False).view(np.uint8).reshape(-1))
                 fh.seek(td0 + ch.first_frame * npix)
-                fh.write(np.ascontiguousarray(ch.labels).tobytes())
+                fh.write(np.ascontiguousarray(ch.labels).reshape(-1))
                 sources.append(ch.sources)
                 if bar is not None:
                     bar.update(n)
