@@ -302,6 +302,11 @@ def test_cli(tmp_path, capsys):
     assert _cli(argv + ["--overwrite", "--gain", "3.65"]) == 0
     with fits.open(out) as hdul:
         assert hdul[0].header["BUNIT"] == "adu" and hdul[0].header["GAIN"] == 3.65
+    assert _cli(argv + ["--overwrite", "--set", "photon_mean=0.5", "--set",
+                        "no_pileup=false"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["PHOTMEAN"] == 0.5 and hdul[0].header["NOPILEUP"] is False
+    assert _cli(argv + ["--overwrite", "--set", "nonsense=1"]) == 2
 
 
 # ---------------------------------------------------------------- validation
