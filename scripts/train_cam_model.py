@@ -116,6 +116,49 @@ def cmd_train(args):
     return 0
 
 
+def cmd_stage1(args):
+    """Stage 1 only (the first half of ``train``; same code path)."""
+    import json
+    from pathlib import Path
+    from xcrfilter.ml.training import load_tiles, train_network
+    x, y, scaler = load_tiles(args.tiles)
+    _, _, info = train_network(x, y, args.output, scaler=scaler, epochs=args.epochs,
+                               batch_size=args.batch_size, patience=args.patience,
+                               seed=args.seed, time_limit_s=args.time_limit)
+    info["tiles"] = str(args.tiles)
+    (Path(args.output) / "stage1_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(info)
+    return 0
+
+
+def cmd_stage2(args):
+    """Stage 2 from prepared event windows (``evaluate_cam_model.py prepare``)."""
+    import json
+    from pathlib import Path
+    from xcrfilter.ml.model import CamModel, load_network
+    from xcrfilter.ml.training import fit_stage2
+    t0 = time.time()
+    out = Path(args.output)
+    network = load_network(out)
+    meta = {"name": args.name, "window": 64, "energy_band_ev": [300.0, 10000.0],
+            "feature_set": args.feature_set, "safe_divide_eps": 1e-3, "split_threshold_ev": 80.0}
+    cam = CamModel(network, None, meta, "training", out)
+    d = np.load(args.events)
+    X, _ = cam.features_from_windows(d["windows"], d["energy"])
+    t_feat = time.time() - t0
+    truth = d["truth"]
+    info1 = json.loads((out / "stage1_info.json").read_text())
+    desc = (f"simulated: {int(d['n_frames'])} frames 512x512, seed {int(d['seed'])} "
+            f"(xcrfilter.simulate), prepared as {args.events}")
+    meta = fit_stage2(out, X, truth == 2, d["frame"], int(d["n_frames"]), meta=meta,
+                      info1=info1, frame_desc=[desc], seed=args.seed, n_estimators=args.trees,
+                      min_samples_leaf=args.min_samples_leaf, max_depth=args.max_depth,
+                      target_fpr=args.target_fpr, n_jobs=args.jobs, t_feat=t_feat, t_start=t0,
+                      command=" ".join(["python"] + sys.argv))
+    print("threshold", meta["threshold"], meta["threshold_choice"], meta["stage2"])
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -143,6 +186,27 @@ def main(argv=None):
     tr.add_argument("--time-limit", type=float, default=None, help="stage-1 wall budget [s]")
     tr.add_argument("--output", required=True)
     tr.set_defaults(func=cmd_train)
+    s1 = sub.add_parser("stage1", help="stage 1 only")
+    s1.add_argument("--tiles", required=True)
+    s1.add_argument("--epochs", type=int, default=20)
+    s1.add_argument("--batch-size", type=int, default=64)
+    s1.add_argument("--patience", type=int, default=4)
+    s1.add_argument("--seed", type=int, default=0)
+    s1.add_argument("--time-limit", type=float, default=None)
+    s1.add_argument("--output", required=True)
+    s1.set_defaults(func=cmd_stage1)
+    s2 = sub.add_parser("stage2", help="stage 2 from prepared windows (stage 1 done)")
+    s2.add_argument("--events", required=True, help="npz from evaluate_cam_model.py prepare")
+    s2.add_argument("--output", required=True, help="model directory with the stage-1 network")
+    s2.add_argument("--seed", type=int, default=0)
+    s2.add_argument("--trees", type=int, default=1000)
+    s2.add_argument("--min-samples-leaf", type=int, default=1)
+    s2.add_argument("--max-depth", type=int, default=None)
+    s2.add_argument("--target-fpr", type=float, default=0.0182)
+    s2.add_argument("--feature-set", default="paper")
+    s2.add_argument("--name", default="xcrfilter-cam-sim-v1")
+    s2.add_argument("--jobs", type=int, default=1)
+    s2.set_defaults(func=cmd_stage2)
     args = p.parse_args(argv)
     return args.func(args)
 

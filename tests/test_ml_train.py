@@ -68,7 +68,7 @@ def tiny_model(tmp_path_factory):
     _tiles(d / "tiles.npz")
     chunks = [_synthetic_frames(4, 1), _synthetic_frames(4, 2)]
     meta = train(d / "tiles.npz", chunks, d / "model", epochs=1, batch_size=16,
-                 arch=TINY, n_estimators=10, seed=3, progress=False, jit_compile=False,
+                 arch=TINY, n_estimators=10, seed=3, progress=False,
                  command="pytest tiny run")
     return d / "model", meta
 
@@ -118,6 +118,12 @@ def test_tiny_model_filters_frames(tiny_model):
     np.testing.assert_array_equal(rej, np.asarray(ev["PROB_CR"]) >= 0.5)
     assert ev.meta["CAMSHA"][0] == load_model(model_dir).sha256
     assert ev.meta["CAMTHR"][0] == 0.5
+    # events given: the input table is not modified, the scores are the same
+    from xcrfilter.events import find_events
+    ev_in = find_events(frames * u.eV)
+    ev2 = cam_filter(frames * u.eV, ev_in, model=model_dir, threshold=0.5)
+    assert "PROB_CR" not in ev_in.colnames and not np.asarray(ev_in["STATUS"]).any()
+    np.testing.assert_allclose(np.asarray(ev2["PROB_CR"]), np.asarray(ev["PROB_CR"]))
 
 
 def _copy(model_dir, tmp_path):

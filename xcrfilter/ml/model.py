@@ -190,22 +190,45 @@ class CamModel:
             Network probabilities of each event's window.
         """
         wins = event_windows(frames_ev, frame, row, col, self.window)
-        n = len(wins)
+        X, probs = self.features_from_windows(wins, energy_ev)
+        return (X, probs, wins) if return_windows else (X, probs)
+
+    def features_from_windows(self, windows_ev, energy_ev, batch=1024):
+        """Event features from event-centred windows (event at the window centre).
+
+        Parameters
+        ----------
+        windows_ev : ndarray, shape (n, window, window)
+            Windows [eV] from :func:`event_windows`.
+        energy_ev : ndarray, shape (n,)
+            Event energies [eV].
+
+        Returns
+        -------
+        X : ndarray, shape (n, n_features)
+        probs : ndarray, shape (n, 4)
+        """
+        n = len(windows_ev)
         if n == 0:
-            X = np.zeros((0, len(self.feature_names)))
-            probs = np.zeros((0, len(CLASS_NAMES)), np.float32)
-            return (X, probs, wins) if return_windows else (X, probs)
-        probs, cams = self.network.windows(wins)
+            return (np.zeros((0, len(self.feature_names))),
+                    np.zeros((0, len(CLASS_NAMES)), np.float32))
         c = self.window // 2
         ix, icr = CLASS_NAMES.index("XRAY"), CLASS_NAMES.index("CR")
-        # only the central 5x5 is needed
-        sub_x = cams[:, c - 2:c + 3, c - 2:c + 3, ix]
-        sub_c = cams[:, c - 2:c + 3, c - 2:c + 3, icr]
-        stats = cam_window_stats(sub_x, sub_c, 2, 2)
-        X = event_features(energy_ev, probs[:, ix], probs[:, icr], stats, eps=self.eps)
-        if self.feature_set == "extended":
-            X = np.hstack([X, extra_features(wins, self.split_threshold_ev)])
-        return (X, probs, wins) if return_windows else (X, probs)
+        energy_ev = np.asarray(energy_ev, dtype=np.float64)
+        X_parts, p_parts = [], []
+        for s in range(0, n, batch):
+            wins = np.asarray(windows_ev[s:s + batch], dtype=np.float32)
+            probs, cams = self.network.windows(wins)
+            # only the central 5x5 of the upsampled maps is needed
+            stats = cam_window_stats(cams[:, c - 2:c + 3, c - 2:c + 3, ix],
+                                     cams[:, c - 2:c + 3, c - 2:c + 3, icr], 2, 2)
+            X = event_features(energy_ev[s:s + batch], probs[:, ix], probs[:, icr], stats,
+                               eps=self.eps)
+            if self.feature_set == "extended":
+                X = np.hstack([X, extra_features(wins, self.split_threshold_ev)])
+            X_parts.append(X)
+            p_parts.append(probs)
+        return np.vstack(X_parts), np.vstack(p_parts)
 
     def predict_proba(self, X):
         """Forest CR probability for feature rows ``X`` (n, n_features)."""

@@ -37,7 +37,7 @@ from ..scaling import LogEnergyScaler  # noqa: E402
 from .densenet import CLASS_NAMES, build_densenet, count_params  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES  # noqa: E402
 
-__all__ = ["load_tiles", "train_network", "event_dataset", "train_forest", "train",
+__all__ = ["load_tiles", "train_network", "event_dataset", "train_forest", "train", "fit_stage2",
            "lr_schedule", "versions", "DEFAULT_BAND_EV"]
 
 #: Energy band of the scored events [eV] (paper Sec. 3.3), lower inclusive.
@@ -413,8 +413,7 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     dict
         The ``model.json`` contents.
     """
-    from ..metrics import threshold_at_fpr, roc_curve
-    from .model import CamModel, load_network, save_model
+    from .model import CamModel, load_network
 
     if feature_set not in ("paper", "extended"):
         raise ValueError(f"feature_set must be 'paper' or 'extended', got {feature_set!r}")
@@ -460,22 +459,63 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     X = np.vstack(X_all)
     truth = np.asarray(ev["TRUTH"])
     keep = truth > 0
-    X, truth, frame_idx = X[keep], truth[keep], np.asarray(ev["FRAME"])[keep]
-    is_cr = truth == 2
+    return fit_stage2(output, X[keep], truth[keep] == 2, np.asarray(ev["FRAME"])[keep], offset,
+                      meta=meta, info1=info1, frame_desc=frame_files, seed=seed,
+                      n_estimators=n_estimators, max_features=max_features,
+                      min_samples_leaf=min_samples_leaf, max_depth=max_depth,
+                      target_fpr=target_fpr, forest_val_fraction=forest_val_fraction,
+                      n_jobs=n_jobs, command=command, t_feat=t_feat, t_start=t_start)
+
+
+def fit_stage2(output, X, is_cr, frame_idx, n_frames, *, meta, info1, frame_desc, seed=0,
+               n_estimators=1000, max_features=3, min_samples_leaf=1, max_depth=None,
+               target_fpr=0.0182, forest_val_fraction=0.3, n_jobs=None, command=None,
+               t_feat=None, t_start=None):
+    """Fit the forest, choose the threshold, write the model directory.
+
+    Parameters
+    ----------
+    output : path-like
+        Model directory already holding the stage-1 network and scaling.
+    X : ndarray, shape (n, n_features)
+        Features of the in-band events with a true class.
+    is_cr : ndarray of bool, shape (n,)
+        Truth (CR = True).
+    frame_idx : ndarray of int, shape (n,)
+        Frame of each event; the split into forest-training and
+        threshold-validation events is by frame (``forest_val_fraction`` of
+        the frames validate).
+    n_frames : int
+        Number of frames the events come from.
+    meta, info1 : dict
+        Model settings (``name``, ``window``, ``energy_band_ev``,
+        ``feature_set`` ...) and the stage-1 summary.
+
+    Returns
+    -------
+    dict
+        ``model.json`` contents.
+    """
+    from ..metrics import roc_curve, threshold_at_fpr
+    from .model import save_model
+
+    t_start = time.time() if t_start is None else t_start
+    is_cr = np.asarray(is_cr, bool)
     rng = np.random.default_rng(seed)
-    frames_perm = rng.permutation(offset)
-    val_frames = set(frames_perm[:int(round(offset * forest_val_fraction))].tolist())
-    in_val = np.array([f in val_frames for f in frame_idx], bool)
+    frames_perm = rng.permutation(int(n_frames))
+    val_frames = frames_perm[:int(round(n_frames * forest_val_fraction))]
+    in_val = np.isin(np.asarray(frame_idx), val_frames)
     forest, t_forest = train_forest(X[~in_val], is_cr[~in_val], n_estimators=n_estimators,
                                     max_features=max_features,
                                     min_samples_leaf=min_samples_leaf, max_depth=max_depth,
                                     seed=seed, n_jobs=n_jobs)
     p_val = forest.predict_proba(X[in_val])[:, list(forest.classes_).index(1)]
     choice = threshold_at_fpr(is_cr[in_val], p_val, target_fpr)
-    fpr, rec, thr = roc_curve(is_cr[in_val], p_val)
+    fpr, rec, _ = roc_curve(is_cr[in_val], p_val)
     auc = float(np.trapezoid(rec, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(rec, fpr))
-
+    feature_set = meta.get("feature_set", "paper")
     names = list(FEATURE_NAMES) + (list(EXTRA_FEATURE_NAMES) if feature_set == "extended" else [])
+    meta = dict(meta)
     meta.update({
         "threshold": float(choice.threshold),
         "threshold_choice": {"target_fpr": target_fpr, "fpr": choice.fpr,
@@ -483,14 +523,15 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
                              "on": "validation frames of the stage-2 data"},
         "feature_names": names,
         "stage1": info1,
-        "stage2": {"frames": frame_files, "n_frames": int(offset),
+        "stage2": {"frames": frame_desc, "n_frames": int(n_frames),
                    "n_events_train": int((~in_val).sum()),
                    "n_cr_train": int(is_cr[~in_val].sum()),
                    "n_events_val": int(in_val.sum()), "n_cr_val": int(is_cr[in_val].sum()),
                    "n_estimators": n_estimators, "max_features": max_features,
                    "min_samples_leaf": min_samples_leaf, "max_depth": max_depth,
                    "criterion": "gini", "sampling_strategy": "all", "replacement": True,
-                   "bootstrap": False, "feature_wall_s": round(t_feat, 1),
+                   "bootstrap": False,
+                   "feature_wall_s": None if t_feat is None else round(t_feat, 1),
                    "forest_wall_s": round(t_forest, 1)},
         "command": command or " ".join(sys.argv),
         "seed": int(seed),

@@ -1,0 +1,105 @@
+"""``xcrfilter train``: train both stages of the CAM filter.
+
+Examples
+--------
+Stage 1 on a tile file, stage 2 on labelled frames (FITS with a ``LABELS``
+extension, as ``xcrfilter simulate`` writes them)::
+
+    xcrfilter train --tiles tiles.npz --frames obs1.fits obs2.fits --output my_model/
+
+Stage 2 on frames simulated on the fly (never the stage-1 seed)::
+
+    xcrfilter train --tiles tiles.npz --simulate-frames 30000 --simulate-seed 303 \\
+        --output my_model/
+
+An interrupted run resumes from ``my_model/stage1_backup`` (``--restart``
+starts over); a finished stage 1 is reused with ``--skip-stage1``.
+"""
+from __future__ import annotations
+
+import sys
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser):
+    """Add the ``train`` options to an argparse parser."""
+    parser.description = "Train the CAM filter (DenseNet frame classifier + balanced random forest)."
+    parser.add_argument("--tiles", required=True, metavar="TILES.npz",
+                        help="stage-1 tiles: npz with 'tiles' (N,64,64) eV, 'labels', 'classes'")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--frames", nargs="+", metavar="FRAMES.fits",
+                     help="stage-2 frames with truth (LABELS extension, or npz frames+labels), "
+                          "never used for stage 1")
+    src.add_argument("--simulate-frames", type=int, metavar="N",
+                     help="simulate N 512x512 stage-2 frames instead of --frames")
+    parser.add_argument("--simulate-seed", type=int, default=303,
+                        help="seed of --simulate-frames (default %(default)s)")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    parser.add_argument("--name", default=None, help="model name (default: directory name)")
+    g = parser.add_argument_group("stage 1 (DenseNet)")
+    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--patience", type=int, default=5, help="early-stopping patience [epochs]")
+    g.add_argument("--lr0", type=float, default=0.007, help="initial learning rate (paper 0.007)")
+    g.add_argument("--decay", type=float, default=0.95, help="per-epoch decay (paper 0.95)")
+    g.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="stop stage 1 after the epoch that passes S seconds")
+    g.add_argument("--restart", action="store_true", help="ignore an existing stage-1 backup")
+    g.add_argument("--skip-stage1", action="store_true",
+                   help="reuse MODEL_DIR/densenet.keras from a finished stage 1")
+    g = parser.add_argument_group("stage 2 (balanced random forest)")
+    g.add_argument("--trees", type=int, default=1000, help="number of trees (paper 1000)")
+    g.add_argument("--max-features", type=int, default=3)
+    g.add_argument("--min-samples-leaf", type=int, default=1)
+    g.add_argument("--max-depth", type=int, default=None)
+    g.add_argument("--target-fpr", type=float, default=0.0182,
+                   help="lost X-ray fraction at which the threshold is chosen (paper 0.0182)")
+    g.add_argument("--feature-set", choices=("paper", "extended"), default="paper")
+    g.add_argument("--jobs", type=int, default=None, help="parallel jobs of the forest")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args):
+    """Run ``xcrfilter train``; returns the exit code."""
+    from .forest import ModelFileError
+    from .training import train
+
+    if args.simulate_frames is not None:
+        frames = _SimulatedFrames(args.simulate_frames, args.simulate_seed)
+    else:
+        frames = list(args.frames)
+    if args.restart:
+        import shutil
+        from pathlib import Path
+        shutil.rmtree(Path(args.output) / "stage1_backup", ignore_errors=True)
+    try:
+        meta = train(args.tiles, frames, args.output, epochs=args.epochs,
+                     batch_size=args.batch_size, val_fraction=args.val_fraction,
+                     patience=args.patience, lr0=args.lr0, decay=args.decay, seed=args.seed,
+                     n_estimators=args.trees, max_features=args.max_features,
+                     min_samples_leaf=args.min_samples_leaf, max_depth=args.max_depth,
+                     target_fpr=args.target_fpr, feature_set=args.feature_set, name=args.name,
+                     skip_stage1=args.skip_stage1, n_jobs=args.jobs,
+                     time_limit_s=args.time_limit,
+                     command="xcrfilter train " + " ".join(sys.argv[2:]))
+    except (ValueError, TypeError, OSError, ModelFileError) as exc:
+        print(f"xcrfilter train: error: {exc}", file=sys.stderr)
+        return 2
+    tc = meta["threshold_choice"]
+    print(f"model written to {args.output}: threshold {meta['threshold']:.4f} "
+          f"(lost X-ray {100 * tc['fpr']:.2f} %, CR recall {100 * tc['recall']:.1f} % on the "
+          f"validation frames)")
+    return 0
+
+
+class _SimulatedFrames:
+    def __init__(self, n, seed, chunk=64):
+        self.n, self.seed, self.chunk = int(n), int(seed), chunk
+        self.description = f"simulated: {self.n} frames, seed {self.seed} (xcrfilter.simulate)"
+
+    def __iter__(self):
+        from ..simulate import iter_frames
+        for ch in iter_frames(self.n, seed=self.seed, chunk_size=self.chunk):
+            yield ch.frames, ch.labels
