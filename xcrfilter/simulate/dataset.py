@@ -11,7 +11,8 @@ simulated as the central tile of a *canvas* of ``(tile + 2 margin)^2`` pixels
 * cosmic-ray showers centred anywhere on the canvas at the frame rate scaled
   by the canvas area (``cr_rate * 320^2 / 512^2``), so that showers centred
   outside the tile reach into it exactly as they do in a cut frame;
-* X-rays inside the tile at ``xray_rate * 64^2 / 512^2``;
+* X-rays inside the tile and its 1-pixel border (whose charge can spill
+  into the tile) at ``xray_rate * 66^2 / 512^2``;
 * conditioning on the class by rejection: for a class that needs X-rays
   (CR showers) the count is drawn from the zero-truncated Poisson law and the
   canvas is kept only if the tile really holds an X-ray (CR) pixel above the
@@ -76,7 +77,7 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
     labels : uint8 ndarray (N, tile, tile)
     classes : uint8 ndarray (N,)
     n_xray : int16 ndarray (N,)
-        Number of absorbed X-rays in each tile.
+        Number of absorbed X-rays centred in each tile.
     """
     if np.ndim(n_per_class) == 0:
         want = np.full(4, int(n_per_class))
@@ -99,7 +100,9 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
     p = sim.params
     area = float(frame_shape[0] * frame_shape[1])
     lam_cr = p.cr_rate * canvas * canvas / area
-    lam_x = p.xray_rate * tile * tile / area
+    # X-rays inside the tile and a 1-pixel border (a cloud centred there can
+    # spill into the tile, as it does in a cut frame)
+    lam_x = p.xray_rate * (tile + 2) ** 2 / area
     ss = np.random.SeedSequence(seed)
     rng = np.random.Generator(np.random.PCG64(ss))
     out_t, out_l, out_c, out_n = [], [], [], []
@@ -122,7 +125,7 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
                     else rng.poisson(lam_x, batch)
                 fr, lb, st, tc = sim.simulate_block(
                     rng, batch, n_xray=n_x, n_cr=n_cr, noise=False, block_index=block,
-                    xray_window=(margin, margin + tile, margin, margin + tile),
+                    xray_window=(margin - 1, margin + tile + 1, margin - 1, margin + tile + 1),
                     deposit_window=(margin, margin + tile, margin, margin + tile))
                 block += 1
                 ok = np.nonzero(tc[:, ct, ct] == cls)[0][: want[cls] - got[cls]]
@@ -135,7 +138,9 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
                 out_l.append(lb[ok][:, sl, sl])
                 out_c.append(np.full(ok.size, cls, np.uint8))
                 xr = st[(st["KIND"] == "xray") & st["HIT"]]
-                nx_all = np.bincount(np.asarray(xr["FRAME"]), minlength=batch)
+                xin = (xr["X"].value >= margin - 0.5) & (xr["X"].value < margin + tile - 0.5) & \
+                    (xr["Y"].value >= margin - 0.5) & (xr["Y"].value < margin + tile - 0.5)
+                nx_all = np.bincount(np.asarray(xr["FRAME"][xin]), minlength=batch)
                 out_n.append(nx_all[ok].astype(np.int16))
                 got[cls] += ok.size
                 if bar is not None:
