@@ -179,6 +179,9 @@ def test_reproducible_by_seed_and_chunk_size():
     np.testing.assert_array_equal(np.concatenate([p.frames for p in parts]), a.frames)
     frames_col = np.concatenate([np.asarray(p.sources["FRAME"]) for p in parts])
     np.testing.assert_array_equal(frames_col, np.asarray(a.sources["FRAME"]))
+    d = simulate_frames(5, seed=123, detector=SMALL)   # a prefix of the same run
+    np.testing.assert_array_equal(d.frames, a.frames[:5])
+    assert len(d.sources) == np.count_nonzero(a.sources["FRAME"] < 5)
     c = simulate_frames(40, seed=124, detector=SMALL)
     assert not np.array_equal(a.frames, c.frames)
 
@@ -280,6 +283,11 @@ def test_fits_round_trip(tmp_path):
     np.testing.assert_allclose(cube.data, ref.frames)
     with pytest.raises(FileExistsError):
         write_simulation(path, 2, seed=1, detector=det)
+    write_simulation(path, 3, seed=5, detector=det, gain=2.0 * u.eV / u.adu,
+                     offset=100.0, overwrite=True)
+    with fits.open(path) as hdul:
+        assert hdul[0].header["ADUOFFS"] == 100.0
+        np.testing.assert_allclose(hdul[0].data, ref.frames[:3] / 2.0 + 100.0, rtol=1e-6)
 
 
 def _cli(argv):

@@ -685,7 +685,8 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
         Total number of frames.
     seed : int or None
         Seed of the simulation; equal seeds give identical frames and truth
-        whatever ``chunk_size`` is.  ``None`` draws fresh entropy.
+        whatever ``chunk_size`` is, and the first ``k`` frames do not depend
+        on ``n_frames``.  ``None`` draws fresh entropy.
     detector, params, spectrum, shape
         See `FrameSimulator`.
     chunk_size : int
@@ -721,8 +722,10 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
         filled = 0
         while filled < n:
             if buf is None:
+                # always whole blocks: the first k frames of a run do not depend
+                # on n_frames (surplus frames of the last block are dropped)
                 b0 = block * BLOCK_FRAMES
-                nb = min(BLOCK_FRAMES, n_frames - b0)
+                nb = BLOCK_FRAMES
                 fr, lb, st, tc = sim.simulate_block(sim.block_rng(seed, block), nb,
                                                     noise=noise, block_index=block,
                                                     frame_offset=b0)

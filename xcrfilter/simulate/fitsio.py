@@ -57,7 +57,8 @@ def simulation_header(sim, n_frames, seed, chunk_size=None):
 
 
 def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, spectrum=None,
-                     shape=None, chunk_size=64, gain=None, overwrite=False, progress=False):
+                     shape=None, chunk_size=64, gain=None, offset=0.0, overwrite=False,
+                     progress=False):
     """Simulate ``n_frames`` frames and stream them with their truth to FITS.
 
     Parameters
@@ -73,7 +74,13 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     chunk_size : int
         Frames simulated and written at a time.
     gain : `~astropy.units.Quantity` [eV/adu], optional
-        Write the frames in ADU (``E / gain``), ``BUNIT='adu'`` and ``GAIN``.
+        Write the frames in ADU (``E / gain + offset``), ``BUNIT='adu'`` and
+        ``GAIN``.
+    offset : float
+        Constant added to every pixel in ADU (only with ``gain``), recorded
+        as ``ADUOFFS``; a reader must subtract it before converting to
+        energy (`xcrfilter.io.as_energy_cube` does not, so keep 0 for files
+        that the package itself will filter).
     overwrite : bool
         Replace an existing file.
     progress : bool
@@ -121,6 +128,9 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     hdr["BUNIT"] = ("adu" if gain is not None else "eV", "pixel values")
     if gain is not None:
         hdr["GAIN"] = (float(g), "[eV/adu] gain")
+        hdr["ADUOFFS"] = (float(offset), "[adu] offset added to every pixel")
+    elif offset:
+        raise ValueError("offset needs a gain (frames in eV carry no offset)")
     hdr.extend(simulation_header(sim, n_frames, seed, chunk_size), end=True)
     thdr = fits.Header()
     thdr["XTENSION"] = "IMAGE"
@@ -160,7 +170,8 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
             fh.write(tbytes)
             for ch in iter_frames(n_frames, seed=seed, chunk_size=chunk_size, simulator=sim):
                 n = ch.frames.shape[0]
-                data = ch.frames if scale == 1.0 else ch.frames * np.float32(scale)
+                data = ch.frames if gain is None else \
+                    ch.frames * np.float32(scale) + np.float32(offset)
                 fh.seek(d0 + ch.first_frame * npix * 4)
                 fh.write(data.astype(">f4", copy=False).view(np.uint8).reshape(-1))
                 fh.seek(td0 + ch.first_frame * npix)
