@@ -612,3 +612,20 @@ def test_float32_ev_input_is_a_read_only_view_and_never_modified():
         cube2 = as_energy_cube(q2)
     assert not np.shares_memory(cube2.data, q2.value)
     assert np.isnan(q2[1, 2, 2].value) and cube2.data[1, 2, 2] == 0 and cube2.mask[1, 2, 2]
+
+
+def test_adu_offset_keyword_is_subtracted(tmp_path):
+    import astropy.units as u
+    from xcrfilter.io import as_energy_cube
+    adu = np.full((1, 6, 6), 100.0, np.float32)
+    adu[0, 2, 2] = 100.0 + 250.0
+    hdu = fits.PrimaryHDU(adu)
+    hdu.header["BUNIT"] = "adu"
+    hdu.header["GAIN"] = 4.0
+    hdu.header["ADUOFFS"] = 100.0
+    path = tmp_path / "adu.fits"
+    hdu.writeto(path)
+    cube = as_energy_cube(str(path))
+    assert cube.data[0, 2, 2] == pytest.approx(1000.0) and cube.data[0, 0, 0] == 0.0
+    assert cube.data.dtype == np.float32
+    assert u.Quantity(cube.data[0, 2, 2], u.eV) == 1 * u.keV

@@ -329,7 +329,12 @@ def _read_fits(path, *, gain, detector, name):
             if ext in hdul and hdul[ext].data is not None:
                 mask = np.array(hdul[ext].data != 0, dtype=bool)
                 break
-        data, bad, was_2d = _to_cube(hdu.data, mask, factor, f"{name} ({where})")
+        values = hdu.data
+        offset = header.get("ADUOFFS", primary.get("ADUOFFS"))
+        if offset is not None and _unit_kind(unit) == "adu" and float(offset) != 0.0:
+            # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
+            values = np.asarray(values, dtype=np.float32) - np.float32(offset)
+        data, bad, was_2d = _to_cube(values, mask, factor, f"{name} ({where})")
         out_header = _clean_header(primary) if idx != 0 else fits.Header()
         for card in _clean_header(header).cards:
             out_header.append(card, end=True)
@@ -348,7 +353,8 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         Quantities and NDData must carry a unit convertible to eV, electron or
         adu.  FITS files: the first HDU with 2-D or 3-D image data; its unit
         comes from ``BUNIT`` (``eV``, ``keV``, ``electron`` or ``adu``); a
-        ``MASK`` or ``DQ`` extension (nonzero = bad) is honoured.  A list of
+        ``MASK`` or ``DQ`` extension (nonzero = bad) is honoured; ADU frames
+        with an ``ADUOFFS`` keyword have that offset subtracted.  A list of
         paths is concatenated along the frame axis (frame shapes must match).
     gain : `~astropy.units.Quantity` [eV / adu], optional
         Gain for data in adu.  Takes precedence over ``detector.gain`` and the
