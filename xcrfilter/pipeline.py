@@ -60,12 +60,20 @@ def load_method(name):
 
 
 def available_methods():
-    """Names of the filters whose modules import on this installation."""
+    """Names of the filters usable on this installation.
+
+    A filter is usable when its module imports and, if the module defines
+    ``is_available()``, that returns True (the CAM filter needs its model).
+    """
     names = []
     for name in METHODS:
         try:
-            load_method(name)
+            module = load_method(name)
         except ImportError:
+            continue
+        # a plug-in may need more than its module, e.g. a shipped model file
+        check = getattr(module, "is_available", None)
+        if check is not None and not check():
             continue
         names.append(name)
     return names
