@@ -42,7 +42,8 @@ from astropy.table import Table
 
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
            "compare_table", "format_table", "pixel_confusion", "scan_sigclip", "knee_point",
-           "roc_sweeps", "compare_filters", "compare_chunks", "CompareReport", "add_arguments", "run"]
+           "roc_sweeps", "compare_filters", "compare_chunks", "CompareReport",
+           "add_arguments", "run"]
 
 #: Energy bands of the report, keV, half-open [lo, hi) (seed paper Fig. 3b).
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
@@ -231,8 +232,8 @@ def format_table(table, band=None):
         lines.append(f"{'method':<13}{'F1':>8}{'prec':>8}{'recall':>8}{'lost X':>8}"
                      f"{'FOR':>8}{'FOR imp':>9}")
         for row in t:
-            vals = [row[k] * 100 for k in ("F1", "PRECISION", "RECALL", "FPR", "FOR",
-                                            "FOR_IMPR")]
+            keys = ("F1", "PRECISION", "RECALL", "FPR", "FOR", "FOR_IMPR")
+            vals = [row[k] * 100 for k in keys]
             lines.append(f"{row['METHOD']:<13}" + "".join(
                 f"{v:8.2f}" if np.isfinite(v) else f"{'--':>8}" for v in vals[:5])
                 + (f"{vals[5]:9.2f}" if np.isfinite(vals[5]) else f"{'--':>9}"))

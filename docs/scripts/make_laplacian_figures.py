@@ -33,7 +33,7 @@ def real_frames():
     lines = []
     for name in REAL_FRAMES:
         try:
-            path = real_frame_path(name)
+            real_frame_path(name)
         except FileNotFoundError as exc:
             lines.append(f"{name}: not available ({exc})")
             continue

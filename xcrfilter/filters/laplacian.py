@@ -300,7 +300,8 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
         Events table (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
         frames.  If given, a copy with ``STATUS`` bit 3 set on events whose
         3x3 window touches the cosmic-ray mask is returned as well.
-    sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, psfsize, psfk, psfbeta, verbose, inbkg, invar
+    sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, \
+    psfsize, psfk, psfbeta, verbose, inbkg, invar
         Passed unchanged to ``astroscrappy.detect_cosmics`` (same names and
         defaults; see its documentation).  ``pssl`` is added to the counts
         before detection and removed from the cleaned image (as ccdproc does).

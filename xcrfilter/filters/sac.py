@@ -172,7 +172,7 @@ def sac_filter(frames, events=None, *, radius=20.0, split_threshold=None,
 
     Parameters
     ----------
-    frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData`, path, or `~astropy.table.Table`
+    frames : FrameCube, Quantity, CCDData, path, or `~astropy.table.Table`
         Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
         ``xcrfilter.io.as_energy_cube`` reads).  If an events table is given
         here instead (events-only mode, no frames at hand), the tracks are the
