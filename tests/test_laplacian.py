@@ -150,3 +150,14 @@ def test_bad_input():
         lacosmic_filter(np.zeros((8, 8)) * u.eV, cleantype="mean")
     with pytest.raises(u.UnitConversionError):
         lacosmic_filter(np.zeros((8, 8)) * u.m)
+
+
+def test_framecube_without_mask_and_with_bad_pixels():
+    frames = _xray_like(n=1)
+    cube = Cube(frames, None, None, [], False)
+    a = lacosmic_filter(cube)
+    assert a.mask.shape == frames.shape
+    bad = np.zeros(frames.shape, bool)
+    bad[0, 5, 5] = True
+    b = lacosmic_filter(Cube(frames, bad, fits.Header(), [], False))
+    assert b.mask[0, 5, 5] and not b.crmask[0, 5, 5]

@@ -122,8 +122,9 @@ def _as_frames(frames, unit):
     if hasattr(frames, "_fields") and "data" in frames._fields and "mask" in frames._fields:
         # xcrfilter.io.FrameCube: data in eV, bad pixels already zeroed.
         data = np.asarray(frames.data)
-        return data, u.eV, np.asarray(frames.mask, bool), frames.header or fits.Header(), \
-            bool(getattr(frames, "was_2d", False)), True
+        mask = None if frames.mask is None else np.asarray(frames.mask, bool)
+        header = frames.header if frames.header is not None else fits.Header()
+        return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
         with fits.open(frames) as hdul:
             hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
