@@ -488,6 +488,13 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
     outdir : str, optional
         If given, write ``table.ecsv``, ``table.txt``, ``roc.ecsv``,
         ``events.fits`` and the PNG figures there.
+    sac_radii : array-like, optional
+        Radii (pixels) of the SAC ROC sweep.  Default 0 and 40 values
+        geometrically spaced in 1-400.
+    cam_thresholds : array-like, optional
+        CR-probability thresholds of the CAM ROC sweep.  Default 0, 0.01, ..., 1.
+    gain, detector
+        As for :func:`xcrfilter.io.as_energy_cube`.
 
     Returns
     -------
@@ -522,8 +529,10 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
         FrameCube, a Quantity cube...), ``labels`` the matching uint8 truth
         cube.  E.g. ``((c.frames * u.eV, c.labels) for c in
         xcrfilter.simulate.iter_frames(5000, seed=1, chunk_size=200))``.
-    Other parameters
-        As :func:`compare_filters`.
+    methods, options, pixel_frames, outdir, sac_radii, cam_thresholds
+        As for :func:`compare_filters`.
+    event_threshold, split_threshold, mip_threshold, detector
+        As for :func:`compare_filters`.
 
     Returns
     -------
