@@ -72,8 +72,32 @@ def _table1(model, tiles_path):
             **{k: [float(v) for v in vals] for k, vals in rows.items()}}
 
 
-def _features_from_windows(model, d):
-    return model.features_from_windows(d["windows"], d["energy"])[0]
+def _features_from_windows(model, d, cache=None):
+    """Features of the prepared events (cached per network checksum if ``cache``)."""
+    from xcrfilter.ml.model import file_sha256
+    key = file_sha256(os.path.join(model.path, "densenet.keras"))[:16] + model.feature_set
+    if cache and os.path.exists(cache):
+        c = np.load(cache)
+        if str(c["key"]) == key:
+            return c["X"]
+    X = model.features_from_windows(d["windows"], d["energy"])[0]
+    if cache:
+        np.savez(cache, X=X, key=key)
+    return X
+
+
+def cmd_features(args):
+    """Only the features (network stage) of prepared events, into a cache file."""
+    from xcrfilter.ml.model import CamModel, load_network
+    import json
+    net = load_network(args.model)
+    meta = json.load(open(os.path.join(args.model, "model.json"))) if os.path.exists(
+        os.path.join(args.model, "model.json")) else {}
+    cam = CamModel(net, None, meta, "features", args.model)
+    t0 = time.time()
+    X = _features_from_windows(cam, dict(np.load(args.events)), cache=args.cache)
+    print(f"{args.cache}: {X.shape} in {time.time() - t0:.0f} s")
+    return 0
 
 
 def _table2(truth, energy, rejections, band_kev):
@@ -103,7 +127,7 @@ def cmd_evaluate(args):
         res["table1"] = _table1(model, args.tiles)
         print("Table 1", json.dumps(res["table1"], indent=1), flush=True)
     d = dict(np.load(args.events))
-    X = _features_from_windows(model, d)
+    X = _features_from_windows(model, d, cache=args.cache)
     p = model.predict_proba(X)
     truth = d["truth"].astype(int)
     energy = d["energy"].astype(float)
@@ -157,23 +181,29 @@ def _figure1(model, seed, path):
     """Frame, truth and CAM_XRAY / CAM_CR of a 128 x 128 region with a shower."""
     import matplotlib.pyplot as plt
     from xcrfilter.simulate import simulate_frames
-    ch = simulate_frames(48, seed=seed)
-    best = None
+    from scipy import ndimage
+    ch = simulate_frames(200, seed=seed)
+    best, best_score = None, -1
     for i in range(len(ch.frames)):
         lab = ch.labels[i]
         ys, xs = np.nonzero(lab == 2)
         if len(ys) < 20:
             continue
         cy, cx = int(np.median(ys)), int(np.median(xs))
-        y0 = int(np.clip(cy - 64, 0, lab.shape[0] - 128))
-        x0 = int(np.clip(cx - 64, 0, lab.shape[1] - 128))
-        sub = lab[y0:y0 + 128, x0:x0 + 128]
-        score = (sub == 2).sum() > 0, (sub == 1).sum() > 0
-        if score[0] and score[1]:
-            best = (i, y0, x0)
-            break
-        if best is None:
-            best = (i, y0, x0)
+        yx, xx = np.nonzero(lab == 1)
+        n_islands = ndimage.label(lab == 2, structure=np.ones((3, 3)))[1]
+        near = False
+        if len(yx):
+            d = np.hypot(yx - cy, xx - cx)
+            j = int(np.argmin(d))
+            if d[j] < 90:
+                near = True
+                cy, cx = (cy + int(yx[j])) // 2, (cx + int(xx[j])) // 2
+        score = 2 * near + min(n_islands, 4) / 4
+        if score > best_score:
+            y0 = int(np.clip(cy - 64, 0, lab.shape[0] - 128))
+            x0 = int(np.clip(cx - 64, 0, lab.shape[1] - 128))
+            best, best_score = (i, y0, x0), score
     i, y0, x0 = best
     maps = model.network.frame_maps(ch.frames[i])
     sl = (slice(y0, y0 + 128), slice(x0, x0 + 128))
@@ -236,8 +266,14 @@ def main(argv=None):
     b.add_argument("--threshold", type=float, default=None)
     b.add_argument("--out", required=True)
     b.add_argument("--figure", action="store_true")
+    b.add_argument("--cache", default=None, help="feature cache file")
     b.add_argument("--figure-seed", type=int, default=505)
     b.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("features")
+    c.add_argument("--model", required=True)
+    c.add_argument("--events", required=True)
+    c.add_argument("--cache", required=True)
+    c.set_defaults(func=cmd_features)
     args = p.parse_args(argv)
     return args.func(args)
 

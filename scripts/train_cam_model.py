@@ -131,6 +131,51 @@ def cmd_stage1(args):
     return 0
 
 
+def cmd_finalize(args):
+    """Stage-1 network from the last epoch backup, with recalibrated batch norm.
+
+    Used for the shipped model: its stage-1 run (``train`` with
+    ``--time-limit``) predates the batch-norm recalibration step that
+    :func:`xcrfilter.ml.training.train_network` now applies, and its
+    validation loss during training was distorted by lagging batch-norm
+    statistics (momentum 0.99 then), so early stopping would have restored an
+    early epoch.  This takes the weights of the last finished epoch from
+    ``stage1_backup/latest.weights.h5``, recalibrates the batch-norm
+    statistics on training tiles and measures the validation accuracy on the
+    same split as training.
+    """
+    import csv
+    import json
+    from pathlib import Path
+    from xcrfilter.ml.densenet import build_densenet, count_params
+    from xcrfilter.ml.training import _split, load_tiles, recalibrate_batchnorm
+    out = Path(args.output)
+    x, y, scaler = load_tiles(args.tiles)
+    tr, va = _split(len(x), 0.1, np.random.default_rng(args.seed))
+    xtr = scaler.transform(x[tr])[..., None]
+    xva = scaler.transform(x[va])[..., None]
+    model = build_densenet(seed=args.seed)
+    model.load_weights(args.weights or out / "stage1_backup" / "latest.weights.h5")
+    before = float((model.predict(xva, batch_size=256, verbose=0).argmax(1) == y[va]).mean())
+    recalibrate_batchnorm(model, xtr, seed=args.seed)
+    after = float((model.predict(xva, batch_size=256, verbose=0).argmax(1) == y[va]).mean())
+    model.save(out / "densenet.keras")
+    (out / "scaling.json").write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
+    rows = list(csv.DictReader(open(out / "stage1_log.csv")))
+    info = {"n_tiles": int(len(x)), "n_train": int(len(tr)), "n_val": int(len(va)),
+            "epochs_run": len(rows), "best_epoch": args.epoch or len(rows),
+            "val_accuracy": after, "val_accuracy_before_bn_recalibration": before,
+            "train_accuracy_last_epoch": float(rows[-1]["accuracy"]) if rows else None,
+            "n_params": count_params(model), "batch_size": 64, "lr0": 0.007, "decay": 0.95,
+            "patience": None, "max_epochs": len(rows), "val_fraction": 0.1,
+            "seed": int(args.seed), "arch": {}, "tiles": str(args.tiles),
+            "note": "weights of the last finished epoch + batch-norm recalibration "
+                    "(scripts/train_cam_model.py finalize)"}
+    (out / "stage1_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(info)
+    return 0
+
+
 def cmd_stage2(args):
     """Stage 2 from prepared event windows (``evaluate_cam_model.py prepare``)."""
     import json
@@ -154,8 +199,26 @@ def cmd_stage2(args):
                       info1=info1, frame_desc=[desc], seed=args.seed, n_estimators=args.trees,
                       min_samples_leaf=args.min_samples_leaf, max_depth=args.max_depth,
                       target_fpr=args.target_fpr, n_jobs=args.jobs, t_feat=t_feat, t_start=t0,
-                      command=" ".join(["python"] + sys.argv))
+                      command=(open(args.command_file).read().strip() if args.command_file
+                               else " ".join(["python"] + sys.argv)))
     print("threshold", meta["threshold"], meta["threshold_choice"], meta["stage2"])
+    return 0
+
+
+def cmd_card(args):
+    """Record the full recipe in model.json / MODEL_CARD.md and rewrite SHA256SUMS."""
+    import json
+    from pathlib import Path
+    from xcrfilter.ml.model import write_checksums
+    from xcrfilter.ml.training import model_card
+    out = Path(args.output)
+    meta = json.loads((out / "model.json").read_text())
+    meta["command"] = open(args.command_file).read().strip()
+    if args.name:
+        meta["name"] = args.name
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(meta))
+    print("model checksum", write_checksums(out))
     return 0
 
 
@@ -195,6 +258,13 @@ def main(argv=None):
     s1.add_argument("--time-limit", type=float, default=None)
     s1.add_argument("--output", required=True)
     s1.set_defaults(func=cmd_stage1)
+    fz = sub.add_parser("finalize", help="stage-1 network from the last epoch backup")
+    fz.add_argument("--tiles", required=True)
+    fz.add_argument("--output", required=True)
+    fz.add_argument("--weights", default=None)
+    fz.add_argument("--epoch", type=int, default=None, help="epoch the weights are from")
+    fz.add_argument("--seed", type=int, default=0)
+    fz.set_defaults(func=cmd_finalize)
     s2 = sub.add_parser("stage2", help="stage 2 from prepared windows (stage 1 done)")
     s2.add_argument("--events", required=True, help="npz from evaluate_cam_model.py prepare")
     s2.add_argument("--output", required=True, help="model directory with the stage-1 network")
@@ -206,7 +276,14 @@ def main(argv=None):
     s2.add_argument("--feature-set", default="paper")
     s2.add_argument("--name", default="xcrfilter-cam-sim-v1")
     s2.add_argument("--jobs", type=int, default=1)
+    s2.add_argument("--command-file", default=None,
+                    help="text file with the full recipe to record in the model card")
     s2.set_defaults(func=cmd_stage2)
+    cd = sub.add_parser("card", help="record the recipe in the model card, rewrite checksums")
+    cd.add_argument("--output", required=True)
+    cd.add_argument("--command-file", required=True)
+    cd.add_argument("--name", default=None)
+    cd.set_defaults(func=cmd_card)
     args = p.parse_args(argv)
     return args.func(args)
 

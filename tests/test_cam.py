@@ -20,9 +20,9 @@ needs_model = pytest.mark.skipif(not SHIPPED, reason="no shipped CAM model")
 
 
 def _frames(n=2, size=128, seed=0):
-    """Noise frames with one X-ray-like island and one track."""
+    """Identical noise frames with X-ray-like islands and a track."""
     rng = np.random.default_rng(seed)
-    f = rng.normal(0, 25.5, (n, size, size)).astype(np.float32)
+    f = np.repeat(rng.normal(0, 25.5, (1, size, size)).astype(np.float32), n, axis=0)
     f[:, 40:43, 60:63] += np.array([[60, 250, 50], [200, 2400, 300], [40, 220, 70]], np.float32)
     f[:, 90, 10:100] += 3500.0
     f[:, 96:99, 30:33] += np.array([[50, 300, 60], [250, 1800, 200], [70, 150, 40]], np.float32)

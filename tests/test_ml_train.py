@@ -162,3 +162,21 @@ def test_foreign_model_directory(tiny_model, tmp_path):
     (d / "model.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_model(d)
+
+
+def test_recalibrate_batchnorm_sets_exact_statistics():
+    import keras
+    from xcrfilter.ml.densenet import build_densenet
+    from xcrfilter.ml.training import recalibrate_batchnorm
+    m = build_densenet(seed=0, **TINY)
+    bn = m.get_layer("init_bn")
+    bn.moving_mean.assign(np.full(bn.moving_mean.shape, 100.0, np.float32))
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 1)).astype(np.float32)
+    recalibrate_batchnorm(m, x, batch_size=8)
+    a = np.asarray(keras.Model(m.inputs, m.get_layer("init_conv").output)(x, training=False))
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), a.mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), a.var(axis=(0, 1, 2)), rtol=1e-3,
+                               atol=1e-5)
+    # momentum and dropout rates are restored
+    assert bn.momentum == pytest.approx(0.9)
+    assert m.get_layer("block1_l1_drop").rate == pytest.approx(0.2)

@@ -183,6 +183,7 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
     out["PROB_CR"] = prob
     out["PROB_CR"].description = "CAM filter CR probability (NaN outside the scored band)"
     status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << CAM_BIT))  # a re-run replaces this filter's own bit
     status[rej] |= np.int32(1 << CAM_BIT)
     out["STATUS"] = status
     meta = out.meta

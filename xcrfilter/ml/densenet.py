@@ -41,8 +41,12 @@ FEATURES_LAYER = "cam_features"
 LOGITS_LAYER = "logits"
 
 
-def _conv_layer(x, filters, kernel, dropout, name, seed):
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+def _bn(name, momentum):
+    return layers.BatchNormalization(momentum=momentum, name=name)
+
+
+def _conv_layer(x, filters, kernel, dropout, name, seed, momentum):
+    x = _bn(f"{name}_bn", momentum)(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False,
                       kernel_initializer=keras.initializers.HeNormal(seed=seed),
@@ -52,16 +56,17 @@ def _conv_layer(x, filters, kernel, dropout, name, seed):
     return x
 
 
-def _dense_block(x, n_layers, growth_rate, dropout, name, seed):
+def _dense_block(x, n_layers, growth_rate, dropout, name, seed, momentum):
     for i in range(n_layers):
-        y = _conv_layer(x, growth_rate, 3, dropout, f"{name}_l{i + 1}", seed + i)
+        y = _conv_layer(x, growth_rate, 3, dropout, f"{name}_l{i + 1}", seed + i, momentum)
         x = layers.Concatenate(name=f"{name}_cat{i + 1}")([x, y])
     return x
 
 
 def build_densenet(input_shape=(None, None, 1), n_classes=4, initial_filters=64,
                    initial_kernel=3, growth_rate=12, n_blocks=2, layers_per_block=5,
-                   dropout=0.2, compression=0.5, initial_stride=1, transition_pool=True, seed=0):
+                   dropout=0.2, compression=0.5, initial_stride=1, transition_pool=True, bn_momentum=0.9,
+                   seed=0):
     """Build the (uncompiled) DenseNet frame classifier.
 
     Parameters
@@ -96,6 +101,11 @@ def build_densenet(input_shape=(None, None, 1), n_classes=4, initial_filters=64,
         like the ImageNet DenseNet stem).
     transition_pool : bool, optional
         2 x 2 average pooling in the transitions (True).
+    bn_momentum : float, optional
+        Momentum of the batch-normalisation moving averages (0.9: short
+        time constant, so that validation metrics during training are
+        meaningful; the statistics are recomputed exactly after training by
+        :func:`xcrfilter.ml.training.recalibrate_batchnorm`).
     seed : int, optional
         Seed of the weight initialisers and dropout.
 
@@ -122,27 +132,28 @@ def build_densenet(input_shape=(None, None, 1), n_classes=4, initial_filters=64,
     if not 0 < compression <= 1:
         raise ValueError(f"compression must be in (0, 1], got {compression!r}")
 
+    mom = float(bn_momentum)
     inputs = keras.Input(shape=tuple(input_shape), name="scaled_log_energy")
     x = layers.Conv2D(initial_filters, initial_kernel, strides=int(initial_stride),
                       padding="same", use_bias=False,
                       kernel_initializer=keras.initializers.HeNormal(seed=seed),
                       name="init_conv")(inputs)
-    x = layers.BatchNormalization(name="init_bn")(x)
+    x = _bn("init_bn", mom)(x)
     x = layers.Activation("relu", name="init_relu")(x)
     x = layers.MaxPooling2D(2, name="init_pool")(x)
     for b in range(n_blocks):
         x = _dense_block(x, layers_per_block, growth_rate, dropout, f"block{b + 1}",
-                         seed + 100 * (b + 1))
+                         seed + 100 * (b + 1), mom)
         if b < n_blocks - 1:
             channels = max(1, int(int(x.shape[-1]) * compression))
-            x = layers.BatchNormalization(name=f"trans{b + 1}_bn")(x)
+            x = _bn(f"trans{b + 1}_bn", mom)(x)
             x = layers.Activation("relu", name=f"trans{b + 1}_relu")(x)
             x = layers.Conv2D(channels, 1, padding="same", use_bias=False,
                               kernel_initializer=keras.initializers.HeNormal(seed=seed + 7),
                               name=f"trans{b + 1}_conv")(x)
             if transition_pool:
                 x = layers.AveragePooling2D(2, name=f"trans{b + 1}_pool")(x)
-    x = layers.BatchNormalization(name="final_bn")(x)
+    x = _bn("final_bn", mom)(x)
     x = layers.Activation("relu", name=FEATURES_LAYER)(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(n_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 9),

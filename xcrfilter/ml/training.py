@@ -38,6 +38,7 @@ from .densenet import CLASS_NAMES, build_densenet, count_params  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES  # noqa: E402
 
 __all__ = ["load_tiles", "train_network", "event_dataset", "train_forest", "train", "fit_stage2",
+           "recalibrate_batchnorm",
            "lr_schedule", "versions", "DEFAULT_BAND_EV"]
 
 #: Energy band of the scored events [eV] (paper Sec. 3.3), lower inclusive.
@@ -223,6 +224,9 @@ def train_network(tiles, labels, output, *, scaler=None, epochs=30, batch_size=6
     hist = model.fit(data, validation_data=(xva, yva), epochs=int(epochs), callbacks=callbacks,
                      verbose=verbose)
     wall = time.time() - t0
+    recalibrate_batchnorm(model, xtr, seed=seed)
+    val_pred = model.predict(xva, batch_size=256, verbose=0).argmax(axis=1)
+    val_acc_recal = float((val_pred == yva).mean()) if len(yva) else None
     model.save(output / "densenet.keras")
     val_loss = hist.history.get("val_loss", [])
     best = int(np.argmin(val_loss)) if val_loss else -1
@@ -230,11 +234,53 @@ def train_network(tiles, labels, output, *, scaler=None, epochs=30, batch_size=6
             "epochs_run": len(val_loss), "best_epoch": best + 1 if best >= 0 else None,
             "val_loss": float(val_loss[best]) if val_loss else None,
             "val_accuracy": float(hist.history["val_accuracy"][best]) if val_loss else None,
+            "val_accuracy_after_bn_recalibration": val_acc_recal,
             "wall_s": round(wall, 1), "n_params": count_params(model),
             "batch_size": int(batch_size), "lr0": lr0, "decay": decay, "patience": patience,
             "max_epochs": int(epochs), "val_fraction": val_fraction, "seed": int(seed),
             "arch": arch or {}}
     return model, scaler, info
+
+
+def recalibrate_batchnorm(model, x, batch_size=512, seed=0):
+    """Set every batch-norm layer's moving statistics to exact training statistics.
+
+    The moving averages of batch normalisation lag behind the weights when
+    these change fast (high learning rate, few epochs), which makes the
+    inference-mode network much worse than the training-mode one.  This
+    recomputes them ("precise BN"): one forward pass in training mode over
+    ``batch_size`` random training tiles with dropout disabled and momentum
+    0, so each moving mean / variance becomes the statistics of its layer's
+    input on those tiles given the recalibrated layers before it.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : ndarray, shape (n, H, W, 1)
+        Scaled training tiles.
+    batch_size : int, optional
+        Number of tiles used (512).
+    seed : int, optional
+        Seed of the tile choice.
+    """
+    import keras
+    rng = np.random.default_rng(seed)
+    sel = rng.choice(len(x), size=min(int(batch_size), len(x)), replace=False)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
+    saved = [(l.momentum) for l in bns], [l.rate for l in drops]
+    try:
+        for l in bns:
+            l.momentum = 0.0
+        for l in drops:
+            l.rate = 0.0
+        model(np.asarray(x[np.sort(sel)], dtype=np.float32), training=True)
+    finally:
+        for l, m in zip(bns, saved[0]):
+            l.momentum = m
+        for l, r in zip(drops, saved[1]):
+            l.rate = r
+    return model
 
 
 def _time_limit_callback():
