@@ -185,25 +185,27 @@ def _figure1(model, seed, path):
     ch = simulate_frames(200, seed=seed)
     best, best_score = None, -1
     for i in range(len(ch.frames)):
-        lab = ch.labels[i]
-        ys, xs = np.nonzero(lab == 2)
-        if len(ys) < 20:
+        lab, fr = ch.labels[i], ch.frames[i]
+        cr = (lab == 2) & (fr > 80)
+        if cr.sum() < 10:
             continue
-        cy, cx = int(np.median(ys)), int(np.median(xs))
+        isl, n_isl = ndimage.label(cr, structure=np.ones((3, 3)))
+        cents = ndimage.center_of_mass(cr, isl, range(1, n_isl + 1))
         yx, xx = np.nonzero(lab == 1)
-        n_islands = ndimage.label(lab == 2, structure=np.ones((3, 3)))[1]
-        near = False
-        if len(yx):
-            d = np.hypot(yx - cy, xx - cx)
-            j = int(np.argmin(d))
-            if d[j] < 90:
-                near = True
-                cy, cx = (cy + int(yx[j])) // 2, (cx + int(xx[j])) // 2
-        score = 2 * near + min(n_islands, 4) / 4
-        if score > best_score:
+        for cy, cx in cents:
+            if len(yx):
+                d = np.hypot(yx - cy, xx - cx)
+                j = int(np.argmin(d))
+                if d[j] < 100:
+                    cy, cx = (cy + yx[j]) / 2, (cx + xx[j]) / 2
             y0 = int(np.clip(cy - 64, 0, lab.shape[0] - 128))
             x0 = int(np.clip(cx - 64, 0, lab.shape[1] - 128))
-            best, best_score = (i, y0, x0), score
+            sub_cr = cr[y0:y0 + 128, x0:x0 + 128]
+            sub_isl = len(np.unique(isl[y0:y0 + 128, x0:x0 + 128][sub_cr]))
+            score = (2 * bool((lab[y0:y0 + 128, x0:x0 + 128] == 1).any())
+                     + min(sub_isl, 4) / 4 + (sub_cr.sum() >= 10))
+            if score > best_score:
+                best, best_score = (i, y0, x0), score
     i, y0, x0 = best
     maps = model.network.frame_maps(ch.frames[i])
     sl = (slice(y0, y0 + 128), slice(x0, x0 + 128))
