@@ -212,6 +212,21 @@ def cmd_card(args):
     from xcrfilter.ml.model import write_checksums
     from xcrfilter.ml.training import model_card
     out = Path(args.output)
+    if args.resave_network:
+        # same weights in a network built by the current build_densenet (NumPy
+        # initialisers: loading needs no compilation of random kernels)
+        import keras
+        from xcrfilter.ml.densenet import build_densenet
+        old = keras.saving.load_model(out / "densenet.keras", compile=False)
+        new = build_densenet()
+        new.set_weights(old.get_weights())
+        x = np.random.default_rng(0).normal(0, 1, (8, 64, 64, 1)).astype(np.float32)
+        diff = float(np.abs(np.asarray(old(x, training=False)) -
+                            np.asarray(new(x, training=False))).max())
+        if diff > 1e-5:
+            raise RuntimeError(f"re-saved network differs by {diff}")
+        new.save(out / "densenet.keras")
+        print("network re-saved, max output difference", diff)
     meta = json.loads((out / "model.json").read_text())
     meta["command"] = open(args.command_file).read().strip()
     if args.name:
@@ -283,6 +298,8 @@ def main(argv=None):
     cd.add_argument("--output", required=True)
     cd.add_argument("--command-file", required=True)
     cd.add_argument("--name", default=None)
+    cd.add_argument("--resave-network", action="store_true",
+                    help="re-save densenet.keras with the current layer configuration")
     cd.set_defaults(func=cmd_card)
     args = p.parse_args(argv)
     return args.func(args)

@@ -42,9 +42,12 @@ python scripts/evaluate_cam_model.py prepare --frames 45000 --seed 303 --out run
 python scripts/train_cam_model.py stage2 --events runs/train_events.npz \
     --output runs/cam_model --trees 1000 --name xcrfilter-cam-sim-v1
 
-# 6. record this recipe in the model card, rewrite SHA256SUMS, ship
+# 6. record this recipe in the model card, rewrite SHA256SUMS, ship; the
+#    network is re-saved with the same weights by the current build_densenet
+#    (NumPy weight initialisers in its config: loading it needs no compilation
+#    of random kernels, 30 s -> a few s; outputs identical to 1e-5, checked)
 python scripts/train_cam_model.py card --output runs/cam_model \
-    --command-file scripts/train_cam_model.sh
+    --command-file scripts/train_cam_model.sh --resave-network
 mkdir -p xcrfilter/data/cam_model
 cp runs/cam_model/{densenet.keras,scaling.json,forest.skops,model.json,MODEL_CARD.md,SHA256SUMS,stage1_log.csv} \
     xcrfilter/data/cam_model/
