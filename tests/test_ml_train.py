@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("keras")
 pytest.importorskip("imblearn")
 
+from xcrfilter._meta import card_value  # noqa: E402
 from xcrfilter.ml.forest import ModelFileError  # noqa: E402
 from xcrfilter.ml.model import load_model  # noqa: E402
 from xcrfilter.ml.training import load_tiles, lr_schedule, train  # noqa: E402
@@ -116,8 +117,8 @@ def test_tiny_model_filters_frames(tiny_model):
     assert np.isfinite(ev["PROB_CR"][inb]).all() and np.isnan(ev["PROB_CR"][~inb]).all()
     rej = (np.asarray(ev["STATUS"]) & 32) > 0
     np.testing.assert_array_equal(rej, np.asarray(ev["PROB_CR"]) >= 0.5)
-    assert ev.meta["CAMSHA"][0] == load_model(model_dir).sha256
-    assert ev.meta["CAMTHR"][0] == 0.5
+    assert card_value(ev.meta, "CAMSHA") == load_model(model_dir).sha256
+    assert card_value(ev.meta, "CAMTHR") == 0.5
     # events given: the input table is not modified, the scores are the same
     from xcrfilter.events import find_events
     ev_in = find_events(frames * u.eV)
@@ -180,3 +181,17 @@ def test_recalibrate_batchnorm_sets_exact_statistics():
     # momentum and dropout rates are restored
     assert bn.momentum == pytest.approx(0.9)
     assert m.get_layer("block1_l1_drop").rate == pytest.approx(0.2)
+
+
+def test_pipeline_chunks_append_cam_maps(tiny_model, tmp_path):
+    from astropy.io import fits
+    from xcrfilter.pipeline import run_pipeline
+    model_dir, _ = tiny_model
+    frames, _ = _synthetic_frames(3, 5)
+    out = tmp_path / "maps.fits"
+    ev = run_pipeline(frames * u.eV, methods="cam,vfaint", chunk_frames=2,
+                      options={"cam": {"model": str(model_dir), "cam_output": str(out)}})
+    assert "PROB_CR" in ev.colnames and set(np.unique(ev["FRAME"])) <= {0, 1, 2}
+    with fits.open(out) as h:
+        assert h["CAM_CR"].data.shape == (3, 128, 128)
+        assert h["CAM_XRAY"].header["CAMMODEL"] == load_model(model_dir).name

@@ -243,7 +243,7 @@ class CamModel:
         """FITS cards describing the model (for event and CAM-map headers)."""
         return [
             ("CAMMODEL", self.name[:68], "CAM filter model name"),
-            ("CAMSHA", self.sha256, "sha256 of the CAM model SHA256SUMS"),
+            ("CAMSHA", self.sha256, ""),  # 64 characters: no room for a comment
             ("CAMCLASS", ",".join(CLASS_NAMES), "frame classifier class order"),
             ("CAMSCALE", "log1p(E/eV)", "network input: log1p(max(E,0)/1 eV)"),
             ("CAMSMEAN", float(self.network.scaler.mean), "input scaling mean"),
