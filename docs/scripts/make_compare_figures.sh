@@ -3,6 +3,7 @@
 # Run from the repository root:  bash docs/scripts/make_compare_figures.sh
 # Writes docs/_static/compare/{all,stats}/ and docs/_static/compare/speed.txt.
 set -euo pipefail
+export KERAS_BACKEND=${KERAS_BACKEND:-jax}
 OUT=docs/_static/compare
 TMP=${TMPDIR:-/tmp}/xcrfilter_compare
 mkdir -p "$TMP" "$OUT/all"
