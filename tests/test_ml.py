@@ -259,3 +259,26 @@ def test_forest_corrupt_and_foreign_files(tmp_path):
              tmp_path / "pipe.skops")
     with pytest.raises(ModelFileError, match="not trusted"):
         load_forest(tmp_path / "pipe.skops")
+
+
+def test_extra_features_hand_built():
+    from xcrfilter.ml.features import extra_features
+    w = np.zeros((1, 16, 16))
+    w[0, 8, 8] = 5000.0        # the event itself (blanked)
+    w[0, 7, 9] = 900.0         # inside its 5x5 island (blanked)
+    w[0, 1, 1] = 300.0         # context pixels
+    w[0, 14, 2] = 50.0         # below the split threshold
+    w[0, 3, 12] = 1200.0
+    np.testing.assert_allclose(extra_features(w, 80.0), [[1200.0, 1500.0, 2]])
+
+
+def test_train_cli_arguments():
+    import argparse
+    from xcrfilter.ml import cli
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    a = p.parse_args(["--tiles", "t.npz", "--simulate-frames", "100", "-o", "m"])
+    assert a.simulate_frames == 100 and a.trees == 1000 and a.max_features == 3
+    assert a.lr0 == 0.007 and a.decay == 0.95 and a.target_fpr == pytest.approx(0.0182)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--tiles", "t.npz", "-o", "m"])  # frames or simulated frames needed
