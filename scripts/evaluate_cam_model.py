@@ -5,7 +5,8 @@ Two steps (commands as run for docs/cam.rst)::
 
     # held-out frames (seed 404): events, truth, traditional-filter flags and
     # the 64 x 64 windows of the in-band events
-    python scripts/evaluate_cam_model.py prepare --frames 30000 --seed 404 --out runs/test_events.npz
+    python scripts/evaluate_cam_model.py prepare --frames 30000 --seed 404 \\
+        --out runs/test_events.npz
     # Table 1 (held-out tiles), Table 2 (0.3-10 and 4-8 keV), ROC, Figure 1
     python scripts/evaluate_cam_model.py evaluate --model xcrfilter/data/cam_model \\
         --tiles runs/tiles_test.npz --events runs/test_events.npz --out docs/_static/cam
@@ -235,7 +236,8 @@ def _figure1(model, seed, path):
 def _print(res):
     if "table1" in res:
         t = res["table1"]
-        print(f"\nTable 1 (x100), {t['n_tiles']} held-out tiles, accuracy {100 * t['accuracy']:.2f}")
+        print(f"\nTable 1 (x100), {t['n_tiles']} held-out tiles, "
+              f"accuracy {100 * t['accuracy']:.2f}")
         print("metric     " + " ".join(f"{c:>8s}" for c in t["classes"]))
         for k in ("F1", "Precision", "Recall"):
             print(f"{k:10s} " + " ".join(f"{100 * v:8.2f}" for v in t[k]))

@@ -5,9 +5,9 @@ import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import astropy.units as u
-import numpy as np
-import pytest
+import astropy.units as u  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 pytest.importorskip("keras")
 pytest.importorskip("imblearn")

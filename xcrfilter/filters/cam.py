@@ -73,7 +73,8 @@ def _check_threshold(threshold, default):
 
 def _check_band(band):
     if not isinstance(band, u.Quantity):
-        raise TypeError(f"band must be an energy Quantity pair, e.g. (0.3, 10) * u.keV, got {band!r}")
+        raise TypeError("band must be an energy Quantity pair, e.g. (0.3, 10) * u.keV, "
+                        f"got {band!r}")
     lo, hi = band.to_value(u.eV)
     if not 0 <= lo < hi:
         raise ValueError(f"band must be increasing and non-negative, got {band}")

@@ -24,7 +24,8 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser):
     """Add the ``train`` options to an argparse parser."""
-    parser.description = "Train the CAM filter (DenseNet frame classifier + balanced random forest)."
+    parser.description = ("Train the CAM filter (DenseNet frame classifier + balanced "
+                          "random forest).")
     parser.add_argument("--tiles", required=True, metavar="TILES.npz",
                         help="stage-1 tiles: npz with 'tiles' (N,64,64) eV, 'labels', 'classes'")
     src = parser.add_mutually_exclusive_group(required=True)

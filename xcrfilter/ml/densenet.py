@@ -109,8 +109,8 @@ def _dense_block(x, n_layers, growth_rate, dropout, name, seed, momentum):
 
 def build_densenet(input_shape=(None, None, 1), n_classes=4, initial_filters=64,
                    initial_kernel=3, growth_rate=12, n_blocks=2, layers_per_block=5,
-                   dropout=0.2, compression=0.5, initial_stride=1, transition_pool=True, bn_momentum=0.9,
-                   seed=0):
+                   dropout=0.2, compression=0.5, initial_stride=1, transition_pool=True,
+                   bn_momentum=0.9, seed=0):
     """Build the (uncompiled) DenseNet frame classifier.
 
     Parameters

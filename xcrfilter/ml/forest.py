@@ -109,4 +109,3 @@ def load_forest(path):
         raise ModelFileError(f"random-forest file {path!r} holds a {type(forest).__name__}, "
                              "not a BalancedRandomForestClassifier")
     return forest
-

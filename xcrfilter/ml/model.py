@@ -84,7 +84,8 @@ def _verify_checksums(model_dir):
         digest, _, name = line.partition("  ")
         path = model_dir / name.strip()
         if not path.exists():
-            raise ModelFileError(f"{model_dir}: file {name.strip()!r} listed in {SUMS_FILE} is missing")
+            raise ModelFileError(f"{model_dir}: file {name.strip()!r} listed in {SUMS_FILE} "
+                                 "is missing")
         if file_sha256(path) != digest:
             raise ModelFileError(f"{path}: sha256 does not match {SUMS_FILE} (corrupt or modified "
                                  "model file)")

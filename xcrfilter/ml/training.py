@@ -92,7 +92,8 @@ def load_tiles(path):
         tkey = next((k for k in ("tiles", "x", "frames") if k in keys), None)
         lkey = next((k for k in ("labels", "y", "classes_idx") if k in keys), None)
         if tkey is None or lkey is None:
-            raise ValueError(f"{path}: tile file needs 'tiles' and 'labels' arrays, has {sorted(keys)}")
+            raise ValueError(f"{path}: tile file needs 'tiles' and 'labels' arrays, "
+                             f"has {sorted(keys)}")
         tiles = np.asarray(d[tkey], dtype=np.float32)
         labels = np.asarray(d[lkey]).astype(np.int64)
         names = [str(c) for c in d["classes"]] if "classes" in keys else list(CLASS_NAMES)
@@ -266,20 +267,20 @@ def recalibrate_batchnorm(model, x, batch_size=512, seed=0):
     import keras
     rng = np.random.default_rng(seed)
     sel = rng.choice(len(x), size=min(int(batch_size), len(x)), replace=False)
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
-    saved = [(l.momentum) for l in bns], [l.rate for l in drops]
+    bns = [ly for ly in model.layers if isinstance(ly, keras.layers.BatchNormalization)]
+    drops = [ly for ly in model.layers if isinstance(ly, keras.layers.Dropout)]
+    saved = [ly.momentum for ly in bns], [ly.rate for ly in drops]
     try:
-        for l in bns:
-            l.momentum = 0.0
-        for l in drops:
-            l.rate = 0.0
+        for ly in bns:
+            ly.momentum = 0.0
+        for ly in drops:
+            ly.rate = 0.0
         model(np.asarray(x[np.sort(sel)], dtype=np.float32), training=True)
     finally:
-        for l, m in zip(bns, saved[0]):
-            l.momentum = m
-        for l, r in zip(drops, saved[1]):
-            l.rate = r
+        for ly, m in zip(bns, saved[0]):
+            ly.momentum = m
+        for ly, r in zip(drops, saved[1]):
+            ly.rate = r
     return model
 
 
@@ -622,8 +623,9 @@ def model_card(meta):
         f"min_samples_leaf={s2.get('min_samples_leaf')}, max_depth={s2.get('max_depth')}, "
         "sampling_strategy='all', replacement=True, bootstrap=False).",
         f"* Features ({meta.get('feature_set')}): {', '.join(meta.get('feature_names', []))}.",
-        f"* Threshold {meta.get('threshold'):.4f}: lost X-ray signal {100 * tc.get('fpr', 0):.2f} % "
-        f"(target {100 * tc.get('target_fpr', 0):.2f} %), CR recall {100 * tc.get('recall', 0):.1f} % "
+        f"* Threshold {meta.get('threshold'):.4f}: lost X-ray signal "
+        f"{100 * tc.get('fpr', 0):.2f} % (target {100 * tc.get('target_fpr', 0):.2f} %), "
+        f"CR recall {100 * tc.get('recall', 0):.1f} % "
         f"on the validation frames (ROC AUC {tc.get('validation_auc', float('nan')):.3f}).", "",
         "## Versions", "",
     ] + [f"* {k}: {v}" for k, v in meta.get("versions", {}).items()] + [
