@@ -195,3 +195,18 @@ def test_pipeline_chunks_append_cam_maps(tiny_model, tmp_path):
     with fits.open(out) as h:
         assert h["CAM_CR"].data.shape == (3, 128, 128)
         assert h["CAM_XRAY"].header["CAMMODEL"] == load_model(model_dir).name
+
+
+def test_load_tiles_reads_the_simulator_tile_format(tmp_path):
+    from xcrfilter.ml.training import load_tiles
+    from xcrfilter.simulate import build_tile_dataset
+    path = tmp_path / "tiles.npz"
+    build_tile_dataset(3, str(path), seed=11)
+    tiles, labels, scaler = load_tiles(str(path))
+    assert tiles.shape == (12, 64, 64) and tiles.dtype == np.float32
+    assert np.bincount(labels).tolist() == [3, 3, 3, 3]
+    with np.load(path) as d:
+        assert scaler.mean == pytest.approx(float(d["scaling_mean"]))
+        # a CR tile has CR-labelled pixels, an EMPTY tile none
+        assert np.all(d["labels"][labels == 0] == 0)
+        assert np.all((d["labels"][labels == 2] == 2).any(axis=(1, 2)))

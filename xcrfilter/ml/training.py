@@ -72,7 +72,10 @@ def load_tiles(path):
     ----------
     path : str or path-like
         File with ``tiles`` (N, 64, 64) float32 [eV] and ``labels`` (N,) int
-        (class index in ``classes``, default EMPTY, XRAY, CR, MIX); optional
+        (class index in ``classes``, default EMPTY, XRAY, CR, MIX), or the
+        format of :func:`xcrfilter.simulate.build_tile_dataset` (per-pixel
+        ``labels`` (N, 64, 64), class indices ``classes`` (N,) and
+        ``class_names``); optional
         scaling statistics ``scaling_mean`` / ``scaling_std`` (or
         ``log_mean`` / ``log_std``).
 
@@ -95,8 +98,18 @@ def load_tiles(path):
             raise ValueError(f"{path}: tile file needs 'tiles' and 'labels' arrays, "
                              f"has {sorted(keys)}")
         tiles = np.asarray(d[tkey], dtype=np.float32)
-        labels = np.asarray(d[lkey]).astype(np.int64)
-        names = [str(c) for c in d["classes"]] if "classes" in keys else list(CLASS_NAMES)
+        labels = np.asarray(d[lkey])
+        classes = np.asarray(d["classes"]) if "classes" in keys else None
+        if labels.ndim == 3 and classes is not None and classes.dtype.kind in "iu":
+            # xcrfilter.simulate.build_tile_dataset: per-pixel truth in
+            # ``labels``, per-tile class index in ``classes``, names in
+            # ``class_names``
+            labels = classes
+            names = ([str(c) for c in d["class_names"]] if "class_names" in keys
+                     else list(CLASS_NAMES))
+        else:
+            names = [str(c) for c in classes] if classes is not None else list(CLASS_NAMES)
+        labels = labels.astype(np.int64)
         scaler = None
         for mk, sk in (("scaling_mean", "scaling_std"), ("log_mean", "log_std"),
                        ("mean", "std")):
