@@ -47,6 +47,16 @@ DEFAULT_BAND = (0.3, 10.0) * u.keV
 _MAP_FILES = {}
 
 
+def is_available():
+    """True when the shipped pretrained model is installed.
+
+    ``xcrfilter filter --method all`` and ``xcrfilter demo`` include the CAM
+    filter only then; ``--method cam`` with ``--cam-model DIR`` works either way.
+    """
+    from ..ml.model import NETWORK_FILE, default_model_dir
+    return (default_model_dir() / NETWORK_FILE).is_file()
+
+
 def _get_model(model):
     from ..ml.model import CamModel, load_model
     if model is None or isinstance(model, (str, os.PathLike)):
