@@ -250,7 +250,7 @@ class CamModel:
             ("CAMSMEAN", float(self.network.scaler.mean), "input scaling mean"),
             ("CAMSSTD", float(self.network.scaler.std), "input scaling std"),
             ("CAMUPSMP", f"bilinear x{self.network.stride}", "CAM upsampling to input pixels"),
-            ("CAMBIAS", "none", "CAM_k = sum_i w_ik a_i; mean(CAM_k)+b_k = logit_k"),
+            ("CAMBIAS", "none", "CAM=sum_i w_ik a_i; mean(CAM)+b_k=logit"),
         ]
 
 
