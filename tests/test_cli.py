@@ -107,3 +107,31 @@ def test_parse_methods():
         parse_methods("vfaint,magic")
     with pytest.raises(ValueError, match="at least one"):
         parse_methods(" , ")
+
+
+def test_filter_cli_all_methods_one_pass(cube_file, tmp_path):
+    """--method all fills every STATUS bit and PROB_CR in one pass, and every
+    header card fits the FITS standard (no truncation warning)."""
+    import warnings
+
+    from astropy.io.fits.verify import VerifyWarning
+
+    from xcrfilter.pipeline import available_methods
+    out = tmp_path / "all.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VerifyWarning)
+        assert main(["filter", str(cube_file), "--method", "all", "-o", str(out), "-q"]) == 0
+    ev = read_events(out)
+    methods = available_methods()
+    assert ev.meta["FILTERS"][0].split(",") == methods
+    vf = {(int(r["FRAME"]), int(r["RAWY"]), int(r["RAWX"])): int(r["STATUS"]) & 7 for r in ev}
+    assert vf == {(0, 8, 8): 0, (0, 20, 20): 1, (1, 10, 10): 0, (1, 22, 22): 2,
+                  (2, 15, 15): 4}
+    if "cam" in methods:
+        in_band = (ev["ENERGY"] >= 0.3 * u.keV) & (ev["ENERGY"] < 10 * u.keV)
+        prob = np.asarray(ev["PROB_CR"])
+        assert np.all(np.isfinite(prob[in_band])) and np.all(np.isnan(prob[~in_band]))
+        assert np.all((prob[in_band] >= 0) & (prob[in_band] <= 1))
+        assert "CAMSHA" in ev.meta and "CAMTHR" in ev.meta
+    if "sac" in methods:
+        assert "SACRAD" in ev.meta
