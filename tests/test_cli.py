@@ -135,3 +135,15 @@ def test_filter_cli_all_methods_one_pass(cube_file, tmp_path):
         assert "CAMSHA" in ev.meta and "CAMTHR" in ev.meta
     if "sac" in methods:
         assert "SACRAD" in ev.meta
+
+
+def test_pipeline_sums_count_cards_over_chunks():
+    cube = _cube()
+    cube[1, 2:30, 5] = 900.0                 # a 28-pixel track in frame 1
+    cube[2, 3:25, 28] = 900.0                # and one in frame 2
+    one = run_pipeline(cube * u.eV, "vfaint,sac", chunk_frames=10)
+    many = run_pipeline(cube * u.eV, "vfaint,sac", chunk_frames=1)
+    # the two tracks and the 12 keV island (>= the 10 keV track energy)
+    assert one.meta["SACNTRK"][0] == 3 == many.meta["SACNTRK"][0]
+    assert one.meta["SACNEVT"][0] == many.meta["SACNEVT"][0] \
+        == int(np.count_nonzero(many["STATUS"] & 16))

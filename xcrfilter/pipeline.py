@@ -14,7 +14,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import vstack
 
-from ._meta import add_history, set_card
+from ._meta import add_history, card_value, set_card
 from .events import STATUS_BITS, check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
 
@@ -22,7 +22,9 @@ __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
            "run_pipeline"]
 
 #: Filter name -> module implementing the plug-in interface
-#: (``add_cli_options``, ``options_from_args``, ``pipeline_step``).
+#: (``add_cli_options``, ``options_from_args``, ``pipeline_step``; optional
+#: ``is_available()`` and ``COUNT_CARDS``, the header keywords holding counts
+#: that the pipeline sums over chunks of frames).
 METHODS = {
     "vfaint": "xcrfilter.filters.vfaint",
     "lacosmic": "xcrfilter.filters.laplacian",
@@ -178,6 +180,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         bar = tqdm(total=n, unit="frame", desc="filtering")
     parts = []
     meta = None
+    counts = {}
+    count_cards = {key: name for name, module in modules.items()
+                   for key in getattr(module, "COUNT_CARDS", ())}
     for start in starts:
         stop = min(n, start + int(chunk_frames))
         sub = _slice_cube(cube, start, stop)
@@ -187,6 +192,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         events["FRAME"] += np.int32(start)
         if meta is None:
             meta = dict(events.meta)
+        for key in count_cards:
+            if key in events.meta:
+                counts[key] = counts.get(key, 0) + int(card_value(events.meta, key))
         events.meta.clear()
         parts.append(events)
         if bar is not None:
@@ -200,6 +208,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     set_card(out.meta, "NMASKED", int(cube.mask.sum()) if cube.mask is not None else 0,
              "masked or non-finite pixels (never in events)")
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
+    for key, total in counts.items():
+        # count cards of the plug-ins hold per-chunk numbers: write totals
+        old = out.meta.get(key)
+        comment = old[1] if isinstance(old, tuple) else ""
+        set_card(out.meta, key, total, comment)
     status = np.asarray(out["STATUS"])
     if len(parts) == 1:
         out.meta["HISTORY"] = history

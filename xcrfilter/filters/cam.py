@@ -38,6 +38,9 @@ from .._meta import add_history, set_card  # noqa: E402
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
            "options_from_args", "pipeline_step"]
 
+#: header keywords holding counts (summed by the pipeline over chunks of frames)
+COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
+
 #: STATUS bit set by this filter (DESIGN.md Sec. 2).
 CAM_BIT = 5
 #: Scored energy band (lower edge inclusive, upper exclusive), paper Sec. 3.3.

@@ -46,6 +46,9 @@ __all__ = ["lacosmic_filter", "LACOSMIC_BIT", "LACOSMIC_DEFAULTS", "mask_to_even
            "add_cli_options", "options_from_args", "pipeline_step",
            "add_arguments", "run"]
 
+#: header keywords holding counts (summed by the pipeline over chunks of frames)
+COUNT_CARDS = ("LACNCRPX", "LACNEVT")
+
 #: STATUS bit set by this filter (DESIGN.md Sec. 2).
 LACOSMIC_BIT = 3
 

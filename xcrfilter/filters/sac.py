@@ -36,6 +36,9 @@ from .._meta import add_history, card_value, set_card
 __all__ = ["sac_filter", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
 
+#: header keywords holding counts (summed by the pipeline over chunks of frames)
+COUNT_CARDS = ("SACNTRK", "SACNEVT")
+
 #: STATUS bit set by this filter (DESIGN.md Sec. 2).
 SAC_BIT = 4
 
