@@ -17,7 +17,7 @@ __all__ = ["add_arguments", "run", "run_demo"]
 def add_arguments(parser):
     parser.add_argument("-o", "--output-dir", default="xcrfilter-demo", metavar="DIR",
                         help="directory for the simulated observation, events and mask")
-    parser.add_argument("--frames", type=int, default=300,
+    parser.add_argument("--frames", type=int, default=200,
                         help="number of 512 x 512 frames to simulate")
     parser.add_argument("--seed", type=int, default=2024, help="simulation seed")
     parser.add_argument("-m", "--method", default="all",
@@ -33,7 +33,7 @@ def run(args):
     return 0
 
 
-def run_demo(output_dir="xcrfilter-demo", *, n_frames=300, seed=2024, methods="all",
+def run_demo(output_dir="xcrfilter-demo", *, n_frames=200, seed=2024, methods="all",
              overwrite=False, progress=True):
     """Simulate, filter and score a small observation; print the table.
 
@@ -43,7 +43,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=300, seed=2024, methods="a
         Directory for ``demo_obs.fits`` (frames + truth), ``demo_events.fits``
         and ``demo_mask.fits``; created if needed.
     n_frames : int
-        Number of 512 x 512 frames (default 300).
+        Number of 512 x 512 frames (default 200).
     seed : int
         Simulation seed.
     methods : str
