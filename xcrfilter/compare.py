@@ -109,20 +109,10 @@ def rejected(events, method):
 def event_truth_labels(events, labels):
     """Truth class of each event = label of its central pixel (0 noise, 1 X-ray, 2 CR).
 
-    Uses ``xcrfilter.simulate.event_truth`` when available (CONTRACTS.md),
-    otherwise the same definition directly.
+    Thin wrapper of :func:`xcrfilter.simulate.event_truth` returning int8.
     """
-    try:
-        from .simulate import event_truth
-    except ImportError:
-        event_truth = None
-    if event_truth is not None:
-        return np.asarray(event_truth(events, labels)).astype(np.int8)
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels[None]
-    return labels[np.asarray(events["FRAME"]), np.asarray(events["RAWY"]),
-                  np.asarray(events["RAWX"])].astype(np.int8)
+    from .simulate import event_truth
+    return np.asarray(event_truth(events, labels)).astype(np.int8)
 
 
 def _rates(tp, fp, tn, fn):
