@@ -98,8 +98,8 @@ class DetectorModel:
         if isinstance(noise, u.Quantity) and noise.unit.physical_type == "dimensionless" \
                 and noise.unit != u.electron:
             raise u.UnitConversionError("readout_noise must be in electron.")
-        set_(self, "readout_noise", _check_quantity("readout_noise", noise, u.electron,
-                                                     positive=False))
+        noise = _check_quantity("readout_noise", noise, u.electron, positive=False)
+        set_(self, "readout_noise", noise)
         if self.readout_noise.value < 0:
             raise ValueError(f"readout_noise must be >= 0, got {self.readout_noise}.")
         pair = self.pair_energy

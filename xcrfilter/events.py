@@ -280,8 +280,10 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
 
     Parameters
     ----------
-    frames : `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`, `~astropy.units.Quantity`, str, path, list of paths, or `~xcrfilter.io.FrameCube`
-        One frame (ny, nx) or a cube (n_frames, ny, nx) in eV, keV,
+    frames : CCDData, NDData, Quantity, str, path, list of paths, or FrameCube
+        `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`,
+        `~astropy.units.Quantity`, FITS path(s) or `~xcrfilter.io.FrameCube`:
+        one frame (ny, nx) or a cube (n_frames, ny, nx) in eV, keV,
         electron or adu (see :func:`xcrfilter.io.as_energy_cube`).
     event_threshold : `~astropy.units.Quantity` [energy], optional
         Minimum energy of the central pixel.  Default 260 eV.
