@@ -17,7 +17,6 @@ from xcrfilter.filters import cam as camf  # noqa: E402
 from xcrfilter.ml.model import default_model_dir, load_model  # noqa: E402
 
 
-
 def test_pretrained_model_is_installed():
     """The package ships its model: a missing file is a packaging defect."""
     for name in ("model.json", "densenet.keras", "forest.skops", "scaling.json",
