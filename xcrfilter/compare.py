@@ -41,9 +41,9 @@ import numpy as np
 from astropy.table import Table
 
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
-           "compare_table", "format_table", "pixel_confusion", "scan_sigclip", "knee_point",
-           "roc_sweeps", "compare_filters", "compare_chunks", "CompareReport",
-           "add_arguments", "run"]
+           "compare_table", "format_table", "print_report", "pixel_confusion",
+           "scan_sigclip", "knee_point", "roc_sweeps", "compare_filters", "compare_chunks",
+           "CompareReport", "add_arguments", "run"]
 
 #: Energy bands of the report, keV, half-open [lo, hi) (seed paper Fig. 3b).
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
@@ -885,16 +885,24 @@ def run(args):
                             split_threshold=args.split_threshold * u.eV,
                             mip_threshold=args.mip_threshold * u.keV,
                             pixel_frames=args.pixel_frames, outdir=args.output)
-    print(f"{report.n_frames} frames, {len(report.events)} events; methods: "
-          f"{', '.join(report.methods)}")
+    print_report(report)
+    print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
+          + f", table.ecsv, table.txt, roc.ecsv, events.fits in {args.output}")
+    return 0
+
+
+def print_report(report, header=None):
+    """Print a report: a header line, the Table 2 layout, the pixel-wise
+    Laplacian confusion and the methods that were skipped (with why)."""
+    if header is None:
+        header = (f"{report.n_frames} frames, {len(report.events)} events; methods: "
+                  f"{', '.join(report.methods)}")
+    print(header)
     print(format_table(report.table))
     if report.pixel:
         print(_pixel_text(report.pixel))
     for name, reason in report.skipped.items():
         print(f"skipped {name}: {reason}")
-    print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
-          + f", table.ecsv, table.txt, roc.ecsv, events.fits in {args.output}")
-    return 0
 
 
 def main(argv=None):

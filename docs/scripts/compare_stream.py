@@ -11,7 +11,7 @@ import time
 
 import astropy.units as u
 
-from xcrfilter.compare import _pixel_text, compare_chunks, format_table
+from xcrfilter.compare import compare_chunks, print_report
 from xcrfilter.simulate import iter_frames
 
 
@@ -28,13 +28,9 @@ def main():
               for c in iter_frames(args.frames, seed=args.seed, chunk_size=args.chunk))
     report = compare_chunks(chunks, args.methods.split(","), pixel_frames=0,
                             outdir=args.output)
-    print(f"{report.n_frames} frames (seed {args.seed}), {len(report.events)} events; "
-          f"methods: {', '.join(report.methods)}; {time.time() - t0:.0f} s")
-    print(format_table(report.table))
-    if report.pixel:
-        print(_pixel_text(report.pixel))
-    for name, reason in report.skipped.items():
-        print(f"skipped {name}: {reason}")
+    print_report(report, f"{report.n_frames} frames (seed {args.seed}), "
+                         f"{len(report.events)} events; methods: "
+                         f"{', '.join(report.methods)}; {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":
