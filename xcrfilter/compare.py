@@ -823,9 +823,13 @@ def add_arguments(parser):
                         help="frames read and filtered at a time (default 200)")
     parser.add_argument("--pixel-frames", type=int, default=50,
                         help="frames for the pixel-wise Laplacian confusion (default 50)")
-    parser.add_argument("--event-threshold", type=float, default=260.0, help="[eV]")
-    parser.add_argument("--split-threshold", type=float, default=80.0, help="[eV]")
-    parser.add_argument("--mip-threshold", type=float, default=10.0, help="[keV]")
+    from .cli import parse_energy
+    parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
+                        metavar="E", help="event threshold, e.g. 260eV (bare numbers are eV)")
+    parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
+                        metavar="E", help="split threshold, e.g. 80eV")
+    parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
+                        metavar="E", help="MIP threshold, e.g. 10keV")
     parser.add_argument("--sac-radius", type=float, default=None, help="[pixel]")
     parser.add_argument("--lacosmic-sigclip", type=float, default=None)
     parser.add_argument("--cam-threshold", type=float, default=None)
@@ -881,9 +885,9 @@ def run(args):
     chunks = _file_chunks(args.observation, args.truth or args.observation,
                           args.chunk_frames, args.max_frames)
     report = compare_chunks(chunks, methods, options=options,
-                            event_threshold=args.event_threshold * u.eV,
-                            split_threshold=args.split_threshold * u.eV,
-                            mip_threshold=args.mip_threshold * u.keV,
+                            event_threshold=args.event_threshold,
+                            split_threshold=args.split_threshold,
+                            mip_threshold=args.mip_threshold,
                             pixel_frames=args.pixel_frames, outdir=args.output)
     print_report(report)
     print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
