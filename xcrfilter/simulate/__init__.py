@@ -15,7 +15,9 @@ from .dataset import (build_tile_dataset, build_validation_set, load_tile_datase
 from .fitsio import read_truth, write_simulation
 from .params import DEFAULT_FLUORESCENCE_LINES, SimulationParameters
 from .physics import absorption_probability, attenuation_length, cloud_sigma
-from .spectra import CallableSpectrum, LineSpectrum, LogUniformSpectrum, as_spectrum
+from .spectra import (CallableSpectrum, LineSpectrum, LogUniformSpectrum, PowerLawSpectrum,
+                      as_spectrum)
+from .variants import PRESETS, PhysicsRanges, RandomPhysicsSimulator, preset, preset_names
 
 __all__ = [
     "FrameSimulator", "SimulationParameters", "SimulatedChunk", "iter_frames",
@@ -25,4 +27,6 @@ __all__ = [
     "LABEL_NONE", "LABEL_XRAY", "LABEL_CR", "TILE_EMPTY", "TILE_XRAY", "TILE_CR",
     "TILE_MIX", "TILE_CLASS_NAMES", "BLOCK_FRAMES", "write_simulation", "read_truth",
     "build_tile_dataset", "build_validation_set", "load_tile_dataset", "simulate_tiles",
+    "PowerLawSpectrum", "PhysicsRanges", "RandomPhysicsSimulator", "PRESETS", "preset",
+    "preset_names",
 ]

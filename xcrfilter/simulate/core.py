@@ -225,12 +225,33 @@ class FrameSimulator:
             e_soft = np.concatenate([e_soft, des])
         return tid, xs, ys, zs, e_soft
 
-    def _place_along_axis(self, rng, cx, cy, phi, scale_px, n):
-        """Offsets along/perpendicular to the projected axis, um."""
+    def _place_along_axis(self, rng, cx, cy, phi, scale_px, n, orphan=None):
+        """Positions (um) of ``n`` secondaries around their shower centres.
+
+        Along the projected axis: a two-sided exponential of scale
+        ``scale_px`` and a Gaussian of rms ``sec_perp_sigma`` across it; a
+        fraction ``sec_iso_fraction`` is placed isotropically instead, at an
+        exponential radius of scale ``sec_iso_scale``.  Secondaries of
+        orphan showers (``orphan`` True) have every scale multiplied by
+        ``orphan_spread``.  With the default parameters no extra random
+        numbers are drawn, so the calibrated simulation is unchanged.
+        """
+        p = self.params
         t = rng.exponential(scale_px, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
-        sp = rng.normal(0.0, self.params.sec_perp_sigma, n)
+        sp = rng.normal(0.0, p.sec_perp_sigma, n)
         c, s = np.cos(phi), np.sin(phi)
-        return (cx + (t * c - sp * s) * self.pixel, cy + (t * s + sp * c) * self.pixel)
+        dx = t * c - sp * s
+        dy = t * s + sp * c
+        if p.sec_iso_fraction > 0 and n:
+            iso = rng.random(n) < p.sec_iso_fraction
+            r = rng.exponential(p.sec_iso_scale, n)
+            a = rng.uniform(0, 2 * np.pi, n)
+            dx = np.where(iso, r * np.cos(a), dx)
+            dy = np.where(iso, r * np.sin(a), dy)
+        if orphan is not None and p.orphan_spread != 1.0:
+            f = np.where(orphan, p.orphan_spread, 1.0)
+            dx, dy = dx * f, dy * f
+        return cx + dx * self.pixel, cy + dy * self.pixel
 
     def _photon_depth(self, rng, energy, front):
         """Absorption depth from the entrance surface (um); NaN if transmitted."""
@@ -288,7 +309,10 @@ class FrameSimulator:
         cx = rng.uniform(0, nx * pix, S)
         cy = rng.uniform(0, ny * pix, S)
         phi = rng.uniform(0, 2 * np.pi, S)
-        cost = np.sqrt(rng.random(S))  # cos-weighted isotropic flux through a plane
+        if p.incidence_power == 1.0:
+            cost = np.sqrt(rng.random(S))  # cos-weighted isotropic flux through a plane
+        else:  # dN/dOmega ~ cos(theta)**n  ->  cos(theta) = U**(1 / (n + 1))
+            cost = rng.random(S) ** (1.0 / (p.incidence_power + 1.0))
         sint = np.sqrt(1 - cost ** 2)
         hit = rng.random(S) >= p.cr_miss_fraction
         alpha = rng.random(S) < p.alpha_fraction
@@ -308,10 +332,12 @@ class FrameSimulator:
         src.set_parent(sh_id, sh_id)
         # secondary electron tracks
         n_sec = rng.poisson(p.sec_track_mean, S) + (~hit).astype(np.int64)
+        if p.orphan_extra_mean > 0:
+            n_sec += rng.poisson(p.orphan_extra_mean, S) * (~hit)
         sec_sh = np.repeat(np.arange(S), n_sec)
         ns = sec_sh.size
         sx, sy = self._place_along_axis(rng, cx[sec_sh], cy[sec_sh], phi[sec_sh],
-                                        p.sec_track_scale, ns)
+                                        p.sec_track_scale, ns, ~hit[sec_sh])
         s_cost = np.sqrt(rng.random(ns))
         s_phi = rng.uniform(0, 2 * np.pi, ns)
         s_front = rng.random(ns) < 0.5
@@ -350,7 +376,7 @@ class FrameSimulator:
         nph = ph_sh.size
         if nph:
             px, py = self._place_along_axis(rng, cx[ph_sh], cy[ph_sh], phi[ph_sh],
-                                            p.photon_scale, nph)
+                                            p.photon_scale, nph, ~hit[ph_sh])
             cont = rng.random(nph) < p.photon_continuum_fraction
             li = np.searchsorted(self._line_cdf, rng.random(nph), side="right")
             li = np.minimum(li, self._line_e.size - 1)
@@ -371,7 +397,7 @@ class FrameSimulator:
         nel = el_sh.size
         if nel:
             ex, ey = self._place_along_axis(rng, cx[el_sh], cy[el_sh], phi[el_sh],
-                                            p.electron_scale, nel)
+                                            p.electron_scale, nel, ~hit[el_sh])
             ee = np.exp(rng.uniform(np.log(p.electron_min_energy * 1e3),
                                     np.log(p.electron_max_energy * 1e3), nel))
             front = rng.random(nel) < 0.5
@@ -676,7 +702,7 @@ def _empty_sources():
 
 
 def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=None,
-                shape=None, chunk_size=64, noise=True, simulator=None):
+                shape=None, chunk_size=64, noise=True, simulator=None, physics=None):
     """Stream simulated frames in chunks (constant memory).
 
     Parameters
@@ -696,6 +722,11 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
         Add readout noise.
     simulator : `FrameSimulator`, optional
         Use this simulator instead of building one.
+    physics : `~xcrfilter.simulate.RandomPhysicsSimulator`, optional
+        Randomised physics: every block of `BLOCK_FRAMES` frames is
+        simulated with parameters, readout noise and X-ray spectrum drawn
+        anew (``params``, ``spectrum`` and the detector noise are then
+        ignored).
 
     Yields
     ------
@@ -726,7 +757,9 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
                 # on n_frames (surplus frames of the last block are dropped)
                 b0 = block * BLOCK_FRAMES
                 nb = BLOCK_FRAMES
-                fr, lb, st, tc = sim.simulate_block(sim.block_rng(seed, block), nb,
+                bsim = sim if physics is None else \
+                    physics.block_simulator(seed, block, sim.shape)
+                fr, lb, st, tc = bsim.simulate_block(sim.block_rng(seed, block), nb,
                                                     noise=noise, block_index=block,
                                                     frame_offset=b0)
                 buf = [fr, lb, st, tc, b0]
@@ -751,7 +784,7 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
 
 
 def simulate_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=None,
-                    shape=None, noise=True):
+                    shape=None, noise=True, physics=None):
     """Simulate ``n_frames`` frames in memory (convenience for small ``n``).
 
     Returns
@@ -765,7 +798,7 @@ def simulate_frames(n_frames, *, seed=None, detector=None, params=None, spectrum
     """
     parts = list(iter_frames(n_frames, seed=seed, detector=detector, params=params,
                              spectrum=spectrum, shape=shape, noise=noise,
-                             chunk_size=max(1, int(n_frames))))
+                             chunk_size=max(1, int(n_frames)), physics=physics))
     if not parts:
         sim = FrameSimulator(detector, params, spectrum, shape)
         ny, nx = sim.shape

@@ -58,7 +58,7 @@ def simulation_header(sim, n_frames, seed, chunk_size=None):
 
 def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, spectrum=None,
                      shape=None, chunk_size=64, gain=None, offset=0.0, overwrite=False,
-                     progress=False):
+                     progress=False, physics=None):
     """Simulate ``n_frames`` frames and stream them with their truth to FITS.
 
     Parameters
@@ -85,6 +85,9 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
         Replace an existing file.
     progress : bool
         Show a tqdm progress bar.
+    physics : `~xcrfilter.simulate.RandomPhysicsSimulator`, optional
+        Randomised physics per block (see `xcrfilter.simulate.iter_frames`);
+        its ranges are recorded in the header.
 
     Returns
     -------
@@ -132,6 +135,11 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     elif offset:
         raise ValueError("offset needs a gain (frames in eV carry no offset)")
     hdr.extend(simulation_header(sim, n_frames, seed, chunk_size), end=True)
+    if physics is not None:
+        for key, val, com in physics.ranges.to_header_cards():
+            hdr[key] = (val, com)
+        hdr["COMMENT"] = ("RANDPHYS: every block of SIMBLOCK frames drew its own parameters "
+                          "from the RNDPARnn ranges; the other cards give the base set.")
     thdr = fits.Header()
     thdr["XTENSION"] = "IMAGE"
     thdr["BITPIX"] = 8
@@ -168,7 +176,8 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
             fh.truncate(end)
             fh.seek(t0)
             fh.write(tbytes)
-            for ch in iter_frames(n_frames, seed=seed, chunk_size=chunk_size, simulator=sim):
+            for ch in iter_frames(n_frames, seed=seed, chunk_size=chunk_size, simulator=sim,
+                                  physics=physics):
                 n = ch.frames.shape[0]
                 data = ch.frames if gain is None else \
                     ch.frames * np.float32(scale) + np.float32(offset)

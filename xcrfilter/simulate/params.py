@@ -118,6 +118,25 @@ class SimulationParameters:
         Rms lateral spread of the sub-deposits of an electron blob [um].
     electron_blob_parts : int
         Number of sub-deposits of an electron blob.
+    sec_iso_fraction : float
+        Fraction of the secondaries (tracks, photons, electron blobs) placed
+        isotropically around the shower centre instead of along the
+        projected primary axis.  0 (default) keeps the calibrated set.
+    sec_iso_scale : float
+        Exponential scale of the radial distance of the isotropic
+        secondaries from the shower centre [pixel].
+    orphan_extra_mean : float
+        Mean number of extra secondary tracks of a shower whose primary
+        misses the sensor (Poisson, added to its guaranteed one); raises the
+        multiplicity of orphan showers.
+    orphan_spread : float
+        Multiplier of every distance scale (along, across, isotropic) for
+        the secondaries of orphan showers.
+    incidence_power : float
+        Exponent ``n`` of the angular distribution of the primaries' flux
+        through the sensor plane, ``dN/dOmega ~ cos(theta)**n``; 1 (default)
+        is an isotropic intensity seen through a plane, larger values favour
+        normal incidence (shorter projected tracks).
     label_threshold : float
         Minimum noise-free deposit for a pixel to carry a truth label [eV].
     split_threshold : float
@@ -162,6 +181,11 @@ class SimulationParameters:
     electron_max_energy: float = _f(30.0, "ELECEMAX", "keV", "electron blob max deposit")
     electron_blob_sigma: float = _f(60.0, "ELECBSIG", "um", "electron blob lateral rms")
     electron_blob_parts: int = _f(3, "ELECBPRT", "", "sub-deposits per e- blob")
+    sec_iso_fraction: float = _f(0.0, "SECISOF", "", "secondaries placed isotropically")
+    sec_iso_scale: float = _f(20.0, "SECISOSC", "pixel", "isotropic secondary scale")
+    orphan_extra_mean: float = _f(0.0, "ORPHXTRA", "1/shower", "extra tracks of orphan shower")
+    orphan_spread: float = _f(1.0, "ORPHSPRD", "", "distance-scale factor, orphans")
+    incidence_power: float = _f(1.0, "INCPOWER", "", "primary flux ~ cos(theta)**n")
     label_threshold: float = _f(1.0, "LABTHRES", "eV", "min deposit for a truth label")
     split_threshold: float = _f(80.0, "TILETHR", "eV", "tile class deposit threshold")
     tile: int = _f(64, "TILESIZE", "pixel", "tile size of truth classes")
@@ -185,7 +209,7 @@ class SimulationParameters:
             if v < 0:
                 raise ValueError(f"{f.name} must be >= 0, got {v!r}")
         for name in ("cr_miss_fraction", "alpha_fraction", "photon_continuum_fraction",
-                     "photon_front_fraction"):
+                     "photon_front_fraction", "sec_iso_fraction"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("bias_voltage", "temperature", "step_length", "delta_min_energy",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
-__all__ = ["LogUniformSpectrum", "LineSpectrum", "CallableSpectrum", "as_spectrum"]
+__all__ = ["LogUniformSpectrum", "PowerLawSpectrum", "LineSpectrum", "CallableSpectrum",
+           "as_spectrum"]
 
 
 def _ev(value, name):
@@ -40,6 +41,42 @@ class LogUniformSpectrum:
 
     def describe(self):
         return f"loguniform {self.e_min / 1e3:g}-{self.e_max / 1e3:g} keV"
+
+
+class PowerLawSpectrum:
+    """Power-law photon spectrum ``dN/dE ~ E**-index`` between two energies.
+
+    ``index = 1`` is `LogUniformSpectrum`.  Sampled by inverting the
+    cumulative distribution.
+
+    Parameters
+    ----------
+    index : float
+        Photon index Gamma (any real value).
+    e_min, e_max : `~astropy.units.Quantity` [energy]
+        Range; default 0.2-10 keV.
+    """
+
+    def __init__(self, index=1.0, e_min=0.2 * u.keV, e_max=10 * u.keV):
+        self.index = float(index)
+        if not np.isfinite(self.index):
+            raise ValueError(f"index must be finite, got {index}")
+        self.e_min = _ev(e_min, "e_min")
+        self.e_max = _ev(e_max, "e_max")
+        if not 0 < self.e_min < self.e_max:
+            raise ValueError(f"need 0 < e_min < e_max, got {e_min}, {e_max}")
+
+    def sample(self, rng, n):
+        q = rng.random(n)
+        a = 1.0 - self.index
+        if abs(a) < 1e-9:
+            return self.e_min * (self.e_max / self.e_min) ** q
+        lo, hi = self.e_min ** a, self.e_max ** a
+        return (lo + q * (hi - lo)) ** (1.0 / a)
+
+    def describe(self):
+        return (f"powerlaw index {self.index:.3g} "
+                f"{self.e_min / 1e3:g}-{self.e_max / 1e3:.3g} keV")
 
 
 class LineSpectrum:
