@@ -7,7 +7,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import astropy.units as u
@@ -15,23 +14,12 @@ import astropy.units as u
 __all__ = ["add_arguments", "run"]
 
 
-def _energy(text):
-    try:
-        q = u.Quantity(text)
-    except Exception:
-        raise argparse.ArgumentTypeError(f"not an energy: {text!r} (e.g. 5.9keV)") from None
-    if not q.unit.is_equivalent(u.eV):
-        raise argparse.ArgumentTypeError(f"{text!r} has no energy unit (e.g. 5.9keV)")
-    if q.to_value(u.eV) <= 0:
-        raise argparse.ArgumentTypeError("energy must be positive")
-    return q
-
-
 def _parse_sets(items):
     """``["name=value", ...]`` -> kwargs of `SimulationParameters` (typed)."""
     from dataclasses import fields
 
     from .params import SimulationParameters
+    from .variants import PhysicsRanges, RandomPhysicsSimulator, preset
     known = {f.name: f for f in fields(SimulationParameters) if f.metadata.get("key")}
     out = {}
     for item in items:
@@ -54,28 +42,49 @@ def _parse_sets(items):
 
 def add_arguments(parser):
     """Add the ``simulate`` options to an `argparse.ArgumentParser`."""
-    parser.add_argument("--frames", type=int, required=True, help="number of frames")
+    from ..cli import parse_energy
+    parser.add_argument("--frames", type=int, required=True, metavar="N",
+                        help="number of frames")
     parser.add_argument("--shape", type=int, nargs=2, default=(512, 512),
                         metavar=("NY", "NX"), help="frame shape (rows, columns)")
-    parser.add_argument("--xray-rate", type=float, default=1.0,
-                        help="mean X-rays per frame (Poisson)")
-    parser.add_argument("--cr-rate", type=float, default=1.0,
-                        help="mean cosmic-ray showers per frame (Poisson)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
-    parser.add_argument("-o", "--output", required=True, help="output FITS file")
-    parser.add_argument("--xray-energy", type=_energy, default=None,
-                        help="monochromatic X-rays at this energy (e.g. 5.9keV); "
-                             "without it log-uniform 0.2-10 keV")
+    parser.add_argument("--xray-rate", type=float, default=None,
+                        help="mean X-rays per frame, Poisson (default: 1, or the preset's)")
+    parser.add_argument("--cr-rate", type=float, default=None,
+                        help="mean cosmic-ray showers per frame, Poisson (default: 1, or "
+                             "the preset's)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: a fresh one, written to the header)")
+    parser.add_argument("-o", "--output", required=True, metavar="OBS.fits",
+                        help="output FITS file: frames, TRUTH (per-pixel labels 0 none, "
+                        "1 X-ray, 2 CR) and SOURCES extensions")
+    parser.add_argument("--xray-energy", type=parse_energy, default=None, metavar="E",
+                        help="monochromatic X-rays at this energy (default: log-uniform "
+                        "0.2-10 keV)")
     parser.add_argument("--readout-noise", type=float, default=None,
-                        help="readout noise rms in electrons; without it the WFI 7 e-")
+                        help="readout noise rms [electron] (default: the WFI 7 e-)")
     parser.add_argument("--chunk-size", type=int, default=64,
                         help="frames simulated and written at a time")
     parser.add_argument("--gain", type=float, default=None,
-                        help="write ADU with this gain in eV/adu; without it eV")
+                        help="write adu with this gain [eV/adu] (default: write eV)")
     parser.add_argument("--set", dest="set_params", action="append", default=[],
                         metavar="NAME=VALUE",
                         help="set any SimulationParameters field, e.g. --set photon_mean=0.02 "
                              "(repeatable)")
+    from .variants import PRESETS
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="named physics variant for evaluation: "
+                             + "; ".join(f"{k}: {v['doc']}" for k, v in PRESETS.items())
+                             + " (applied before --set, --xray-rate and --cr-rate "
+                               "given explicitly)")
+    parser.add_argument("--randomize", action="store_true",
+                        help="draw the physics anew for every block of 16 frames from the "
+                             "documented ranges (secondary spread and yields, orphan "
+                             "showers, CR and X-ray rates, readout noise, incidence, X-ray "
+                             "spectrum); for training data")
+    parser.add_argument("--randomize-excluding", default=None, choices=list(PRESETS),
+                        metavar="PRESET",
+                        help="with --randomize: leave out the distinctive physics of this "
+                             "preset (leave-one-physics-out training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace the output")
     return parser
@@ -86,23 +95,43 @@ def run(args):
     from ..detector import DetectorModel
     from .fitsio import write_simulation
     from .params import SimulationParameters
+    from .variants import PhysicsRanges, RandomPhysicsSimulator, preset
 
     try:
         if args.frames < 1:
             raise ValueError("--frames must be >= 1")
         if min(args.shape) < 5:
             raise ValueError("--shape must be at least 5 x 5")
+        if args.xray_energy is not None and args.xray_energy.to_value(u.eV) <= 0:
+            raise ValueError(f"--xray-energy must be positive, got {args.xray_energy}")
         det_kw = {"shape": tuple(args.shape)}
+        params = SimulationParameters()
+        if getattr(args, "preset", None):
+            params, pdet = preset(args.preset)
+            det_kw["readout_noise"] = pdet.readout_noise
         if args.readout_noise is not None:
             det_kw["readout_noise"] = args.readout_noise * u.electron
         det = DetectorModel.wfi(**det_kw)
-        params = SimulationParameters(xray_rate=args.xray_rate, cr_rate=args.cr_rate,
-                                      **_parse_sets(getattr(args, "set_params", [])))
+        explicit = {k: v for k, v in (("xray_rate", args.xray_rate),
+                                      ("cr_rate", args.cr_rate)) if v is not None}
+        params = params.replace(**explicit, **_parse_sets(getattr(args, "set_params", [])))
+        physics = None
+        if getattr(args, "randomize", False):
+            if args.preset or explicit or getattr(args, "set_params", None):
+                raise ValueError("--randomize draws the physics itself: it cannot be "
+                                 "combined with --preset, --set or explicit rates")
+            ranges = PhysicsRanges()
+            if args.randomize_excluding:
+                ranges = ranges.excluding(args.randomize_excluding)
+            physics = RandomPhysicsSimulator(ranges, det)
+        elif getattr(args, "randomize_excluding", None):
+            raise ValueError("--randomize-excluding needs --randomize")
         gain = None if args.gain is None else args.gain * u.eV / u.adu
         info = write_simulation(args.output, args.frames, seed=args.seed, detector=det,
                                 params=params, spectrum=args.xray_energy,
                                 chunk_size=args.chunk_size, gain=gain,
-                                overwrite=args.overwrite, progress=not args.no_progress)
+                                overwrite=args.overwrite, progress=not args.no_progress,
+                                physics=physics)
     except (ValueError, TypeError, FileExistsError, OSError) as exc:
         print(f"xcrfilter simulate: error: {exc}", file=sys.stderr)
         return 2
