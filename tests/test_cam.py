@@ -37,10 +37,13 @@ def _frames(n=2, size=128, seed=0):
 def test_cli_options_roundtrip():
     p = argparse.ArgumentParser()
     camf.add_cli_options(p.add_argument_group("cam"))
-    a = p.parse_args(["--threshold", "0.6", "--cam-output", "c.fits", "--cam-band", "0.5", "8"])
+    a = p.parse_args(["--threshold", "0.6", "--cam-output", "c.fits",
+                      "--cam-band", "0.5keV", "8000"])
     o = camf.options_from_args(a)
     assert o["threshold"] == 0.6 and o["cam_output"] == "c.fits"
+    # units accepted, bare numbers are eV
     assert u.allclose(o["band"], [0.5, 8] * u.keV)
+    assert o["band"].unit == u.eV
     assert camf.options_from_args(p.parse_args([])) == {}
 
 

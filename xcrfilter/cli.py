@@ -20,7 +20,7 @@ import sys
 
 import astropy.units as u
 
-__all__ = ["main", "parse_energy", "build_parser"]
+__all__ = ["main", "parse_energy", "build_parser", "HelpFormatter", "ENERGY_UNIT_HELP"]
 
 # sub-command -> module providing add_arguments(parser) and run(args)
 _DELEGATES = {
@@ -59,6 +59,47 @@ def parse_energy(text):
             f"{text!r} is not an energy (unit {q.unit}); write e.g. 260eV") from None
 
 
+#: How every energy option states its unit in ``--help`` (added by `HelpFormatter`).
+ENERGY_UNIT_HELP = "energy with unit, e.g. 260eV or 0.26keV; bare numbers are eV"
+
+
+def _format_default(value):
+    """``260 * u.eV`` -> ``"260eV"`` (the syntax the option accepts)."""
+    if isinstance(value, u.Quantity):
+        if value.isscalar:
+            return f"{value.value:g}{value.unit.to_string()}"
+        return " ".join(_format_default(v) for v in value)
+    if isinstance(value, (tuple, list)):
+        return " ".join(_format_default(v) for v in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` layout of every ``xcrfilter`` command.
+
+    * states the default once: ``(default: X)`` is appended only when the
+      help text does not already speak of a default, and never for
+      required options, flags, or options whose default is None;
+    * states the unit of every energy option (``type=parse_energy``) the
+      same way (:data:`ENERGY_UNIT_HELP`).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.type is parse_energy:
+            # the unit goes before any "(default: ...)" the help text states itself
+            head, sep, tail = text.partition(" (default")
+            text = f"{head} [{ENERGY_UNIT_HELP}]{sep}{tail}"
+        default = action.default
+        show = (action.option_strings and not action.required
+                and default is not None and default is not argparse.SUPPRESS
+                and not isinstance(default, bool)
+                and "default" not in text.lower())
+        if show:
+            text += " (default: " + _format_default(default).replace("%", "%%") + ")"
+        return text
+
+
 def parse_gain(text):
     """Parse ``"3.65eV/adu"`` or a bare number (eV per adu)."""
     s = str(text).strip()
@@ -81,18 +122,17 @@ def parse_gain(text):
 
 
 def _add_threshold_options(parser):
-    g = parser.add_argument_group("event finding (seed paper Sec. 3.1)")
+    g = parser.add_argument_group("event finding (thresholds of Poliszczuk et al., Sec. 3.1)")
     g.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
-                   metavar="E", help="minimum central-pixel energy of an event "
-                   "(default 260eV; bare numbers are eV)")
+                   metavar="E", help="minimum central-pixel energy of an event")
     g.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
                    metavar="E", help="pixels at or above it are active and join the "
-                   "event energy (default 80eV = 3 sigma of 7 e- noise)")
+                   "event energy; 80eV is 3 sigma of the 7 e- readout noise")
     g.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
-                   metavar="E", help="events at or above it are minimum-ionising "
-                   "particles (default 10keV)")
+                   metavar="E", help="events at or above it are minimum-ionising particles")
     g.add_argument("--gain", type=parse_gain, default=None, metavar="G",
-                   help="gain for frames in adu without a GAIN keyword, e.g. 3.65eV/adu")
+                   help="gain for frames in adu without a GAIN keyword, e.g. 3.65eV/adu "
+                   "(bare numbers are eV/adu)")
     return g
 
 
@@ -107,7 +147,7 @@ def _add_filter_parser(sub):
         "3x3 shape, 1 active 5x5 outer-ring pixel, 2 energy outside [event, MIP "
         "threshold), 3 Laplacian (astroscrappy) CR mask, 4 self-anti-coincidence, "
         "5 CAM filter.  An event is accepted by a method when its bits are 0.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("frames", nargs="+", metavar="FRAMES.fits",
                    help="input FITS file(s); cubes of several files are concatenated")
     p.add_argument("-m", "--method", default="vfaint",
@@ -118,7 +158,7 @@ def _add_filter_parser(sub):
                    help="also write a CCDData whose mask marks the 3x3 pixels of "
                    "rejected events")
     p.add_argument("--overwrite", action="store_true", help="overwrite output files")
-    p.add_argument("--chunk-frames", type=int, default=200,
+    p.add_argument("--chunk-frames", type=int, default=200, metavar="N",
                    help="frames processed at a time (bounds memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_threshold_options(p)
@@ -195,7 +235,7 @@ def _print_summary(events, names, output):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="xcrfilter",
+        prog="xcrfilter", formatter_class=HelpFormatter,
         description="Cosmic-ray background filters for X-ray imaging detector frames "
         "(very-faint-mode, CAM machine learning, Laplacian, self-anti-coincidence).")
     from . import __version__
@@ -209,13 +249,13 @@ def build_parser():
             continue
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper()
                            + help_text[1:] + ".",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     from .demo import add_arguments as demo_args, run as demo_run
     p = sub.add_parser("demo", help="simulate a small observation, filter it with every "
                        "available method and print the comparison table",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     demo_args(p)
     p.set_defaults(func=demo_run)
     return parser

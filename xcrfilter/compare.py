@@ -810,30 +810,41 @@ def _read_truth_labels(path):
 
 def add_arguments(parser):
     """Arguments of ``xcrfilter compare``."""
-    parser.add_argument("observation", help="frames FITS file (e.g. from xcrfilter simulate)")
-    parser.add_argument("--truth", default=None,
-                        help="simulator file with the truth (default: the observation)")
-    parser.add_argument("-o", "--output", required=True, help="report directory")
+    parser.add_argument("observation", metavar="OBS.fits",
+                        help="frames FITS file (e.g. from xcrfilter simulate)")
+    parser.add_argument("--truth", default=None, metavar="TRUTH.fits",
+                        help="simulator file with the TRUTH extension (default: the "
+                        "observation)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="report directory (tables, figures, events)")
     parser.add_argument("--methods", default="vfaint,lacosmic,sac,cam",
-                        help="filters to compare (default %(default)s; unavailable ones "
-                             "are skipped)")
-    parser.add_argument("--max-frames", type=int, default=None,
-                        help="use only the first N frames")
-    parser.add_argument("--chunk-frames", type=int, default=200,
-                        help="frames read and filtered at a time (default 200)")
-    parser.add_argument("--pixel-frames", type=int, default=50,
-                        help="frames for the pixel-wise Laplacian confusion (default 50)")
+                        help="comma-separated filters to compare; unavailable ones are skipped")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+                        help="use only the first N frames (default: all)")
+    parser.add_argument("--chunk-frames", type=int, default=200, metavar="N",
+                        help="frames read and filtered at a time")
+    parser.add_argument("--pixel-frames", type=int, default=50, metavar="N",
+                        help="frames for the pixel-wise Laplacian confusion")
     from .cli import parse_energy
     parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
-                        metavar="E", help="event threshold, e.g. 260eV (bare numbers are eV)")
+                        metavar="E", help="minimum central-pixel energy of an event")
     parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
-                        metavar="E", help="split threshold, e.g. 80eV")
+                        metavar="E", help="pixels at or above it are active")
     parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
-                        metavar="E", help="MIP threshold, e.g. 10keV")
-    parser.add_argument("--sac-radius", type=float, default=None, help="[pixel]")
-    parser.add_argument("--lacosmic-sigclip", type=float, default=None)
-    parser.add_argument("--cam-threshold", type=float, default=None)
-    parser.add_argument("--cam-model", default=None, help="CAM model directory or file")
+                        metavar="E", help="events at or above it are minimum-ionising "
+                        "particles")
+    from .filters.laplacian import LACOSMIC_DEFAULTS
+    from .filters.sac import SAC_DEFAULTS
+    parser.add_argument("--sac-radius", type=float, default=None, metavar="R",
+                        help="SAC rejection radius [pixel] (default: the filter's, "
+                        f"{SAC_DEFAULTS['radius']:g})")
+    parser.add_argument("--lacosmic-sigclip", type=float, default=None, metavar="S",
+                        help="L.A.Cosmic Laplacian-to-noise limit (default: the filter's, "
+                        f"{LACOSMIC_DEFAULTS['sigclip']:g})")
+    parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
+                        help="CAM CR-probability threshold (default: the model's)")
+    parser.add_argument("--cam-model", default=None, metavar="DIR",
+                        help="CAM model directory or file (default: the shipped model)")
 
 
 def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):

@@ -298,8 +298,10 @@ def add_cli_options(group):
                        help="model directory (default: the shipped pretrained model)")
     group.add_argument("--cam-output", dest="cam_output", default=None, metavar="CAMS.fits",
                        help="write CAM_XRAY and CAM_CR maps of every frame to this FITS file")
-    group.add_argument("--cam-band", dest="cam_band", type=float, nargs=2, default=None,
-                       metavar=("LO", "HI"), help="scored energy band [keV] (default 0.3 10)")
+    from ..cli import parse_energy
+    group.add_argument("--cam-band", dest="cam_band", type=parse_energy, nargs=2, default=None,
+                       metavar=("LO", "HI"),
+                       help="scored energy band [LO, HI) (default: 0.3keV 10keV)")
 
 
 def options_from_args(args):
@@ -313,7 +315,7 @@ def options_from_args(args):
         opts["cam_output"] = args.cam_output
         opts["overwrite"] = bool(getattr(args, "overwrite", False))
     if getattr(args, "cam_band", None) is not None:
-        opts["band"] = tuple(args.cam_band) * u.keV
+        opts["band"] = u.Quantity(args.cam_band).to(u.eV)
     return opts
 
 

@@ -468,24 +468,30 @@ def _write_cards(meta, params, n_cr, version, n_events=None):
 def add_cli_options(group):
     """Add the ``--lacosmic-*`` options to an argparse group of ``xcrfilter filter``."""
     d = LACOSMIC_DEFAULTS
-    group.add_argument("--lacosmic-sigclip", type=float, default=d["sigclip"],
-                       help="Laplacian-to-noise limit (default %(default)s)")
-    group.add_argument("--lacosmic-sigfrac", type=float, default=d["sigfrac"],
-                       help="neighbour fraction of sigclip (default %(default)s)")
-    group.add_argument("--lacosmic-objlim", type=float, default=d["objlim"],
-                       help="Laplacian / fine-structure contrast (default %(default)s)")
-    group.add_argument("--lacosmic-niter", type=int, default=d["niter"],
-                       help="iterations (default %(default)s)")
-    group.add_argument("--lacosmic-readnoise", type=float, default=None,
-                       help="read noise [electron] (default: detector model)")
-    group.add_argument("--lacosmic-satlevel", type=float, default=None,
-                       help="saturation level [electron] (default: none)")
-    group.add_argument("--lacosmic-cleantype", choices=_CLEANTYPES, default=d["cleantype"])
-    group.add_argument("--lacosmic-fsmode", choices=_FSMODES, default=d["fsmode"])
-    group.add_argument("--lacosmic-psfmodel", choices=_PSFMODELS, default=d["psfmodel"])
-    group.add_argument("--lacosmic-psffwhm", type=float, default=d["psffwhm"])
-    group.add_argument("--lacosmic-psfsize", type=int, default=d["psfsize"])
-    group.add_argument("--lacosmic-psfbeta", type=float, default=d["psfbeta"])
+    group.add_argument("--lacosmic-sigclip", type=float, default=d["sigclip"], metavar="S",
+                       help="Laplacian-to-noise limit for cosmic-ray pixels")
+    group.add_argument("--lacosmic-sigfrac", type=float, default=d["sigfrac"], metavar="F",
+                       help="fraction of sigclip for the neighbours of cosmic-ray pixels")
+    group.add_argument("--lacosmic-objlim", type=float, default=d["objlim"], metavar="C",
+                       help="minimum contrast of Laplacian to fine-structure image")
+    group.add_argument("--lacosmic-niter", type=int, default=d["niter"], metavar="N",
+                       help="number of detection iterations")
+    group.add_argument("--lacosmic-readnoise", type=float, default=None, metavar="RN",
+                       help="read noise [electron] (default: the detector model's)")
+    group.add_argument("--lacosmic-satlevel", type=float, default=None, metavar="LEVEL",
+                       help="saturation level [electron] (default: no saturation)")
+    group.add_argument("--lacosmic-cleantype", choices=_CLEANTYPES, default=d["cleantype"],
+                       help="how masked pixels are replaced in the cleaned image")
+    group.add_argument("--lacosmic-fsmode", choices=_FSMODES, default=d["fsmode"],
+                       help="fine-structure image: 3x3 and 7x7 medians, or a PSF convolution")
+    group.add_argument("--lacosmic-psfmodel", choices=_PSFMODELS, default=d["psfmodel"],
+                       help="PSF model of --lacosmic-fsmode convolve")
+    group.add_argument("--lacosmic-psffwhm", type=float, default=d["psffwhm"], metavar="FWHM",
+                       help="PSF full width at half maximum [pixel] (fsmode convolve)")
+    group.add_argument("--lacosmic-psfsize", type=int, default=d["psfsize"], metavar="N",
+                       help="PSF kernel size, odd [pixel] (fsmode convolve)")
+    group.add_argument("--lacosmic-psfbeta", type=float, default=d["psfbeta"], metavar="BETA",
+                       help="Moffat beta of --lacosmic-psfmodel moffat")
     group.add_argument("--lacosmic-no-sepmed", dest="lacosmic_sepmed", action="store_false",
                        help="use the full (not separable) median filter")
 
@@ -542,12 +548,13 @@ def add_arguments(parser):
                      help="use a real CCD frame shipped with astroscrappy/ccdproc")
     parser.add_argument("-o", "--output", required=True,
                         help="output FITS: data, MASK extension and LAC* header cards")
-    parser.add_argument("--unit", default=None, help="unit if BUNIT is missing")
+    parser.add_argument("--unit", default=None,
+                        help="unit of the data when the header has no BUNIT, e.g. adu")
     parser.add_argument("--gain", type=float, default=None, help="gain [electron/adu]")
     parser.add_argument("--readnoise", type=float, default=None, help="read noise [electron]")
     parser.add_argument("--satlevel", type=float, default=None, help="saturation [electron]")
     parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file")
     group = parser.add_argument_group("astroscrappy options")
     add_cli_options(group)
 

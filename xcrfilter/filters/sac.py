@@ -320,19 +320,20 @@ def _write_cards(meta, params, n_events=None, events_only=False):
 # --------------------------------------------------------------------------
 def add_cli_options(group):
     """Add the ``--sac-*`` options to an argparse group of ``xcrfilter filter``."""
-    group.add_argument("--sac-radius", type=float, default=SAC_DEFAULTS["radius"],
-                       help="rejection radius around tracks [pixel] (default %(default)s)")
-    group.add_argument("--sac-track-energy", type=float, default=None,
-                       help="minimum track energy [keV] (default: MIP threshold, 10)")
+    from ..cli import parse_energy
+    group.add_argument("--sac-radius", type=float, default=SAC_DEFAULTS["radius"], metavar="R",
+                       help="rejection radius around tracks [pixel]")
+    group.add_argument("--sac-track-energy", type=parse_energy, default=None, metavar="E",
+                       help="minimum summed energy of a track (default: --mip-threshold)")
     group.add_argument("--sac-track-size", type=int, default=SAC_DEFAULTS["track_size"],
-                       help="minimum track size [pixel] (default %(default)s)")
+                       metavar="N", help="minimum track size [pixel]")
 
 
 def options_from_args(args):
     """Keyword arguments of :func:`pipeline_step` from parsed ``--sac-*`` options."""
     opts = dict(radius=args.sac_radius, track_size=args.sac_track_size)
     if getattr(args, "sac_track_energy", None) is not None:
-        opts["track_energy"] = args.sac_track_energy * u.keV
+        opts["track_energy"] = args.sac_track_energy
     return opts
 
 

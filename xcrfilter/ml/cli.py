@@ -2,7 +2,7 @@
 
 Examples
 --------
-Stage 1 on a tile file, stage 2 on labelled frames (FITS with a ``LABELS``
+Stage 1 on a tile file, stage 2 on labelled frames (FITS with a ``TRUTH``
 extension, as ``xcrfilter simulate`` writes them)::
 
     xcrfilter train --tiles tiles.npz --frames obs1.fits obs2.fits --output my_model/
@@ -30,18 +30,22 @@ def add_arguments(parser):
                         help="stage-1 tiles: npz with 'tiles' (N,64,64) eV, 'labels', 'classes'")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--frames", nargs="+", metavar="FRAMES.fits",
-                     help="stage-2 frames with truth (LABELS extension, or npz frames+labels), "
+                     help="stage-2 frames with per-pixel truth (a TRUTH image extension, "
+                          "as xcrfilter simulate writes, or npz with frames and labels); "
                           "never used for stage 1")
     src.add_argument("--simulate-frames", type=int, metavar="N",
                      help="simulate N 512x512 stage-2 frames instead of --frames")
     parser.add_argument("--simulate-seed", type=int, default=303,
-                        help="seed of --simulate-frames (default %(default)s)")
-    parser.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+                        help="seed of --simulate-frames")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
+                        help="directory for the trained model (created)")
     parser.add_argument("--name", default=None, help="model name (default: directory name)")
     g = parser.add_argument_group("stage 1 (DenseNet)")
-    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--epochs", type=int, default=30, help="maximum number of epochs")
+    g.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="tiles per training batch")
+    g.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="fraction of the tiles held out for validation")
     g.add_argument("--patience", type=int, default=5, help="early-stopping patience [epochs]")
     g.add_argument("--lr0", type=float, default=0.007, help="initial learning rate (paper 0.007)")
     g.add_argument("--decay", type=float, default=0.95, help="per-epoch decay (paper 0.95)")
@@ -52,14 +56,19 @@ def add_arguments(parser):
                    help="reuse MODEL_DIR/densenet.keras from a finished stage 1")
     g = parser.add_argument_group("stage 2 (balanced random forest)")
     g.add_argument("--trees", type=int, default=1000, help="number of trees (paper 1000)")
-    g.add_argument("--max-features", type=int, default=3)
-    g.add_argument("--min-samples-leaf", type=int, default=1)
-    g.add_argument("--max-depth", type=int, default=None)
+    g.add_argument("--max-features", type=int, default=3, metavar="N",
+                   help="features considered at each split")
+    g.add_argument("--min-samples-leaf", type=int, default=1, metavar="N",
+                   help="minimum events in a leaf")
+    g.add_argument("--max-depth", type=int, default=None, metavar="N",
+                   help="maximum tree depth (default: unlimited)")
     g.add_argument("--target-fpr", type=float, default=0.0182,
                    help="lost X-ray fraction at which the threshold is chosen (paper 0.0182)")
-    g.add_argument("--feature-set", choices=("paper", "extended"), default="paper")
-    g.add_argument("--jobs", type=int, default=None, help="parallel jobs of the forest")
-    parser.add_argument("--seed", type=int, default=0)
+    g.add_argument("--feature-set", choices=("paper", "extended"), default="paper",
+                   help="event features: the paper's, or with extra context features")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="parallel jobs of the forest (default: scikit-learn's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of both stages")
 
 
 def run(args):

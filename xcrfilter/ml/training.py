@@ -410,8 +410,9 @@ def _frame_sources(frames):
 
 
 def _frames_and_labels(source):
-    """(frames_ev, labels) from a FITS path (labels in a ``LABELS`` extension)
-    or an ``.npz`` with ``frames`` and ``labels``."""
+    """(frames_ev, labels) from a FITS path (labels in a ``TRUTH`` extension,
+    as the simulator writes; ``LABELS`` is read too) or an ``.npz`` with
+    ``frames`` and ``labels``."""
     source = str(source)
     if source.endswith(".npz"):
         with np.load(source, allow_pickle=False) as d:
@@ -421,15 +422,15 @@ def _frames_and_labels(source):
     cube = as_energy_cube(source, name="frames")
     with fits.open(source) as hdul:
         names = [h.name for h in hdul]
-        key = next((k for k in ("LABELS", "TRUTH", "LABEL") if k in names), None)
+        key = next((k for k in ("TRUTH", "LABELS", "LABEL") if k in names), None)
         if key is None:
-            raise ValueError(f"{source}: stage-2 training frames need a LABELS image extension "
+            raise ValueError(f"{source}: stage-2 training frames need a TRUTH image extension "
                              f"(0 none, 1 X-ray, 2 CR); found {names}")
         labels = np.asarray(hdul[key].data)
     if labels.ndim == 2:
         labels = labels[None]
     if labels.shape != cube.data.shape:
-        raise ValueError(f"{source}: LABELS shape {labels.shape} != frames {cube.data.shape}")
+        raise ValueError(f"{source}: {key} shape {labels.shape} != frames {cube.data.shape}")
     return cube.data, labels
 
 
@@ -445,7 +446,7 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     tiles : path-like
         Stage-1 tile file (:func:`load_tiles`).
     frames : path-like or list of path-like
-        Stage-2 frames with truth (FITS with a ``LABELS`` extension, or
+        Stage-2 frames with truth (FITS with a ``TRUTH`` extension, or
         ``.npz`` with ``frames`` and ``labels``), never used for stage 1.
     output : path-like
         Model directory.
