@@ -16,8 +16,8 @@ from astropy.table import QTable
 from ._meta import add_history, set_card
 
 __all__ = ["find_events", "asca_grade", "pattern_code", "is_accepted_shape",
-           "STATUS_BITS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT", "NEIGHBOUR_BITS",
-           "check_thresholds"]
+           "STATUS_BITS", "STATUS_BIT_DOC", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
+           "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds"]
 
 #: STATUS bit numbers (an event is accepted by a method when its bits are 0).
 STATUS_BITS = {
@@ -27,6 +27,18 @@ STATUS_BITS = {
     "LACOSMIC": 3,     # 3x3 touches the Laplacian (astroscrappy) CR mask
     "SAC": 4,          # inside a self-anti-coincidence zone around a track
     "CAM": 5,          # CAM filter PROB_CR >= threshold
+    "EDGE": 8,         # optional: the 5x5 island is cut by the frame edge
+}
+
+#: Meaning of each STATUS bit, written to event-file headers (``STATUSn`` keywords).
+STATUS_BIT_DOC = {
+    "GRADE": "VF: 3x3 shape not single/double/L/quad",
+    "OUTER_RING": "VF: non-single with active 5x5 outer pixel",
+    "ENERGY": "VF: energy outside [event, MIP threshold)",
+    "LACOSMIC": "3x3 touches the Laplacian (L.A.Cosmic) mask",
+    "SAC": "inside a self-anti-coincidence zone",
+    "CAM": "CAM filter: PROB_CR >= threshold",
+    "EDGE": "5x5 island cut by the frame edge (optional)",
 }
 
 # 5x5 window offsets, row-major, index 12 = centre.
@@ -107,6 +119,28 @@ GRADE_LUT = np.array([_asca_grade_of_code(c) for c in range(256)], dtype=np.int1
 ACCEPTED_SHAPE_LUT = np.array([_accepted_shape_of_code(c) for c in range(256)], dtype=bool)
 
 
+def _epic_pattern_of_code(code):
+    # XMM-Newton EPIC-pn patterns (XMM-Newton Users Handbook, "pn patterns"):
+    # 0 single, 1-4 doubles, 5-8 L-shaped triples, 9-12 square quads, 13 any
+    # other; doubles, triples and quads numbered up, right, down, left (the
+    # split pixel, or the corner of the L / quad, turning clockwise from +RAWY).
+    if not _accepted_shape_of_code(code):
+        return 13
+    sides = code & (_D | _L | _R | _U)
+    doubles = {_U: 1, _R: 2, _D: 3, _L: 4}
+    triples = {_U | _L: 5, _U | _R: 6, _D | _R: 7, _D | _L: 8}
+    if sides == 0:
+        return 0
+    if sides in doubles:
+        return doubles[sides]
+    base = triples[sides]
+    return base if code == sides else base + 4
+
+
+#: EPIC-pn PATTERN (0-13) of each of the 256 3x3 patterns (index = :func:`pattern_code`).
+EPIC_PATTERN_LUT = np.array([_epic_pattern_of_code(c) for c in range(256)], dtype=np.int16)
+
+
 def pattern_code(active):
     """Code (0-255) of the active-pixel pattern around the centre of 3x3/5x5 windows.
 
@@ -144,6 +178,21 @@ def asca_grade(code):
     return GRADE_LUT[np.asarray(code, dtype=np.int64)]
 
 
+def epic_pattern(code):
+    """XMM-Newton EPIC-pn ``PATTERN`` (0-13) of pattern codes from :func:`pattern_code`.
+
+    0 single; 1-4 doubles with the split pixel at +RAWY, +RAWX, -RAWY,
+    -RAWX; 5-8 L-shaped triples (corner pixel at +RAWY-RAWX, +RAWY+RAWX,
+    -RAWY+RAWX, -RAWY-RAWX); 9-12 the square quads in the same order; 13
+    every other shape (XMM-Newton Users Handbook, EPIC-pn event patterns;
+    the numbering of the Athena WFI background team's event files).
+    Patterns 0-12 are exactly the shapes :func:`is_accepted_shape` accepts.
+    Unlike those files, the outer 5x5 ring never changes the pattern here
+    (that is STATUS bit ``OUTER_RING``).
+    """
+    return EPIC_PATTERN_LUT[np.asarray(code, dtype=np.int64)]
+
+
 def is_accepted_shape(code):
     """True where the 3x3 pattern is a single, a non-diagonal double, an
     L-shaped triple or a square quad (seed paper Sec. 3.1; no other active
@@ -173,13 +222,15 @@ def check_thresholds(event_threshold, split_threshold, mip_threshold=None):
     TypeError, astropy.units.UnitConversionError
         If a threshold is not an energy Quantity.
     ValueError
-        If a threshold is not positive, or ``split_threshold >=
-        event_threshold``, or ``event_threshold >= mip_threshold``.
+        If a threshold is not positive, or ``split_threshold >
+        event_threshold``, or ``event_threshold >= mip_threshold``.  A split
+        threshold equal to the event threshold is allowed (the Athena WFI
+        Geant4 background convention, 100 eV / 100 eV).
     """
     evt = _as_ev(event_threshold, "event_threshold")
     spl = _as_ev(split_threshold, "split_threshold")
-    if spl >= evt:
-        raise ValueError(f"split_threshold ({split_threshold}) must be below "
+    if spl > evt:
+        raise ValueError(f"split_threshold ({split_threshold}) must not exceed "
                          f"event_threshold ({event_threshold}).")
     mip = None
     if mip_threshold is not None:
@@ -213,13 +264,14 @@ def _local_maxima(phas):
             & np.all(centre >= phas[:, _IDX_AFTER], axis=1))
 
 
-def _islands_from_cube(data, evt, chunk_frames=4):
+def _islands_from_cube(data, evt, chunk_frames=4, strict=False):
     """Candidate event islands of a float32 (n, ny, nx) cube.
 
     The threshold pass runs a few frames at a time into one reused boolean
-    buffer that stays in cache; only the pixels at or above ``evt`` are
-    visited afterwards.
+    buffer that stays in cache; only the pixels at or above ``evt`` (above
+    it when ``strict``) are visited afterwards.
     """
+    compare = np.greater if strict else np.greater_equal
     n, ny, nx = data.shape
     flat = data.reshape(-1)
     npix = ny * nx
@@ -229,7 +281,7 @@ def _islands_from_cube(data, evt, chunk_frames=4):
     for start in range(0, flat.size, step):
         sub = flat[start:start + step]
         hit = buf[:sub.size]
-        np.greater_equal(sub, evt, out=hit)
+        compare(sub, evt, out=hit)
         if hit.any():
             cands.append(np.flatnonzero(hit) + start)
     cand = np.concatenate(cands) if cands else np.zeros(0, dtype=np.int64)
@@ -238,7 +290,7 @@ def _islands_from_cube(data, evt, chunk_frames=4):
     return f[keep], y[keep], x[keep], phas[keep], inside[keep]
 
 
-def island_properties(phas, split_ev):
+def island_properties(phas, split_ev, strict=False):
     """Energy, pattern code, ASCA grade and outer-ring activity of 5x5 islands.
 
     Parameters
@@ -246,7 +298,10 @@ def island_properties(phas, split_ev):
     phas : ndarray, shape (n, 25)
         5x5 islands in eV, row-major, centre at index 12.
     split_ev : float
-        Split threshold in eV; pixels at or above it are active.
+        Split threshold in eV; pixels at or above it are active (above it
+        when ``strict``).
+    strict : bool, optional
+        Use ``>`` instead of ``>=``.  Default False.
 
     Returns
     -------
@@ -260,7 +315,7 @@ def island_properties(phas, split_ev):
         Number of active pixels in the 16-pixel outer ring.
     """
     phas = np.asarray(phas, dtype=np.float32).reshape(-1, 25)
-    active = phas >= np.float32(split_ev)
+    active = phas > np.float32(split_ev) if strict else phas >= np.float32(split_ev)
     p3 = phas[:, IDX_3X3]
     energy = np.where(active[:, IDX_3X3], p3, np.float32(0)).sum(axis=1, dtype=np.float32)
     code = active.astype(np.int32) @ _BIT_WEIGHTS
@@ -269,8 +324,20 @@ def island_properties(phas, split_ev):
     return energy, code, grade, n_outer
 
 
+def _pha_width(header, gain):
+    """Energy of one PHA channel [eV]: the gain for frames in adu, else 1 eV."""
+    from .io import _check_gain
+    if gain is not None:
+        return float(_check_gain(gain, "gain").to_value(u.eV / u.adu))
+    bunit = str(header.get("BUNIT", "") if header is not None else "").strip().lower()
+    if bunit in ("adu", "adus", "dn") and header.get("GAIN") is not None:
+        return float(header["GAIN"])
+    return 1.0
+
+
 def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                mip_threshold=10 * u.keV, *, gain=None, detector=None):
+                mip_threshold=10 * u.keV, *, gain=None, detector=None, strict=False,
+                edge_status=False):
     """Find events (local maxima above the event threshold) in X-ray frames.
 
     Seed paper Sec. 3.1: an event is a pixel at or above ``event_threshold``
@@ -297,54 +364,79 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
         Gain for frames in adu (else the ``GAIN`` keyword is used).
     detector : `~xcrfilter.detector.DetectorModel`, optional
         Supplies the pair energy for frames in electrons.  Default WFI.
+    strict : bool, optional
+        Strict thresholds: a seed must be above (``>``) the event threshold
+        and an active pixel above the split threshold, instead of at or
+        above (``>=``), as the Athena WFI Geant4 background team counts.
+        Default False.
+    edge_status : bool, optional
+        Set STATUS bit ``EDGE`` (:data:`STATUS_BITS`) on events whose 5x5
+        island is cut by the frame edge (``EDGE`` column True).  Default
+        False: the bit stays 0 and only the ``EDGE`` column marks them.
 
     Returns
     -------
     events : `~astropy.table.QTable`
         One row per event, sorted by (FRAME, RAWY, RAWX), columns
         ``FRAME`` (int32), ``RAWX``, ``RAWY`` (int32, 0-based column / row of
-        the central pixel), ``ENERGY`` (float32, eV), ``PHA`` (float32, eV,
-        central pixel), ``PHAS`` (float32, eV, shape (n, 25): the 5x5
-        island, row-major, centre at index 12, pixels outside the frame 0),
-        ``GRADE`` (int16, ASCA 0-7, see :func:`asca_grade`), ``EDGE`` (bool,
-        the 5x5 window crosses a frame edge), ``STATUS`` (int32, all 0).
-        ``meta`` records the thresholds (``EVTTHR``, ``SPLTHR``, ``MIPTHR``
-        in eV), frame geometry (``NFRAMES``, ``FRMROWS``, ``FRMCOLS``),
-        the number of masked pixels (``NMASKED``) and a HISTORY line.
+        the central pixel), ``ENERGY`` (float32, eV), ``PHA`` (int32, the
+        same sum as ``ENERGY`` in detector channels: adu for frames in adu,
+        1 eV channels otherwise; ``PHAWIDTH`` gives the channel width, see
+        :func:`xcrfilter.ogip.pha_channels`), ``PI`` (int16, 5 eV channels
+        0-4095, :func:`xcrfilter.ogip.pi_channels`), ``PHAS`` (float32, eV,
+        shape (n, 25): the 5x5 island, row-major, centre at index 12, pixels
+        outside the frame 0), ``GRADE`` (int16, ASCA 0-7, see
+        :func:`asca_grade`), ``PATTERN`` (int16, EPIC-pn 0-13, see
+        :func:`epic_pattern`), ``EDGE`` (bool, the 5x5 window crosses a
+        frame edge), ``STATUS`` (int32, 0, or bit ``EDGE`` with
+        ``edge_status``).  ``meta`` records the thresholds (``EVTTHR``,
+        ``SPLTHR``, ``MIPTHR`` in eV, ``STRICTTH``), frame geometry
+        (``NFRAMES``, ``FRMROWS``, ``FRMCOLS``), ``PHAWIDTH``, the number of
+        masked pixels (``NMASKED``) and a HISTORY line.
 
     Raises
     ------
     TypeError
         If a threshold is not a Quantity or ``frames`` has no units.
     ValueError
-        If thresholds are out of order (split >= event, event >= MIP), or
+        If thresholds are out of order (split > event, event >= MIP), or
         ``frames`` is not 2-D/3-D, is empty or smaller than 5x5.
     """
     from .io import FrameCube, as_energy_cube
+    from .ogip import pha_channels, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
         frames, gain=gain, detector=detector, name="frames")
     data = cube.data
-    f, y, x, phas, inside = _islands_from_cube(data, evt)
-    energy, code, grade, n_outer = island_properties(phas, spl)
+    f, y, x, phas, inside = _islands_from_cube(data, evt, strict=strict)
+    energy, code, grade, n_outer = island_properties(phas, spl, strict=strict)
+    width = _pha_width(cube.header, gain)
 
     events = QTable()
     events["FRAME"] = f.astype(np.int32)
     events["RAWX"] = x.astype(np.int32)
     events["RAWY"] = y.astype(np.int32)
     events["ENERGY"] = energy.astype(np.float32) * u.eV
-    events["PHA"] = phas[:, 12].astype(np.float32) * u.eV
+    events["PHA"] = pha_channels(events["ENERGY"], width * u.eV)
+    events["PI"] = pi_channels(events["ENERGY"])
     events["PHAS"] = phas.astype(np.float32) * u.eV
     events["GRADE"] = grade.astype(np.int16)
+    events["PATTERN"] = EPIC_PATTERN_LUT[code]
     events["EDGE"] = ~np.all(inside, axis=1)
-    events["STATUS"] = np.zeros(len(f), dtype=np.int32)
+    status = np.zeros(len(f), dtype=np.int32)
+    if edge_status:
+        status[np.asarray(events["EDGE"])] |= np.int32(1 << STATUS_BITS["EDGE"])
+    events["STATUS"] = status
 
     meta = events.meta
     n, ny, nx = data.shape
     set_card(meta, "EVTTHR", evt, "[eV] event threshold (central pixel)")
     set_card(meta, "SPLTHR", spl, "[eV] split threshold (active pixels)")
     set_card(meta, "MIPTHR", mip, "[eV] minimum ionising particle threshold")
+    set_card(meta, "STRICTTH", bool(strict), "thresholds strict (>), else >=")
+    set_card(meta, "EDGEBIT", bool(edge_status), "STATUS bit EDGE set on edge events")
+    set_card(meta, "PHAWIDTH", width, "[eV] width of one PHA channel")
     set_card(meta, "NFRAMES", int(n), "number of frames searched")
     set_card(meta, "FRMROWS", int(ny), "rows per frame (RAWY range)")
     set_card(meta, "FRMCOLS", int(nx), "columns per frame (RAWX range)")

@@ -36,7 +36,7 @@ from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["FrameCube", "as_energy_cube", "read_frames", "write_events",
-           "read_events", "write_cam_maps", "read_cam_maps", "write_mask",
+           "read_events", "read_gti", "write_cam_maps", "read_cam_maps", "write_mask",
            "FRAME_COLS_KEY", "FRAME_ROWS_KEY"]
 
 #: ``events.meta`` keyword holding the number of columns of one frame.
@@ -675,16 +675,29 @@ def _input_file_cards(header, input_files):
 # Event files
 # --------------------------------------------------------------------------
 
-def write_events(events, path, *, overwrite=False, input_files=None, history=None):
-    """Write an event table as an OGIP-style FITS event file.
+def write_events(events, path, *, overwrite=False, input_files=None, history=None, gti=None):
+    """Write an event table as an OGIP event file (EVENTS and GTI extensions).
 
-    The file holds an empty primary HDU and a binary table extension
+    The file holds a primary HDU without data, a binary table extension
     ``EXTNAME = 'EVENTS'`` (``HDUCLASS = 'OGIP'``, ``HDUCLAS1 = 'EVENTS'``,
-    ``HDUCLAS2 = 'ALL'`` since filters never drop rows), following the OGIP
-    event-file conventions (OGIP/93-003): ``TUNITn`` for every column with a
-    unit (energy columns such as ``ENERGY``, ``PHA``, ``PHAS`` are written in
-    eV), ``TLMINn``/``TLMAXn`` for ``RAWX`` (0 .. columns-1), ``RAWY``
-    (0 .. rows-1) and ``GRADE`` (0 .. 7).
+    ``HDUCLAS2 = 'ALL'`` since filters never drop rows) and, when the
+    observation time is known, a ``GTI`` extension (``HDUCLAS1 = 'GTI'``),
+    following OGIP/93-003 (see :mod:`xcrfilter.ogip` for the conventions):
+
+    * ``TUNITn`` for every column with a unit; energy columns (``ENERGY``,
+      ``PHAS``, ...) are written in eV, integer ``PHA`` and ``PI`` columns
+      get ``TUNITn = 'chan'``;
+    * ``TLMINn``/``TLMAXn`` on every integer column
+      (:func:`xcrfilter.ogip.column_limits`);
+    * ``PHAS`` with ``TDIMn = '(5,5)'``;
+    * ``STATUSn`` keywords naming every STATUS bit and its meaning
+      (:func:`xcrfilter.ogip.status_bit_cards`);
+    * a ``TIME`` column (``TSTART + FRAME * TIMEDEL``) when the table has
+      none but ``meta`` has ``TSTART`` and ``TIMEDEL``;
+    * the observation and time keywords (``TELESCOP``, ``INSTRUME``,
+      ``DETNAM``, ``OBJECT``, ``DATE-OBS``, ``TIMESYS``, ``MJDREF``,
+      ``TSTART``, ...) in every HDU;
+    * ``CHECKSUM``/``DATASUM`` in every HDU.
 
     Parameters
     ----------
@@ -693,9 +706,10 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         ``events.meta`` keywords are written to the ``EVENTS`` header: values
         plain or ``(value, comment)`` tuples (scalar Quantities are written as
         their value with ``[unit]`` prepended to the comment); ``HISTORY``
-        and ``COMMENT`` are lists of str.  ``FRMCOLS``/``FRMROWS`` give the
-        frame shape for ``TLMIN``/``TLMAX``; ``TELESCOP``/``INSTRUME`` are
-        copied to the primary header too.
+        and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
+        time intervals (``START``, ``STOP``, as :func:`xcrfilter.ogip.add_time`
+        makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
+        ``TLMIN``/``TLMAX``.
     path : str or path-like
         Output file.
     overwrite : bool, optional
@@ -706,6 +720,10 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         ``NINFILES``.
     history : str or list of str, optional
         Extra HISTORY lines appended after those of ``events.meta``.
+    gti : `~astropy.table.Table`, optional
+        Good time intervals (``START``, ``STOP`` in s); default
+        ``events.meta['GTI']``, else one interval ``TSTART`` .. ``TSTOP``
+        when both keywords are in ``meta``, else no GTI extension.
 
     Raises
     ------
@@ -716,23 +734,36 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
 
     Notes
     -----
-    ``CREATOR`` (``xcrfilter <version>``) and ``DATE`` (UTC) are set in both
-    headers.  HISTORY/COMMENT text longer than 72 characters is split over
+    ``CREATOR`` (``xcrfilter <version>``) and ``DATE`` (UTC) are set in every
+    header.  HISTORY/COMMENT text longer than 72 characters is split over
     several cards, every chunk but the last ending with ``&``;
     :func:`read_events` joins them again.  The input table is not modified.
     """
+    from . import ogip
+
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table or QTable, got "
                         f"{type(events).__name__}.")
     path = _check_output_path(path, overwrite)
     table = Table(events, copy=True)
     meta = dict(events.meta)
+    meta_gti = meta.pop("GTI", None)
+    gti = meta_gti if gti is None else gti
     table.meta = {}
     for name in table.colnames:
         col = table[name]
         if col.unit is not None and col.unit != u.eV and u.Unit(col.unit).is_equivalent(u.eV):
             table[name] = Table.Column(col.quantity.to_value(u.eV).astype(col.dtype),
                                        name=name, unit=u.eV, description=col.description)
+    _complete_time(table, meta)
+    if "STATUS" in table.colnames:
+        ogip.status_bit_cards(meta)
+    if "PHAS" in table.colnames and np.shape(table["PHAS"])[1:] == (25,):
+        table["PHAS"] = table["PHAS"].reshape(len(table), 5, 5)
+    for name in ("PHA", "PI"):
+        if name in table.colnames and table[name].unit is None \
+                and table[name].dtype.kind in "iu":
+            table[name].unit = u.chan
     hdu = fits.table_to_hdu(table)
     header = hdu.header
     header["EXTNAME"] = ("EVENTS", "name of this binary table extension")
@@ -745,7 +776,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
                 skip=("EXTNAME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CREATOR", "DATE"))
     if input_files:
         _input_file_cards(header, input_files)
-    _set_limits(header, table, meta)
+    ogip.apply_column_keywords(header, table, meta)
     if "COMMENT" in meta:
         _apply_meta(header, {"COMMENT": meta["COMMENT"]})
     lines = list(meta.get("HISTORY", []))
@@ -755,42 +786,56 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         lines += [history] if isinstance(history, str) else list(history)
     _add_text_lines(header, "HISTORY", lines)
 
-    primary = fits.PrimaryHDU()
-    _creator_cards(primary.header)
-    for key in ("TELESCOP", "INSTRUME", "DETNAM", "OBJECT"):
+    shared = fits.Header()
+    for key in ogip.OBSERVATION_KEYWORDS + ogip.TIME_KEYWORDS + _TIME_CARDS:
         if key in header:
-            primary.header[key] = (header[key], header.comments[key])
-    fits.HDUList([primary, hdu]).writeto(path, overwrite=overwrite)
+            shared[key] = (header[key], header.comments[key])
+    primary = fits.PrimaryHDU()
+    primary.header.extend(shared, end=True)
+    _creator_cards(primary.header)
+    hdus = [primary, hdu]
+    if gti is None and "TSTART" in header and "TSTOP" in header:
+        gti = ogip.gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
+    if gti is not None:
+        ghdu = ogip.gti_hdu(gti, shared)
+        _creator_cards(ghdu.header)
+        hdus.append(ghdu)
+    fits.HDUList(hdus).writeto(path, overwrite=overwrite, checksum=True)
 
 
-def _meta_int(meta, key):
-    value = meta.get(key)
-    if isinstance(value, tuple):
-        value = value[0]
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+#: Time keywords of the EVENTS header copied to the primary and GTI headers.
+_TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "EXPOSURE",
+               "DEADC", "TIMEDEL", "TIMEPIXR")
 
 
-def _set_limits(header, table, meta):
-    names = [c.upper() for c in table.colnames]
-    ncols = _meta_int(meta, FRAME_COLS_KEY)
-    nrows = _meta_int(meta, FRAME_ROWS_KEY)
-    limits = {}
-    for col, n in (("RAWX", ncols), ("RAWY", nrows)):
-        if col not in names:
-            continue
-        if n is None and len(table) > 0:
-            n = int(np.max(table[table.colnames[names.index(col)]])) + 1
-        if n is not None:
-            limits[col] = (0, n - 1)
-    if "GRADE" in names:
-        limits["GRADE"] = (0, 7)
-    for col, (lo, hi) in limits.items():
-        idx = names.index(col) + 1
-        header.set(f"TLMIN{idx}", lo, f"minimum legal value of {col}", after=f"TFORM{idx}")
-        header.set(f"TLMAX{idx}", hi, f"maximum legal value of {col}", after=f"TLMIN{idx}")
+def _complete_time(table, meta):
+    """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
+    from ._meta import card_value
+    tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
+    if "TIME" in table.colnames or "FRAME" not in table.colnames \
+            or tstart is None or dt is None:
+        return
+    frames = np.asarray(table["FRAME"], dtype=np.float64)
+    table["TIME"] = Table.Column(float(tstart) + frames * float(dt), unit=u.s)
+
+
+def read_gti(path):
+    """Good time intervals of an event file (the ``GTI`` or ``STDGTI`` extension).
+
+    Returns
+    -------
+    `~astropy.table.QTable` or None
+        ``START`` and ``STOP`` in s (OGIP/93-003 Sec. 6.3); None when the
+        file has no GTI extension.
+    """
+    from .ogip import gti_table
+    with fits.open(os.fspath(path), mode="readonly", memmap=False) as hdul:
+        for hdu in hdul[1:]:
+            if hdu.name in ("GTI", "STDGTI") or \
+                    str(hdu.header.get("HDUCLAS1", "")).upper() == "GTI":
+                return gti_table(np.array(hdu.data["START"], dtype=np.float64),
+                                 np.array(hdu.data["STOP"], dtype=np.float64))
+    return None
 
 
 def _find_events_hdu(hdul, where):
@@ -816,7 +861,8 @@ def read_events(path):
     -------
     `~astropy.table.QTable`
         Columns with their units (``TUNITn``) as Quantities, native byte
-        order; ``meta`` holds every non-structural keyword of the ``EVENTS``
+        order (integer ``PHA``/``PI`` columns in ``chan`` as plain integers;
+        a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12); ``meta`` holds every non-structural keyword of the ``EVENTS``
         header as ``(value, comment)`` (or the plain value when the comment is
         empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
         keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
@@ -845,7 +891,11 @@ def read_events(path):
         if data.dtype.byteorder not in ("=", "|"):
             data = data.astype(data.dtype.newbyteorder("="))
         unit = raw[name].unit
-        if unit is not None and not isinstance(unit, u.UnrecognizedUnit):
+        if name.upper() == "PHAS" and data.shape[1:] == (5, 5):
+            data = data.reshape(len(data), 25)
+        if unit == u.chan and data.dtype.kind in "iu":
+            table[name] = data
+        elif unit is not None and not isinstance(unit, u.UnrecognizedUnit):
             table[name] = u.Quantity(data, unit, copy=False)
         else:
             table[name] = data

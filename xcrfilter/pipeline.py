@@ -17,6 +17,7 @@ from astropy.table import vstack
 from ._meta import add_history, card_value, set_card
 from .events import STATUS_BITS, check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
+from .ogip import add_time
 
 __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
            "run_pipeline"]
@@ -123,7 +124,8 @@ def _slice_cube(cube, start, stop):
 
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
-                 detector=None, options=None, chunk_frames=200, progress=False):
+                 detector=None, options=None, chunk_frames=200, progress=False,
+                 strict=False, edge_status=False, frame_time=None, frame_times=None):
     """Find events in ``frames`` and apply the requested filters.
 
     Parameters
@@ -146,6 +148,16 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         Frames processed per step (bounds memory; default 200).
     progress : bool, optional
         Show a tqdm progress bar over frames.
+    strict : bool, optional
+        Strict thresholds (``>`` instead of ``>=``), see
+        :func:`~xcrfilter.events.find_events`.  Default False.
+    edge_status : bool, optional
+        Set STATUS bit ``EDGE`` on events cut by the frame edge.  Default False.
+    frame_time : `~astropy.units.Quantity` [time], optional
+        Frame time; default the ``TIMEDEL``/``FRAMTIME``/``TEXPFRAM`` keyword
+        of the input header.
+    frame_times : `~astropy.units.Quantity` [time], shape (n_frames,), optional
+        Start time of every frame.
 
     Returns
     -------
@@ -153,6 +165,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         Every event found, with the STATUS bits of every method that ran,
         ``FRAME`` indices over the whole input, and the filters' header
         keywords and HISTORY in ``meta`` (``FILTERS`` lists the methods).
+        The observation keywords of the input header (``TELESCOP``,
+        ``INSTRUME``, ``DETNAM``, ``DATE-OBS``, ``OBJECT``, time keywords)
+        are carried into ``meta``; when a frame time is known, a ``TIME``
+        column, the OGIP time and exposure keywords and ``meta['GTI']`` are
+        added (:func:`xcrfilter.ogip.add_time`).
 
     Raises
     ------
@@ -172,6 +189,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         frames, gain=gain, detector=detector, name="frames")
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)
+    if strict and "vfaint" in modules:
+        # the VF filter re-derives active pixels: same threshold convention
+        options["vfaint"] = dict(options.get("vfaint") or {}, strict=True)
     n = cube.data.shape[0]
     starts = range(0, n, int(chunk_frames))
     bar = None
@@ -186,7 +206,8 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     for start in starts:
         stop = min(n, start + int(chunk_frames))
         sub = _slice_cube(cube, start, stop)
-        events = find_events(sub, event_threshold, split_threshold, mip_threshold)
+        events = find_events(sub, event_threshold, split_threshold, mip_threshold,
+                             gain=gain, strict=strict, edge_status=edge_status)
         for name, module in modules.items():
             events = _call_step(module, sub, events, common, options.get(name))
         events["FRAME"] += np.int32(start)
@@ -224,4 +245,6 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         for name in names:
             nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
+    add_time(out, cube.header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
+             warn=False)
     return out

@@ -33,7 +33,7 @@ _VF_BITS = _BIT_GRADE | _BIT_RING | _BIT_ENERGY
 
 
 def vfaint_flags(phas, energy, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                 mip_threshold=10 * u.keV):
+                 mip_threshold=10 * u.keV, *, strict=False):
     """STATUS bits 0-2 of the very-faint-mode filter for 5x5 islands.
 
     Parameters
@@ -45,23 +45,42 @@ def vfaint_flags(phas, energy, event_threshold=260 * u.eV, split_threshold=80 * 
         3x3 pixels of ``phas``.
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Defaults 260 eV, 80 eV, 10 keV (seed paper Sec. 3.1).
+    strict : bool, optional
+        Active pixels are above (``>``) the split threshold and the energy
+        must be above the event threshold, instead of at or above.  Default
+        False.
 
     Returns
     -------
     ndarray of int32, shape (n,)
         Bit 0 invalid shape, bit 1 active outer-ring pixel around a
-        non-single, bit 2 energy outside [event, MIP threshold).
+        non-single, bit 2 energy outside [event, MIP threshold) ((event, MIP)
+        when ``strict``).
+
+    Raises
+    ------
+    ValueError
+        If ``phas`` or ``energy`` holds NaN or infinite values, or their
+        lengths differ.
     """
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
     phas = _energy_array(phas, "phas").reshape(-1, 25)
-    e3, code, _, n_outer = island_properties(phas, spl)
+    e3, code, _, n_outer = island_properties(phas, spl, strict=strict)
     e = e3 if energy is None else _energy_array(energy, "energy").reshape(-1)
     if e.shape[0] != phas.shape[0]:
         raise ValueError(f"energy has {e.shape[0]} rows but phas has {phas.shape[0]}.")
+    for name, values in (("PHAS", phas), ("ENERGY", e)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+            raise ValueError(f"{name} has non-finite (NaN or inf) values in {len(rows)} "
+                             f"event(s), first at row {int(rows[0])}; the filter never "
+                             "guesses a missing energy.")
     flags = np.zeros(phas.shape[0], dtype=np.int32)
     flags |= np.where(is_accepted_shape(code), 0, _BIT_GRADE).astype(np.int32)
     flags |= np.where((code != 0) & (n_outer > 0), _BIT_RING, 0).astype(np.int32)
-    flags |= np.where((e < evt) | (e >= mip), _BIT_ENERGY, 0).astype(np.int32)
+    low = (e <= evt) if strict else (e < evt)
+    flags |= np.where(low | (e >= mip), _BIT_ENERGY, 0).astype(np.int32)
     return flags
 
 
@@ -77,7 +96,7 @@ def _energy_array(value, name):
 
 
 def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                  mip_threshold=10 * u.keV, *, gain=None, detector=None):
+                  mip_threshold=10 * u.keV, *, gain=None, detector=None, strict=False):
     """Apply the very-faint-mode filter: set STATUS bits 0, 1 and 2.
 
     Parameters
@@ -97,6 +116,8 @@ def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
         Default 10 keV.
     gain, detector : optional
         Passed to :func:`~xcrfilter.events.find_events` for frames.
+    strict : bool, optional
+        Strict (``>``) thresholds, see :func:`vfaint_flags`.  Default False.
 
     Returns
     -------
@@ -122,10 +143,11 @@ def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
             phas = u.Quantity(np.asarray(phas), _column_unit(frames, "PHAS"))
     else:
         events = find_events(frames, event_threshold, split_threshold, mip_threshold,
-                             gain=gain, detector=detector)
+                             gain=gain, detector=detector, strict=strict)
         phas = events["PHAS"]
         energy = events["ENERGY"]
-    flags = vfaint_flags(phas, energy, event_threshold, split_threshold, mip_threshold)
+    flags = vfaint_flags(phas, energy, event_threshold, split_threshold, mip_threshold,
+                         strict=strict)
     status = np.asarray(events["STATUS"], dtype=np.int32) if "STATUS" in events.colnames \
         else np.zeros(len(events), dtype=np.int32)
     events["STATUS"] = (status & ~_VF_BITS) | flags
@@ -133,6 +155,7 @@ def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
     set_card(meta, "VFEVTTHR", evt, "[eV] VF filter event threshold")
     set_card(meta, "VFSPLTHR", spl, "[eV] VF filter split threshold")
     set_card(meta, "VFMIPTHR", mip, "[eV] VF filter MIP threshold")
+    set_card(meta, "VFSTRICT", bool(strict), "VF thresholds strict (>), else >=")
     nrej = int(np.count_nonzero(flags))
     add_history(meta, f"vfaint_filter: bits 0-2 set, {nrej} of {len(events)} events "
                       f"rejected (event {evt:g}, split {spl:g}, MIP {mip:g} eV)")
@@ -173,6 +196,7 @@ def options_from_args(args):
 
 
 def pipeline_step(cube, events, *, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                  mip_threshold=10 * u.keV, **_):
+                  mip_threshold=10 * u.keV, strict=False, **_):
     """Pipeline form of :func:`vfaint_filter` on already-found events."""
-    return vfaint_filter(events, event_threshold, split_threshold, mip_threshold)
+    return vfaint_filter(events, event_threshold, split_threshold, mip_threshold,
+                         strict=strict)
