@@ -1,0 +1,197 @@
+"""Shape-and-context filter (``morph``): a balanced random forest on whole-frame context.
+
+Every event with reconstructed energy in the model's band (0.3-10 keV for
+the shipped model) is described by its own island shape and by the whole
+frame around it (`xcrfilter.context.context_features`: distance to and
+geometry of the nearest particle track, sibling islands within 16-128 px and
+in the frame), and scored by the balanced random forest of a ``morph``
+model (`xcrfilter.ml.morph`): ``PROB_MORPH`` is its cosmic-ray probability.
+``STATUS`` bit 6 is set where ``PROB_MORPH >= threshold``.  Events outside
+the band get ``PROB_MORPH = NaN`` and no bit.  No network is involved, so
+the filter runs at the speed of event finding.
+
+The shipped model was trained on randomised simulator physics (secondary
+spread and yields, orphan showers, rates, noise, spectra; see
+`xcrfilter.simulate.PhysicsRanges`) and validated leave-one-physics-out
+(``docs/generalisation.rst``).
+"""
+from __future__ import annotations
+
+import os
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable, Table
+
+from .._meta import add_history, set_card
+from ..events import STATUS_BITS
+
+__all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
+           "pipeline_step", "is_available"]
+
+#: STATUS bit set by this filter.
+MORPH_BIT = STATUS_BITS["MORPH"]
+
+#: header keywords holding counts (summed by the pipeline over chunks of frames)
+COUNT_CARDS = ("MRPNSCO", "MRPNREJ")
+
+
+def is_available():
+    """True when the shipped ``morph`` model is installed."""
+    from ..ml.morph import FOREST_FILE, default_morph_dir
+    return (default_morph_dir() / FOREST_FILE).is_file()
+
+
+def _get_model(model):
+    from ..ml.morph import MorphModel, load_morph_model
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return load_morph_model(model)
+    if isinstance(model, MorphModel):
+        return model
+    raise TypeError("model must be None (shipped model), a model directory or a MorphModel, "
+                    f"got {type(model).__name__}")
+
+
+def _check_threshold(threshold, default):
+    if threshold is None:
+        return float(default)
+    if isinstance(threshold, bool):
+        raise TypeError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"threshold must be a probability in [0, 1], got {threshold!r}") from None
+    if not 0.0 <= thr <= 1.0:
+        raise ValueError(f"threshold must be a probability in [0, 1], got {thr}")
+    return thr
+
+
+def _apply(data_ev, events, model, threshold):
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
+    missing = [c for c in ("FRAME", "RAWX", "RAWY", "ENERGY", "PHAS", "GRADE", "STATUS")
+               if c not in events.colnames]
+    if missing:
+        raise ValueError(f"events lack column(s) {missing} needed by the morph filter")
+    out = QTable(events, copy=True)
+    n = len(out)
+    e = np.asarray(u.Quantity(out["ENERGY"], u.eV).value if getattr(
+        out["ENERGY"], "unit", None) is not None else out["ENERGY"], np.float64)
+    if not np.all(np.isfinite(e)):
+        raise ValueError("events: ENERGY holds NaN or infinite values")
+    lo, hi = model.band_ev
+    inb = (e >= lo) & (e < hi)
+    prob = np.full(n, np.nan, np.float32)
+    if inb.any():
+        sub = out[inb]
+        if int(np.max(sub["FRAME"])) >= data_ev.shape[0] or int(np.min(sub["FRAME"])) < 0:
+            raise ValueError(f"events: FRAME values outside the {data_ev.shape[0]} frames given")
+        prob[inb] = model.predict_proba(model.features(data_ev, sub)).astype(np.float32)
+    ok = np.isfinite(prob)
+    rej = np.zeros(n, bool)
+    rej[ok] = prob[ok] >= threshold
+    out["PROB_MORPH"] = prob
+    out["PROB_MORPH"].description = "morph filter CR probability (NaN outside the band)"
+    status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << MORPH_BIT))  # a re-run replaces this filter's own bit
+    status[rej] |= np.int32(1 << MORPH_BIT)
+    out["STATUS"] = status
+    meta = out.meta
+    for key, value, comment in model.header_cards():
+        set_card(meta, key, value, comment)
+    set_card(meta, "MRPTHR", float(threshold), "morph filter PROB_MORPH threshold")
+    set_card(meta, "MRPELO", float(lo), "[eV] morph scored band lower edge (inclusive)")
+    set_card(meta, "MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)")
+    set_card(meta, "MRPNSCO", int(ok.sum()), "events scored by the morph filter")
+    set_card(meta, "MRPNREJ", int(rej.sum()), f"events rejected by morph (bit {MORPH_BIT})")
+    add_history(meta, f"morph_filter: model {model.name} sha256 {model.sha256[:16]}, threshold "
+                      f"{threshold:.4f}: {int(rej.sum())} of {int(ok.sum())} scored events "
+                      "rejected")
+    return out
+
+
+def morph_filter(frames, events=None, *, threshold=None, model=None,
+                 event_threshold=260 * u.eV, split_threshold=80 * u.eV,
+                 mip_threshold=10 * u.keV, gain=None, detector=None):
+    """Score every event with the shape-and-context forest.
+
+    Parameters
+    ----------
+    frames : CCDData, NDData, Quantity, FITS path(s) or FrameCube
+        The frames the events come from, one frame (ny, nx) or a cube
+        (n_frames, ny, nx); the context features need the whole frame.
+    events : `~astropy.table.Table`, optional
+        Events found in ``frames`` (FRAME, RAWX, RAWY, ENERGY [eV], PHAS,
+        GRADE, STATUS); default: found here with
+        `xcrfilter.events.find_events` and the thresholds below.
+    threshold : float, optional
+        CR-probability threshold in [0, 1]; ``STATUS`` bit 6 where
+        ``PROB_MORPH >= threshold``.  Default: the model's (its model card
+        says how it was chosen).
+    model : None, path-like or `xcrfilter.ml.morph.MorphModel`, optional
+        Model directory; default the model shipped in
+        ``xcrfilter/data/morph_model``.
+    event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
+        Event finding (260 eV, 80 eV, 10 keV), used when ``events`` is None.
+    gain, detector : optional
+        Passed to `xcrfilter.io.as_energy_cube`.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        A new table: the input columns, ``PROB_MORPH`` (float32, NaN outside
+        the model's band) and ``STATUS`` with bit 6 set where rejected (the
+        bit is cleared first, so a re-run replaces it); header cards
+        ``MRPMODEL``, ``MRPSHA``, ``MRPTHR``, ``MRPELO``/``MRPEHI`` [eV] and a
+        HISTORY line.  The input is not modified.
+
+    Raises
+    ------
+    TypeError
+        Bad frames, events, threshold or model types.
+    ValueError
+        Threshold outside [0, 1], missing columns, NaN energies, events that
+        do not fit the frames.
+    xcrfilter.ml.forest.ModelFileError
+        Missing, corrupt or foreign model files.
+    """
+    from ..events import find_events
+    from ..io import FrameCube, as_energy_cube
+    if isinstance(frames, Table):
+        raise TypeError("morph_filter needs the frames (the context features look at the whole "
+                        "frame); pass the event table as events= together with its frames")
+    model = _get_model(model)
+    thr = _check_threshold(threshold, model.threshold)
+    cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
+        frames, gain=gain, detector=detector, name="frames")
+    if events is None:
+        events = find_events(cube, event_threshold, split_threshold, mip_threshold)
+    return _apply(np.asarray(cube.data, np.float32), events, model, thr)
+
+
+# -- pipeline plug-in ---------------------------------------------------------
+
+def add_cli_options(group):
+    """Add the ``--morph-*`` options of ``xcrfilter filter``."""
+    group.add_argument("--morph-threshold", dest="morph_threshold", type=float, default=None,
+                       metavar="P",
+                       help="morph CR-probability threshold in [0, 1] (default: the model's)")
+    group.add_argument("--morph-model", dest="morph_model", default=None, metavar="DIR",
+                       help="morph model directory (default: the shipped model)")
+
+
+def options_from_args(args):
+    """Keyword arguments of :func:`pipeline_step` from parsed ``--morph-*`` options."""
+    opts = {}
+    if getattr(args, "morph_threshold", None) is not None:
+        opts["threshold"] = args.morph_threshold
+    if getattr(args, "morph_model", None) is not None:
+        opts["model"] = args.morph_model
+    return opts
+
+
+def pipeline_step(cube, events, *, threshold=None, model=None, **_):
+    """Pipeline step ``morph``: ``PROB_MORPH`` and STATUS bit 6 (see :func:`morph_filter`)."""
+    model = _get_model(model)
+    thr = _check_threshold(threshold, model.threshold)
+    return _apply(np.asarray(cube.data, np.float32), events, model, thr)
