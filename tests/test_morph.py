@@ -44,6 +44,17 @@ def test_dataset_columns(sim):
     e = t["ENERGY"].to_value(u.eV)
     assert e.min() >= 300 and e.max() < 10000
     assert {"TRUTH", "VFSTAT", "TRK_DIST", "N_ISL_64", "WEIGHT"} <= set(t.colnames)
+    assert set(np.unique(t["TRUTH"])) <= {0, 1, 2} and (np.asarray(t["TRUTH"]) == 2).any()
+
+
+def test_dataset_file_round_trip_keeps_truth(sim, tmp_path):
+    from astropy.table import QTable
+    t = event_dataset([(sim.frames[:8], sim.labels[:8])], xray_fraction=0.5, seed=1)
+    t.write(tmp_path / "d.fits")
+    back = QTable.read(tmp_path / "d.fits")
+    np.testing.assert_array_equal(np.asarray(back["TRUTH"]), np.asarray(t["TRUTH"]))
+    w = np.asarray(back["WEIGHT"])
+    np.testing.assert_array_equal(w, np.where(np.asarray(t["TRUTH"]) == 2, 1.0, 2.0))
 
 
 def test_filter_contract(sim, model_dir):

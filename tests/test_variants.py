@@ -121,7 +121,7 @@ def test_simulate_cli_randomize_and_preset(tmp_path):
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--randomize",
                  "--seed", "1", "--no-progress", "-o", str(out)]) == 0
     h = fits.getheader(out)
-    assert h["RANDPHYS"] is True and h["RNDPAR13"] == "cr_rate:0.5:3"
+    assert h["RANDPHYS"] is True and h["RNDPAR14"] == "cr_rate:0.5:3"
     out2 = tmp_path / "w.fits"
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--preset", "wide",
                  "--seed", "1", "--no-progress", "-o", str(out2)]) == 0

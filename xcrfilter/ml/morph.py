@@ -293,7 +293,7 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
         t["RAWY"] = ev["RAWY"]
         t["ENERGY"] = ev["ENERGY"]
         t["GRADE"] = ev["GRADE"]
-        t["TRUTH"] = truth.astype(np.int8)
+        t["TRUTH"] = truth.astype(np.int16)
         t["WEIGHT"] = np.where(truth == 2, 1.0, 1.0 / xray_fraction).astype(np.float32)
         t["VFSTAT"] = vfaint_flags(ev["PHAS"], ev["ENERGY"], event_threshold,
                                    split_threshold, mip_threshold)

@@ -29,6 +29,10 @@ camera designs and the range of orbital conditions a filter must survive:
 * yields: secondary tracks 0.15-0.8 per shower, secondary photons
   0.005-0.05 per shower (the calibrated 0.0145 is near the lower third),
   low-energy electron blobs 0-0.002 per shower;
+* the continuum share of the secondary photons 0.2-0.9 (the rest are the
+  fluorescence lines of the camera materials): which lines a camera
+  shows depends on its materials, so a filter must not learn the
+  simulator's line energies;
 * orphan showers (primary misses the sensor): fraction 0.1-0.6, 0-2 extra
   tracks each, distance scales x0.5-3;
 * rates: CR showers 0.5-3 per frame (solar-minimum GCR flux to a
@@ -82,6 +86,8 @@ class PhysicsRanges:
         Radial scale of the isotropic secondaries.
     sec_track_mean, photon_mean, electron_mean : tuple of float [1/shower]
         Secondary yields.
+    photon_continuum_fraction : tuple of float
+        Continuum share of the secondary photons.
     cr_miss_fraction : tuple of float
         Fraction of orphan showers (primary misses the sensor).
     orphan_extra_mean : tuple of float [1/shower]
@@ -109,6 +115,7 @@ class PhysicsRanges:
     sec_track_mean: tuple = _r(0.15, 0.8, True, "secondary tracks per shower")
     photon_mean: tuple = _r(0.005, 0.05, True, "secondary photons per shower")
     electron_mean: tuple = _r(0, 0.002, False, "electron blobs per shower")
+    photon_continuum_fraction: tuple = _r(0.2, 0.9, False, "continuum share of photons")
     cr_miss_fraction: tuple = _r(0.1, 0.6, False, "fraction of orphan showers")
     orphan_extra_mean: tuple = _r(0, 2, False, "extra tracks per orphan shower")
     orphan_spread: tuple = _r(0.5, 3, True, "distance-scale factor of orphans")
