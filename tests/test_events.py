@@ -224,3 +224,55 @@ def test_vfaint_rejects_table_without_phas():
     from astropy.table import QTable
     with pytest.raises(ValueError, match="PHAS"):
         vfaint_filter(QTable({"ENERGY": [1.0] * u.keV}))
+
+
+# EPIC-pn PATTERN of the 13 accepted codes, numbered as in the Athena WFI Geant4
+# background team's event files (0 single, 1-4 doubles up/right/down/left,
+# 5-8 L-triples, 9-12 quads)
+EPIC_OF_ACCEPTED = {0: 0, 64: 1, 16: 2, 2: 3, 8: 4, 72: 5, 80: 6, 18: 7, 10: 8,
+                    104: 9, 208: 10, 22: 11, 11: 12}
+
+
+def test_epic_pattern_of_every_3x3_pattern():
+    from xcrfilter.events import epic_pattern
+    for code in range(256):
+        assert epic_pattern(code) == EPIC_OF_ACCEPTED.get(code, 13), code
+    frame, cy, cx = _frame_with_pattern(64 | 8)           # up + left: L-triple 5
+    ev = find_events(frame * u.eV)
+    assert (ev["PATTERN"][0], ev["GRADE"][0]) == (5, 6)
+
+
+def test_split_threshold_equal_to_event_threshold_is_allowed():
+    frame = np.zeros((9, 9), np.float32)
+    frame[4, 4], frame[4, 5] = 150.0, 100.0
+    ev = vfaint_filter(frame * u.eV, event_threshold=100 * u.eV, split_threshold=100 * u.eV)
+    assert len(ev) == 1 and ev["ENERGY"][0] == 250 * u.eV and ev["STATUS"][0] == 0
+    with pytest.raises(ValueError, match="must not exceed"):
+        find_events(frame * u.eV, event_threshold=100 * u.eV, split_threshold=101 * u.eV)
+
+
+def test_strict_thresholds_use_greater_than():
+    frame = np.zeros((11, 11), np.float32)
+    frame[3, 3] = 100.0                        # exactly the event threshold
+    frame[7, 7], frame[7, 8] = 500.0, 100.0    # split pixel exactly the split threshold
+    kw = dict(event_threshold=100 * u.eV, split_threshold=100 * u.eV)
+    loose = find_events(frame * u.eV, **kw)
+    strict = find_events(frame * u.eV, **kw, strict=True)
+    assert [(int(r["RAWY"]), int(r["RAWX"])) for r in loose] == [(3, 3), (7, 7)]
+    assert [(int(r["RAWY"]), int(r["RAWX"])) for r in strict] == [(7, 7)]
+    assert loose["ENERGY"][1] == 600 * u.eV and loose["PATTERN"][1] == 2
+    assert strict["ENERGY"][0] == 500 * u.eV and strict["PATTERN"][0] == 0
+    assert strict.meta["STRICTTH"][0] is True
+
+
+def test_edge_status_bit_is_optional():
+    from xcrfilter.events import STATUS_BITS
+    frame = np.zeros((12, 12), np.float32)
+    frame[1, 6] = 1000.0                        # 5x5 island cut by the bottom edge
+    frame[6, 6] = 1000.0
+    off = find_events(frame * u.eV)
+    on = find_events(frame * u.eV, edge_status=True)
+    assert off["EDGE"].tolist() == [True, False] and off["STATUS"].tolist() == [0, 0]
+    assert on["STATUS"].tolist() == [1 << STATUS_BITS["EDGE"], 0]
+    # the VF filter recomputes bits 0-2 only: the EDGE bit stays
+    assert vfaint_filter(on)["STATUS"].tolist() == [1 << STATUS_BITS["EDGE"], 0]

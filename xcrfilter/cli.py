@@ -162,6 +162,8 @@ def _add_filter_parser(sub):
                    help="frames processed at a time (bounds memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_threshold_options(p)
+    from .sources import add_input_options
+    add_input_options(p)
     for name in METHODS:
         try:
             module = load_method(name)
@@ -205,13 +207,26 @@ def _run_filter(args):
     for f in args.frames:
         if not os.path.exists(f):
             raise FileNotFoundError(f"input frames file {f} does not exist.")
+    from .sources import filter_table_input, frame_pipeline_options, input_kind
+    kind = input_kind(args.frames)
+    if kind != "frames":
+        # event list or pixel-deposit table (xcrfilter.sources)
+        if args.mask_output:
+            raise ValueError("--mask-output needs image frames, not a table input.")
+        events = filter_table_input(kind, args, names, _method_options(args, names))
+        write_events(events, args.output, overwrite=args.overwrite,
+                     input_files=list(args.frames))
+        _print_summary(events, names, args.output)
+        return 0
     source = args.frames[0] if len(args.frames) == 1 else list(args.frames)
     cube = as_energy_cube(source, gain=args.gain, name="FRAMES")
     events = run_pipeline(cube, names, event_threshold=args.event_threshold,
                           split_threshold=args.split_threshold,
                           mip_threshold=args.mip_threshold,
                           options=_method_options(args, names),
-                          chunk_frames=args.chunk_frames, progress=not args.quiet)
+                          chunk_frames=args.chunk_frames, progress=not args.quiet,
+                          **frame_pipeline_options(args, args.frames, cube.data.shape[0],
+                                                   cube.header))
     write_events(events, args.output, overwrite=args.overwrite,
                  input_files=list(args.frames))
     if args.mask_output:

@@ -862,8 +862,9 @@ def read_events(path):
     `~astropy.table.QTable`
         Columns with their units (``TUNITn``) as Quantities, native byte
         order (integer ``PHA``/``PI`` columns in ``chan`` as plain integers;
-        a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12); ``meta`` holds every non-structural keyword of the ``EVENTS``
-        header as ``(value, comment)`` (or the plain value when the comment is
+        a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12);
+        ``meta`` holds every non-structural keyword of the ``EVENTS`` header
+        as ``(value, comment)`` (or the plain value when the comment is
         empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
         keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
         ``meta``: :func:`write_events` regenerates them.

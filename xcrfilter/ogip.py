@@ -455,8 +455,8 @@ def apply_column_keywords(header, table, meta):
     for name in ("PHA", "PI"):
         if name in names:
             idx = names.index(name) + 1
-            if f"TUNIT{idx}" not in header and np.asarray(table[table.colnames[idx - 1]]
-                                                         ).dtype.kind in "iu":
+            kind = np.asarray(table[table.colnames[idx - 1]]).dtype.kind
+            if f"TUNIT{idx}" not in header and kind in "iu":
                 header.set(f"TUNIT{idx}", "chan", "detector channel (OGIP/93-001)",
                            after=f"TFORM{idx}")
     if "PHAS" in names:

@@ -31,7 +31,8 @@ def add_arguments(parser):
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--frames", nargs="+", metavar="FRAMES.fits",
                      help="stage-2 frames with per-pixel truth (a TRUTH image extension, "
-                          "as xcrfilter simulate writes, or npz with frames and labels); "
+                          "as xcrfilter simulate writes, a Geant4 pixel-deposit table, "
+                          "or npz with frames and labels); "
                           "never used for stage 1")
     src.add_argument("--simulate-frames", type=int, metavar="N",
                      help="simulate N 512x512 stage-2 frames instead of --frames")

@@ -398,7 +398,7 @@ def _frame_sources(frames):
     if isinstance(frames, (str, Path)):
         frames = [frames]
     if isinstance(frames, (list, tuple)) and all(isinstance(f, (str, Path)) for f in frames):
-        return [str(f) for f in frames], (_frames_and_labels(f) for f in frames)
+        return [str(f) for f in frames], _path_chunks(frames)
 
     def gen():
         for ch in frames:
@@ -407,6 +407,17 @@ def _frame_sources(frames):
             else:
                 yield ch[0], ch[1]
     return [getattr(frames, "description", "in-memory frame chunks")], gen()
+
+
+def _path_chunks(paths):
+    """(frames_ev, labels) of each file; Geant4 pixel-deposit tables a frame group
+    at a time (:func:`xcrfilter.geant4.iter_training_chunks`, truth -> labels)."""
+    from ..geant4 import is_pixel_table, iter_training_chunks
+    for path in paths:
+        if is_pixel_table(path):
+            yield from iter_training_chunks(path)
+        else:
+            yield _frames_and_labels(path)
 
 
 def _frames_and_labels(source):
@@ -446,7 +457,8 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     tiles : path-like
         Stage-1 tile file (:func:`load_tiles`).
     frames : path-like or list of path-like
-        Stage-2 frames with truth (FITS with a ``TRUTH`` extension, or
+        Stage-2 frames with truth (FITS with a ``TRUTH`` extension, a Geant4
+        pixel-deposit table with truth columns (:mod:`xcrfilter.geant4`), or
         ``.npz`` with ``frames`` and ``labels``), never used for stage 1.
     output : path-like
         Model directory.
