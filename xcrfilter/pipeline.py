@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Iterator
 
 import astropy.units as u
 import numpy as np
@@ -122,6 +123,22 @@ def _slice_cube(cube, start, stop):
     return FrameCube(cube.data[start:stop], mask, cube.header, cube.filenames, False)
 
 
+def _chunks(frames, chunk_frames, gain, detector):
+    """Yield ``(first_frame, FrameCube)`` of at most ``chunk_frames`` frames.
+
+    ``frames`` is one FrameCube or an iterator of blocks of frames.
+    """
+    blocks = [frames] if isinstance(frames, FrameCube) else frames
+    first = 0
+    for block in blocks:
+        cube = block if isinstance(block, FrameCube) else as_energy_cube(
+            block, gain=gain, detector=detector, name="frames")
+        n = cube.data.shape[0]
+        for start in range(0, n, chunk_frames):
+            yield first + start, _slice_cube(cube, start, min(n, start + chunk_frames))
+        first += n
+
+
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
@@ -130,8 +147,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
 
     Parameters
     ----------
-    frames : frames in any form accepted by :func:`xcrfilter.io.as_energy_cube`
+    frames : any input of :func:`xcrfilter.io.as_energy_cube`, or an iterator of them
         One frame (ny, nx) or a cube (n_frames, ny, nx), or FITS file(s).
+        An iterator (e.g. a generator) yields consecutive blocks of frames
+        that are processed as they come, so that a stream of frames never
+        has to fit in memory; ``FRAME`` then counts over all blocks.
     methods : str or sequence of str, optional
         Filter names (``vfaint``, ``lacosmic``, ``sac``, ``cam``) or
         ``"all"``; a comma-separated string is accepted.  Default vfaint.
@@ -185,27 +205,30 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
     modules = {name: load_method(name) for name in names}
-    cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
-        frames, gain=gain, detector=detector, name="frames")
+    total = None
+    if not isinstance(frames, Iterator):
+        frames = frames if isinstance(frames, FrameCube) else as_energy_cube(
+            frames, gain=gain, detector=detector, name="frames")
+        total = frames.data.shape[0]
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)
     if strict and "vfaint" in modules:
         # the VF filter re-derives active pixels: same threshold convention
         options["vfaint"] = dict(options.get("vfaint") or {}, strict=True)
-    n = cube.data.shape[0]
-    starts = range(0, n, int(chunk_frames))
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n, unit="frame", desc="filtering")
+        bar = tqdm(total=total, unit="frame", desc="filtering")
     parts = []
     meta = None
     counts = {}
     count_cards = {key: name for name, module in modules.items()
                    for key in getattr(module, "COUNT_CARDS", ())}
-    for start in starts:
-        stop = min(n, start + int(chunk_frames))
-        sub = _slice_cube(cube, start, stop)
+    n = n_masked = 0
+    for start, sub in _chunks(frames, int(chunk_frames), gain, detector):
+        stop = start + sub.data.shape[0]
+        n = stop
+        n_masked += int(sub.mask.sum()) if sub.mask is not None else 0
         events = find_events(sub, event_threshold, split_threshold, mip_threshold,
                              gain=gain, strict=strict, edge_status=edge_status)
         for name, module in modules.items():
@@ -222,12 +245,13 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
             bar.update(stop - start)
     if bar is not None:
         bar.close()
+    if not parts:
+        raise ValueError("frames: no frames given.")
     out = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     history = meta.pop("HISTORY", [])
     out.meta.update(meta)
     set_card(out.meta, "NFRAMES", int(n), "number of frames searched")
-    set_card(out.meta, "NMASKED", int(cube.mask.sum()) if cube.mask is not None else 0,
-             "masked or non-finite pixels (never in events)")
+    set_card(out.meta, "NMASKED", n_masked, "masked or non-finite pixels (never in events)")
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
     for key, total in counts.items():
         # count cards of the plug-ins hold per-chunk numbers: write totals
@@ -245,6 +269,6 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         for name in names:
             nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
-    add_time(out, cube.header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
+    add_time(out, sub.header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
              warn=False)
     return out
