@@ -39,7 +39,7 @@ __all__ = ["Confusion", "ThresholdChoice", "confusion", "accuracy", "precision",
            "f1_score", "lost_xray_signal", "unrejected_cr_background",
            "for_relative_improvement", "summary", "select_band", "event_metrics",
            "rejected_by", "roc_curve", "threshold_at_fpr", "table2", "TABLE2_ROWS",
-           "DEFAULT_BAND"]
+           "DEFAULT_BAND", "fraction_interval", "ONE_SIGMA"]
 
 #: Default energy band of the paper's evaluation (Sec. 3.4): 0.3-10 keV.
 DEFAULT_BAND = (0.3, 10.0) * u.keV
@@ -139,6 +139,52 @@ def unrejected_cr_background(cm):
     """
     cm = _as_confusion(cm)
     return _ratio(cm.fn, cm.tn + cm.fn)
+
+
+#: Confidence level of :func:`fraction_interval`: the 1-sigma (68.27 %) interval.
+ONE_SIGMA = 0.682689492
+
+
+def fraction_interval(k, n, confidence_level=ONE_SIGMA):
+    """Wilson score interval of a fraction ``k / n`` (e.g. a recall or a lost X-ray fraction).
+
+    Parameters
+    ----------
+    k : int or array of int
+        Successes (e.g. CR events rejected), ``0 <= k <= n``.
+    n : int or array of int
+        Trials (e.g. CR events in the band).
+    confidence_level : float, optional
+        Default 0.6827 (1 sigma).
+
+    Returns
+    -------
+    lo, hi : float or ndarray
+        Interval bounds as fractions (0..1); ``nan`` where ``n == 0``.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is negative or larger than ``n``.
+
+    Notes
+    -----
+    Computed by `astropy.stats.binom_conf_interval` (``interval="wilson"``),
+    which stays inside [0, 1] and is sensible at ``k = 0`` and ``k = n``.
+    """
+    from astropy.stats import binom_conf_interval
+    k = np.asarray(k, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}.")
+    safe = np.where(n > 0, n, 1)
+    lo, hi = binom_conf_interval(np.minimum(k, safe), safe, confidence_level=confidence_level,
+                                 interval="wilson")
+    lo = np.where(n > 0, lo, np.nan)
+    hi = np.where(n > 0, hi, np.nan)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
 
 
 def for_relative_improvement(for_method, for_reference):
