@@ -4,15 +4,16 @@ Frames in
     :func:`as_energy_cube` turns any accepted frame source (a `~astropy.units.Quantity`
     array, a `~astropy.nddata.CCDData` / `~astropy.nddata.NDData`, a FITS file
     path or a list of FITS paths) into a float32 cube of pixel energies in eV
-    with a boolean bad-pixel mask (DESIGN.md Sec. 2 "Frames in").
+    with a boolean bad-pixel mask.
     :func:`read_frames` returns the same as a `~astropy.nddata.CCDData`.
 
 Events out
-    :func:`write_events` / :func:`read_events` write and read OGIP-style event
-    files (an ``EVENTS`` binary table extension, OGIP/93-003 conventions:
-    ``TUNITn``, ``TLMINn``/``TLMAXn``, ``HDUCLASS`` keywords) whose header keeps
-    every threshold and choice of the filters as keyword/comment pairs plus
-    HISTORY lines.
+    :func:`write_events` / :func:`read_events` write and read OGIP event
+    files (``EVENTS`` and ``GTI`` binary table extensions, OGIP/93-003
+    conventions as :mod:`xcrfilter.ogip` states them: ``TIME``, ``TUNITn``,
+    ``TLMINn``/``TLMAXn``, ``HDUCLASS`` keywords, checksums) whose header
+    keeps every threshold and choice of the filters as keyword/comment pairs
+    plus HISTORY lines; :func:`read_gti` reads the good time intervals.
 
 Other products
     :func:`write_cam_maps` writes one float32 image HDU per class activation
