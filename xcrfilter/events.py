@@ -27,6 +27,7 @@ STATUS_BITS = {
     "LACOSMIC": 3,     # 3x3 touches the Laplacian (astroscrappy) CR mask
     "SAC": 4,          # inside a self-anti-coincidence zone around a track
     "CAM": 5,          # CAM filter PROB_CR >= threshold
+    "MORPH": 6,        # shape-and-context forest PROB_MORPH >= threshold
     "EDGE": 8,         # optional: the 5x5 island is cut by the frame edge
 }
 
@@ -38,6 +39,7 @@ STATUS_BIT_DOC = {
     "LACOSMIC": "3x3 touches the Laplacian (L.A.Cosmic) mask",
     "SAC": "inside a self-anti-coincidence zone",
     "CAM": "CAM filter: PROB_CR >= threshold",
+    "MORPH": "morph filter: PROB_MORPH >= threshold",
     "EDGE": "5x5 island cut by the frame edge (optional)",
 }
 

@@ -32,6 +32,7 @@ METHODS = {
     "lacosmic": "xcrfilter.filters.laplacian",
     "sac": "xcrfilter.filters.sac",
     "cam": "xcrfilter.filters.cam",
+    "morph": "xcrfilter.filters.morph",
 }
 
 #: STATUS bit set by each method (bits 0-2 all belong to ``vfaint``).
@@ -41,6 +42,7 @@ METHOD_BITS = {
     "lacosmic": 1 << STATUS_BITS["LACOSMIC"],
     "sac": 1 << STATUS_BITS["SAC"],
     "cam": 1 << STATUS_BITS["CAM"],
+    "morph": 1 << STATUS_BITS["MORPH"],
 }
 
 
@@ -142,7 +144,8 @@ def _chunks(frames, chunk_frames, gain, detector):
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
-                 strict=False, edge_status=False, frame_time=None, frame_times=None):
+                 strict=False, edge_status=False, frame_time=None, frame_times=None,
+                 max_lost_xray=None):
     """Find events in ``frames`` and apply the requested filters.
 
     Parameters
@@ -178,6 +181,14 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         of the input header.
     frame_times : `~astropy.units.Quantity` [time], shape (n_frames,), optional
         Start time of every frame.
+    max_lost_xray : float, optional
+        Fraction of X-ray events (e.g. 0.02) that each context filter
+        (``sac``, ``cam``, ``morph``) may reject.  Its threshold (radius for
+        SAC) is then calibrated on the first chunk of frames by injecting
+        simulated X-rays (:func:`xcrfilter.calibrate.calibrate`), overriding
+        the default or given one; the achieved fraction and its 68 %
+        interval go to the header (``<XXX>CALF``, ``<XXX>CALLO``,
+        ``<XXX>CALHI``, ``<XXX>CALN``).  Default None: no calibration.
 
     Returns
     -------
@@ -205,16 +216,16 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
     modules = {name: load_method(name) for name in names}
-    total = None
-    if not isinstance(frames, Iterator):
-        frames = frames if isinstance(frames, FrameCube) else as_energy_cube(
-            frames, gain=gain, detector=detector, name="frames")
-        total = frames.data.shape[0]
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)
     if strict and "vfaint" in modules:
         # the VF filter re-derives active pixels: same threshold convention
         options["vfaint"] = dict(options.get("vfaint") or {}, strict=True)
+    total = None
+    if not isinstance(frames, Iterator):
+        frames = frames if isinstance(frames, FrameCube) else as_energy_cube(
+            frames, gain=gain, detector=detector, name="frames")
+        total = frames.data.shape[0]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -225,7 +236,14 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     count_cards = {key: name for name, module in modules.items()
                    for key in getattr(module, "COUNT_CARDS", ())}
     n = n_masked = 0
+    calibrated = {}
     for start, sub in _chunks(frames, int(chunk_frames), gain, detector):
+        if max_lost_xray is not None and start == 0:
+            from .calibrate import calibrate
+            for name, module in modules.items():
+                if hasattr(module, "CALIBRATION"):
+                    options[name], calibrated[name] = calibrate(
+                        module, sub, common, options.get(name), float(max_lost_xray))
         stop = start + sub.data.shape[0]
         n = stop
         n_masked += int(sub.mask.sum()) if sub.mask is not None else 0
@@ -253,6 +271,17 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     set_card(out.meta, "NFRAMES", int(n), "number of frames searched")
     set_card(out.meta, "NMASKED", n_masked, "masked or non-finite pixels (never in events)")
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
+    for name, rep in calibrated.items():
+        key = name[:3].upper()
+        what = "radius [pixel]" if name == "sac" else "threshold"
+        set_card(out.meta, f"{key}CALV", rep["value"], f"{name} {what} calibrated by injection")
+        set_card(out.meta, f"{key}CALF", rep["achieved"], f"{name}: injected X-rays rejected")
+        set_card(out.meta, f"{key}CALLO", rep["lo"], "68% Wilson interval, lower")
+        set_card(out.meta, f"{key}CALHI", rep["hi"], "68% Wilson interval, upper")
+        set_card(out.meta, f"{key}CALN", rep["n"], "injected X-ray events scored")
+        add_history(out.meta, f"calibrate: {name} {what} {rep['value']:.4g} rejects "
+                              f"{100 * rep['achieved']:.2f}% of {rep['n']} injected X-ray "
+                              f"events (asked {100 * rep['target']:.2f}%)")
     for key, total in counts.items():
         # count cards of the plug-ins hold per-chunk numbers: write totals
         old = out.meta.get(key)
@@ -269,6 +298,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         for name in names:
             nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
+    # observation and time keywords: header of the (last) input block
     add_time(out, sub.header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
              warn=False)
     return out

@@ -38,6 +38,10 @@ from .._meta import add_history, set_card  # noqa: E402
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
            "options_from_args", "pipeline_step"]
 
+#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
+#: option it sets, and +1 because high probabilities are rejected.
+CALIBRATION = ("PROB_CR", "threshold", +1)
+
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
 
@@ -112,6 +116,11 @@ def score_events(cube_data, events, cam, band_ev):
         if f.min() < 0 or f.max() >= nf:
             raise ValueError(f"events: FRAME values outside the {nf} frames given")
         X, _ = cam.features(cube_data, f, y, x, e[inb])
+        if cam.context_names:
+            from ..context import context_features, feature_matrix
+            sub = events[inb]
+            ctx = context_features(cube_data, sub, **cam.context_kw)
+            X = np.hstack([X, feature_matrix(sub, ctx, cam.context_names)])
         prob[inb] = cam.predict_proba(X).astype(np.float32)
     return prob
 

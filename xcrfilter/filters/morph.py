@@ -32,6 +32,10 @@ __all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
 #: STATUS bit set by this filter.
 MORPH_BIT = STATUS_BITS["MORPH"]
 
+#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
+#: option it sets, and +1 because high probabilities are rejected.
+CALIBRATION = ("PROB_MORPH", "threshold", +1)
+
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("MRPNSCO", "MRPNREJ")
 

@@ -36,6 +36,10 @@ from .._meta import add_history, card_value, set_card
 __all__ = ["sac_filter", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
 
+#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
+#: option it sets, and -1 because events at small distances are rejected.
+CALIBRATION = ("SAC_DIST", "radius", -1)
+
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("SACNTRK", "SACNEVT")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import astropy.units as u  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..scaling import LogEnergyScaler  # noqa: E402
@@ -49,9 +50,23 @@ SUMS_FILE = "SHA256SUMS"
 CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
 
 
-def default_model_dir():
-    """Directory of the pretrained model shipped with the package."""
-    return Path(__file__).resolve().parent.parent / "data" / "cam_model"
+#: Names of the models shipped with the package -> directory under ``xcrfilter/data``.
+SHIPPED_MODELS = {"default": "cam_model", "paper": "cam_model_paper"}
+
+
+def default_model_dir(name="default"):
+    """Directory of a model shipped with the package.
+
+    Parameters
+    ----------
+    name : str
+        ``"default"``: network features plus whole-frame context, trained on
+        randomised physics; ``"paper"``: the seed paper's ten features.
+    """
+    if name not in SHIPPED_MODELS:
+        raise ModelFileError(f"no shipped CAM model named {name!r}; choose from "
+                             f"{', '.join(SHIPPED_MODELS)} or give a directory")
+    return Path(__file__).resolve().parent.parent / "data" / SHIPPED_MODELS[name]
 
 
 def file_sha256(path):
@@ -167,10 +182,35 @@ class CamModel:
 
     @property
     def feature_names(self):
+        """Names of the network features (the context features are in `context_names`)."""
         names = list(FEATURE_NAMES)
         if self.feature_set == "extended":
             names += list(EXTRA_FEATURE_NAMES)
         return tuple(names)
+
+    @property
+    def context_names(self):
+        """Whole-frame context features appended after the network features.
+
+        Empty for the seed paper's feature sets; for ``feature_set =
+        "context"`` the shape and context features of
+        `xcrfilter.context.MODEL_FEATURES` (without the event energy, which
+        is already the first network feature).
+        """
+        if self.feature_set != "context":
+            return ()
+        from ..context import MODEL_FEATURES
+        return tuple(n for n in MODEL_FEATURES if n != "ENERGY")
+
+    @property
+    def context_kw(self):
+        """Keyword arguments of `xcrfilter.context.context_features` for this model."""
+        ctx = self.meta.get("context", {})
+        return dict(split_threshold=float(ctx.get("split_threshold_ev", 80.0)) * u.eV,
+                    event_threshold=float(ctx.get("event_threshold_ev", 260.0)) * u.eV,
+                    track_energy=float(ctx.get("track_energy_ev", 10000.0)) * u.eV,
+                    track_size=int(ctx.get("track_size", 10)),
+                    radii=tuple(int(r) for r in ctx.get("radii", (16, 32, 64, 128))))
 
     def features(self, frames_ev, frame, row, col, energy_ev, return_windows=False):
         """Event features (Sec. 4.2) from event-centred windows.
@@ -319,7 +359,9 @@ def load_model(model_dir=None):
     ----------
     model_dir : str or path-like, optional
         Directory written by :func:`xcrfilter.ml.training.train` or
-        :func:`save_model`; default the shipped pretrained model.
+        :func:`save_model`, or the name of a shipped model (``"default"``,
+        ``"paper"``, see `SHIPPED_MODELS`); default the shipped default
+        model.
 
     Returns
     -------
@@ -333,8 +375,11 @@ def load_model(model_dir=None):
         Missing directory or file, foreign format, checksum mismatch,
         corrupt Keras or skops file.
     """
-    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-    model_dir = model_dir.resolve()
+    if model_dir is None:
+        model_dir = default_model_dir()
+    elif isinstance(model_dir, str) and model_dir in SHIPPED_MODELS:
+        model_dir = default_model_dir(model_dir)
+    model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
     sums = model_dir / SUMS_FILE
