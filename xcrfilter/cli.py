@@ -136,17 +136,25 @@ def _add_threshold_options(parser):
     return g
 
 
+def _fraction(text):
+    from .calibrate import parse_fraction
+    try:
+        return parse_fraction(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_filter_parser(sub):
+    from .events import STATUS_BIT_DOC, STATUS_BITS
     from .pipeline import METHODS, load_method
+    bits = "; ".join(f"{STATUS_BITS[k]} {STATUS_BIT_DOC[k]}" for k in STATUS_BITS)
     p = sub.add_parser(
         "filter", help="find events in FITS frames and flag cosmic-ray events",
         description="Find X-ray events in raw detector frames (2-D images or 3-D "
         "cubes frames x rows x columns, BUNIT eV/keV/electron/adu) and flag "
         "cosmic-ray induced events.  Every event is written to an OGIP event "
-        "file (EVENTS extension); nothing is dropped.  STATUS bits: 0 invalid "
-        "3x3 shape, 1 active 5x5 outer-ring pixel, 2 energy outside [event, MIP "
-        "threshold), 3 Laplacian (astroscrappy) CR mask, 4 self-anti-coincidence, "
-        "5 CAM filter.  An event is accepted by a method when its bits are 0.",
+        f"file (EVENTS extension); nothing is dropped.  STATUS bits: {bits}.  An "
+        "event is accepted by a method when its bits are 0.",
         formatter_class=HelpFormatter)
     p.add_argument("frames", nargs="+", metavar="FRAMES.fits",
                    help="input FITS file(s); cubes of several files are concatenated")
@@ -161,6 +169,12 @@ def _add_filter_parser(sub):
     p.add_argument("--chunk-frames", type=int, default=200, metavar="N",
                    help="frames processed at a time (bounds memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-lost-xray", type=_fraction, default=None, metavar="FRACTION",
+                   help="calibrate the threshold of sac, cam and morph (the SAC radius) "
+                   "on this observation so that each loses this fraction of X-ray "
+                   "events, e.g. 2%% or 0.02: simulated X-rays are injected into the "
+                   "first chunk of frames and scored (default: the models' thresholds "
+                   "and the SAC radius)")
     _add_threshold_options(p)
     from .sources import add_input_options
     add_input_options(p)
@@ -225,6 +239,7 @@ def _run_filter(args):
                           mip_threshold=args.mip_threshold,
                           options=_method_options(args, names),
                           chunk_frames=args.chunk_frames, progress=not args.quiet,
+                          max_lost_xray=args.max_lost_xray,
                           **frame_pipeline_options(args, args.frames, cube.data.shape[0],
                                                    cube.header))
     write_events(events, args.output, overwrite=args.overwrite,

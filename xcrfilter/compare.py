@@ -584,6 +584,11 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     events = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     history = meta.pop("HISTORY", [])
     events.meta.update(meta)
+    if "TIME" in events.colnames and len(parts) > 1:
+        # each chunk was timed from its own first frame: time the whole run
+        from .ogip import add_time
+        events.meta.pop("GTI", None)
+        add_time(events, dict(events.meta), n_frames=n_frames, warn=False)
     events.meta["HISTORY"] = history if len(parts) == 1 else [
         f"xcrfilter compare: {n_frames} frames in {len(parts)} chunks"]
     truth = np.concatenate(truths)
@@ -843,8 +848,9 @@ def add_arguments(parser):
                         f"{LACOSMIC_DEFAULTS['sigclip']:g})")
     parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
                         help="CAM CR-probability threshold (default: the model's)")
-    parser.add_argument("--cam-model", default=None, metavar="DIR",
-                        help="CAM model directory or file (default: the shipped model)")
+    parser.add_argument("--cam-model", default=None, metavar="DIR|NAME",
+                        help="CAM model directory, or 'default' / 'paper' for a shipped "
+                        "model (default: 'default')")
 
 
 def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):

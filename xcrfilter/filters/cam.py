@@ -303,8 +303,10 @@ def add_cli_options(group):
     group.add_argument("--cam-threshold", "--threshold", dest="cam_threshold", type=float,
                        default=None, metavar="P",
                        help="CR-probability threshold in [0, 1] (default: the model's)")
-    group.add_argument("--cam-model", dest="cam_model", default=None, metavar="DIR",
-                       help="model directory (default: the shipped pretrained model)")
+    group.add_argument("--cam-model", dest="cam_model", default=None, metavar="DIR|NAME",
+                       help="model directory, or a shipped model by name: 'default' (network "
+                       "and whole-frame context features, trained on randomised physics) or "
+                       "'paper' (the seed paper's ten features) (default: 'default')")
     group.add_argument("--cam-output", dest="cam_output", default=None, metavar="CAMS.fits",
                        help="write CAM_XRAY and CAM_CR maps of every frame to this FITS file")
     from ..cli import parse_energy
