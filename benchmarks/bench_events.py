@@ -7,7 +7,7 @@ simple injected islands at the seed paper's rates (Poisson mean one
 X-ray-like island and one cosmic-ray-like track per frame, Sec. 2), beside
 the cheapest possible pass over the same cube,
 ``np.count_nonzero(frames > event_threshold)``, and prints the ratio
-(DESIGN.md Sec. 6: ratios are measured in one run on the same frames).
+(ratios are measured in one run on the same frames: this machine is noisy).
 
 Usage::
 

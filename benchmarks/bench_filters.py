@@ -8,7 +8,7 @@ Frames come from the package simulator (``xcrfilter.simulate.simulate_frames``,
 WFI quadrant at the paper's rates).  Each stage is timed on the same frames,
 best of ``--repeat`` runs, and reported in frames per second and relative to
 the cheapest possible pass over the frames (``np.count_nonzero(frames >
-threshold)``), as DESIGN.md Sec. 6 asks.  Stages:
+threshold)``), a ratio that holds on a noisy machine.  Stages:
 
 * ``count_nonzero``: the floor, one comparison per pixel;
 * ``find_events``: event finding (3x3 maxima, 5x5 islands, grades);

@@ -1,4 +1,4 @@
-"""Speed of the frame simulator (DESIGN.md Sec. 6; issue target >= 200 frames/s).
+"""Speed of the frame simulator (target >= 200 frames/s, the WFI frame rate).
 
 Simulates 512 x 512 frames at the paper's rates (1 X-ray + 1 CR shower per
 frame, 7 e- noise) and prints frames/s for the streaming generator, with the

@@ -23,7 +23,6 @@ small, the frames are never stored::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

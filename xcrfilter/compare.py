@@ -50,7 +50,7 @@ BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
 #: Full evaluation range, keV (seed paper Sec. 3.4).
 FULL_BAND = (0.3, 10.0)
 
-#: STATUS bits of each method (DESIGN.md Sec. 2).
+#: STATUS bits of each method (`xcrfilter.events.STATUS_BITS`).
 METHOD_BITS = {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5}
 _PIPELINE_NAME = {"VF": "vfaint", "LACOSMIC": "lacosmic", "SAC": "sac", "CAM": "cam"}
 _COLORS = {"VF": "k", "LACOSMIC": "tab:orange", "SAC": "tab:green", "CAM": "tab:blue",

@@ -127,7 +127,7 @@ class DetectorModel:
 
         130 um pixels, 450 um fully depleted silicon, 7 e- rms readout noise,
         Fano factor 0.118, pair energy 3.65 eV, 5 ms frames (seed paper
-        Sec. 2; DESIGN.md Sec. 1).  Keyword arguments override any field.
+        Sec. 2).  Keyword arguments override any field.
         """
         params = dict(name="Athena WFI quadrant", pixel_size=130 * u.um,
                       thickness=450 * u.um, readout_noise=7 * u.electron,

@@ -2,7 +2,7 @@
 
 :func:`mask_events` turns an event table back into an image mask so that the
 pixels of, e.g., the events rejected as cosmic-ray background can be shown in
-ds9 or passed on to ccdproc (DESIGN.md Sec. 2 "Masks out").
+ds9 or passed on to ccdproc.
 """
 from __future__ import annotations
 

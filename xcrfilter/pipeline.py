@@ -1,6 +1,6 @@
 """Compose the filters: frames -> events -> STATUS bits, in one pass.
 
-The data flow is one way (DESIGN.md Sec. 3): frames are converted once to an
+The data flow is one way: frames are converted once to an
 energy cube, events are found once, and every requested filter sets its own
 STATUS bit (and columns such as ``PROB_CR``) on a new copy of the events
 table.  Filters never call each other.

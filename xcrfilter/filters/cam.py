@@ -45,7 +45,7 @@ CALIBRATION = ("PROB_CR", "threshold", +1)
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
 
-#: STATUS bit set by this filter (DESIGN.md Sec. 2).
+#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
 CAM_BIT = 5
 #: Scored energy band (lower edge inclusive, upper exclusive), paper Sec. 3.3.
 DEFAULT_BAND = (0.3, 10.0) * u.keV

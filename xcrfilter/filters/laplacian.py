@@ -2,8 +2,8 @@
 
 The classical optical cosmic-ray detector of van Dokkum (2001, PASP 113,
 1420), as implemented by McCully et al. (astroscrappy), is run frame by frame
-on the detector images.  Its pixel mask is the comparator the design card asks
-for (DESIGN.md Sec. 1-2): events whose 3x3 window touches a masked pixel get
+on the detector images.  Its pixel mask is the classical comparator of the
+machine-learning filter: events whose 3x3 window touches a masked pixel get
 ``STATUS`` bit 3 (``LACOSMIC``).
 
 Units
@@ -49,7 +49,7 @@ __all__ = ["lacosmic_filter", "LACOSMIC_BIT", "LACOSMIC_DEFAULTS", "mask_to_even
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
 
-#: STATUS bit set by this filter (DESIGN.md Sec. 2).
+#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
 LACOSMIC_BIT = 3
 
 #: astroscrappy keyword defaults used by :func:`lacosmic_filter` (same as
@@ -355,7 +355,7 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
     References
     ----------
     van Dokkum P. G., 2001, PASP 113, 1420; McCully C. et al., astroscrappy
-    (Zenodo 1482019); DESIGN.md Sec. 1 (Laplacian baseline).
+    (Zenodo 1482019).
     """
     import astroscrappy
 
@@ -463,7 +463,7 @@ def _write_cards(meta, params, n_cr, version, n_events=None):
 
 
 # --------------------------------------------------------------------------
-# pipeline plug-in (CONTRACTS.md)
+# pipeline plug-in (see xcrfilter.pipeline.METHODS)
 # --------------------------------------------------------------------------
 def add_cli_options(group):
     """Add the ``--lacosmic-*`` options to an argparse group of ``xcrfilter filter``."""

@@ -5,7 +5,7 @@ energetic island of active pixels); the secondary photons and electrons it
 makes in the surrounding material land, in the same frame, within tens of
 pixels of it and look like X-rays to the very-faint-mode filter.  SAC, the
 classical context-aware method of the WFI background teams (Miller et al.
-2022, JATIS 8, 018001; DESIGN.md Sec. 5), rejects every event whose centre is
+2022, JATIS 8, 018001), rejects every event whose centre is
 within a radius ``R`` (pixels) of any track pixel of the same frame.
 
 Definitions used here
@@ -43,7 +43,7 @@ CALIBRATION = ("SAC_DIST", "radius", -1)
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("SACNTRK", "SACNEVT")
 
-#: STATUS bit set by this filter (DESIGN.md Sec. 2).
+#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
 SAC_BIT = 4
 
 #: Default parameters.
@@ -320,7 +320,7 @@ def _write_cards(meta, params, n_events=None, events_only=False):
 
 
 # --------------------------------------------------------------------------
-# pipeline plug-in (CONTRACTS.md)
+# pipeline plug-in (see xcrfilter.pipeline.METHODS)
 # --------------------------------------------------------------------------
 def add_cli_options(group):
     """Add the ``--sac-*`` options to an argparse group of ``xcrfilter filter``."""

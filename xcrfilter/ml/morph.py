@@ -30,7 +30,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..context import MODEL_FEATURES, context_features, feature_matrix
+from ..context import context_features, feature_matrix
 from .forest import ModelFileError, build_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",

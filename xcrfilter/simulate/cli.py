@@ -19,7 +19,6 @@ def _parse_sets(items):
     from dataclasses import fields
 
     from .params import SimulationParameters
-    from .variants import PhysicsRanges, RandomPhysicsSimulator, preset
     known = {f.name: f for f in fields(SimulationParameters) if f.metadata.get("key")}
     out = {}
     for item in items:

@@ -760,8 +760,8 @@ def iter_frames(n_frames, *, seed=None, detector=None, params=None, spectrum=Non
                 bsim = sim if physics is None else \
                     physics.block_simulator(seed, block, sim.shape)
                 fr, lb, st, tc = bsim.simulate_block(sim.block_rng(seed, block), nb,
-                                                    noise=noise, block_index=block,
-                                                    frame_offset=b0)
+                                                     noise=noise, block_index=block,
+                                                     frame_offset=b0)
                 buf = [fr, lb, st, tc, b0]
                 block += 1
             fr, lb, st, tc, b0 = buf
