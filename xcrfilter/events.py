@@ -319,7 +319,13 @@ def island_properties(phas, split_ev, strict=False):
     phas = np.asarray(phas, dtype=np.float32).reshape(-1, 25)
     active = phas > np.float32(split_ev) if strict else phas >= np.float32(split_ev)
     p3 = phas[:, IDX_3X3]
-    energy = np.where(active[:, IDX_3X3], p3, np.float32(0)).sum(axis=1, dtype=np.float32)
+    w = np.where(active[:, IDX_3X3], p3, np.float32(0))
+    # add the columns one by one: a fixed order, so that an event's energy does
+    # not depend on how many other events are summed with it (numpy's reduction
+    # order does), e.g. on how the frames were split into chunks
+    energy = w[:, 0].copy()
+    for j in range(1, w.shape[1]):
+        energy += w[:, j]
     code = active.astype(np.int32) @ _BIT_WEIGHTS
     grade = GRADE_LUT[code]
     n_outer = active[:, IDX_OUTER].sum(axis=1).astype(np.int16)
