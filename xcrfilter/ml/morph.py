@@ -261,7 +261,9 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
     `~astropy.table.QTable`
         In-band events with ``TRUTH`` (1 X-ray, 2 CR, 0 noise), ``VFSTAT``
         (very-faint-mode bits), ``FRAME`` (running over all chunks),
-        ``RAWX``, ``RAWY``, ``ENERGY``, ``GRADE``, every context feature
+        ``RAWX``, ``RAWY``, ``ENERGY``, ``GRADE``, ``CR_CONTEXT`` (truth: 1 when
+        the frame holds active CR pixels outside the event's own island, the
+        context any context filter could use), every context feature
         (`xcrfilter.context.CONTEXT_FEATURES`) and, with ``cam_model``, the
         CAM features.
     """
@@ -297,6 +299,7 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
         t["WEIGHT"] = np.where(truth == 2, 1.0, 1.0 / xray_fraction).astype(np.float32)
         t["VFSTAT"] = vfaint_flags(ev["PHAS"], ev["ENERGY"], event_threshold,
                                    split_threshold, mip_threshold)
+        t["CR_CONTEXT"] = _cr_context(frames, labels, ev, split_threshold).astype(np.int16)
         ctx = context_features(frames, ev, split_threshold=split_threshold,
                                event_threshold=event_threshold)
         for name in ctx.colnames:
@@ -315,6 +318,23 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
     out = vstack(parts) if parts else QTable()
     out.meta["NFRAMES"] = offset
     return out
+
+
+def _cr_context(frames, labels, events, split_threshold):
+    """Truth: the frame holds active CR pixels outside the event's own island."""
+    from scipy import ndimage
+    if len(events) == 0:
+        return np.zeros(0, bool)
+    active = frames >= split_threshold.to_value(u.eV)
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = True
+    isl, n = ndimage.label(active, structure=st)
+    cr = active & (labels == 2)
+    per_island = np.bincount(isl[cr], minlength=n + 1)
+    per_frame = cr.reshape(cr.shape[0], -1).sum(axis=1)
+    f = np.asarray(events["FRAME"], np.intp)
+    own = isl[f, np.asarray(events["RAWY"], np.intp), np.asarray(events["RAWX"], np.intp)]
+    return per_frame[f] - per_island[own] > 0
 
 
 def train_forest(X, y, *, n_estimators=300, max_features="sqrt", min_samples_leaf=3,
