@@ -849,8 +849,8 @@ def add_arguments(parser):
     parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
                         help="CAM CR-probability threshold (default: the model's)")
     parser.add_argument("--cam-model", default=None, metavar="DIR|NAME",
-                        help="CAM model directory, or 'default' / 'paper' for a shipped "
-                        "model (default: 'default')")
+                        help="CAM model directory, or 'context' / 'paper' for a shipped "
+                        "model (without it: 'context')")
 
 
 def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):

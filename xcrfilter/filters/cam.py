@@ -304,9 +304,10 @@ def add_cli_options(group):
                        default=None, metavar="P",
                        help="CR-probability threshold in [0, 1] (default: the model's)")
     group.add_argument("--cam-model", dest="cam_model", default=None, metavar="DIR|NAME",
-                       help="model directory, or a shipped model by name: 'default' (network "
-                       "and whole-frame context features, trained on randomised physics) or "
-                       "'paper' (the seed paper's ten features) (default: 'default')")
+                       help="model directory, or a shipped model by name: 'context' (network "
+                       "and whole-frame context features, trained on randomised physics; "
+                       "used when the option is absent) or 'paper' (the seed paper's ten "
+                       "features)")
     group.add_argument("--cam-output", dest="cam_output", default=None, metavar="CAMS.fits",
                        help="write CAM_XRAY and CAM_CR maps of every frame to this FITS file")
     from ..cli import parse_energy

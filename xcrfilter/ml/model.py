@@ -51,17 +51,18 @@ CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
 
 
 #: Names of the models shipped with the package -> directory under ``xcrfilter/data``.
-SHIPPED_MODELS = {"default": "cam_model", "paper": "cam_model_paper"}
+SHIPPED_MODELS = {"context": "cam_model", "paper": "cam_model_paper"}
 
 
-def default_model_dir(name="default"):
+def default_model_dir(name="context"):
     """Directory of a model shipped with the package.
 
     Parameters
     ----------
     name : str
-        ``"default"``: network features plus whole-frame context, trained on
-        randomised physics; ``"paper"``: the seed paper's ten features.
+        ``"context"`` (the default model): network features plus whole-frame
+        context, trained on randomised physics; ``"paper"``: the seed
+        paper's ten features.
     """
     if name not in SHIPPED_MODELS:
         raise ModelFileError(f"no shipped CAM model named {name!r}; choose from "
@@ -359,9 +360,9 @@ def load_model(model_dir=None):
     ----------
     model_dir : str or path-like, optional
         Directory written by :func:`xcrfilter.ml.training.train` or
-        :func:`save_model`, or the name of a shipped model (``"default"``,
-        ``"paper"``, see `SHIPPED_MODELS`); default the shipped default
-        model.
+        :func:`save_model`, or the name of a shipped model (``"context"``,
+        ``"paper"``, see `SHIPPED_MODELS`); default the shipped
+        ``"context"`` model.
 
     Returns
     -------

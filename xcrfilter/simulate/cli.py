@@ -72,7 +72,8 @@ def add_arguments(parser):
     from .variants import PRESETS
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="named physics variant for evaluation: "
-                             + "; ".join(f"{k}: {v['doc']}" for k, v in PRESETS.items())
+                             + "; ".join(f"{k}: {v['doc']}".replace("%", "%%")
+                                         for k, v in PRESETS.items())
                              + " (applied before --set, --xray-rate and --cr-rate "
                                "given explicitly)")
     parser.add_argument("--randomize", action="store_true",
