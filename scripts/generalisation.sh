@@ -16,3 +16,10 @@ for p in wide high-cr bright isotropic; do
     $G build --randomize --excluding "$p" --frames 24000 --seed 13 --xray-fraction 0.2 \
         --no-progress -o "$D/train-no-$p.fits"
 done
+# validation frames of every preset (default thresholds and SAC radius)
+for p in paper wide high-cr bright isotropic orphan noisy; do
+    $G build --preset "$p" --frames 3000 --seed 31 --no-progress -o "$D/val-$p.fits"
+done
+# a second randomised training set (more CR events for the shipped models)
+$G build --randomize --frames 40000 --seed 14 --xray-fraction 0.2 --no-progress \
+    -o "$D/train2.fits"
