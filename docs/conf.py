@@ -3,7 +3,9 @@
 Builds offline: the astropy theme settings come from ``sphinx_astropy``, and
 intersphinx is switched off (no network fetches of other projects'
 inventories), so ``sphinx-build -W -b html docs docs/_build/html`` needs no
-network.  Figures are committed PNGs made by ``docs/make_figures.py``.
+network.  Figures of the narrative pages are committed PNGs made by
+``docs/make_figures.py`` and ``docs/scripts``; the tutorials in ``docs/tutorials`` are run by
+sphinx-gallery at every build (into ``docs/generated``, not committed).
 """
 import datetime
 import importlib.util
@@ -39,7 +41,8 @@ extensions = [e for e in extensions
 
 # -- general -----------------------------------------------------------------
 root_doc = master_doc = "index"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "make_figures.py"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "make_figures.py", "tutorials",
+                    "sg_execution_times.rst"]
 templates_path = []
 html_static_path = ["_static"]
 automodapi_toctreedirnm = "api"
@@ -50,6 +53,22 @@ numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
 suppress_warnings = ["config.cache"]
 nitpicky = False
+
+# -- tutorials: executed at every build ---------------------------------------
+os.environ.setdefault("MPLBACKEND", "Agg")
+extensions.append("sphinx_gallery.gen_gallery")
+sphinx_gallery_conf = {
+    "examples_dirs": "tutorials",
+    "gallery_dirs": "generated/tutorials",
+    "filename_pattern": r"/plot_",            # run every tutorial
+    "within_subsection_order": "FileNameSortKey",
+    "abort_on_example_error": True,           # a failing tutorial fails the build
+    "download_all_examples": False,
+    "show_signature": False,
+    "write_computation_times": False,
+    "reference_url": {"xcrfilter": None},
+    "matplotlib_animations": False,
+}
 
 # -- HTML --------------------------------------------------------------------
 html_title = f"xcrfilter {version}"

@@ -259,11 +259,11 @@ def format_report(events, truth, table, band="0.3-10"):
     if n_cr < MIN_COUNT:
         from ._meta import card_value
         n_frames = int(card_value(events.meta, "NFRAMES", 0))
-        more = (f"; about {int(np.ceil(MIN_COUNT * n_frames / n_cr))} frames would hold "
+        more = (f": about {int(np.ceil(MIN_COUNT * n_frames / n_cr))} frames would hold "
                 f"{MIN_COUNT}" if n_cr and n_frames else "")
         lines.append(f"warning: only {n_cr} CR events in {lo_kev:g}-{hi_kev:g} keV in "
                      f"{n_frames} frames (fewer than {MIN_COUNT}): the CR percentages rest "
-                     f"on few events (run with more --frames{more}).")
+                     f"on few events (more frames give tighter intervals{more}).")
     lac = t[t["METHOD"] == "LACOSMIC"]
     if len(lac):
         fp, tn = int(lac["FP"][0]), int(lac["TN"][0])
