@@ -96,11 +96,14 @@ def fig_frame():
     y0 = int(np.clip(prim["Y"][k].value - 64, 0, 512 - 128))
     cut = (slice(y0, y0 + 128), slice(x0, x0 + 128))
     ext = (x0 - 0.5, x0 + 127.5, y0 - 0.5, y0 + 127.5)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4.6))
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     im = ax[0].imshow(np.log10(np.clip(c.frames[f][cut], 10, None)), origin="lower",
                       cmap="magma", vmin=1, vmax=5, extent=ext)
-    fig.colorbar(im, ax=ax[0], label="log10(E / eV)")
-    ax[0].set_title(f"frame {f}: one shower, 128 x 128 cut-out")
+    fig.colorbar(im, ax=ax[0], label="log10(pixel energy / eV)", shrink=0.85, pad=0.02)
+    ax[0].set_title(f"frame {f}: one shower (128 x 128 cut-out)", fontsize=10)
+    for a in ax:
+        a.set_xlabel("RAWX [pixel]")
+        a.set_ylabel("RAWY [pixel]")
     cm = matplotlib.colors.ListedColormap(["white", "tab:blue", "tab:red"])
     ax[1].imshow(c.labels[f][cut], origin="lower", cmap=cm, vmin=0, vmax=2,
                  interpolation="nearest", extent=ext)
@@ -114,25 +117,28 @@ def fig_frame():
     ax[1].set_xlim(ext[:2])
     ax[1].set_ylim(ext[2:])
     ax[1].legend(fontsize=7, loc="upper right")
-    ax[1].set_title("truth labels (blue X-ray, red CR) and SOURCES")
+    ax[1].set_title("truth labels (blue X-ray, red CR) and SOURCES", fontsize=10)
     save(fig, "frame.png")
 
 
 def fig_tiles():
     tiles, labels, classes, _ = simulate_tiles(3, seed=2)
     names = ["EMPTY", "XRAY", "CR", "MIX"]
-    fig, ax = plt.subplots(3, 4, figsize=(9, 7))
+    fig, ax = plt.subplots(3, 4, figsize=(9.5, 7), layout="constrained")
     for c in range(4):
         idx = np.nonzero(classes == c)[0]
         for r in range(3):
             a = ax[r, c]
-            a.imshow(np.log10(np.clip(tiles[idx[r]], 10, None)), origin="lower",
-                     cmap="magma", vmin=1, vmax=5)
-            a.set_xticks([])
-            a.set_yticks([])
+            im = a.imshow(np.log10(np.clip(tiles[idx[r]], 10, None)), origin="lower",
+                          cmap="magma", vmin=1, vmax=5)
+            a.set_xticks([0, 32, 63] if r == 2 else [])
+            a.set_yticks([0, 32, 63] if c == 0 else [])
             if r == 0:
                 a.set_title(names[c])
-    fig.suptitle("64 x 64 training tiles (log energy)")
+    fig.supxlabel("column in the tile [pixel]")
+    fig.supylabel("row in the tile [pixel]")
+    fig.colorbar(im, ax=ax, label="log10(pixel energy / eV)", shrink=0.6)
+    fig.suptitle("64 x 64 training tiles, three per class")
     save(fig, "tiles.png")
 
 
