@@ -12,7 +12,7 @@ from astropy.table import QTable
 from scipy import ndimage
 
 from xcrfilter.filters import laplacian
-from xcrfilter.filters.laplacian import lacosmic_filter, mask_to_events
+from xcrfilter.filters.laplacian import lacosmic_filter, lacosmic_mask, mask_to_events
 from xcrfilter.realdata import load_real_frame, real_frame_path
 
 PAIR = 3.65  # eV / electron (DetectorModel default)
@@ -32,7 +32,7 @@ def _xray_like(n=2, shape=(64, 64), seed=1):
 
 def test_mask_equals_direct_astroscrappy_energy_frames():
     frames = _xray_like()
-    ccd = lacosmic_filter(frames * u.eV, sigclip=5.0, objlim=4.0, niter=2)
+    ccd = lacosmic_mask(frames * u.eV, sigclip=5.0, objlim=4.0, niter=2)
     for i in range(frames.shape[0]):
         direct, _ = astroscrappy.detect_cosmics(
             (frames[i].astype(np.float64) / PAIR).astype(np.float32), sigclip=5.0, objlim=4.0,
@@ -46,33 +46,33 @@ def test_mask_equals_direct_astroscrappy_energy_frames():
 
 def test_mask_equals_direct_astroscrappy_adu_and_keV():
     ccd_real = load_real_frame("saao")
-    out = lacosmic_filter(ccd_real, sigclip=6.0, sigfrac=0.5, cleantype="medmask")
+    out = lacosmic_mask(ccd_real, sigclip=6.0, sigfrac=0.5, cleantype="medmask")
     direct, _ = astroscrappy.detect_cosmics(ccd_real.data, sigclip=6.0, sigfrac=0.5,
                                             cleantype="medmask", gain=1.9, readnoise=5.0,
                                             satlevel=np.inf)
     np.testing.assert_array_equal(out.mask, direct)
     # keV input gives the same mask as eV input.
     frames = _xray_like(n=1)
-    a = lacosmic_filter(frames * u.eV)
-    b = lacosmic_filter(frames / 1000.0 * u.keV)
+    a = lacosmic_mask(frames * u.eV)
+    b = lacosmic_mask(frames / 1000.0 * u.keV)
     np.testing.assert_array_equal(a.mask, b.mask)
 
 
 def test_real_frame_pixel_counts_pinned():
     gmos = load_real_frame("gmos")
     assert gmos.unit == u.electron and gmos.shape == (150, 200)
-    out = lacosmic_filter(gmos)  # gain 1 (electrons), read noise 4.24 e- from header
+    out = lacosmic_mask(gmos)  # gain 1 (electrons), read noise 4.24 e- from header
     assert out.header["LACNCRPX"] == 157
     labels, n = ndimage.label(out.mask)
     assert n >= 2
     # astroscrappy's own test parameters (gain 1.933 on the same array): 4
     # regions of 1, 1, 74 and 93 pixels.
-    out2 = lacosmic_filter(gmos.data, unit="adu", gain=1.933, readnoise=4.24)
+    out2 = lacosmic_mask(gmos.data, unit="adu", gain=1.933, readnoise=4.24)
     labels, n = ndimage.label(out2.mask)
     assert sorted(np.bincount(labels.ravel())[1:].tolist()) == [1, 1, 74, 93]
     saao = load_real_frame("saao")
     assert saao.unit == u.adu and saao.shape == (520, 512)
-    assert lacosmic_filter(saao).header["LACNCRPX"] == 162
+    assert lacosmic_mask(saao).header["LACNCRPX"] == 162
 
 
 def test_real_frames_found_in_site_packages():
@@ -102,7 +102,7 @@ def test_filter_with_events_and_pipeline_step():
                      "RAWY": np.array([40, 20, 5], np.int32),
                      "ENERGY": np.array([6000, 5900, 300], np.float32) * u.eV,
                      "STATUS": np.zeros(3, np.int32)})
-    ccd, ev = lacosmic_filter(frames * u.eV, events)
+    ev = lacosmic_filter(frames * u.eV, events)
     assert ev["STATUS"][0] & 8  # on the streak
     assert not ev["STATUS"][2] & 8  # far from everything
     assert ev.meta["LACNEVT"][0] == int((ev["STATUS"] & 8 > 0).sum())
@@ -132,7 +132,7 @@ def test_cli_real_frame(tmp_path, capsys):
 def test_cleaned_image_and_no_mutation():
     frames = _xray_like(n=1)[0]
     q = frames.copy() * u.eV
-    ccd = lacosmic_filter(q, return_cleaned=True)
+    ccd = lacosmic_mask(q, return_cleaned=True)
     np.testing.assert_array_equal(q.value, frames)
     assert ccd.unit == u.eV and ccd.data.shape == frames.shape
     assert ccd.data[41, 13] < 2000.0  # streak pixel replaced by its surroundings
@@ -141,23 +141,56 @@ def test_cleaned_image_and_no_mutation():
 
 def test_bad_input():
     with pytest.raises(TypeError, match="unit"):
-        lacosmic_filter(np.zeros((8, 8)))
+        lacosmic_mask(np.zeros((8, 8)))
     with pytest.raises(ValueError, match="5 x 5"):
-        lacosmic_filter(np.zeros((4, 8)) * u.eV)
+        lacosmic_mask(np.zeros((4, 8)) * u.eV)
     with pytest.raises(ValueError, match="gain"):
-        lacosmic_filter(np.zeros((8, 8)), unit="adu")
+        lacosmic_mask(np.zeros((8, 8)), unit="adu")
     with pytest.raises(ValueError, match="cleantype"):
-        lacosmic_filter(np.zeros((8, 8)) * u.eV, cleantype="mean")
+        lacosmic_mask(np.zeros((8, 8)) * u.eV, cleantype="mean")
     with pytest.raises(u.UnitConversionError):
-        lacosmic_filter(np.zeros((8, 8)) * u.m)
+        lacosmic_mask(np.zeros((8, 8)) * u.m)
 
 
 def test_framecube_without_mask_and_with_bad_pixels():
     frames = _xray_like(n=1)
     cube = Cube(frames, None, None, [], False)
-    a = lacosmic_filter(cube)
+    a = lacosmic_mask(cube)
     assert a.mask.shape == frames.shape
     bad = np.zeros(frames.shape, bool)
     bad[0, 5, 5] = True
-    b = lacosmic_filter(Cube(frames, bad, fits.Header(), [], False))
-    assert b.mask[0, 5, 5] and not b.crmask[0, 5, 5]
+    b = lacosmic_mask(Cube(frames, bad, fits.Header(), [], False))
+    assert b.mask[0, 5, 5] and b.header["LACNCRPX"] == int(b.mask.sum()) - 1
+
+
+@pytest.mark.parametrize("option, value", [
+    ("satlevel", -1.0), ("satlevel", 0.0), ("psfsize", 0), ("psfsize", 4), ("psffwhm", 0.0),
+    ("psfbeta", -2.0), ("niter", 0), ("niter", 1.5), ("sigclip", float("nan")),
+    ("objlim", -5.0), ("pssl", float("inf"))])
+def test_invalid_settings_name_the_parameter(option, value):
+    frames = _xray_like(n=1)
+    with pytest.raises(ValueError, match=option):
+        lacosmic_mask(frames * u.eV, **{option: value})
+    with pytest.raises(ValueError, match=option):
+        lacosmic_filter(frames * u.eV, **{option: value})
+
+
+def test_filter_returns_qtable_and_rerun_replaces_bit():
+    frames = _xray_like(n=1)
+    events = QTable({"FRAME": np.array([0, 0], np.int32),
+                     "RAWX": np.array([11, 60], np.int32),
+                     "RAWY": np.array([40, 5], np.int32),
+                     "ENERGY": np.array([6000, 300], np.float32) * u.eV,
+                     "STATUS": np.array([0, 8 | 1], np.int32)})  # a stale bit 3 on row 1
+    ev = lacosmic_filter(frames * u.eV, events)
+    assert isinstance(ev, QTable)
+    assert ev["STATUS"].tolist() == [8, 1]  # bit 3 recomputed, bit 0 kept
+    strict = lacosmic_filter(frames * u.eV, ev, sigclip=1e6)
+    assert strict["STATUS"].tolist() == [0, 1] and strict.meta["LACSIGCL"][0] == 1e6
+    assert events["STATUS"].tolist() == [0, 9]
+    # without events, they are found in the frames
+    found = lacosmic_filter(frames * u.eV)
+    assert isinstance(found, QTable) and len(found) >= 2
+    assert found.meta["LACNEVT"][0] == int(((found["STATUS"] & 8) > 0).sum()) >= 1
+    with pytest.raises(ValueError, match=r"\['STATUS'\]"):
+        lacosmic_filter(frames * u.eV, events[["FRAME", "RAWX", "RAWY"]])

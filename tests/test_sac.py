@@ -7,7 +7,7 @@ import pytest
 from astropy.table import QTable
 
 from xcrfilter.filters import sac
-from xcrfilter.filters.sac import find_tracks, sac_filter
+from xcrfilter.filters.sac import find_tracks, sac_filter, track_mask
 
 
 def _frames():
@@ -33,20 +33,21 @@ def test_event_at_r_minus_1_and_r_plus_1():
     # below the track: distance = row offset; beyond its end: column offset
     ev = _events([(30 + R - 1, 20), (30 + R + 1, 20), (30, 29 + R - 1), (30, 29 + R + 1),
                   (30 + R, 20), (30, 15)])
-    ccd, out = sac_filter(frames * u.eV, ev, radius=R)
+    out = sac_filter(frames * u.eV, ev, radius=R)
+    ccd = track_mask(frames * u.eV)
     flagged = (out["STATUS"] & (1 << 4)) > 0
     assert flagged.tolist() == [True, False, True, False, True, True]
     np.testing.assert_allclose(out["SAC_DIST"], [R - 1, R + 1, R - 1, R + 1, R, 0])
     assert out.meta["SACRAD"][0] == R
     assert out.meta["SACNTRK"][0] == 1 and out.meta["SACNEVT"][0] == 4
-    assert ccd.mask.sum() == 20 and ccd.header["SACRAD"] == R
+    assert ccd.mask.sum() == 20 and ccd.header["SACNTRK"] == 1 and ccd.unit == u.eV
     assert ev["STATUS"].sum() == 0  # input not modified
 
 
 def test_tracks_do_not_cross_frames():
     frames = _frames()
     ev = _events([(30, 20), (31, 20)], frame=1)  # same place, other frame
-    _, out = sac_filter(frames * u.eV, ev, radius=50)
+    out = sac_filter(frames * u.eV, ev, radius=50)
     assert out["STATUS"].tolist() == [0, 0]
     assert np.isinf(out["SAC_DIST"]).all()
 
@@ -99,3 +100,41 @@ def test_plugin_and_bad_input():
         sac_filter(frames * u.eV, ev, track_energy=10000.0)
     with pytest.raises(ValueError, match="outside"):
         sac_filter(frames * u.eV, _events([(70, 3)]))
+
+
+def test_rerun_replaces_bit_and_header():
+    """R = 20 then R = 2: bit 4 only on events within 2 px, header SACRAD = 2."""
+    frames = _frames()
+    ev = _events([(31, 20), (32, 20), (38, 20), (45, 20)])  # 1, 2, 8, 15 px from the track
+    ev["STATUS"] = np.array([0, 1, 1 << 5, 0], np.int32)  # other filters' bits are kept
+    wide = sac_filter(frames * u.eV, ev, radius=20)
+    assert ((wide["STATUS"] & 16) > 0).tolist() == [True, True, True, True]
+    narrow = sac_filter(frames * u.eV, wide, radius=2)
+    assert ((narrow["STATUS"] & 16) > 0).tolist() == [True, True, False, False]
+    assert narrow["STATUS"].tolist() == [16, 17, 32, 0]
+    assert narrow.meta["SACRAD"][0] == 2 and narrow.meta["SACNEVT"][0] == 2
+    assert narrow.colnames.count("SAC_DIST") == 1
+    assert ((wide["STATUS"] & 16) > 0).all()  # the first result is not modified
+    # events-only mode too
+    ev["ENERGY"] = [20000.0, 1000.0, 1000.0, 1000.0] * u.eV
+    again = sac_filter(sac_filter(ev, radius=20), radius=2)
+    assert ((again["STATUS"] & 16) > 0).tolist() == [True, True, False, False]
+
+
+def test_events_found_when_not_given_and_missing_columns():
+    frames = _frames()
+    frames[0, 33, 20] = 1000.0   # an X-ray 3 px below the track
+    frames[1, 40, 40] = 1000.0   # an X-ray in the empty frame
+    out = sac_filter(frames * u.eV, radius=5)
+    assert isinstance(out, QTable)
+    xray = out[out["ENERGY"] < 2 * u.keV]
+    assert len(xray) == 2
+    assert ((xray["STATUS"] & 16) > 0).tolist() == [True, False]
+    with pytest.raises(ValueError, match=r"column\(s\) \['STATUS'\]"):
+        sac_filter(frames * u.eV, _events([(3, 3)])[["FRAME", "RAWX", "RAWY", "ENERGY"]])
+    with pytest.raises(ValueError, match="ENERGY"):
+        sac_filter(_events([(3, 3)])[["FRAME", "RAWX", "RAWY", "STATUS"]])
+    nan = _events([(3, 3)])
+    nan["ENERGY"][0] = np.nan * u.eV
+    with pytest.raises(ValueError, match="NaN"):
+        sac_filter(nan)

@@ -17,4 +17,35 @@ except ImportError:  # pragma: no cover - running from a source tree without a b
 from .detector import DetectorModel  # noqa: E402
 from .events import STATUS_BITS, find_events  # noqa: E402
 
-__all__ = ["__version__", "DetectorModel", "find_events", "STATUS_BITS"]
+#: Public names imported on first use (module ``__getattr__``), so that
+#: ``import xcrfilter`` stays fast: name -> module defining it.
+_LAZY = {
+    "vfaint_filter": "xcrfilter.filters.vfaint",
+    "lacosmic_filter": "xcrfilter.filters.laplacian",
+    "lacosmic_mask": "xcrfilter.filters.laplacian",
+    "sac_filter": "xcrfilter.filters.sac",
+    "track_mask": "xcrfilter.filters.sac",
+    "cam_filter": "xcrfilter.filters.cam",
+    "morph_filter": "xcrfilter.filters.morph",
+    "run_pipeline": "xcrfilter.pipeline",
+    "read_frames": "xcrfilter.io",
+    "read_events": "xcrfilter.io",
+    "write_events": "xcrfilter.io",
+    "simulate_frames": "xcrfilter.simulate",
+}
+
+__all__ = ["__version__", "DetectorModel", "find_events", "STATUS_BITS", *_LAZY]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xcrfilter' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

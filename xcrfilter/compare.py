@@ -293,7 +293,7 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
     """Scan L.A.Cosmic ``sigclip`` on X-ray frames against truth labels.
 
     For each ``sigclip`` the frames are run through
-    :func:`xcrfilter.filters.laplacian.lacosmic_filter` and the mask compared
+    :func:`xcrfilter.filters.laplacian.lacosmic_mask` and the mask compared
     pixel by pixel with the truth (:func:`pixel_confusion`).
 
     Parameters
@@ -305,7 +305,7 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
         Values to scan.  Default ``np.arange(1.0, 10.01, 0.5)`` (the LSST
         report's wide range 1-10).
     **lacosmic_options
-        Other keyword arguments of ``lacosmic_filter`` (fixed during the scan).
+        Other keyword arguments of ``lacosmic_mask`` (fixed during the scan).
 
     Returns
     -------
@@ -315,7 +315,7 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
         holds ``SIGMSE`` (sigclip at the MSE minimum) and ``SIGKNEE`` (knee of
         N_CRPIX vs sigclip, :func:`knee_point`).
     """
-    from .filters.laplacian import lacosmic_filter
+    from .filters.laplacian import cosmic_ray_pixels
     from .io import as_energy_cube
 
     if sigclips is None:
@@ -329,8 +329,8 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
         raise ValueError(f"labels {labels.shape} must match frames {cube.data.shape}.")
     rows = []
     for s in sigclips:
-        ccd = lacosmic_filter(cube, sigclip=float(s), detector=detector, **lacosmic_options)
-        mask = np.asarray(ccd.crmask).reshape(labels.shape)
+        mask = cosmic_ray_pixels(cube, sigclip=float(s), detector=detector,
+                                 **lacosmic_options).reshape(labels.shape)
         c = pixel_confusion(mask, labels)
         rows.append((float(s), int(mask.sum()), c["TP"], c["FP"], c["FN"], c["FP_XRAY"],
                      c["PURITY"], c["COMPLETENESS"], c["F1"], c["MSE"]))
@@ -563,11 +563,11 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
         # pixel-wise Laplacian confusion on the leading frames
         k = min(int(pixel_frames or 0) - n_frames, cube.data.shape[0])
         if "lacosmic" in names and k > 0:
-            from .filters.laplacian import lacosmic_filter
+            from .filters.laplacian import cosmic_ray_pixels
             sub = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
                             cube.header, cube.filenames, False)
-            ccd = lacosmic_filter(sub, detector=detector, **dict(options.get("lacosmic", {})))
-            mask = np.asarray(ccd.crmask).reshape(labels[:k].shape)
+            mask = cosmic_ray_pixels(sub, detector=detector, **dict(
+                options.get("lacosmic", {}))).reshape(labels[:k].shape)
             c = pixel_confusion(mask, labels[:k])
             if pix is None:
                 pix = {key: c[key] for key in ("TP", "FP", "FN", "TN", "FP_XRAY", "N_XRAY",

@@ -215,7 +215,9 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
     from .ogip import add_time, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
-    out = vfaint_filter(events, event_threshold, split_threshold, mip_threshold, strict=strict)
+    out = vfaint_filter(None, events, event_threshold=event_threshold,
+                        split_threshold=split_threshold, mip_threshold=mip_threshold,
+                        strict=strict)
     phas = out["PHAS"].to_value(u.eV).reshape(len(out), 25)
     e3, code, grade, _ = island_properties(phas, spl, strict=strict)
     energy = out["ENERGY"] if "ENERGY" in out.colnames and isinstance(

@@ -2,7 +2,7 @@
 
 Two optical CCD images are distributed with the test data of packages this
 package already depends on; they are used to show and test the Laplacian
-baseline (:func:`xcrfilter.filters.laplacian.lacosmic_filter`) on real
+baseline (:func:`xcrfilter.filters.laplacian.lacosmic_mask`) on real
 cosmic rays.  They are *not* X-ray frames: their pixels count optical
 photo-electrons, so they stay in their own units (electron or adu) and never
 go through the eV pipeline.

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from xcrfilter.compare import scan_sigclip  # noqa: E402
-from xcrfilter.filters.laplacian import lacosmic_filter  # noqa: E402
+from xcrfilter.filters.laplacian import lacosmic_mask  # noqa: E402
 from xcrfilter.realdata import REAL_FRAMES, load_real_frame, real_frame_path  # noqa: E402
 
 OUT = os.path.join("docs", "_static", "laplacian")
@@ -38,7 +38,7 @@ def real_frames():
             lines.append(f"{name}: not available ({exc})")
             continue
         ccd = load_real_frame(name)
-        out = lacosmic_filter(ccd)
+        out = lacosmic_mask(ccd)
         mask = out.mask
         from scipy import ndimage
         _, n_regions = ndimage.label(mask, structure=np.ones((3, 3)))

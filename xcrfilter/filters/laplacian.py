@@ -38,13 +38,14 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
+from astropy.table import QTable
 from scipy import ndimage
 
 from .._meta import add_history, set_card
 
-__all__ = ["lacosmic_filter", "LACOSMIC_BIT", "LACOSMIC_DEFAULTS", "mask_to_events",
-           "add_cli_options", "options_from_args", "pipeline_step",
-           "add_arguments", "run"]
+__all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
+           "LACOSMIC_DEFAULTS", "mask_to_events", "add_cli_options", "options_from_args",
+           "pipeline_step", "add_arguments", "run"]
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
@@ -205,6 +206,29 @@ def _counts_setup(unit, header, gain, readnoise, detector):
     raise u.UnitConversionError(f"frames must be in an energy unit, electron or adu, got {unit}.")
 
 
+def _positive(name, value, allow_zero=False, sign_free=False):
+    """Raise ValueError naming ``name`` unless ``value`` is a finite (positive) number."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}.") from None
+    if not np.isfinite(v) or (not sign_free and (v < 0 or (v == 0 and not allow_zero))):
+        what = "finite" if sign_free else "finite and positive"
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return v
+
+
+def _integer(name, value, minimum):
+    """Raise ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or float(value) != int(value):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def _gain_e_per_adu(gain, pair):
     if isinstance(gain, u.Quantity):
         if gain.unit.is_equivalent(u.eV / u.adu):
@@ -250,15 +274,16 @@ def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
 
     Returns
     -------
-    table : `~astropy.table.Table`
-        A copy of ``events`` with the bit set; the input is not modified.
+    table : `~astropy.table.QTable`
+        A copy of ``events`` with the bit cleared, then set where touched;
+        the input is not modified.
     touched : bool ndarray, shape (n_events,)
         Which events touch the mask.
     """
     crmask = np.asarray(crmask, bool)
     if crmask.ndim == 2:
         crmask = crmask[None]
-    out = events.copy(copy_data=True)
+    out = QTable(events, copy=True)
     if len(out) == 0:
         return out, np.zeros(0, bool)
     # 3x3 dilation inside each frame (the structure does not link frames).
@@ -272,6 +297,7 @@ def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
                          f"{crmask.shape}.")
     touched = grown[f, y, x]
     status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << bit))  # a re-run replaces this bit
     status[touched] |= np.int32(1 << bit)
     out["STATUS"] = status
     return out, touched
@@ -280,12 +306,12 @@ def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
 # --------------------------------------------------------------------------
 # the filter
 # --------------------------------------------------------------------------
-def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
-                    gain=None, readnoise=None, satlevel=None, pssl=0.0, niter=4,
-                    sepmed=True, cleantype="meanmask", fsmode="median", psfmodel="gauss",
-                    psffwhm=2.5, psfsize=7, psfk=None, psfbeta=4.765, verbose=False,
-                    inbkg=None, invar=None, detector=None, unit=None,
-                    return_cleaned=False):
+def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
+                  gain=None, readnoise=None, satlevel=None, pssl=0.0, niter=4,
+                  sepmed=True, cleantype="meanmask", fsmode="median", psfmodel="gauss",
+                  psffwhm=2.5, psfsize=7, psfk=None, psfbeta=4.765, verbose=False,
+                  inbkg=None, invar=None, detector=None, unit=None,
+                  return_cleaned=False):
     """Detect cosmic-ray pixels with L.A.Cosmic (astroscrappy), frame by frame.
 
     Follows ``ccdproc.cosmicray_lacosmic``: a new `~astropy.nddata.CCDData`
@@ -300,10 +326,6 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
         (eV, keV), ``electron`` or ``adu``; a FITS path (unit from ``BUNIT``);
         an ``xcrfilter.io.FrameCube`` (eV); or a plain ndarray with ``unit=``.
         Frames must be at least 5 x 5 pixels.
-    events : `~astropy.table.Table`, optional
-        Events table (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
-        frames.  If given, a copy with ``STATUS`` bit 3 set on events whose
-        3x3 window touches the cosmic-ray mask is returned as well.
     sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, \
     psfsize, psfk, psfbeta, verbose, inbkg, invar
         Passed unchanged to ``astroscrappy.detect_cosmics`` (same names and
@@ -337,10 +359,8 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
     ccd : `~astropy.nddata.CCDData`
         Same shape and unit as the input; ``mask`` = input mask | CR mask;
         header cards ``LAC*`` record every parameter, ``LACNCRPX`` the number
-        of CR pixels, plus a HISTORY line.
-    events : `~astropy.table.Table`
-        Only when ``events`` is given: a new table with ``STATUS`` bit 3 set,
-        the same cards in ``meta`` and ``LACNEVT`` (events flagged).
+        of CR pixels, plus a HISTORY line.  The events flagged by this mask
+        come from :func:`lacosmic_filter`.
 
     Raises
     ------
@@ -357,6 +377,32 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
     van Dokkum P. G., 2001, PASP 113, 1420; McCully C. et al., astroscrappy
     (Zenodo 1482019).
     """
+    det = _detect(frames, sigclip=sigclip, sigfrac=sigfrac, objlim=objlim, gain=gain,
+                  readnoise=readnoise, satlevel=satlevel, pssl=pssl, niter=niter, sepmed=sepmed,
+                  cleantype=cleantype, fsmode=fsmode, psfmodel=psfmodel, psffwhm=psffwhm,
+                  psfsize=psfsize, psfk=psfk, psfbeta=psfbeta, verbose=verbose, inbkg=inbkg,
+                  invar=invar, detector=detector, unit=unit, return_cleaned=return_cleaned)
+    out_data = det.cleaned if return_cleaned else det.cube.astype(np.float32, copy=True)
+    out_mask = det.crmask | det.bad
+    if det.was_2d:
+        out_data, out_mask = out_data[0], out_mask[0]
+    meta = det.header.copy() if isinstance(det.header, fits.Header) else fits.Header()
+    card_meta = {}
+    _write_cards(card_meta, det.params, det.n_cr, det.version)
+    for key, value in card_meta.items():
+        if key != "HISTORY":
+            meta[key] = value
+    for line in card_meta.get("HISTORY", []):
+        meta.add_history(line)
+    return CCDData(out_data, unit=det.unit, mask=out_mask, meta=meta)
+
+
+def _detect(frames, *, sigclip, sigfrac, objlim, gain, readnoise, satlevel, pssl, niter,
+            sepmed, cleantype, fsmode, psfmodel, psffwhm, psfsize, psfk, psfbeta, verbose,
+            inbkg, invar, detector, unit, return_cleaned=False):
+    """Run astroscrappy on every frame; returns a namespace (crmask, bad, cube, ...)."""
+    import types
+
     import astroscrappy
 
     data, in_unit, in_mask, header, was_2d, _ = _as_frames(frames, unit)
@@ -372,14 +418,20 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
         raise ValueError(f"fsmode must be one of {_FSMODES}, got {fsmode!r}.")
     if psfmodel not in _PSFMODELS:
         raise ValueError(f"psfmodel must be one of {_PSFMODELS}, got {psfmodel!r}.")
-    for name, value in (("sigclip", sigclip), ("sigfrac", sigfrac), ("objlim", objlim)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be finite and positive, got {value!r}.")
-    if int(niter) < 1:
-        raise ValueError(f"niter must be >= 1, got {niter!r}.")
+    for name, value in (("sigclip", sigclip), ("sigfrac", sigfrac), ("objlim", objlim),
+                        ("psffwhm", psffwhm), ("psfbeta", psfbeta)):
+        _positive(name, value)
+    _positive("pssl", pssl, allow_zero=True, sign_free=True)
+    niter = _integer("niter", niter, 1)
+    psfsize = _integer("psfsize", psfsize, 3)
+    if psfsize % 2 == 0:
+        raise ValueError(f"psfsize must be an odd number of pixels >= 3, got {psfsize}.")
 
     scale, g, rn, count_unit, pair = _counts_setup(in_unit, header, gain, readnoise, detector)
     sat = _satlevel_e(satlevel, header, in_unit, scale, g, pair)
+    if np.isnan(sat) or sat <= 0:
+        raise ValueError(f"satlevel must be positive (electron, or a Quantity in eV, electron "
+                         f"or adu), got {satlevel!r}; omit it for no saturation.")
 
     bad = np.zeros(cube.shape, bool) if in_mask is None else \
         np.broadcast_to(np.asarray(in_mask, bool).reshape(
@@ -421,30 +473,91 @@ def lacosmic_filter(frames, events=None, *, sigclip=4.5, sigfrac=0.3, objlim=5.0
                   psfmodel=psfmodel, psffwhm=float(psffwhm), psfsize=int(psfsize),
                   psfk=psfk is not None, psfbeta=float(psfbeta), inbkg=inbkg is not None,
                   invar=invar is not None, count_unit=count_unit, pair_energy=pair)
-    n_cr = int(crmask.sum())
+    return types.SimpleNamespace(crmask=crmask, bad=bad, cube=cube, cleaned=cleaned,
+                                 was_2d=was_2d, header=header, unit=in_unit, params=params,
+                                 n_cr=int(crmask.sum()), version=astroscrappy.__version__)
 
-    out_data = cleaned if return_cleaned else cube.astype(np.float32, copy=True)
-    out_mask = crmask | bad
-    if was_2d:
-        out_data, out_mask, crmask_out = out_data[0], out_mask[0], crmask[0]
-    else:
-        crmask_out = crmask
-    meta = header.copy() if isinstance(header, fits.Header) else fits.Header()
-    card_meta = {}
-    _write_cards(card_meta, params, n_cr, astroscrappy.__version__)
-    for key, value in card_meta.items():
-        if key != "HISTORY":
-            meta[key] = value
-    for line in card_meta.get("HISTORY", []):
-        meta.add_history(line)
-    ccd = CCDData(out_data, unit=in_unit, mask=out_mask, meta=meta)
-    ccd.crmask = crmask_out  # plain attribute for convenience (not written to FITS)
+
+def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
+                    split_threshold=80 * u.eV, mip_threshold=10 * u.keV, **options):
+    """Flag events whose 3x3 window touches an L.A.Cosmic cosmic-ray pixel.
+
+    Parameters
+    ----------
+    frames : `~astropy.nddata.CCDData`, `~astropy.units.Quantity`, FrameCube, str or ndarray
+        Frames as for :func:`lacosmic_mask`.
+    events : `~astropy.table.Table`, optional
+        Events (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
+        frames.  Default: found in ``frames`` with
+        `xcrfilter.events.find_events` and the thresholds below (frames in
+        an energy unit, or adu with a gain, see `xcrfilter.io.as_energy_cube`).
+    event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity` [energy]
+        Event finding when ``events`` is None (defaults 260 eV, 80 eV,
+        10 keV).
+    **options
+        Keyword arguments of :func:`lacosmic_mask` (``sigclip``, ``gain``,
+        ``readnoise``, ``satlevel``, ``detector``, ...).
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        A new table: the input columns and ``STATUS`` with bit 3 cleared and
+        then set on events touching the mask (a re-run replaces it); the
+        ``LAC*`` cards in ``meta``, ``LACNEVT`` (events flagged) and a
+        HISTORY line.  The input is not modified.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`lacosmic_mask`; also missing event columns and events
+        outside the frames.
+    """
+    options.pop("return_cleaned", None)
     if events is None:
-        return ccd
-    new_events, touched = mask_to_events(events, crmask)
-    _write_cards(new_events.meta, params, n_cr, astroscrappy.__version__,
+        from ..events import find_events
+        from ..io import FrameCube, as_energy_cube
+        if not isinstance(frames, FrameCube):
+            frames = as_energy_cube(frames, gain=options.get("gain"),
+                                    detector=options.get("detector"), name="frames")
+        events = find_events(frames, event_threshold, split_threshold, mip_threshold)
+    _check_events(events)
+    det = _detect(frames, **{**_DETECT_DEFAULTS, **options})
+    new_events, touched = mask_to_events(events, det.crmask)
+    _write_cards(new_events.meta, det.params, det.n_cr, det.version,
                  n_events=int(touched.sum()))
-    return ccd, new_events
+    return new_events
+
+
+def cosmic_ray_pixels(frames, **options):
+    """Cosmic-ray pixels only (no input bad pixels), for pixel-wise evaluation.
+
+    Parameters
+    ----------
+    frames
+        As for :func:`lacosmic_mask`.
+    **options
+        Keyword arguments of :func:`lacosmic_mask`.
+
+    Returns
+    -------
+    bool ndarray, shape (n_frames, ny, nx)
+        True on the pixels astroscrappy marks as cosmic rays.
+    """
+    options.pop("return_cleaned", None)
+    return _detect(frames, **{**_DETECT_DEFAULTS, **options}).crmask
+
+
+def _check_events(events):
+    from astropy.table import Table
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
+    missing = [c for c in ("FRAME", "RAWX", "RAWY", "STATUS") if c not in events.colnames]
+    if missing:
+        raise ValueError(f"events lack column(s) {missing} needed by the L.A.Cosmic filter")
+
+
+_DETECT_DEFAULTS = dict(LACOSMIC_DEFAULTS, gain=None, readnoise=None, satlevel=None,
+                        inbkg=None, invar=None, detector=None, unit=None)
 
 
 def _write_cards(meta, params, n_cr, version, n_events=None):
@@ -533,8 +646,7 @@ def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_th
     `~astropy.table.QTable`
         New events table with bit 3 set and the ``LAC*`` cards in ``meta``.
     """
-    _, new_events = lacosmic_filter(cube, events, detector=detector, **options)
-    return new_events
+    return lacosmic_filter(cube, events, detector=detector, **options)
 
 
 # --------------------------------------------------------------------------
@@ -570,7 +682,7 @@ def run(args):
     for name in ("gain", "readnoise", "satlevel"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
-    ccd = lacosmic_filter(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
+    ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
     ccd.write(args.output, overwrite=args.overwrite, hdu_mask="MASK")
     print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
           f"(sigclip={ccd.header['LACSIGCL']}, gain={ccd.header['LACGAIN']:.4g} e/count, "

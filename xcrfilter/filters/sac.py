@@ -27,13 +27,13 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
-from astropy.table import Table
+from astropy.table import QTable, Table
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._meta import add_history, card_value, set_card
 
-__all__ = ["sac_filter", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
+__all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
 
 #: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
@@ -173,20 +173,67 @@ def track_distance(track_mask, frame, rawy, rawx):
     return dist
 
 
+def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, track_size=10,
+               gain=None, detector=None):
+    """Particle-track pixel mask of the frames, as a `~astropy.nddata.CCDData`.
+
+    Parameters
+    ----------
+    frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData` or path
+        Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
+        ``xcrfilter.io.as_energy_cube`` reads).
+    split_threshold, track_energy : `~astropy.units.Quantity` [energy]
+        Active-pixel threshold (default 80 eV) and minimum island energy of a
+        track (default 10 keV).
+    track_size : int
+        Minimum island size of a track [pixel].  Default 10.
+    gain, detector : optional
+        Passed to ``xcrfilter.io.as_energy_cube``.
+
+    Returns
+    -------
+    `~astropy.nddata.CCDData`
+        The frames in eV, same shape as the input; ``mask`` is True on track
+        pixels; header cards ``SACSPLIT``, ``SACTRKE`` [eV], ``SACTRKN``
+        [pixel] and ``SACNTRK`` (tracks found).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Thresholds that are not positive energies, ``track_size < 1``, bad
+        frames.
+    """
+    data, was_2d = _cube_ev(frames, gain=gain, detector=detector)
+    mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
+                                 track_energy=track_energy, track_size=track_size)
+    params = dict(radius=float("nan"), split=_energy(split_threshold, "split_threshold"),
+                  emin=_energy(track_energy, "track_energy"), size=int(track_size),
+                  ntrack=int(n_tracks.sum()))
+    meta = {}
+    _write_cards(meta, params)
+    header = fits.Header()
+    for key, value in meta.items():
+        if key not in ("HISTORY", "SACRAD"):
+            header[key] = value
+    return CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
+                   meta=header)
+
+
 def sac_filter(frames, events=None, *, radius=20.0, split_threshold=None,
-               track_energy=None, track_size=10, gain=None, detector=None):
+               track_energy=None, track_size=10, event_threshold=260 * u.eV,
+               mip_threshold=10 * u.keV, gain=None, detector=None):
     """Self-anti-coincidence: flag events within ``radius`` of a particle track.
 
     Parameters
     ----------
-    frames : FrameCube, Quantity, CCDData, path, or `~astropy.table.Table`
+    frames : FrameCube, Quantity, CCDData, path, `~astropy.table.Table` or None
         Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
-        ``xcrfilter.io.as_energy_cube`` reads).  If an events table is given
-        here instead (events-only mode, no frames at hand), the tracks are the
-        central pixels of the events with ``ENERGY >= track_energy`` and the
-        table is flagged and returned.
+        ``xcrfilter.io.as_energy_cube`` reads).  Without frames (None, or an
+        events table given here: events-only mode), the tracks are the
+        central pixels of the events with ``ENERGY >= track_energy``.
     events : `~astropy.table.Table`, optional
         Events (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the frames.
+        Default: found in ``frames`` with `xcrfilter.events.find_events`.
     radius : float or `~astropy.units.Quantity` [pix]
         Rejection radius ``R`` in pixels (distance <= R is rejected).
         Default 20.
@@ -195,52 +242,75 @@ def sac_filter(frames, events=None, *, radius=20.0, split_threshold=None,
         80 eV.
     track_energy : `~astropy.units.Quantity` [energy], optional
         Minimum island energy of a track.  Default: the events' ``MIPTHR``
-        keyword, else 10 keV.
+        keyword, else ``mip_threshold``.
     track_size : int
         Minimum island size (pixels) of a track.  Default 10.
+    event_threshold, mip_threshold : `~astropy.units.Quantity` [energy]
+        Event finding when ``events`` is None (defaults 260 eV, 10 keV).
+    gain, detector : optional
+        Passed to ``xcrfilter.io.as_energy_cube``.
 
     Returns
     -------
-    ccd : `~astropy.nddata.CCDData`
-        Frames-mode only: the frames (eV) with ``mask`` = track pixels and
-        header cards ``SACRAD``, ``SACSPLIT``, ``SACTRKE``, ``SACTRKN``,
-        ``SACNTRK``.
-    events : `~astropy.table.Table`
-        When events are given: a new table with ``STATUS`` bit 4 set, a float
-        column ``SAC_DIST`` (pixels to the nearest track, inf if none), the
-        same cards and ``SACNEVT`` in ``meta``, and a HISTORY line.
+    `~astropy.table.QTable`
+        A new table: the input columns, ``STATUS`` with bit 4 cleared and
+        then set on rejected events (a re-run replaces it), a float32 column
+        ``SAC_DIST`` (pixels to the nearest track, inf if none), header cards
+        ``SACRAD``, ``SACSPLIT``, ``SACTRKE``, ``SACTRKN``, ``SACNTRK``,
+        ``SACMODE``, ``SACNEVT`` and a HISTORY line.  The input is not
+        modified.  The track pixels themselves come from :func:`track_mask`.
 
     Raises
     ------
     TypeError
         Energy thresholds that are not Quantities.
     ValueError
-        Negative radius, track_size < 1, events outside the frames.
+        Negative radius, track_size < 1, missing columns, events outside the
+        frames.
     """
     radius = _radius(radius)
+    if frames is None and events is not None:
+        frames, events = events, None
     if isinstance(frames, Table):
-        return _sac_events_only(frames, radius=radius, track_energy=track_energy)
+        if events is not None:
+            raise TypeError("sac_filter: give the frames and their events, or an events "
+                            "table alone, not two tables")
+        return _sac_events_only(frames, radius=radius, track_energy=track_energy,
+                                default_mip=mip_threshold)
+    if events is not None:
+        _check_columns(events, ("FRAME", "RAWX", "RAWY", "STATUS"))
     meta_src = events.meta if events is not None else {}
     if split_threshold is None:
-        split_threshold = card_value(meta_src, "SPLTHR", 80.0) * u.eV
+        split_threshold = card_value(meta_src, "SPLTHR", None)
+        split_threshold = 80 * u.eV if split_threshold is None else split_threshold * u.eV
     if track_energy is None:
-        track_energy = card_value(meta_src, "MIPTHR", 10000.0) * u.eV
-    data, was_2d = _cube_ev(frames, gain=gain, detector=detector)
+        track_energy = card_value(meta_src, "MIPTHR", None)
+        track_energy = mip_threshold if track_energy is None else track_energy * u.eV
+    data, _ = _cube_ev(frames, gain=gain, detector=detector)
+    if events is None:
+        from ..events import find_events
+        from ..io import FrameCube
+        events = find_events(frames if isinstance(frames, FrameCube) else _FrameData(data),
+                             event_threshold, split_threshold, mip_threshold)
     mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
                                  track_energy=track_energy, track_size=track_size)
     params = dict(radius=radius, split=_energy(split_threshold, "split_threshold"),
                   emin=_energy(track_energy, "track_energy"), size=int(track_size),
                   ntrack=int(n_tracks.sum()))
-    meta = {}
-    _write_cards(meta, params)
-    ccd = CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
-                  meta=fits.Header())
-    for key, value in meta.items():
-        if key != "HISTORY":
-            ccd.meta[key] = value
-    if events is None:
-        return ccd
-    return ccd, _flag(events, mask, radius, params)
+    return _flag(events, mask, radius, params)
+
+
+def _check_columns(events, names):
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
+    missing = [c for c in names if c not in events.colnames]
+    if missing:
+        raise ValueError(f"events lack column(s) {missing} needed by the SAC filter")
+
+
+def _FrameData(data):
+    from ..io import FrameCube
+    return FrameCube(data, None, fits.Header(), [], False)
 
 
 class _Cube:
@@ -254,7 +324,7 @@ class _Cube:
 
 
 def _flag(events, mask, radius, params):
-    out = events.copy(copy_data=True)
+    out = QTable(events, copy=True)
     n = len(out)
     if n:
         f = np.asarray(out["FRAME"], np.intp)
@@ -268,6 +338,7 @@ def _flag(events, mask, radius, params):
         dist = np.zeros(0)
     hit = dist <= radius
     status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << SAC_BIT))  # a re-run replaces this filter's own bit
     status[hit] |= np.int32(1 << SAC_BIT)
     out["STATUS"] = status
     out["SAC_DIST"] = dist.astype(np.float32)
@@ -275,13 +346,19 @@ def _flag(events, mask, radius, params):
     return out
 
 
-def _sac_events_only(events, *, radius, track_energy):
+def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
+    _check_columns(events, ("FRAME", "RAWX", "RAWY", "ENERGY", "STATUS"))
     if track_energy is None:
-        track_energy = card_value(events.meta, "MIPTHR", 10000.0) * u.eV
+        track_energy = card_value(events.meta, "MIPTHR", None)
+        track_energy = default_mip if track_energy is None else track_energy * u.eV
     emin = _energy(track_energy, "track_energy")
     energy = u.Quantity(events["ENERGY"], u.eV).to_value(u.eV) \
         if getattr(events["ENERGY"], "unit", None) is not None else np.asarray(events["ENERGY"])
-    out = events.copy(copy_data=True)
+    energy = np.asarray(energy, np.float64)
+    if not np.all(np.isfinite(energy)):
+        raise ValueError("events: ENERGY holds NaN or infinite values; the SAC filter never "
+                         "guesses a missing energy")
+    out = QTable(events, copy=True)
     f = np.asarray(out["FRAME"], np.int64)
     y = np.asarray(out["RAWY"], np.float64)
     x = np.asarray(out["RAWX"], np.float64)
@@ -294,6 +371,7 @@ def _sac_events_only(events, *, radius, track_energy):
         dist[sel] = d.min(axis=1)
     hit = dist <= radius
     status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << SAC_BIT))  # a re-run replaces this filter's own bit
     status[hit] |= np.int32(1 << SAC_BIT)
     out["STATUS"] = status
     out["SAC_DIST"] = dist.astype(np.float32)
@@ -353,6 +431,5 @@ def pipeline_step(cube, events, *, radius=SAC_DEFAULTS["radius"], track_energy=N
     """
     if track_energy is None:
         track_energy = mip_threshold
-    _, out = sac_filter(cube, events, radius=radius, track_energy=track_energy,
-                        track_size=track_size, split_threshold=split_threshold)
-    return out
+    return sac_filter(cube, events, radius=radius, track_energy=track_energy,
+                      track_size=track_size, split_threshold=split_threshold)

@@ -95,19 +95,24 @@ def _energy_array(value, name):
                     f"got {type(value).__name__}.")
 
 
-def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                  mip_threshold=10 * u.keV, *, gain=None, detector=None, strict=False):
+def vfaint_filter(frames, events=None, *, event_threshold=260 * u.eV,
+                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
+                  detector=None, strict=False):
     """Apply the very-faint-mode filter: set STATUS bits 0, 1 and 2.
 
     Parameters
     ----------
-    frames : frames or `~astropy.table.Table`
+    frames : frames, `~astropy.table.Table` or None
         Frames in any form accepted by :func:`~xcrfilter.events.find_events`
-        (events are found first), or an existing event table with a 5x5
-        ``PHAS`` column in energy units (event-list mode, e.g. Chandra
-        VFAINT or Suzaku 5x5 data converted to eV).  In event-list mode the
+        (events are found first unless ``events`` is given), or an existing
+        event table with a 5x5 ``PHAS`` column in energy units (event-list
+        mode, e.g. Chandra VFAINT or Suzaku 5x5 data converted to eV; the same
+        as ``frames=None, events=table``).  In event-list mode the
         ``ENERGY`` column, if present, is used for the energy cut; otherwise
         the energy is summed from ``PHAS``.
+    events : `~astropy.table.Table`, optional
+        Events with a 5x5 ``PHAS`` column [energy]; default: found in
+        ``frames``.
     event_threshold : `~astropy.units.Quantity` [energy], optional
         Default 260 eV.
     split_threshold : `~astropy.units.Quantity` [energy], optional
@@ -123,24 +128,30 @@ def vfaint_filter(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
     -------
     events : `~astropy.table.QTable`
         A new table (the input is never modified) with every row kept and
-        STATUS bits 0-2 recomputed; ``meta`` gains ``VFEVTTHR``,
+        STATUS bits 0-2 cleared and recomputed; ``meta`` gains ``VFEVTTHR``,
         ``VFSPLTHR``, ``VFMIPTHR`` (eV) and a HISTORY line.
 
     Raises
     ------
     TypeError, ValueError, astropy.units.UnitConversionError
         For thresholds that are not energies or are out of order, tables
-        without a 5x5 ``PHAS`` column, and bad frames.
+        without a 5x5 ``PHAS`` column, NaN or infinite ``PHAS``/``ENERGY``
+        values, and bad frames.
     """
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
-    if isinstance(frames, Table):
-        events = _events_from_table(frames)
+    if events is None and isinstance(frames, Table):
+        frames, events = None, frames
+    if events is not None:
+        source = events
+        events = _events_from_table(events)
         phas = events["PHAS"]
         energy = events["ENERGY"] if "ENERGY" in events.colnames else None
         if energy is not None and not isinstance(energy, u.Quantity):
-            energy = u.Quantity(np.asarray(energy), _column_unit(frames, "ENERGY"))
+            energy = u.Quantity(np.asarray(energy), _column_unit(source, "ENERGY"))
         if not isinstance(phas, u.Quantity):
-            phas = u.Quantity(np.asarray(phas), _column_unit(frames, "PHAS"))
+            phas = u.Quantity(np.asarray(phas), _column_unit(source, "PHAS"))
+    elif frames is None:
+        raise TypeError("vfaint_filter: give frames, or an events table with a 5x5 PHAS column")
     else:
         events = find_events(frames, event_threshold, split_threshold, mip_threshold,
                              gain=gain, detector=detector, strict=strict)
@@ -174,6 +185,8 @@ def _column_unit(table, name):
 
 def _events_from_table(table):
     from astropy.table import QTable
+    if not isinstance(table, Table):
+        raise TypeError(f"events must be an astropy Table/QTable, got {type(table).__name__}")
     if "PHAS" not in table.colnames:
         raise ValueError("events table has no 'PHAS' column: the very-faint-mode "
                          "filter needs the 5x5 island of every event.")
@@ -198,5 +211,6 @@ def options_from_args(args):
 def pipeline_step(cube, events, *, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
                   mip_threshold=10 * u.keV, strict=False, **_):
     """Pipeline form of :func:`vfaint_filter` on already-found events."""
-    return vfaint_filter(events, event_threshold, split_threshold, mip_threshold,
+    return vfaint_filter(None, events, event_threshold=event_threshold,
+                         split_threshold=split_threshold, mip_threshold=mip_threshold,
                          strict=strict)
