@@ -202,25 +202,20 @@ def _method_options(args, names):
     return options
 
 
-def _check_outputs(args, *paths):
-    for path in paths:
-        if path and os.path.exists(path) and not args.overwrite:
-            raise FileExistsError(f"output {path} exists; use --overwrite to replace it.")
-        if path and any(os.path.abspath(path) == os.path.abspath(f) for f in args.frames):
-            raise ValueError(f"output {path} is also an input file; input files are "
-                             "never modified.")
-
-
 def _run_filter(args):
     from .io import as_energy_cube, write_events, write_mask
     from .masks import mask_events
     from .pipeline import parse_methods, run_pipeline
 
+    from .outputs import check_outputs
     names = parse_methods(args.method)
-    _check_outputs(args, args.output, args.mask_output)
     for f in args.frames:
         if not os.path.exists(f):
             raise FileNotFoundError(f"input frames file {f} does not exist.")
+    # every output against every input and every other output, before any work
+    check_outputs({"-o/--output": args.output, "--mask-output": args.mask_output,
+                   "--cam-output": getattr(args, "cam_output", None)}, args.frames,
+                  overwrite=args.overwrite)
     from .sources import filter_table_input, frame_pipeline_options, input_kind
     kind = input_kind(args.frames)
     if kind != "frames":

@@ -616,6 +616,12 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
 # --------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------
+#: Files written by :func:`write_report` into the report directory.
+REPORT_FILES = ("table.ecsv", "roc.ecsv", "table.txt", "events.fits", "roc.png",
+                "background_spectrum.png", "for_improvement.png", "lost_signal.png",
+                "laplacian_confusion.png")
+
+
 def write_report(report, outdir, *, frames=None, labels=None, overwrite=True):
     """Write tables and figures of a :class:`CompareReport` into ``outdir``."""
     os.makedirs(outdir, exist_ok=True)
@@ -857,7 +863,7 @@ def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
     """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped)."""
     from astropy.io import fits
 
-    from .io import as_energy_cube
+    from .io import FrameCube, hdu_to_energy
     with fits.open(obs_path, memmap=True) as hdul:
         hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
         if hdu is None:
@@ -866,9 +872,7 @@ def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
         if max_frames:
             n = min(n, int(max_frames))
         header = hdu.header
-        bunit = header.get("BUNIT", "eV")
-        gain = header.get("GAIN")
-        gain = None if gain is None else float(gain) * u.eV / u.adu
+        primary = hdul[0].header
         with fits.open(truth_path, memmap=True) as thdul:
             thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
             if thdu is None:
@@ -880,8 +884,9 @@ def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
                 data = np.array(hdu.data[a:b] if hdu.data.ndim == 3 else hdu.data[None])
                 labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
                                   else np.asarray(labels_all)[None])
-                q = u.Quantity(data, u.Unit(bunit.strip()), copy=False)
-                yield as_energy_cube(q, gain=gain), labels
+                # the frames are read exactly as ``xcrfilter filter`` reads them
+                cube, bad, _ = hdu_to_energy(data, header, primary, where=f"OBS ({obs_path})")
+                yield FrameCube(cube, bad, header, [obs_path], False), labels
 
 
 def run(args):
@@ -899,6 +904,11 @@ def run(args):
     if cam:
         options["cam"] = cam
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from .outputs import check_outputs
+    # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
+    check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
+                   for name in REPORT_FILES}, [args.observation, args.truth],
+                  overwrite=True)
     chunks = _file_chunks(args.observation, args.truth or args.observation,
                           args.chunk_frames, args.max_frames)
     report = compare_chunks(chunks, methods, options=options,

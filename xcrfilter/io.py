@@ -36,7 +36,7 @@ from astropy.nddata import CCDData, NDData
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["FrameCube", "as_energy_cube", "read_frames", "write_events",
+__all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "write_events",
            "read_events", "read_gti", "write_cam_maps", "read_cam_maps", "write_mask",
            "FRAME_COLS_KEY", "FRAME_ROWS_KEY"]
 
@@ -238,9 +238,10 @@ def _to_cube(values, mask, factor, name):
             if data.ndim == 2:
                 return data[np.newaxis], bad[np.newaxis], True
             return data, bad, False
-    data = np.array(values, dtype=np.float32, copy=True)
-    if factor != 1.0:
-        data *= np.float32(factor)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        data = np.array(values, dtype=np.float32, copy=True)
+        if factor != 1.0:
+            data *= np.float32(factor)
     # Fast path: a finite sum proves every pixel finite (NaN and inf propagate),
     # and np.zeros does not touch memory until a pixel is masked.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -252,6 +253,16 @@ def _to_cube(values, mask, factor, name):
         np.logical_not(bad, out=bad)
         n_bad = int(np.count_nonzero(bad))
         if n_bad:
+            # finite input values that overflow float32 eV are an error, not "non-finite"
+            with np.errstate(invalid="ignore", over="ignore"):
+                was_finite = np.isfinite(np.asarray(values)[bad.reshape(np.shape(values))])
+            n_big = int(np.count_nonzero(was_finite))
+            if n_big:
+                big = np.asarray(values)[bad.reshape(np.shape(values))][was_finite]
+                raise ValueError(
+                    f"{name}: {n_big} pixel(s) out of range: {float(big[0]):.3g} "
+                    f"{'(x %.4g eV per unit) ' % factor if factor != 1.0 else ''}exceeds the "
+                    f"largest storable energy, {float(np.finfo(np.float32).max):.3g} eV.")
             warnings.warn(f"{name}: {n_bad} non-finite (NaN/inf) pixels are masked and "
                           f"set to 0.", AstropyUserWarning, stacklevel=3)
     if mask is not None:
@@ -307,6 +318,56 @@ def _image_hdu(hdul, where, name):
         f"2-D frame or a 3-D cube (frames, rows, columns). HDUs found: {', '.join(shapes)}.")
 
 
+def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detector=None,
+                  where="frames"):
+    """Pixel values of an image HDU (or a slice of it) in eV, as every command reads them.
+
+    The one reading of frame units: ``BUNIT`` (required; eV, keV, electron or
+    adu), ``GAIN`` [eV/adu] for adu frames and the bias offset ``ADUOFFS``
+    [adu] subtracted from adu frames (E = (ADU - ADUOFFS) * GAIN).  Keywords
+    missing from ``header`` are taken from ``primary``.
+
+    Parameters
+    ----------
+    values : array-like, shape (ny, nx) or (n_frames, ny, nx)
+        Raw pixel values.
+    header, primary : `~astropy.io.fits.Header`
+        Header of the image HDU and of the primary HDU (optional).
+    mask : bool array-like, optional
+        Bad pixels (True), same shape as ``values``.
+    gain : `~astropy.units.Quantity` [energy / adu], optional
+        Overrides the ``GAIN`` keyword.
+    detector : `~xcrfilter.detector.DetectorModel`, optional
+        Pair energy for electron frames (default WFI preset).
+    where : str
+        Name of the input in error messages.
+
+    Returns
+    -------
+    data : float32 ndarray, shape (n_frames, ny, nx)
+        Energies [eV]; bad pixels are 0.
+    bad : bool ndarray, same shape
+    was_2d : bool
+
+    Raises
+    ------
+    ValueError
+        Missing or unknown ``BUNIT``, adu frames without a gain, energies out
+        of the float32 range.
+    """
+    primary = fits.Header() if primary is None else primary
+    detector = _default_detector(detector)
+    bunit = header.get("BUNIT", primary.get("BUNIT"))
+    unit = _parse_bunit(bunit, where)
+    factor = _energy_factor(unit, gain=gain, detector=detector,
+                            header_gain=header.get("GAIN", primary.get("GAIN")), where=where)
+    offset = header.get("ADUOFFS", primary.get("ADUOFFS"))
+    if offset is not None and _unit_kind(unit) == "adu" and float(offset) != 0.0:
+        # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
+        values = np.asarray(values, dtype=np.float32) - np.float32(offset)
+    return _to_cube(values, mask, factor, where)
+
+
 def _read_fits(path, *, gain, detector, name):
     where = os.fspath(path)
     if not os.path.exists(where):
@@ -320,22 +381,13 @@ def _read_fits(path, *, gain, detector, name):
         hdu = hdul[idx]
         header = hdu.header
         primary = hdul[0].header
-        bunit = header.get("BUNIT", primary.get("BUNIT"))
-        unit = _parse_bunit(bunit, f"{name} ({where})")
-        factor = _energy_factor(unit, gain=gain, detector=detector,
-                                header_gain=header.get("GAIN", primary.get("GAIN")),
-                                where=f"{name} ({where})")
         mask = None
         for ext in ("MASK", "DQ"):
             if ext in hdul and hdul[ext].data is not None:
                 mask = np.array(hdul[ext].data != 0, dtype=bool)
                 break
-        values = hdu.data
-        offset = header.get("ADUOFFS", primary.get("ADUOFFS"))
-        if offset is not None and _unit_kind(unit) == "adu" and float(offset) != 0.0:
-            # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
-            values = np.asarray(values, dtype=np.float32) - np.float32(offset)
-        data, bad, was_2d = _to_cube(values, mask, factor, f"{name} ({where})")
+        data, bad, was_2d = hdu_to_energy(hdu.data, header, primary, mask=mask, gain=gain,
+                                          detector=detector, where=f"{name} ({where})")
         out_header = _clean_header(primary) if idx != 0 else fits.Header()
         for card in _clean_header(header).cards:
             out_header.append(card, end=True)
@@ -572,11 +624,24 @@ def _split_value(key, value):
     return value, comment
 
 
+def _fits_text(text):
+    """``text`` as printable ASCII for a FITS card (non-ASCII escaped, e.g. ``\\xe4``).
+
+    FITS headers hold ASCII only; file names such as ``ähm_frames.fits`` are
+    written with Python's backslash escapes (``\\xe4hm_frames.fits``).
+    """
+    text = str(text)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if c.isascii() and c.isprintable() else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _add_text_lines(header, kind, lines):
     """Add HISTORY/COMMENT ``lines``; long lines are chunked with an ``&`` marker."""
     add = header.add_history if kind == "HISTORY" else header.add_comment
     for line in lines:
-        text = str(line)
+        text = _fits_text(line)
         while len(text) > _CARD_TEXT:
             add(text[:_CARD_TEXT - 1] + _CONTINUE_MARK)
             text = text[_CARD_TEXT - 1:]
@@ -615,8 +680,13 @@ def _apply_meta(header, meta, *, skip=()):
 def _set_card(header, key, value, comment):
     """Set a card, shortening the comment so the card fits in 80 characters.
 
-    Long string values still use astropy's CONTINUE convention.
+    Long string values still use astropy's CONTINUE convention; non-ASCII
+    text is escaped (:func:`_fits_text`).
     """
+    if isinstance(value, str):
+        value = _fits_text(value)
+    if comment:
+        comment = _fits_text(comment)
     if comment and not (isinstance(value, str) and len(value) > 68):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -654,6 +724,13 @@ def _check_output_path(path, overwrite, name="path"):
         raise FileExistsError(f"{name} {path!r} already exists; pass overwrite=True to "
                               f"replace it.")
     return path
+
+
+def _write_hdul(hdul, path, overwrite, **kwargs):
+    """Write ``hdul`` atomically (``path.part``, then renamed; `xcrfilter.outputs`)."""
+    from .outputs import atomic_write
+    with atomic_write(path, overwrite=overwrite) as part:
+        hdul.writeto(part, overwrite=True, **kwargs)
 
 
 def _creator_cards(header):
@@ -801,7 +878,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         ghdu = ogip.gti_hdu(gti, shared)
         _creator_cards(ghdu.header)
         hdus.append(ghdu)
-    fits.HDUList(hdus).writeto(path, overwrite=overwrite, checksum=True)
+    _write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
 
 
 #: Time keywords of the EVENTS header copied to the primary and GTI headers.
@@ -1001,7 +1078,7 @@ def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
         hdu.header["BUNIT"] = ("", "class activation map (dimensionless)")
         primary.header[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
         hdus.append(hdu)
-    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
+    _write_hdul(fits.HDUList(hdus), path, overwrite)
 
 
 def read_cam_maps(path):
@@ -1063,4 +1140,4 @@ def write_mask(path, ccd, *, overwrite=False, header_cards=None):
     hdul[0].header.extend(_cards_to_header(header_cards), update=True)
     _creator_cards(hdul[0].header)
     hdul["MASK"].header["HDUCLAS2"] = ("MASK", "1 = masked pixel")
-    hdul.writeto(path, overwrite=overwrite)
+    _write_hdul(hdul, path, overwrite)

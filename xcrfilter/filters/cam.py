@@ -172,7 +172,8 @@ def _write_maps(path, maps, cam, overwrite, append_key=None):
                 name = h.name[4:] if h.name.startswith("CAM_") else h.name
                 data = np.concatenate([h.data, maps[name]], axis=0)
                 hdus.append(fits.ImageHDU(data.astype(np.float32), header=h.header, name=h.name))
-        fits.HDUList(hdus).writeto(path, overwrite=True)
+        from ..io import _write_hdul
+        _write_hdul(fits.HDUList(hdus), path, True)
         _MAP_FILES[str(path)] = (append_key, written[1] + len(next(iter(maps.values()))))
         return
     try:

@@ -32,6 +32,7 @@ in eV, electron or adu is converted.
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 
 import astropy.units as u
@@ -136,12 +137,15 @@ def _as_frames(frames, unit):
                 raise ValueError(f"frames: FITS file {frames!r} holds no image data.")
             header = hdu.header.copy()
             data = np.array(hdu.data, dtype=np.float64)
-        bunit = header.get("BUNIT")
         if unit is None:
-            if bunit is None:
-                raise ValueError(f"frames: {frames!r} has no BUNIT keyword; pass unit=.")
-            unit = u.Unit(bunit.strip().lower().replace("electrons", "electron"))
-        return data, u.Unit(unit), None, header, data.ndim == 2, False
+            # the BUNIT reading of every command (xcrfilter.io)
+            from ..io import _parse_bunit
+            unit = _parse_bunit(header.get("BUNIT"), f"frames ({os.fspath(frames)})")
+        unit = u.Unit(unit)
+        offset = header.get("ADUOFFS")
+        if offset is not None and unit == u.adu:
+            data = data - float(offset)  # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
+        return data, unit, None, header, data.ndim == 2, False
     if isinstance(frames, NDData):
         if frames.unit is None and unit is None:
             raise ValueError("frames: the CCDData/NDData has no unit; pass unit=.")
@@ -673,6 +677,10 @@ def add_arguments(parser):
 
 def run(args):
     """Run the ``lacosmic`` command; prints the CR pixel count.  Returns 0."""
+    from ..io import write_mask
+    from ..outputs import check_outputs
+    check_outputs({"-o/--output": args.output}, [] if args.real else [args.input],
+                  overwrite=args.overwrite)
     if args.real:
         from ..realdata import load_real_frame
         frames = load_real_frame(args.real)
@@ -683,7 +691,7 @@ def run(args):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
-    ccd.write(args.output, overwrite=args.overwrite, hdu_mask="MASK")
+    write_mask(args.output, ccd, overwrite=args.overwrite)
     print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
           f"(sigclip={ccd.header['LACSIGCL']}, gain={ccd.header['LACGAIN']:.4g} e/count, "
           f"readnoise={ccd.header['LACRDNS']:.4g} e) -> {args.output}")

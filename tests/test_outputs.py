@@ -1,0 +1,178 @@
+"""Outputs never destroy inputs or each other, are written atomically; non-ASCII names."""
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from xcrfilter.cli import main
+from xcrfilter.io import as_energy_cube, read_events
+from xcrfilter.outputs import atomic_write, check_outputs
+
+
+def _frames_file(path, bunit="eV", **cards):
+    cube = np.zeros((2, 32, 32), np.float32)
+    cube[0, 8, 8] = 1500.0
+    cube[1, 20, 20] = 12000.0
+    hdu = fits.PrimaryHDU(cube)
+    if bunit is not None:
+        hdu.header["BUNIT"] = bunit
+    for key, value in cards.items():
+        hdu.header[key] = value
+    hdu.writeto(path)
+    return path
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def frames(tmp_path):
+    return _frames_file(tmp_path / "in.fits")
+
+
+@pytest.mark.parametrize("extra", [
+    ["-o", "{in}"],                                       # -o is the input
+    ["-o", "{ev}", "--mask-output", "{in}"],              # mask over the input
+    ["-m", "cam", "-o", "{ev}", "--cam-output", "{in}"],  # CAM maps over the input
+    ["-o", "{ev}", "--mask-output", "{ev}"],              # two outputs, one file
+    ["-m", "cam", "-o", "{ev}", "--cam-output", "{ev}"],
+    ["-m", "cam", "-o", "{ev}", "--mask-output", "{m}", "--cam-output", "{m}"],
+    ["-o", "{link}"],                                     # a symbolic link to the input
+])
+def test_filter_refuses_colliding_outputs(frames, tmp_path, capsys, extra):
+    link = tmp_path / "link.fits"
+    os.symlink(frames, link)
+    names = {"in": str(frames), "ev": str(tmp_path / "ev.fits"), "m": str(tmp_path / "m.fits"),
+             "link": str(link)}
+    before = _digest(frames)
+    argv = ["filter", str(frames), "-q", "--overwrite"] + [a.format(**names) for a in extra]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "is also an input file" in err or "is the same file as" in err
+    assert _digest(frames) == before
+    assert not (tmp_path / "ev.fits").exists() and not (tmp_path / "m.fits").exists()
+
+
+def test_lacosmic_refuses_input_as_output(tmp_path, capsys):
+    path = _frames_file(tmp_path / "img.fits", bunit="electron")
+    before = _digest(path)
+    assert main(["lacosmic", str(path), "-o", str(path), "--overwrite"]) == 1
+    assert "is also an input file" in capsys.readouterr().err
+    assert _digest(path) == before
+
+
+def test_compare_refuses_report_over_its_input(tmp_path, capsys):
+    report = tmp_path / "report"
+    report.mkdir()
+    obs = _frames_file(report / "events.fits")  # the observation has a report file's name
+    before = _digest(obs)
+    assert main(["compare", str(obs), "-o", str(report), "--methods", "vfaint"]) == 1
+    assert "is also an input file" in capsys.readouterr().err
+    assert _digest(obs) == before
+
+
+def test_check_outputs_existing_and_hard_link(tmp_path):
+    a = tmp_path / "a.fits"
+    a.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        check_outputs({"-o": a}, [])
+    check_outputs({"-o": a}, [], overwrite=True)
+    os.link(a, tmp_path / "b.fits")
+    with pytest.raises(ValueError, match="also an input"):
+        check_outputs({"-o": tmp_path / "b.fits"}, [a], overwrite=True)
+    with pytest.raises(ValueError, match="same file"):
+        check_outputs({"-o": tmp_path / "c.fits", "--mask-output": "./" + os.path.relpath(
+            tmp_path / "c.fits")}, [])
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.fits"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as part:
+            open(part, "wb").write(b"half")
+            raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []
+
+
+def test_killed_write_leaves_no_complete_looking_file(tmp_path):
+    """kill -9 in the middle of writing the mask: no MASK.fits, only MASK.fits.part."""
+    frames = _frames_file(tmp_path / "in.fits")
+    code = textwrap.dedent(f"""
+        import os, signal
+        from astropy.io import fits
+        real = fits.HDUList.writeto
+        def writeto(self, name, *args, **kwargs):
+            real(self, name, *args, **kwargs)
+            if "mask" in os.fspath(name):
+                with open(name, "r+b") as fh:
+                    fh.truncate(2880)  # a truncated file that opens as complete
+                os.kill(os.getpid(), signal.SIGKILL)
+        fits.HDUList.writeto = writeto
+        from xcrfilter.cli import main
+        main(["filter", {str(frames)!r}, "-q", "-o", {str(tmp_path / 'ev.fits')!r},
+              "--mask-output", {str(tmp_path / 'mask.fits')!r}])
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == -9
+    assert (tmp_path / "ev.fits").exists()        # written before the kill
+    assert not (tmp_path / "mask.fits").exists()  # never renamed into place
+    assert (tmp_path / "mask.fits.part").exists()
+
+
+def test_non_ascii_file_names(tmp_path, capsys):
+    frames = _frames_file(tmp_path / "ähm_frames.fits")
+    out, mask = tmp_path / "ähm_events.fits", tmp_path / "ähm_mask.fits"
+    assert main(["filter", str(frames), "-q", "-o", str(out), "--mask-output", str(mask),
+                 "-m", "vfaint,sac"]) == 0
+    ev = read_events(out)
+    assert len(ev) == 2
+    assert "\\xe4hm_frames.fits" in ev.meta["INFILE01"][0]
+    assert mask.exists()
+    lac = tmp_path / "ähm_lac.fits"
+    assert main(["lacosmic", str(frames), "-o", str(lac)]) == 0
+    assert lac.exists()
+
+
+def test_lacosmic_command_reads_bunit_ev(tmp_path, capsys):
+    path = _frames_file(tmp_path / "ev_frames.fits", bunit="eV")
+    assert main(["lacosmic", str(path), "-o", str(tmp_path / "m.fits")]) == 0
+    with fits.open(tmp_path / "m.fits") as hdul:
+        assert hdul[0].header["LACCUNIT"] == "electron"
+        assert hdul[0].header["BUNIT"] == "eV"
+
+
+def test_finite_huge_energy_is_out_of_range_not_non_finite():
+    data = np.zeros((16, 16))
+    data[3, 3] = 1e39
+    with pytest.raises(ValueError, match="out of range") as info:
+        as_energy_cube(data * u.eV)
+    assert "non-finite" not in str(info.value)
+    # NaN pixels are still masked with the non-finite warning
+    data[3, 3] = np.nan
+    with pytest.warns(UserWarning, match="non-finite"):
+        cube = as_energy_cube(data * u.eV)
+    assert cube.mask[0, 3, 3]
+
+
+def test_compare_reads_frames_as_filter_does(tmp_path):
+    from xcrfilter.compare import _file_chunks
+    path = _frames_file(tmp_path / "adu.fits", bunit="adu", GAIN=3.65, ADUOFFS=100.0)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].data = hdul[0].data / np.float32(3.65) + np.float32(100.0)
+        hdul.append(fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH"))
+    cube, _ = next(_file_chunks(str(path), str(path), 10, None))
+    ref = as_energy_cube(str(path))
+    np.testing.assert_allclose(cube.data, ref.data, atol=0.01)
+    assert cube.data[0, 8, 8] == pytest.approx(1500.0, abs=0.01)
+    nobunit = _frames_file(tmp_path / "nobunit.fits", bunit=None)
+    with fits.open(nobunit, mode="update") as hdul:
+        hdul.append(fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH"))
+    with pytest.raises(ValueError, match="BUNIT"):
+        next(_file_chunks(str(nobunit), str(nobunit), 10, None))
