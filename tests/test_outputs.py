@@ -110,7 +110,7 @@ def test_killed_write_leaves_no_complete_looking_file(tmp_path):
         real = fits.HDUList.writeto
         def writeto(self, name, *args, **kwargs):
             real(self, name, *args, **kwargs)
-            if "mask" in os.fspath(name):
+            if os.path.basename(os.fspath(name)).startswith("mask.fits"):
                 with open(name, "r+b") as fh:
                     fh.truncate(2880)  # a truncated file that opens as complete
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -121,7 +121,9 @@ def test_killed_write_leaves_no_complete_looking_file(tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert proc.returncode == -9
-    assert (tmp_path / "ev.fits").exists()        # written before the kill
+    # the mask is written chunk by chunk while the frames stream, so the event
+    # file (written at the end) is not there either
+    assert not (tmp_path / "ev.fits").exists()
     assert not (tmp_path / "mask.fits").exists()  # never renamed into place
     assert (tmp_path / "mask.fits.part").exists()
 
@@ -176,3 +178,19 @@ def test_compare_reads_frames_as_filter_does(tmp_path):
         hdul.append(fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH"))
     with pytest.raises(ValueError, match="BUNIT"):
         next(_file_chunks(str(nobunit), str(nobunit), 10, None))
+
+
+def test_missing_keras_backend_is_one_line(frames, tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("tensorflow is installed")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "filter", str(frames), "-q",
+                           "-m", "cam", "-o", str(tmp_path / "ev.fits")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert lines == ["xcrfilter filter: error: the Keras backend 'tensorflow' (environment "
+                     "variable KERAS_BACKEND) is not installed (No module named 'tensorflow'); "
+                     "install it or set KERAS_BACKEND=jax."]
+    assert "Traceback" not in proc.stderr

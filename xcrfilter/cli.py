@@ -299,6 +299,28 @@ def main(argv=None):
             u.UnitsError) as exc:
         print(f"xcrfilter {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:
+        print(f"xcrfilter {args.command}: error: {import_error_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def import_error_message(exc):
+    """One line for a missing optional dependency, naming a missing Keras backend.
+
+    Parameters
+    ----------
+    exc : ImportError
+
+    Returns
+    -------
+    str
+    """
+    backend = os.environ.get("KERAS_BACKEND", "")
+    missing = (getattr(exc, "name", None) or "").split(".")[0]
+    if backend and missing == backend:
+        return (f"the Keras backend {backend!r} (environment variable KERAS_BACKEND) is not "
+                f"installed ({exc}); install it or set KERAS_BACKEND=jax.")
+    return f"{exc} (a missing optional dependency; see the installation notes)."
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -90,22 +90,66 @@ def write_checksums(model_dir):
 
 
 def _verify_checksums(model_dir):
+    """Check every file of ``SHA256SUMS``; return the model checksum.
+
+    Only the model file names of `CHECKED_FILES` may be listed, each a
+    regular file inside ``model_dir`` (no path, no link out of the
+    directory, no device such as ``/dev/zero``), so that a hostile
+    directory fails at once instead of making the loader read forever.
+    """
     sums = model_dir / SUMS_FILE
-    if not sums.exists():
+    if not sums.is_file():
         raise ModelFileError(f"{model_dir}: no {SUMS_FILE}; not an xcrfilter CAM model directory")
-    text = sums.read_text()
+    if sums.stat().st_size > 64 * 1024:
+        raise ModelFileError(f"{sums}: {sums.stat().st_size} bytes, too large for a list of "
+                             f"{len(CHECKED_FILES)} checksums")
+    try:
+        text = sums.read_text()
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{sums}: not a text file ({exc})") from exc
+    listed = set()
     for line in text.splitlines():
         if not line.strip():
             continue
         digest, _, name = line.partition("  ")
-        path = model_dir / name.strip()
-        if not path.exists():
-            raise ModelFileError(f"{model_dir}: file {name.strip()!r} listed in {SUMS_FILE} "
-                                 "is missing")
+        name = name.strip()
+        if name not in CHECKED_FILES:
+            raise ModelFileError(f"{sums}: lists {name!r}, which is not a model file "
+                                 f"({', '.join(CHECKED_FILES)})")
+        path = model_dir / name
+        if not path.is_file() or path.resolve().parent != model_dir.resolve():
+            raise ModelFileError(f"{model_dir}: file {name!r} listed in {SUMS_FILE} is missing "
+                                 "or not a regular file inside the model directory")
         if file_sha256(path) != digest:
             raise ModelFileError(f"{path}: sha256 does not match {SUMS_FILE} (corrupt or modified "
                                  "model file)")
+        listed.add(name)
+    missing = [n for n in (NETWORK_FILE, SCALING_FILE, META_FILE) if n not in listed]
+    if missing:
+        raise ModelFileError(f"{sums}: must list {', '.join(missing)}")
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_meta(meta, path):
+    """Validate the fields of ``model.json`` (ModelFileError naming the field)."""
+    thr = meta.get("threshold", 0.5)
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:
+        raise ModelFileError(f"{path}: threshold must be a probability in [0, 1], got {thr!r}")
+    band = meta.get("energy_band_ev", [300.0, 10000.0])
+    if not (isinstance(band, list) and len(band) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
+            and 0 <= band[0] < band[1] and np.isfinite(band[1])):
+        raise ModelFileError(f"{path}: energy_band_ev must be [low, high] in eV with "
+                             f"0 <= low < high, got {band!r}")
+    window = meta.get("window", 64)
+    if isinstance(window, bool) or not isinstance(window, int) or not 8 <= window <= 4096:
+        raise ModelFileError(f"{path}: window must be an integer number of pixels in "
+                             f"[8, 4096], got {window!r}")
+    names = meta.get("class_names", list(CLASS_NAMES))
+    if list(names) != list(CLASS_NAMES):
+        raise ModelFileError(f"{path}: class_names {names!r}, expected {list(CLASS_NAMES)}")
+    if meta.get("feature_set", "paper") not in ("paper", "extended", "context"):
+        raise ModelFileError(f"{path}: unknown feature_set {meta.get('feature_set')!r}")
 
 
 def event_windows(frames_ev, frame, row, col, size=64):
@@ -307,6 +351,7 @@ def _read_meta(model_dir):
         raise ModelFileError(f"{meta_path}: not an xcrfilter CAM model (format tag "
                              f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
                              f"expected {FORMAT!r})")
+    _check_meta(meta, meta_path)
     return meta
 
 
@@ -344,8 +389,25 @@ def _load_uncached(model_dir, verify=True):
     meta = _read_meta(model_dir)
     sha = _verify_checksums(model_dir) if verify else "unverified"
     net = load_network(model_dir)
+    n_out = int(net.kernel.shape[-1])
+    if n_out != len(CLASS_NAMES):
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: the network has {n_out} output "
+                             f"classes, {META_FILE} and xcrfilter expect {len(CLASS_NAMES)} "
+                             f"({', '.join(CLASS_NAMES)})")
+    if net.window % net.stride:
+        raise ModelFileError(f"{model_dir / META_FILE}: window {net.window} is not a multiple "
+                             f"of the network's output stride {net.stride}")
     forest = load_forest(model_dir / FOREST_FILE) if (model_dir / FOREST_FILE).exists() else None
-    return CamModel(net, forest, meta, sha, model_dir)
+    model = CamModel(net, forest, meta, sha, model_dir)
+    n_in = getattr(forest, "n_features_in_", None)
+    n_names = len(model.feature_names) + len(model.context_names)
+    if n_in is not None and n_in != n_names:
+        raise ModelFileError(f"{model_dir / FOREST_FILE}: the forest takes {n_in} features but "
+                             f"{META_FILE} (feature_set {model.feature_set!r}) gives {n_names}")
+    if forest is not None and sorted(int(c) for c in forest.classes_) != [0, 1]:
+        raise ModelFileError(f"{model_dir / FOREST_FILE}: forest classes "
+                             f"{list(forest.classes_)}, expected [0, 1] (X-ray, CR)")
+    return model
 
 
 @functools.lru_cache(maxsize=4)
