@@ -14,6 +14,7 @@ Run ``xcrfilter <command> --help`` for the options of each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -163,12 +164,21 @@ def _add_filter_parser(sub):
     p.add_argument("-o", "--output", required=True, metavar="EVENTS.fits",
                    help="output event file")
     p.add_argument("--mask-output", metavar="MASK.fits", default=None,
-                   help="also write a CCDData whose mask marks the 3x3 pixels of "
-                   "rejected events")
+                   help="also write a compact mask file marking the 3x3 pixels of "
+                   "rejected events (tile-compressed uint8 MASK extensions, one per chunk "
+                   "of frames; no copy of the frames)")
     p.add_argument("--overwrite", action="store_true", help="overwrite output files")
     p.add_argument("--chunk-frames", type=int, default=200, metavar="N",
                    help="frames processed at a time (bounds memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="filter chunks of frames in parallel on a local dask cluster "
+                       "of N worker processes (needs dask.distributed)")
+    scale.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="filter chunks of frames on an existing dask cluster, e.g. "
+                       "tcp://host:8786 (started with 'dask scheduler' and 'dask worker'); "
+                       "the workers must see the input files")
     p.add_argument("--max-lost-xray", type=_fraction, default=None, metavar="FRACTION",
                    help="calibrate the threshold of sac, cam and morph (the SAC radius) "
                    "on this observation so that each loses this fraction of X-ray "
@@ -202,12 +212,28 @@ def _method_options(args, names):
     return options
 
 
+def _dask_client(args, stack):
+    """A dask client for ``--workers N`` (a local cluster) or ``--scheduler ADDRESS``."""
+    if not (args.workers or args.scheduler):
+        return None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("--workers and --scheduler need dask.distributed: "
+                          "pip install 'dask[distributed]'") from None
+    if args.scheduler:
+        return stack.enter_context(Client(args.scheduler))
+    cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                               processes=True, dashboard_address=None))
+    return stack.enter_context(Client(cluster))
+
+
 def _run_filter(args):
-    from .io import as_energy_cube, write_events, write_mask
-    from .masks import mask_events
+    from ._meta import set_card
+    from .io import write_events
+    from .outputs import check_outputs
     from .pipeline import parse_methods, run_pipeline
 
-    from .outputs import check_outputs
     names = parse_methods(args.method)
     for f in args.frames:
         if not os.path.exists(f):
@@ -227,21 +253,33 @@ def _run_filter(args):
                      input_files=list(args.frames))
         _print_summary(events, names, args.output)
         return 0
+    from .stream import FrameStream
     source = args.frames[0] if len(args.frames) == 1 else list(args.frames)
-    cube = as_energy_cube(source, gain=args.gain, name="FRAMES")
-    events = run_pipeline(cube, names, event_threshold=args.event_threshold,
-                          split_threshold=args.split_threshold,
-                          mip_threshold=args.mip_threshold,
-                          options=_method_options(args, names),
-                          chunk_frames=args.chunk_frames, progress=not args.quiet,
-                          max_lost_xray=args.max_lost_xray,
-                          **frame_pipeline_options(args, args.frames, cube.data.shape[0],
-                                                   cube.header))
+    # frames are read a chunk at a time: memory does not grow with the input
+    stream = FrameStream(source, gain=args.gain, chunk_frames=args.chunk_frames,
+                         name="FRAMES")
+    pipeline_options = frame_pipeline_options(args, args.frames, stream.n_frames,
+                                              stream.header)
+    with contextlib.ExitStack() as stack:
+        on_chunk = None
+        if args.mask_output:
+            from .maskfile import MaskWriter
+            on_chunk = stack.enter_context(MaskWriter(
+                args.mask_output, stream.frame_shape, overwrite=args.overwrite)).add
+        client = _dask_client(args, stack)
+        events = run_pipeline(stream, names, event_threshold=args.event_threshold,
+                              split_threshold=args.split_threshold,
+                              mip_threshold=args.mip_threshold,
+                              options=_method_options(args, names),
+                              chunk_frames=args.chunk_frames, progress=not args.quiet,
+                              max_lost_xray=args.max_lost_xray, client=client,
+                              on_chunk=on_chunk, **pipeline_options)
+    if len(stream.filenames) > 1:
+        for i, first in enumerate(stream.offsets[:-1][:99], start=1):
+            set_card(events.meta, f"INFRM{i:02d}", int(first),
+                     f"first FRAME of input file {i} (INFILE{i:02d})")
     write_events(events, args.output, overwrite=args.overwrite,
                  input_files=list(args.frames))
-    if args.mask_output:
-        write_mask(args.mask_output, mask_events(cube, events, which="rejected"),
-                   overwrite=args.overwrite)
     _print_summary(events, names, args.output)
     return 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+from collections import deque
 from collections.abc import Iterator
 
 import astropy.units as u
@@ -19,6 +21,7 @@ from ._meta import add_history, card_value, set_card
 from .events import STATUS_BITS, check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
 from .ogip import add_time
+from .stream import FrameStream
 
 __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
            "run_pipeline"]
@@ -128,7 +131,8 @@ def _slice_cube(cube, start, stop):
 def _chunks(frames, chunk_frames, gain, detector):
     """Yield ``(first_frame, FrameCube)`` of at most ``chunk_frames`` frames.
 
-    ``frames`` is one FrameCube or an iterator of blocks of frames.
+    ``frames`` is one FrameCube, a `~xcrfilter.stream.FrameStream` or an
+    iterator of blocks of frames.
     """
     blocks = [frames] if isinstance(frames, FrameCube) else frames
     first = 0
@@ -141,17 +145,135 @@ def _chunks(frames, chunk_frames, gain, detector):
         first += n
 
 
+#: Largest number of active pixels (above the event threshold) handed to the
+#: event finder and the filters at once: a fully saturated 512 x 512 frame
+#: has 262,144.  Bounds memory on bad frames.
+MAX_ACTIVE_PIXELS = 1_000_000
+
+
+def _work_pieces(cube, event_threshold, max_active=None):
+    """Split ``cube`` into ``(offset, FrameCube)`` pieces of bounded work.
+
+    A piece holds consecutive frames with at most ``max_active`` pixels at or
+    above ``event_threshold`` in total (at least one frame), so that frames
+    full of charge (saturation, a flare of cosmic rays) never meet in one
+    piece.  Results do not depend on the split: events are found and judged
+    frame by frame.
+    """
+    max_active = MAX_ACTIVE_PIXELS if max_active is None else int(max_active)
+    n = cube.data.shape[0]
+    thr = np.float32(event_threshold.to_value(u.eV))
+    active = np.empty(n, np.int64)
+    for i in range(n):
+        active[i] = np.count_nonzero(cube.data[i] >= thr)
+    if active.sum() <= max_active:
+        return [(0, cube)]
+    pieces, a, work = [], 0, 0
+    for i in range(n):
+        if i > a and work + active[i] > max_active:
+            pieces.append((a, _slice_cube(cube, a, i)))
+            a, work = i, 0
+        work += int(active[i])
+    pieces.append((a, _slice_cube(cube, a, n)))
+    return pieces
+
+
+def _process_chunk(sub, start, names, common, options, *, gain, strict, edge_status,
+                   max_active=None):
+    """Events of one chunk, filtered.
+
+    Returns ``(n_masked, pieces)``: the masked pixels of the chunk and a list
+    of ``(first_frame, n_frames, events)``; ``FRAME`` of the events counts
+    from ``start`` (the chunk's first frame in the whole input) and each
+    table keeps the ``meta`` its filters wrote.
+    """
+    modules = {name: load_method(name) for name in names}
+    out = []
+    for offset, piece in _work_pieces(sub, common["event_threshold"], max_active):
+        events = find_events(piece, common["event_threshold"], common["split_threshold"],
+                             common["mip_threshold"], gain=gain, strict=strict,
+                             edge_status=edge_status)
+        for name, module in modules.items():
+            events = _call_step(module, piece, events, common, options.get(name))
+        events["FRAME"] += np.int32(start + offset)
+        out.append((start + offset, piece.data.shape[0], events))
+    n_masked = int(sub.mask.sum()) if sub.mask is not None else 0
+    return n_masked, out
+
+
+def _stream_task(stream, start, stop, *args, **kwargs):
+    """Dask task: read frames ``start:stop`` of ``stream`` and process them."""
+    return _process_chunk(stream.read(start, stop), start, *args, **kwargs)
+
+
+def _chunk_task(sub, start, *args, **kwargs):
+    """Dask task: process a chunk of frames shipped to the worker."""
+    return _process_chunk(sub, start, *args, **kwargs)
+
+
+def _serial_results(frames, chunk_frames, names, common, options, work, calibrate_on, gain,
+                    detector):
+    """``(header, result of _process_chunk)`` of every chunk, computed here."""
+    for start, sub in _chunks(frames, chunk_frames, gain, detector):
+        if start == 0:
+            calibrate_on(sub)
+        yield sub.header, _process_chunk(sub, start, names, common, options, **work)
+
+
+def _dask_results(client, frames, chunk_frames, names, common, options, work, calibrate_on,
+                  gain, detector):
+    """The same as :func:`_serial_results`, each chunk a task on a dask cluster.
+
+    Results come back in frame order; at most two tasks per worker (plus
+    two) are in flight, so that neither the workers nor this process hold
+    more than a few chunks.  Frames of a `~xcrfilter.stream.FrameStream` are
+    read by the workers (the files must be visible to them); other frames
+    are sent with the task.
+    """
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    window = 2 * n_workers + 2
+
+    def submit():
+        if isinstance(frames, FrameStream):
+            ranges = [(a, min(b, a + chunk_frames)) for lo, hi in frames.ranges()
+                      for a in range(lo, hi, chunk_frames) for b in (hi,)]
+            calibrate_on(frames.read(*ranges[0]))
+            for a, b in ranges:
+                yield frames.header, client.submit(_stream_task, frames, a, b, names, common,
+                                                   options, pure=False, **work)
+            return
+        for start, sub in _chunks(frames, chunk_frames, gain, detector):
+            if start == 0:
+                calibrate_on(sub)
+            yield sub.header, client.submit(_chunk_task, sub, start, names, common, options,
+                                            pure=False, **work)
+
+    pending = deque()
+    for item in submit():
+        pending.append(item)
+        if len(pending) >= window:
+            header, future = pending.popleft()
+            yield header, future.result()
+    while pending:
+        header, future = pending.popleft()
+        yield header, future.result()
+
+
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
                  strict=False, edge_status=False, frame_time=None, frame_times=None,
-                 max_lost_xray=None):
+                 max_lost_xray=None, client=None, on_chunk=None, max_active_pixels=None):
     """Find events in ``frames`` and apply the requested filters.
 
     Parameters
     ----------
-    frames : any input of :func:`xcrfilter.io.as_energy_cube`, or an iterator of them
+    frames : frames, an iterator of them, or a `~xcrfilter.stream.FrameStream`
+        Any input of :func:`xcrfilter.io.as_energy_cube`:
         One frame (ny, nx) or a cube (n_frames, ny, nx), or FITS file(s).
+        FITS files are read a chunk at a time
+        (:class:`~xcrfilter.stream.FrameStream`), several files as one
+        observation.
         An iterator (e.g. a generator) yields consecutive blocks of frames
         that are processed as they come, so that a stream of frames never
         has to fit in memory; ``FRAME`` then counts over all blocks.
@@ -168,7 +290,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     options : dict, optional
         Per-method keyword arguments, e.g. ``{"sac": {"radius": 10}}``.
     chunk_frames : int, optional
-        Frames processed per step (bounds memory; default 200).
+        Frames processed per step (bounds memory; default 200).  FITS files
+        are read in chunks of at most
+        ``xcrfilter.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
     progress : bool, optional
         Show a tqdm progress bar over frames.
     strict : bool, optional
@@ -189,6 +313,21 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         the default or given one; the achieved fraction and its 68 %
         interval go to the header (``<XXX>CALF``, ``<XXX>CALLO``,
         ``<XXX>CALHI``, ``<XXX>CALN``).  Default None: no calibration.
+    client : `distributed.Client`, optional
+        Run every chunk of frames as a task on this dask cluster (e.g.
+        ``Client(LocalCluster(n_workers=2))`` or ``Client("tcp://host:8786")``).
+        FITS inputs are read by the workers, which must see the files; each
+        worker loads a model once.  The verdicts are identical to a run
+        without a client (the calibration, if any, runs here on the first
+        chunk).  ``cam_output`` is not supported.  Default None: run here.
+    on_chunk : callable, optional
+        Called as ``on_chunk(first_frame, n_frames, events)`` for each
+        processed piece of frames, in frame order, e.g. to write a mask per
+        chunk.  ``FRAME`` of ``events`` counts over the whole input.
+    max_active_pixels : int, optional
+        Largest number of pixels at or above ``event_threshold`` processed
+        at once; chunks of frames holding more are split (bounds memory on
+        saturated frames).  Default ``MAX_ACTIVE_PIXELS`` (1,000,000).
 
     Returns
     -------
@@ -216,13 +355,24 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
     modules = {name: load_method(name) for name in names}
+    if client is not None and options.get("cam", {}).get("cam_output") is not None:
+        raise ValueError("cam_output (--cam-output) is written by one process: run without "
+                         "a dask client to write CAM maps.")
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)
     if strict and "vfaint" in modules:
         # the VF filter re-derives active pixels: same threshold convention
         options["vfaint"] = dict(options.get("vfaint") or {}, strict=True)
     total = None
-    if not isinstance(frames, Iterator):
+    if isinstance(frames, (str, os.PathLike)) or (
+            isinstance(frames, (list, tuple)) and frames
+            and all(isinstance(f, (str, os.PathLike)) for f in frames)):
+        # FITS files: read a chunk at a time, never the whole input
+        frames = FrameStream(frames, gain=gain, detector=detector,
+                             chunk_frames=int(chunk_frames))
+    if isinstance(frames, FrameStream):
+        total = frames.n_frames
+    elif not isinstance(frames, Iterator):
         frames = frames if isinstance(frames, FrameCube) else as_energy_cube(
             frames, gain=gain, detector=detector, name="frames")
         total = frames.data.shape[0]
@@ -237,30 +387,40 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                    for key in getattr(module, "COUNT_CARDS", ())}
     n = n_masked = 0
     calibrated = {}
-    for start, sub in _chunks(frames, int(chunk_frames), gain, detector):
-        if max_lost_xray is not None and start == 0:
+
+    def calibrate_on(sub):
+        if max_lost_xray is not None:
             from .calibrate import calibrate
             for name, module in modules.items():
                 if hasattr(module, "CALIBRATION"):
                     options[name], calibrated[name] = calibrate(
                         module, sub, common, options.get(name), float(max_lost_xray))
-        stop = start + sub.data.shape[0]
-        n = stop
-        n_masked += int(sub.mask.sum()) if sub.mask is not None else 0
-        events = find_events(sub, event_threshold, split_threshold, mip_threshold,
-                             gain=gain, strict=strict, edge_status=edge_status)
-        for name, module in modules.items():
-            events = _call_step(module, sub, events, common, options.get(name))
-        events["FRAME"] += np.int32(start)
-        if meta is None:
-            meta = dict(events.meta)
-        for key in count_cards:
-            if key in events.meta:
-                counts[key] = counts.get(key, 0) + int(card_value(events.meta, key))
-        events.meta.clear()
-        parts.append(events)
-        if bar is not None:
-            bar.update(stop - start)
+
+    work = dict(gain=gain, strict=strict, edge_status=edge_status,
+                max_active=max_active_pixels)
+    if client is None:
+        results = _serial_results(frames, int(chunk_frames), names, common, options, work,
+                                  calibrate_on, gain, detector)
+    else:
+        results = _dask_results(client, frames, int(chunk_frames), names, common, options,
+                                work, calibrate_on, gain, detector)
+    header = None
+    for header, (masked, pieces) in results:
+        n_masked += masked
+        for start, n_piece, events in pieces:
+            stop = start + n_piece
+            n = max(n, stop)
+            if on_chunk is not None:
+                on_chunk(start, n_piece, events)
+            if meta is None:
+                meta = dict(events.meta)
+            for key in count_cards:
+                if key in events.meta:
+                    counts[key] = counts.get(key, 0) + int(card_value(events.meta, key))
+            events.meta.clear()
+            parts.append(events)
+            if bar is not None:
+                bar.update(n_piece)
     if bar is not None:
         bar.close()
     if not parts:
@@ -294,11 +454,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         # per-chunk HISTORY lines carry per-chunk counts: record totals instead
         out.meta["HISTORY"] = []
         add_history(out.meta, f"find_events: {len(out)} events in {n} frames "
-                              f"(processed in chunks of {int(chunk_frames)} frames)")
+                              f"(processed in chunks of at most {int(chunk_frames)} frames)")
         for name in names:
             nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
     # observation and time keywords: header of the (last) input block
-    add_time(out, sub.header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
+    add_time(out, header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
              warn=False)
     return out
