@@ -35,7 +35,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=400)
     p.add_argument("--seed", type=int, default=909)
-    p.add_argument("--model", default=None, help="model directory (default: shipped model)")
+    p.add_argument("--model", default=None,
+                   help="CAM model directory or name, 'context' or 'paper' (default: 'context')")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
 
@@ -61,6 +62,13 @@ def main(argv=None):
     t_find, ev = _best(lambda: find_events(cube), args.repeat)
     t_vf, _ = _best(lambda: vfaint_filter(ev), args.repeat)
     t_cam, evc = _best(lambda: cam_filter(cube, ev, model=model), args.repeat)
+    from xcrfilter.context import context_features
+    from xcrfilter.filters.morph import is_available, morph_filter
+    t_ctx, _ = _best(lambda: context_features(cube.data, ev), args.repeat)
+    t_morph = None
+    if is_available():
+        morph_filter(cube, ev)  # warm-up: loads the forest
+        t_morph, _ = _best(lambda: morph_filter(cube, ev), args.repeat)
     e = ev["ENERGY"].to_value(u.eV)
     n_scored = int(((e >= 300) & (e < 10000)).sum())
 
@@ -75,7 +83,10 @@ def main(argv=None):
         ("traditional: find_events + vfaint", t_find + t_vf),
         ("cam_filter (on events)", t_cam),
         ("CAM: find_events + cam_filter", t_find + t_cam),
+        ("context_features (on events)", t_ctx),
     ]
+    if t_morph is not None:
+        rows.append(("morph_filter (on events)", t_morph))
     for name, t in rows:
         print(f"{name:42s} {t:8.3f} {n / t:10.1f}")
     print(f"CAM / traditional time ratio: {(t_find + t_cam) / (t_find + t_vf):.1f}")

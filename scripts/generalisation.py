@@ -23,6 +23,7 @@ small, the frames are never stored::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -146,6 +147,51 @@ def cmd_train(args):
     return 0
 
 
+def cmd_defaults(args):
+    """Default thresholds that keep the lost X-ray fraction on every validation set."""
+    from xcrfilter.ml.morph import load_morph_model, save_morph_model
+    tables = {}
+    for path in args.val:
+        t = QTable.read(path)
+        tables[t.meta.get("PRESET", Path(path).stem)] = t[np.asarray(t["TRUTH"]) == 1]
+    report = {}
+    # SAC: the largest radius within the budget on every set
+    radii = []
+    for name, t in tables.items():
+        d = np.sort(np.asarray(u.Quantity(t["TRK_DIST"]).value))
+        w = np.asarray(t["WEIGHT"], float)
+        k = int(np.floor(args.target_fpr * w.sum() / w.mean()))
+        radii.append(float(np.nextafter(d[min(k, d.size - 1)], -np.inf)))
+        report.setdefault("sac", {})[name] = radii[-1]
+    report["sac_radius"] = float(np.floor(min(radii)))
+    for kind in ("morph", "camctx"):
+        path = Path(args.models) / kind
+        if not (path / "model.json").exists():
+            continue
+        model = load_morph_model(path)
+        thr = []
+        for name, t in tables.items():
+            p = _prob(model, t)
+            thr.append(threshold_for_fpr(p, np.zeros(p.size, bool), args.target_fpr))
+            report.setdefault(kind, {})[name] = thr[-1]
+        meta = dict(model.meta)
+        meta["threshold"] = float(max(thr))
+        meta["threshold_choice"] = dict(
+            rule=f"the lowest threshold losing at most {100 * args.target_fpr:g} % of the "
+                 "X-ray events on every validation set", target_fpr=args.target_fpr,
+            per_set={k: float(v) for k, v in report[kind].items()},
+            on=[str(v) for v in args.val])
+        card = (path / "MODEL_CARD.md").read_text()
+        card += (f"\n## Default threshold\n\n{meta['threshold']:.4f}: "
+                 f"{meta['threshold_choice']['rule']} ({', '.join(tables)}); per set: "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in report[kind].items()) + ".\n")
+        save_morph_model(path, model.forest, meta, card_text=card)
+        report[f"{kind}_threshold"] = meta["threshold"]
+    print(json.dumps(report, indent=1))
+    (Path(args.models) / "defaults.json").write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -177,8 +223,13 @@ def main(argv=None):
     e.add_argument("--max-lost", type=float, default=0.02, help="lost X-ray budget")
     e.add_argument("--boot", type=int, default=200, help="bootstrap resamples")
     e.add_argument("-o", "--output", required=True, help="report directory")
+    d = sub.add_parser("defaults", help="default thresholds kept on every validation set")
+    d.add_argument("--models", required=True, help="model directory (morph/, camctx/)")
+    d.add_argument("--val", nargs="+", required=True, help="validation tables")
+    d.add_argument("--target-fpr", type=float, default=0.017,
+                   help="lost X-ray fraction allowed on each validation set")
     args = p.parse_args(argv)
-    return {"build": cmd_build, "train": cmd_train,
+    return {"build": cmd_build, "train": cmd_train, "defaults": cmd_defaults,
             "evaluate": lambda a: cmd_evaluate(a)}[args.cmd](args)
 
 
