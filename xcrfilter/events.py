@@ -279,17 +279,29 @@ def _islands_from_cube(data, evt, chunk_frames=4, strict=False):
     npix = ny * nx
     step = chunk_frames * npix
     buf = np.empty(min(step, flat.size), dtype=bool)
-    cands = []
+    parts = []
     for start in range(0, flat.size, step):
         sub = flat[start:start + step]
         hit = buf[:sub.size]
         compare(sub, evt, out=hit)
-        if hit.any():
-            cands.append(np.flatnonzero(hit) + start)
-    cand = np.concatenate(cands) if cands else np.zeros(0, dtype=np.int64)
-    f, y, x, phas, inside = _gather_islands(flat, data.shape, cand)
-    keep = _local_maxima(phas)
-    return f[keep], y[keep], x[keep], phas[keep], inside[keep]
+        if not hit.any():
+            continue
+        cand = np.flatnonzero(hit) + start
+        # Candidates are gathered a block at a time and only the local maxima
+        # kept: a saturated frame (every pixel a candidate, one event) then
+        # costs a few MB instead of 25 pixels and their indices per pixel.
+        for b in range(0, cand.size, _CANDIDATE_BLOCK):
+            f, y, x, phas, inside = _gather_islands(flat, data.shape,
+                                                    cand[b:b + _CANDIDATE_BLOCK])
+            keep = _local_maxima(phas)
+            parts.append((f[keep], y[keep], x[keep], phas[keep], inside[keep]))
+    if not parts:
+        return _gather_islands(flat, data.shape, np.zeros(0, dtype=np.int64))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+#: Candidate pixels gathered at a time by :func:`_islands_from_cube`.
+_CANDIDATE_BLOCK = 1 << 15
 
 
 def island_properties(phas, split_ev, strict=False):
