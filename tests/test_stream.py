@@ -266,3 +266,52 @@ def test_dask_equals_serial(files, methods):
         for key in ("NFRAMES", "FILTERS", "CAMNREJ", "SACNREJ"):
             if key in serial.meta:
                 assert got.meta[key] == serial.meta[key]
+
+
+def test_cli_scheduler_equals_serial(files, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    _, parts = files
+    serial, remote = tmp_path / "serial.fits", tmp_path / "remote.fits"
+    args = ["filter", *map(str, parts), "-q", "-m", "vfaint,sac", "--chunk-frames", "4"]
+    assert main(args + ["-o", str(serial)]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(args + ["-o", str(remote), "--scheduler", cluster.scheduler_address]) == 0
+    a, b = read_events(serial), read_events(remote)
+    assert len(a) > 20
+    for col in ("FRAME", "RAWX", "RAWY", "PHAS", "STATUS"):
+        np.testing.assert_array_equal(np.asarray(b[col]), np.asarray(a[col]))
+    with pytest.raises(SystemExit):
+        main(args + ["-o", str(tmp_path / "x.fits"), "--workers", "2", "--scheduler", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cam_maps_appended_per_chunk(sim, tmp_path):
+    if "cam" not in available_methods():
+        pytest.skip("CAM model not installed")
+    from xcrfilter.filters.cam import _MAP_FILES, cam_maps
+    from xcrfilter.io import read_cam_maps
+    frames = np.asarray(sim.frames[:5], np.float32) * u.eV
+    out = tmp_path / "maps.fits"
+    run_pipeline(frames, "cam", chunk_frames=2, options={"cam": {"cam_output": out}})
+    maps, header = read_cam_maps(out)
+    ref = cam_maps(frames)
+    assert set(maps) == {"XRAY", "CR"} and header["NCAMMAPS"] == 2
+    for name in maps:
+        assert maps[name].shape == (5, 96, 96)
+        np.testing.assert_allclose(maps[name], ref[name], atol=1e-6)
+    with fits.open(out) as hdul:
+        hdul.verify("exception")
+        assert hdul["CAM_CR"].header["CLASSNAM"] == "CR"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.fits"]   # no side files
+    # a run that fails half way leaves no map file and no side files
+    bad = tmp_path / "bad.fits"
+
+    def explode(start, n, events):
+        if start >= 2:
+            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        run_pipeline(frames, "cam", chunk_frames=2, on_chunk=explode,
+                     options={"cam": {"cam_output": bad}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.fits"]
+    assert not _MAP_FILES

@@ -165,6 +165,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
             continue
         kw = {k: v for k, v in common.items()}
         kw.update(options or {})
+        kw.pop("cam_output", None)  # injected frames are scored, never written
         out = module.pipeline_step(icube, ev[mine], **kw)
         scores.append(np.asarray(out[column], float))
     s = np.concatenate(scores) if scores else np.zeros(0)

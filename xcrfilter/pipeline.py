@@ -259,6 +259,34 @@ def _dask_results(client, frames, chunk_frames, names, common, options, work, ca
         yield header, future.result()
 
 
+def _collect(results, on_chunk, bar, parts, counts, count_cards, state):
+    """Gather the chunk results in frame order into ``parts``, ``counts`` and ``state``."""
+    for header, (masked, pieces) in results:
+        state["header"] = header
+        state["n_masked"] += masked
+        for start, n_piece, events in pieces:
+            state["n"] = max(state["n"], start + n_piece)
+            if on_chunk is not None:
+                on_chunk(start, n_piece, events)
+            if state["meta"] is None:
+                state["meta"] = dict(events.meta)
+            for key in count_cards:
+                if key in events.meta:
+                    counts[key] = counts.get(key, 0) + int(card_value(events.meta, key))
+            events.meta.clear()
+            parts.append(events)
+            if bar is not None:
+                bar.update(n_piece)
+
+
+def _finish_modules(modules, options, ok):
+    """Let each filter close what it writes over a run (``finish_run``), or drop it."""
+    for name, module in modules.items():
+        finish = getattr(module, "finish_run", None)
+        if finish is not None:
+            finish(options.get(name), ok=ok)
+
+
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
@@ -381,11 +409,10 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         from tqdm.auto import tqdm
         bar = tqdm(total=total, unit="frame", desc="filtering")
     parts = []
-    meta = None
     counts = {}
     count_cards = {key: name for name, module in modules.items()
                    for key in getattr(module, "COUNT_CARDS", ())}
-    n = n_masked = 0
+    state = dict(header=None, meta=None, n=0, n_masked=0)
     calibrated = {}
 
     def calibrate_on(sub):
@@ -404,23 +431,13 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     else:
         results = _dask_results(client, frames, int(chunk_frames), names, common, options,
                                 work, calibrate_on, gain, detector)
-    header = None
-    for header, (masked, pieces) in results:
-        n_masked += masked
-        for start, n_piece, events in pieces:
-            stop = start + n_piece
-            n = max(n, stop)
-            if on_chunk is not None:
-                on_chunk(start, n_piece, events)
-            if meta is None:
-                meta = dict(events.meta)
-            for key in count_cards:
-                if key in events.meta:
-                    counts[key] = counts.get(key, 0) + int(card_value(events.meta, key))
-            events.meta.clear()
-            parts.append(events)
-            if bar is not None:
-                bar.update(n_piece)
+    try:
+        _collect(results, on_chunk, bar, parts, counts, count_cards, state)
+    except BaseException:
+        _finish_modules(modules, options, ok=False)
+        raise
+    _finish_modules(modules, options, ok=True)
+    header, meta, n, n_masked = state["header"], state["meta"], state["n"], state["n_masked"]
     if bar is not None:
         bar.close()
     if not parts:

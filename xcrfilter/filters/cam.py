@@ -50,7 +50,7 @@ CAM_BIT = 5
 #: Scored energy band (lower edge inclusive, upper exclusive), paper Sec. 3.3.
 DEFAULT_BAND = (0.3, 10.0) * u.keV
 
-# (path -> (id of the input header, frames written)) for chunked pipeline runs
+# CAM map file of a pipeline run in progress: path -> CubeWriter
 _MAP_FILES = {}
 
 
@@ -161,35 +161,60 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
 
 
 def _write_maps(path, maps, cam, overwrite, append_key=None):
-    from astropy.io import fits
+    """Write ``maps``; with ``append_key`` (a pipeline run) append them to the run's file.
+
+    Chunks of a pipeline run are appended to side files without re-reading
+    anything (`xcrfilter.cubefile.CubeWriter`); :func:`finish_run` writes
+    the file once at the end.
+    """
+    from ..io import _cam_extname, write_cam_maps
     cards = cam.header_cards() + [
         ("CAMORDER", "frame,row,col", "axis order of each map (numpy)")]
-    written = _MAP_FILES.get(str(path))
-    if append_key is not None and written is not None and written[0] == append_key:
-        with fits.open(path) as hdul:
-            hdus = [hdul[0].copy()]
-            for h in hdul[1:]:
-                name = h.name[4:] if h.name.startswith("CAM_") else h.name
-                data = np.concatenate([h.data, maps[name]], axis=0)
-                hdus.append(fits.ImageHDU(data.astype(np.float32), header=h.header, name=h.name))
-        from ..io import _write_hdul
-        _write_hdul(fits.HDUList(hdus), path, True)
-        _MAP_FILES[str(path)] = (append_key, written[1] + len(next(iter(maps.values()))))
-        return
-    try:
-        from ..io import write_cam_maps
-    except ImportError:  # pragma: no cover - io always provides it
-        write_cam_maps = None
-    if write_cam_maps is not None:
+    if append_key is None:
         write_cam_maps(path, maps, cards, overwrite=overwrite)
-    else:  # pragma: no cover
-        hdus = [fits.PrimaryHDU()]
-        for k, v, c in cards:
-            hdus[0].header[k] = (v, c)
-        for name, arr in maps.items():
-            hdus.append(fits.ImageHDU(arr.astype(np.float32), name=f"CAM_{name}"))
-        fits.HDUList(hdus).writeto(path, overwrite=overwrite)
-    _MAP_FILES[str(path)] = (append_key, len(next(iter(maps.values()))))
+        return
+    writer = _MAP_FILES.get(str(path))
+    if writer is None:
+        writer = _MAP_FILES[str(path)] = _map_writer(path, list(maps), cards, overwrite)
+    for name, arr in maps.items():
+        writer.append(_cam_extname(name), arr)
+
+
+def _map_writer(path, classes, cards, overwrite):
+    from astropy.io import fits
+
+    from ..cubefile import CubeWriter
+    from ..io import _cam_extname, _cards_to_header, _creator_cards
+    cards = _cards_to_header(cards)
+    primary = fits.Header()
+    primary.extend(cards, end=True)
+    _creator_cards(primary)
+    primary["NCAMMAPS"] = (len(classes), "number of CAM image extensions")
+    extensions = {}
+    for i, cls in enumerate(classes, start=1):
+        extname = _cam_extname(cls)
+        primary[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
+        hdr = cards.copy()
+        hdr["CLASSNAM"] = (extname[4:], "class of this activation map")
+        hdr["BUNIT"] = ("", "class activation map (dimensionless)")
+        extensions[extname] = hdr
+    return CubeWriter(path, primary, extensions, overwrite=overwrite)
+
+
+def finish_run(options, ok=True):
+    """End of a pipeline run: write the CAM map file of ``options`` (or drop it).
+
+    Parameters
+    ----------
+    options : dict or None
+        The ``cam`` options of the run (``cam_output``).
+    ok : bool, optional
+        False after an error: remove the partial maps instead.  Default True.
+    """
+    path = (options or {}).get("cam_output")
+    writer = _MAP_FILES.pop(str(path), None) if path is not None else None
+    if writer is not None:
+        writer.close() if ok else writer.abort()
 
 
 def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_classes,
@@ -337,11 +362,11 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
     """Pipeline step ``cam``: ``PROB_CR`` and STATUS bit 5 (see :func:`cam_filter`).
 
     ``cube`` is a `~xcrfilter.io.FrameCube` and ``events`` the events found
-    in it; returns a new table.  With ``cam_output``, consecutive chunks of
-    the same input (same header object) are appended to one file.
+    in it; returns a new table.  With ``cam_output``, the chunks of a run are
+    appended to one file, written when the run ends (:func:`finish_run`).
     """
     cam = _get_model(model)
     thr = _check_threshold(threshold, cam.threshold)
     band_ev = _check_band(band)
     return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
-                  append_key=id(cube.header))
+                  append_key=True)
