@@ -67,7 +67,7 @@ def test_real_frame_pixel_counts_pinned():
     assert n >= 2
     # astroscrappy's own test parameters (gain 1.933 on the same array): 4
     # regions of 1, 1, 74 and 93 pixels.
-    out2 = lacosmic_mask(gmos.data, unit="adu", gain=1.933, readnoise=4.24)
+    out2 = lacosmic_mask(gmos.data, unit="adu", gain=1.933 * u.electron / u.adu, readnoise=4.24)
     labels, n = ndimage.label(out2.mask)
     assert sorted(np.bincount(labels.ravel())[1:].tolist()) == [1, 1, 74, 93]
     saao = load_real_frame("saao")

@@ -102,7 +102,11 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def parse_gain(text):
-    """Parse ``"3.65eV/adu"`` or a bare number (eV per adu)."""
+    """Parse ``"3.65eV/adu"``, ``"1.9electron/adu"`` or a bare number (eV per adu).
+
+    Returns a Quantity in eV/adu, or in electron/adu as given (converted
+    with the detector's pair energy where it is used, `xcrfilter.units`).
+    """
     s = str(text).strip()
     try:
         q = u.Quantity(s)
@@ -111,13 +115,15 @@ def parse_gain(text):
             from None
     if q.unit == u.dimensionless_unscaled:
         q = q.value * u.eV / u.adu
-    elif q.unit.is_equivalent(u.eV):
+    elif q.unit.is_equivalent(u.eV) or q.unit.is_equivalent(u.electron):
         q = q / u.adu
     try:
-        q = q.to(u.eV / u.adu)
+        q = q.to(u.eV / u.adu) if q.unit.is_equivalent(u.eV / u.adu) \
+            else q.to(u.electron / u.adu)
     except u.UnitConversionError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a gain in eV/adu") from None
-    if q.value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a gain in eV/adu or "
+                                         "electron/adu") from None
+    if not q.value > 0:
         raise argparse.ArgumentTypeError(f"gain must be positive, got {text!r}")
     return q
 

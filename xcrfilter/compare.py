@@ -40,6 +40,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
+from .units import DEFAULT_BAND
+
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
            "compare_table", "format_table", "print_report", "pixel_confusion",
            "scan_sigclip", "knee_point", "roc_sweeps", "compare_filters", "compare_chunks",
@@ -48,7 +50,7 @@ __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event
 #: Energy bands of the report, keV, half-open [lo, hi) (seed paper Fig. 3b).
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
 #: Full evaluation range, keV (seed paper Sec. 3.4).
-FULL_BAND = (0.3, 10.0)
+FULL_BAND = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
 
 #: STATUS bits of each method (`xcrfilter.events.STATUS_BITS`).
 METHOD_BITS = {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5}

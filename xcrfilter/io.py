@@ -154,25 +154,19 @@ def _unit_kind(unit):
     return None
 
 
-def _check_gain(gain, name):
-    """Validate a gain Quantity (eV/adu; a bare energy is read as per adu)."""
-    if not isinstance(gain, u.Quantity):
-        raise TypeError(
-            f"{name} must be an astropy Quantity in eV/adu (e.g. 3.65 * u.eV / u.adu), "
-            f"got {type(gain).__name__} {gain!r}.")
-    if gain.unit.is_equivalent(u.eV):
-        gain = gain / u.adu
-    try:
-        gain = gain.to(u.eV / u.adu)
-    except u.UnitConversionError:
-        raise u.UnitConversionError(
-            f"{name} must be in eV/adu (energy per ADU), got unit {gain.unit}.") from None
-    if gain.size != 1:
-        raise ValueError(f"{name} must be a scalar Quantity in eV/adu, got shape {gain.shape}.")
-    value = float(np.ravel(gain.value)[0])
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite positive Quantity in eV/adu, got {gain}.")
-    return value * (u.eV / u.adu)
+def _check_gain(gain, name, pair_energy=None):
+    """Validate a gain Quantity; returns it in eV/adu (`xcrfilter.units.as_gain`)."""
+    from .units import PAIR_ENERGY, as_gain
+    return as_gain(gain, name, pair_energy=PAIR_ENERGY if pair_energy is None else pair_energy)
+
+
+def _header_gain(header, primary, detector, where):
+    """GAIN keyword (image header, else primary) in eV/adu, or None."""
+    from .units import header_gain
+    for h in (header, primary):
+        if h is not None and "GAIN" in h:
+            return header_gain(h, pair_energy=detector.pair_energy, where=where)
+    return None
 
 
 def _energy_factor(unit, *, gain, detector, header_gain, where):
@@ -184,16 +178,13 @@ def _energy_factor(unit, *, gain, detector, header_gain, where):
         pair = detector.pair_energy.to_value(u.eV / u.electron)
         return float((1 * unit).to_value(u.electron)) * pair
     if kind == "adu":
+        pair = detector.pair_energy if detector is not None else None
         if gain is not None:
-            g = _check_gain(gain, "gain")
+            g = _check_gain(gain, "gain", pair)
         elif detector is not None and detector.gain is not None:
-            g = _check_gain(detector.gain, "detector.gain")
+            g = _check_gain(detector.gain, "detector.gain", pair)
         elif header_gain is not None:
-            if isinstance(header_gain, bool) \
-                    or not isinstance(header_gain, (int, float, np.number)):
-                raise ValueError(f"{where}: GAIN keyword must be a number in eV/adu, "
-                                 f"got {header_gain!r}.")
-            g = _check_gain(float(header_gain) * u.eV / u.adu, f"GAIN keyword of {where}")
+            g = header_gain  # already in eV/adu (_header_gain)
         else:
             raise ValueError(
                 f"{where} is in adu but no gain is known: pass gain=<Quantity in eV/adu> "
@@ -360,7 +351,8 @@ def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detecto
     bunit = header.get("BUNIT", primary.get("BUNIT"))
     unit = _parse_bunit(bunit, where)
     factor = _energy_factor(unit, gain=gain, detector=detector,
-                            header_gain=header.get("GAIN", primary.get("GAIN")), where=where)
+                            header_gain=_header_gain(header, primary, detector, where)
+                            if _unit_kind(unit) == "adu" else None, where=where)
     offset = header.get("ADUOFFS", primary.get("ADUOFFS"))
     if offset is not None and _unit_kind(unit) == "adu" and float(offset) != 0.0:
         # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
@@ -411,8 +403,10 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         paths is concatenated along the frame axis (frame shapes must match).
     gain : `~astropy.units.Quantity` [eV / adu], optional
         Gain for data in adu.  Takes precedence over ``detector.gain`` and the
-        ``GAIN`` header keyword (read in eV/adu).  A bare energy (eV) is read
-        as eV per adu.
+        ``GAIN`` header keyword (eV/adu, or the unit in brackets at the start
+        of its comment, e.g. ``[electron/adu]``; see `xcrfilter.units`).  A
+        bare energy (eV) is read as eV per adu; electron/adu is converted
+        with the detector's pair energy.
     detector : `~xcrfilter.detector.DetectorModel`, optional
         Supplies the pair energy for data in electron (and an optional gain).
         Default `~xcrfilter.detector.DetectorModel.wfi` (3.65 eV per pair).
@@ -481,9 +475,9 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
                 f"{name} ({type(frames).__name__}) has no unit; set unit to "
                 f"{_ACCEPTED_UNITS}.")
         header = _meta_to_header(frames.meta)
-        header_gain = header.get("GAIN")
         factor = _energy_factor(u.Unit(unit), gain=gain, detector=det,
-                                header_gain=header_gain, where=name)
+                                header_gain=_header_gain(header, None, det, name)
+                                if _unit_kind(u.Unit(unit)) == "adu" else None, where=name)
         data, mask, was_2d = _to_cube(frames.data, frames.mask, factor, name)
         return FrameCube(data, mask, header, [], was_2d)
     if isinstance(frames, u.Quantity):

@@ -35,14 +35,14 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from .units import DEFAULT_BAND, as_band
+
 __all__ = ["Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
            "f1_score", "lost_xray_signal", "unrejected_cr_background",
            "for_relative_improvement", "summary", "select_band", "event_metrics",
            "rejected_by", "roc_curve", "threshold_at_fpr", "table2", "TABLE2_ROWS",
            "DEFAULT_BAND", "fraction_interval", "ONE_SIGMA"]
 
-#: Default energy band of the paper's evaluation (Sec. 3.4): 0.3-10 keV.
-DEFAULT_BAND = (0.3, 10.0) * u.keV
 
 Confusion = namedtuple("Confusion", ["tp", "fp", "tn", "fn"])
 Confusion.__doc__ = """Confusion matrix with CR as the positive class.
@@ -298,18 +298,7 @@ def summary(cm, reference=None):
 
 
 def _check_band(band):
-    if not isinstance(band, u.Quantity):
-        raise TypeError(f"band must be a Quantity pair of energies, e.g. (0.3, 10) * u.keV; "
-                        f"got {type(band).__name__} {band!r}.")
-    try:
-        lo, hi = band.to_value(u.eV)
-    except u.UnitConversionError:
-        raise u.UnitConversionError(f"band must be in energy units, got {band.unit}.") from None
-    except (TypeError, ValueError):
-        raise ValueError(f"band must hold two energies (low, high), got {band}.") from None
-    if not lo < hi:
-        raise ValueError(f"band must be (low, high) with low < high, got {band}.")
-    return lo, hi
+    return as_band(band)
 
 
 def select_band(events, band=DEFAULT_BAND):

@@ -9,6 +9,10 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
+from .units import DEFAULT_BAND
+
+_BAND_KEV = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
+
 __all__ = ["plot_roc", "plot_spectrum", "plot_frame_verdicts"]
 
 #: Colour of each method (and union with the very-faint filter) in every figure.
@@ -71,7 +75,7 @@ def plot_roc(roc, points=None, *, ax=None, title=None):
     return ax
 
 
-def plot_spectrum(events, rejected, *, truth=None, band=(0.3, 10.0), ax=None, title=None,
+def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, title=None,
                   bins=None):
     """Energy spectrum of the accepted and the rejected events.
 

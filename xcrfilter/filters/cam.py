@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from astropy.table import QTable, Table  # noqa: E402
 
 from .._meta import add_history, set_card  # noqa: E402
+from ..units import DEFAULT_BAND, as_band  # noqa: E402  (scored band, [lo, hi))
 
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
            "options_from_args", "pipeline_step"]
@@ -47,8 +48,6 @@ COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
 
 #: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
 CAM_BIT = 5
-#: Scored energy band (lower edge inclusive, upper exclusive), paper Sec. 3.3.
-DEFAULT_BAND = (0.3, 10.0) * u.keV
 
 # CAM map file of a pipeline run in progress: path -> CubeWriter
 _MAP_FILES = {}
@@ -89,13 +88,7 @@ def _check_threshold(threshold, default):
 
 
 def _check_band(band):
-    if not isinstance(band, u.Quantity):
-        raise TypeError("band must be an energy Quantity pair, e.g. (0.3, 10) * u.keV, "
-                        f"got {band!r}")
-    lo, hi = band.to_value(u.eV)
-    if not 0 <= lo < hi:
-        raise ValueError(f"band must be increasing and non-negative, got {band}")
-    return float(lo), float(hi)
+    return as_band(band)
 
 
 def score_events(cube_data, events, cam, band_ev):

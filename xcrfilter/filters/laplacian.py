@@ -23,8 +23,10 @@ follows before the call (and the cleaned image converted back):
   noise dominates empty pixels, which is what matters for the detection
   threshold);
 * ``electron`` frames are passed unchanged with ``gain = 1``;
-* ``adu`` frames are passed unchanged with the gain in electron/adu (from the
-  ``gain`` argument or the header ``GAIN`` keyword).
+* ``adu`` frames are passed unchanged with astroscrappy's gain in
+  electron/adu: the gain (``gain`` argument, else the header ``GAIN``
+  keyword, else the detector model's), which in xcrfilter is always an
+  energy per adu (`xcrfilter.units`), divided by the pair energy.
 
 ``satlevel`` is in astroscrappy's unit, electrons; a `~astropy.units.Quantity`
 in eV, electron or adu is converted.
@@ -43,6 +45,7 @@ from astropy.table import QTable
 from scipy import ndimage
 
 from .._meta import add_history, set_card
+from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
            "LACOSMIC_DEFAULTS", "mask_to_events", "add_cli_options", "options_from_args",
@@ -189,24 +192,25 @@ def _counts_setup(unit, header, gain, readnoise, detector):
     if unit.is_equivalent(u.eV):
         return unit.to(u.eV) / pair, 1.0, rn, "electron", pair
     if unit == u.electron:
-        if gain is not None and _gain_e_per_adu(gain, pair) != 1.0:
+        if gain is not None:
+            as_gain(gain, pair_energy=det.pair_energy)  # validated, then not needed
             warnings.warn("frames are in electron: gain is ignored (1 electron/electron).",
                           stacklevel=3)
         return 1.0, 1.0, rn, "electron", pair
     if unit == u.adu:
-        if gain is None:
-            g_header = header.get("GAIN")
-            if g_header is None and det.gain is not None:
-                g = float(det.gain.to_value(u.eV / u.adu)) / pair
-            elif g_header is None:
-                raise ValueError("frames are in adu but no gain was given: pass gain= "
-                                 "(electron/adu) or set the GAIN header keyword.")
-            else:
-                comment = str(header.comments["GAIN"]).lower() if "GAIN" in header else ""
-                g = float(g_header) / pair if "ev" in comment else float(g_header)
+        # one meaning of GAIN (xcrfilter.units): energy per adu; astroscrappy wants
+        # electron/adu, i.e. the gain divided by the pair energy
+        if gain is not None:
+            g_ev = as_gain(gain, pair_energy=det.pair_energy)
         else:
-            g = _gain_e_per_adu(gain, pair)
-        return 1.0, g, rn, "adu", pair
+            g_ev = header_gain(header, pair_energy=det.pair_energy, where="frames")
+            if g_ev is None and det.gain is not None:
+                g_ev = as_gain(det.gain, "detector.gain", pair_energy=det.pair_energy)
+            if g_ev is None:
+                raise ValueError("frames are in adu but no gain was given: pass gain= (a "
+                                 "Quantity in eV/adu or electron/adu) or set the GAIN "
+                                 "header keyword.")
+        return 1.0, float(g_ev.to_value(u.eV / u.adu)) / pair, rn, "adu", pair
     raise u.UnitConversionError(f"frames must be in an energy unit, electron or adu, got {unit}.")
 
 
@@ -231,19 +235,6 @@ def _integer(name, value, minimum):
     if int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
-
-
-def _gain_e_per_adu(gain, pair):
-    if isinstance(gain, u.Quantity):
-        if gain.unit.is_equivalent(u.eV / u.adu):
-            g = float(gain.to_value(u.eV / u.adu)) / pair
-        else:
-            g = float(gain.to_value(u.electron / u.adu))
-    else:
-        g = float(gain)
-    if not np.isfinite(g) or g <= 0:
-        raise ValueError(f"gain must be finite and positive, got {gain!r}.")
-    return g
 
 
 def _satlevel_e(satlevel, header, unit, scale, gain, pair):
@@ -337,11 +328,12 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
         before detection and removed from the cleaned image (as ccdproc does).
         ``inbkg``/``invar`` must have the frames' shape and be in counts
         (counts squared) as defined in the module notes.
-    gain : `~astropy.units.Quantity` or float, optional
-        Gain for ``adu`` frames, electron/adu (a float) or a Quantity in
-        electron/adu or eV/adu.  Default: header ``GAIN`` (electron/adu
-        unless its comment says eV), else the detector model's gain.
-        Energy and electron frames use gain 1 after conversion to electrons.
+    gain : `~astropy.units.Quantity` [eV / adu or electron / adu], optional
+        Gain for ``adu`` frames (`xcrfilter.units.as_gain`; a bare number is
+        refused as ambiguous).  Default: header ``GAIN`` (eV/adu, or the unit
+        in brackets at the start of its comment, e.g. ``[electron/adu]``),
+        else the detector model's gain.  Energy and electron frames use gain
+        1 after conversion to electrons.
     readnoise : `~astropy.units.Quantity` or float, optional
         Read noise rms in electrons (float) or a Quantity in electron or eV.
         Default: the detector model's ``readout_noise`` for energy frames, the
@@ -666,7 +658,10 @@ def add_arguments(parser):
                         help="output FITS: data, MASK extension and LAC* header cards")
     parser.add_argument("--unit", default=None,
                         help="unit of the data when the header has no BUNIT, e.g. adu")
-    parser.add_argument("--gain", type=float, default=None, help="gain [electron/adu]")
+    from ..cli import parse_gain
+    parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
+                        help="gain of adu frames, e.g. 3.65eV/adu or 1.9electron/adu (bare "
+                        "numbers are eV/adu, as everywhere in xcrfilter)")
     parser.add_argument("--readnoise", type=float, default=None, help="read noise [electron]")
     parser.add_argument("--satlevel", type=float, default=None, help="saturation [electron]")
     parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")

@@ -32,6 +32,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._meta import add_history, card_value, set_card
+from ..units import as_energy
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
@@ -56,15 +57,7 @@ _STRUCTURE[1] = True
 
 
 def _energy(value, name):
-    if not isinstance(value, u.Quantity):
-        raise TypeError(f"{name} must be an astropy Quantity in energy units, got {value!r}.")
-    try:
-        value = float(value.to_value(u.eV))
-    except u.UnitConversionError:
-        raise u.UnitConversionError(f"{name} must be an energy, got {value}.") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and positive, got {value} eV.")
-    return value
+    return as_energy(value, name)
 
 
 def _radius(radius):

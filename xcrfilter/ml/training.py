@@ -34,6 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 from ..scaling import LogEnergyScaler  # noqa: E402
+from ..units import DEFAULT_BAND  # noqa: E402
 from .densenet import CLASS_NAMES, build_densenet, count_params  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES  # noqa: E402
 
@@ -42,7 +43,7 @@ __all__ = ["load_tiles", "train_network", "event_dataset", "train_forest", "trai
            "lr_schedule", "versions", "DEFAULT_BAND_EV"]
 
 #: Energy band of the scored events [eV] (paper Sec. 3.3), lower inclusive.
-DEFAULT_BAND_EV = (300.0, 10000.0)
+DEFAULT_BAND_EV = tuple(float(e) for e in DEFAULT_BAND.to_value("eV"))
 
 
 def lr_schedule(epoch, lr0=0.007, decay=0.95):
