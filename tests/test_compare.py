@@ -144,8 +144,13 @@ def test_pixel_confusion_and_knee():
     assert c["MSE"] == pytest.approx(3 / 8)
     x = np.linspace(1, 10, 10)
     y = 1000 * np.exp(-(x - 1))  # knee where the decay flattens
-    assert knee_point(x, y) in (1, 2)
-    assert knee_point([0, 1, 2], [0, 1, 2]) in (0, 1, 2)
+    # normalised distance to the chord, 1 - x_n - y_n: 0.521, 0.642, 0.617 at
+    # indices 1, 2, 3 (by hand), so the knee is index 2 (x = 3)
+    assert knee_point(x, y) == 2
+    assert knee_point([0, 1, 2, 3, 4], [10, 2, 1, 0.5, 0]) == 1
+    assert knee_point([0, 1, 2], [0, 1, 2]) == 0  # a straight line: no knee, the first point
+    with pytest.raises(ValueError, match="3 points"):
+        knee_point([0, 1], [1, 0])
 
 
 def test_scan_sigclip_small():
@@ -155,7 +160,7 @@ def test_scan_sigclip_small():
     assert np.all(np.diff(t["N_CRPIX"]) <= 0)  # fewer pixels at higher sigclip
     i = int(np.argmin(t["MSE"]))
     assert t.meta["SIGMSE"] == t["SIGCLIP"][i]
-    assert t.meta["SIGKNEE"] in t["SIGCLIP"]
+    assert t.meta["SIGKNEE"] == t["SIGCLIP"][knee_point(t["SIGCLIP"], t["N_CRPIX"])]
     np.testing.assert_allclose(t["MSE"], (t["FP"] + t["FN"]) / labels.size)
 
 

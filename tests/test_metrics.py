@@ -65,12 +65,14 @@ def test_paper_table2_traditional_column():
     assert 100 * m.unrejected_cr_background(TRAD) == pytest.approx(1.37, abs=0.005)
 
 
-def test_f1_from_paper_precision_and_recall():
-    # Eq. 5 on the published (rounded) precision and recall
-    p, r = 0.2523, 0.4367
-    assert 100 * 2 * p * r / (p + r) == pytest.approx(31.98, abs=0.01)
-    p, r = 0.0331, 0.0260
-    assert 100 * 2 * p * r / (p + r) == pytest.approx(2.91, abs=0.01)
+def test_f1_is_eq5_of_precision_and_recall():
+    # Eq. 5, checked on the package's own precision and recall of both columns
+    for cm, published in ((AI, 31.98), (TRAD, 2.91)):
+        p, r = m.precision(cm), m.recall(cm)
+        assert m.f1_score(cm) == pytest.approx(2 * p * r / (p + r), rel=1e-12)
+        assert 100 * m.f1_score(cm) == pytest.approx(published, abs=0.01)
+    assert m.f1_score((0, 5, 10, 5)) == 0.0  # P + R = 0
+    assert np.isnan(m.f1_score((0, 0, 10, 0)))  # nothing rejected, no CR: P and R undefined
 
 
 def test_for_relative_improvement_from_published_for():
