@@ -1,0 +1,77 @@
+"""A tiny example filter: flag events at or above an energy limit (STATUS bit 7).
+
+It follows the contract of every xcrfilter filter and is a pipeline plug-in;
+``docs/writing_a_filter.rst`` walks through it and the test suite runs it.
+"""
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable, Table
+
+from xcrfilter._meta import add_history, set_card
+from xcrfilter.units import as_energy
+
+#: STATUS bit set by this filter (a free bit of ``xcrfilter.events.STATUS_BITS``).
+BRIGHT_BIT = 7
+
+#: Header keywords holding counts, summed by the pipeline over chunks of frames.
+COUNT_CARDS = ("BRTNREJ",)
+
+
+def bright_filter(frames, events=None, *, limit=8 * u.keV):
+    """Flag events with ``ENERGY >= limit``.
+
+    Parameters
+    ----------
+    frames : frames accepted by `xcrfilter.find_events`, or None
+        Searched for events when ``events`` is None.
+    events : `~astropy.table.Table`, optional
+        Events with ``ENERGY`` [energy] and ``STATUS``.
+    limit : `~astropy.units.Quantity` [energy], optional
+        Default 8 keV.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        A new table: the input columns, ``STATUS`` bit 7 cleared and then
+        set where ``ENERGY >= limit``, header cards ``BRTLIMIT`` [eV] and
+        ``BRTNREJ``.  The input is never modified.
+    """
+    limit_ev = as_energy(limit, "limit")
+    if events is None:
+        from xcrfilter import find_events
+        events = find_events(frames)
+    if not isinstance(events, Table):
+        raise TypeError(f"events must be an astropy Table, got {type(events).__name__}")
+    missing = [c for c in ("ENERGY", "STATUS") if c not in events.colnames]
+    if missing:
+        raise ValueError(f"events lack column(s) {missing} needed by the bright filter")
+    out = QTable(events, copy=True)                      # never touch the input
+    energy = u.Quantity(out["ENERGY"], u.eV).to_value(u.eV)
+    hit = energy >= limit_ev
+    status = np.asarray(out["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << BRIGHT_BIT))               # a re-run replaces the bit
+    status[hit] |= np.int32(1 << BRIGHT_BIT)
+    out["STATUS"] = status
+    set_card(out.meta, "BRTLIMIT", limit_ev, "[eV] bright filter energy limit")
+    set_card(out.meta, "BRTNREJ", int(hit.sum()), f"events flagged (bit {BRIGHT_BIT})")
+    add_history(out.meta, f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")
+    return out
+
+
+# -- pipeline plug-in -----------------------------------------------------------
+
+def add_cli_options(group):
+    """The ``--bright-limit`` option of ``xcrfilter filter``."""
+    from xcrfilter.cli import parse_energy
+    group.add_argument("--bright-limit", type=parse_energy, default=8 * u.keV, metavar="E",
+                       help="flag events at or above this energy")
+
+
+def options_from_args(args):
+    """Keyword arguments of :func:`pipeline_step` from the parsed options."""
+    return {"limit": args.bright_limit}
+
+
+def pipeline_step(cube, events, *, limit=8 * u.keV, **_):
+    """Pipeline step: the events of one chunk of frames, already found."""
+    return bright_filter(cube, events, limit=limit)
