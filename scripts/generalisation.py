@@ -164,6 +164,35 @@ def cmd_defaults(args):
         radii.append(float(np.nextafter(d[min(k, d.size - 1)], -np.inf)))
         report.setdefault("sac", {})[name] = radii[-1]
     report["sac_radius"] = float(np.floor(min(radii)))
+    if args.figure:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+        r = np.arange(0, 81)
+        for path in args.val:
+            t = QTable.read(path)
+            name = t.meta.get("PRESET", Path(path).stem)
+            t = t[np.asarray(t["TRUTH"]) > 0]
+            d = np.asarray(u.Quantity(t["TRK_DIST"]).value)
+            cr = np.asarray(t["TRUTH"]) == 2
+            w = np.asarray(t["WEIGHT"], float)
+            lost = [100 * w[~cr][d[~cr] <= x].sum() / w[~cr].sum() for x in r]
+            rec = [100 * np.mean(d[cr] <= x) for x in r]
+            a1.plot(r, lost, label=name)
+            a2.plot(r, rec, label=f"{name} ({int(cr.sum())} CR)")
+        for a in (a1, a2):
+            a.axvline(report["sac_radius"], color="0.5", ls=":")
+            a.set_xlabel("SAC radius [pixel]")
+        a1.axhline(100 * args.target_fpr, color="0.5", ls="--", lw=1)
+        a1.set_ylabel("lost X-ray signal [%]")
+        a2.set_ylabel("CR events rejected [%]")
+        a1.set_ylim(0, 8)
+        a2.legend(fontsize=7)
+        a1.set_title("X-rays within R of a track")
+        a2.set_title("CR events within R of a track")
+        fig.tight_layout()
+        fig.savefig(args.figure, dpi=110)
     for kind in ("morph", "camctx"):
         path = Path(args.models) / kind
         if not (path / "model.json").exists():
@@ -189,6 +218,53 @@ def cmd_defaults(args):
         report[f"{kind}_threshold"] = meta["threshold"]
     print(json.dumps(report, indent=1))
     (Path(args.models) / "defaults.json").write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+def cmd_ship(args):
+    """Write the shipped model directories from a trained model set."""
+    import shutil
+
+    from xcrfilter.ml.model import load_model, save_model
+    from xcrfilter.ml.morph import load_morph_model, save_morph_model
+    models = Path(args.models)
+    morph = load_morph_model(models / "morph")
+    out = Path(args.morph_out)
+    if out.exists():
+        shutil.rmtree(out)
+    card = (models / "morph" / "MODEL_CARD.md").read_text()
+    save_morph_model(out, morph.forest, dict(morph.meta, name="xcrfilter-morph-v1"),
+                     card_text=card.replace(morph.name, "xcrfilter-morph-v1"))
+    ctx = load_morph_model(models / "camctx")
+    paper = load_model(args.paper_dir)
+    names = list(CAM_PAPER) + [n for n in MODEL_FEATURES if n != "ENERGY"]
+    if [f"CAM_{n}" for n in CAM_PAPER] + names[len(CAM_PAPER):] != list(ctx.feature_names):
+        raise SystemExit("camctx features are not the paper features + context features")
+    meta = {k: v for k, v in paper.meta.items()
+            if k not in ("format", "format_version", "threshold_choice", "stage2",
+                         "feature_names", "feature_set", "name", "threshold")}
+    meta.update(name="xcrfilter-cam-context-v2", feature_set="context", feature_names=names,
+                threshold=ctx.threshold, threshold_choice=ctx.meta["threshold_choice"],
+                stage2=dict(ctx.meta["training"], note="forest on the paper network's CAM "
+                            "features plus xcrfilter.context features, randomised physics"),
+                context=ctx.meta["context"], stage1_from=paper.name)
+    out = Path(args.cam_out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in ("densenet.keras", "scaling.json", "stage1_log.csv"):
+        if (Path(args.paper_dir) / name).exists():
+            shutil.copy2(Path(args.paper_dir) / name, out / name)
+    card = (models / "camctx" / "MODEL_CARD.md").read_text().replace(
+        ctx.name, meta["name"])
+    card += ("\n## Network\n\nThe DenseNet frame classifier (stage 1) is the one of the "
+             f"shipped paper model {paper.name}, unchanged (see its model card in "
+             "xcrfilter/data/cam_model_paper).\n")
+    save_model(out, None, None, ctx.forest, meta, card_text=card)
+    check = load_model(out)
+    print(f"{args.morph_out}: {morph.threshold:.4f}; {out}: {check.name} threshold "
+          f"{check.threshold:.4f}, {len(check.feature_names) + len(check.context_names)} "
+          "features")
     return 0
 
 
@@ -228,8 +304,17 @@ def main(argv=None):
     d.add_argument("--val", nargs="+", required=True, help="validation tables")
     d.add_argument("--target-fpr", type=float, default=0.017,
                    help="lost X-ray fraction allowed on each validation set")
+    d.add_argument("--figure", default=None, help="PNG of the SAC radius curves")
+    sh = sub.add_parser("ship", help="write the shipped model directories")
+    sh.add_argument("--models", required=True, help="trained model set (morph/, camctx/)")
+    sh.add_argument("--paper-dir", default="xcrfilter/data/cam_model_paper",
+                    help="paper model directory (network source)")
+    sh.add_argument("--cam-out", default="xcrfilter/data/cam_model", help="CAM model output")
+    sh.add_argument("--morph-out", default="xcrfilter/data/morph_model",
+                    help="morph model output")
     args = p.parse_args(argv)
     return {"build": cmd_build, "train": cmd_train, "defaults": cmd_defaults,
+            "ship": cmd_ship,
             "evaluate": lambda a: cmd_evaluate(a)}[args.cmd](args)
 
 
