@@ -84,3 +84,18 @@ def test_filter_contract(name, sim):
     alone = func(frames)
     assert isinstance(alone, QTable) and len(alone) == len(events)
     assert set(columns) <= set(alone.colnames)
+
+
+def test_no_import_cycle_through_the_command_line():
+    """Modules that define options import xcrfilter.argtypes, never xcrfilter.cli."""
+    code = ("import argparse, sys\n"
+            "import xcrfilter.compare, xcrfilter.demo, xcrfilter.filters.sac\n"
+            "p = argparse.ArgumentParser()\n"
+            "xcrfilter.compare.add_arguments(p)\n"
+            "xcrfilter.filters.sac.add_cli_options(argparse.ArgumentParser())\n"
+            "print('xcrfilter.cli' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+    from xcrfilter import argtypes, cli
+    assert cli.parse_energy is argtypes.parse_energy  # the old import path still works

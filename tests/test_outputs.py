@@ -194,3 +194,15 @@ def test_missing_keras_backend_is_one_line(frames, tmp_path):
                      "variable KERAS_BACKEND) is not installed (No module named 'tensorflow'); "
                      "install it or set KERAS_BACKEND=jax."]
     assert "Traceback" not in proc.stderr
+
+
+def test_train_refuses_model_files_over_its_inputs(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    tiles = model / "model.json"   # an input with the name of a model file
+    tiles.write_text("{}")
+    before = _digest(tiles)
+    assert main(["train", "--tiles", str(tiles), "--simulate-frames", "2",
+                 "-o", str(model)]) == 1
+    assert "is also an input file" in capsys.readouterr().err
+    assert _digest(tiles) == before

@@ -838,7 +838,7 @@ def add_arguments(parser):
                         help="frames read and filtered at a time")
     parser.add_argument("--pixel-frames", type=int, default=50, metavar="N",
                         help="frames for the pixel-wise Laplacian confusion")
-    from .cli import parse_energy
+    from .argtypes import parse_energy
     parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
                         metavar="E", help="minimum central-pixel energy of an event")
     parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,

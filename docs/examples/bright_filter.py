@@ -62,7 +62,7 @@ def bright_filter(frames, events=None, *, limit=8 * u.keV):
 
 def add_cli_options(group):
     """The ``--bright-limit`` option of ``xcrfilter filter``."""
-    from xcrfilter.cli import parse_energy
+    from xcrfilter.argtypes import parse_energy
     group.add_argument("--bright-limit", type=parse_energy, default=8 * u.keV, metavar="E",
                        help="flag events at or above this energy")
 

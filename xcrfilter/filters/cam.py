@@ -329,7 +329,7 @@ def add_cli_options(group):
                        "features)")
     group.add_argument("--cam-output", dest="cam_output", default=None, metavar="CAMS.fits",
                        help="write CAM_XRAY and CAM_CR maps of every frame to this FITS file")
-    from ..cli import parse_energy
+    from ..argtypes import parse_energy
     group.add_argument("--cam-band", dest="cam_band", type=parse_energy, nargs=2, default=None,
                        metavar=("LO", "HI"),
                        help="scored energy band [LO, HI) (default: 0.3keV 10keV)")

@@ -658,7 +658,7 @@ def add_arguments(parser):
                         help="output FITS: data, MASK extension and LAC* header cards")
     parser.add_argument("--unit", default=None,
                         help="unit of the data when the header has no BUNIT, e.g. adu")
-    from ..cli import parse_gain
+    from ..argtypes import parse_gain
     parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
                         help="gain of adu frames, e.g. 3.65eV/adu or 1.9electron/adu (bare "
                         "numbers are eV/adu, as everywhere in xcrfilter)")

@@ -395,7 +395,7 @@ def _write_cards(meta, params, n_events=None, events_only=False):
 # --------------------------------------------------------------------------
 def add_cli_options(group):
     """Add the ``--sac-*`` options to an argparse group of ``xcrfilter filter``."""
-    from ..cli import parse_energy
+    from ..argtypes import parse_energy
     group.add_argument("--sac-radius", type=float, default=SAC_DEFAULTS["radius"], metavar="R",
                        help="rejection radius around tracks [pixel]")
     group.add_argument("--sac-track-energy", type=parse_energy, default=None, metavar="E",

@@ -74,9 +74,17 @@ def add_arguments(parser):
 
 def run(args):
     """Run ``xcrfilter train``; returns the exit code."""
+    import os
+
+    from ..outputs import check_outputs
     from .forest import ModelFileError
+    from .model import CHECKED_FILES, SUMS_FILE
     from .training import train
 
+    # no model file may replace an input (tiles or frames inside the model directory)
+    check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
+                   for name in CHECKED_FILES + (SUMS_FILE, "stage1_log.csv")},
+                  [args.tiles] + list(args.frames or []), overwrite=True)
     if args.simulate_frames is not None:
         frames = _SimulatedFrames(args.simulate_frames, args.simulate_seed)
     else:

@@ -41,7 +41,7 @@ def _parse_sets(items):
 
 def add_arguments(parser):
     """Add the ``simulate`` options to an `argparse.ArgumentParser`."""
-    from ..cli import parse_energy
+    from ..argtypes import parse_energy
     parser.add_argument("--frames", type=int, required=True, metavar="N",
                         help="number of frames")
     parser.add_argument("--shape", type=int, nargs=2, default=(512, 512),
