@@ -194,16 +194,27 @@ _MEMORY = textwrap.dedent("""
     import numpy as np
     from astropy.io import fits
     from xcrfilter.cli import main
+
+    def peak():
+        # VmHWM: peak RSS of this process image (ru_maxrss also counts the
+        # parent's pages at fork time on Linux)
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     path, out, chunk = sys.argv[1], sys.argv[2], sys.argv[3]
     small = out + ".small.fits"
     fits.PrimaryHDU(np.zeros((2, 512, 512), np.float32), header=fits.Header(
         [("BUNIT", "eV")])).writeto(small)
     main(["filter", small, "-q", "-o", out + ".warm", "--chunk-frames", chunk])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak()
     main(["filter", path, "-q", "-o", out, "--mask-output", out + ".mask",
           "--chunk-frames", chunk] + sys.argv[4:])
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) * 1024)
+    print(peak() - before)
 """)
 
 

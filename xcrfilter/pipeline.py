@@ -149,6 +149,7 @@ def _chunks(frames, chunk_frames, gain, detector):
 #: event finder and the filters at once: a fully saturated 512 x 512 frame
 #: has 262,144.  Bounds memory on bad frames.
 MAX_ACTIVE_PIXELS = 1_000_000
+_ROW_STEP = 4
 
 
 def _work_pieces(cube, event_threshold, max_active=None):
@@ -163,9 +164,10 @@ def _work_pieces(cube, event_threshold, max_active=None):
     max_active = MAX_ACTIVE_PIXELS if max_active is None else int(max_active)
     n = cube.data.shape[0]
     thr = np.float32(event_threshold.to_value(u.eV))
-    active = np.empty(n, np.int64)
-    for i in range(n):
-        active[i] = np.count_nonzero(cube.data[i] >= thr)
+    # estimated from every 4th row (a quarter of the cost of the exact count;
+    # the bound is on memory, it need not be exact)
+    rows = cube.data[:, ::_ROW_STEP]
+    active = np.count_nonzero(rows >= thr, axis=(1, 2)) * _ROW_STEP
     if active.sum() <= max_active:
         return [(0, cube)]
     pieces, a, work = [], 0, 0
@@ -197,7 +199,7 @@ def _process_chunk(sub, start, names, common, options, *, gain, strict, edge_sta
             events = _call_step(module, piece, events, common, options.get(name))
         events["FRAME"] += np.int32(start + offset)
         out.append((start + offset, piece.data.shape[0], events))
-    n_masked = int(sub.mask.sum()) if sub.mask is not None else 0
+    n_masked = int(np.count_nonzero(sub.mask)) if sub.mask is not None else 0
     return n_masked, out
 
 

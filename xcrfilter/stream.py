@@ -117,11 +117,18 @@ def _image_hdu_header(hdul, where, name):
 
 
 def _section(hdu, start, stop, was_2d):
+    """Frames ``start:stop`` read from the file (a new array, native byte order)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
         if was_2d:
-            return np.asarray(hdu.section[:, :])[np.newaxis]
-        return np.asarray(hdu.section[start:stop])
+            values = np.asarray(hdu.section[:, :])[np.newaxis]
+        else:
+            values = np.asarray(hdu.section[start:stop])
+    if not values.dtype.isnative and values.flags.writeable and values.flags.c_contiguous:
+        # the section is our own copy of the file's big-endian bytes: swap in place
+        # (no second copy of the chunk)
+        values = values.byteswap(inplace=True).view(values.dtype.newbyteorder())
+    return values
 
 
 class FrameStream:
