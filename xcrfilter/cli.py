@@ -30,7 +30,7 @@ _DELEGATES = {
                  "simulate frames of an X-ray detector with cosmic rays (FITS + truth)"),
     "train": ("xcrfilter.ml.cli",
               "train the CAM filter (DenseNet frame classifier + random forest)"),
-    "compare": ("xcrfilter.compare",
+    "compare": ("xcrfilter.compare_cli",
                 "run every filter on a simulated observation and write the comparison"),
     "lacosmic": ("xcrfilter.filters.laplacian",
                  "L.A.Cosmic (astroscrappy) cosmic-ray mask of one image, e.g. the real "

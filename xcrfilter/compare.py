@@ -31,7 +31,6 @@ pixels) curve.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from .units import DEFAULT_BAND
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
            "compare_table", "format_table", "print_report", "pixel_confusion",
            "scan_sigclip", "knee_point", "roc_sweeps", "compare_filters", "compare_chunks",
-           "CompareReport", "add_arguments", "run"]
+           "CompareReport", "write_report"]
 
 #: Energy bands of the report, keV, half-open [lo, hi) (seed paper Fig. 3b).
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
@@ -642,6 +641,7 @@ def write_report(report, outdir, *, frames=None, labels=None, overwrite=True):
         write_events(ev, os.path.join(outdir, "events.fits"), overwrite=overwrite)
     except Exception as exc:  # noqa: BLE001 - the tables above are the report
         warnings.warn(f"events.fits not written: {exc}", stacklevel=2)
+    from .compare_plots import make_figures
     report.figures = make_figures(report, outdir, frames=frames, labels=labels)
     return report.figures
 
@@ -651,277 +651,6 @@ def _pixel_text(p):
             f"TP {p['TP']} FP {p['FP']} (of which X-ray {p['FP_XRAY']}) FN {p['FN']}; "
             f"purity {p['PURITY']:.3f} completeness {p['COMPLETENESS']:.3f} "
             f"F1 {p['F1']:.3f} MSE {p['MSE']:.2e}")
-
-
-def make_figures(report, outdir, *, frames=None, labels=None):
-    """ROC, unrejected background spectrum (Fig. 3a), FOR improvement per band
-    (Fig. 3b), lost X-ray signal vs energy (Fig. 4) and the Laplacian pixel
-    confusion, as PNG files in ``outdir``.  Returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    t, ev, truth = report.table, report.events, report.truth
-    full = f"{FULL_BAND[0]:g}-{FULL_BAND[1]:g}"
-    tf = t[t["BAND"] == full]
-    methods = list(tf["METHOD"])
-
-    # --- ROC
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for curve in dict.fromkeys(report.roc["CURVE"]) if len(report.roc) else []:
-        r = report.roc[report.roc["CURVE"] == curve]
-        order = np.argsort(r["FPR"])
-        ax.plot(100 * r["FPR"][order], 100 * r["RECALL"][order], "-",
-                color=_COLORS.get(curve, None), alpha=0.8,
-                label=f"{curve} ({'radius' if 'SAC' in curve else 'threshold'} swept)")
-    for row in tf:
-        ax.plot(100 * row["FPR"], 100 * row["RECALL"], "o", ms=7,
-                color=_COLORS.get(row["METHOD"]), mec="k", label=f"{row['METHOD']} (default)")
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("lost X-ray signal FPR [%]")
-    ax.set_ylabel("CR recall [%]")
-    ax.set_title(f"ROC, {full} keV, {report.n_frames} frames")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    files.append(_save(fig, outdir, "roc.png"))
-
-    # --- unrejected background spectrum (Fig. 3a)
-    e = _energy_kev(ev)
-    bins = np.geomspace(FULL_BAND[0], FULL_BAND[1], 25)
-    width = np.diff(bins)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    cr = truth == 2
-    n = max(report.n_frames, 1)
-    h_all, _ = np.histogram(e[cr], bins)
-    ax.stairs(h_all / width / n, bins, color="0.6", ls=":", label="all CR events")
-    for m in methods:
-        keep = cr & ~rejected(ev, m)
-        h, _ = np.histogram(e[keep], bins)
-        ax.stairs(h / width / n, bins, color=_COLORS.get(m), label=m)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("event energy [keV]")
-    ax.set_ylabel("unrejected CR events / keV / frame")
-    ax.set_title("Unrejected background spectrum (cf. paper Fig. 3a)")
-    ax.legend(fontsize=7)
-    files.append(_save(fig, outdir, "background_spectrum.png"))
-
-    # --- FOR relative improvement per band (Fig. 3b)
-    bands = [b for b in dict.fromkeys(t["BAND"]) if b != full]
-    others = [m for m in methods if m != "VF"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    w = 0.8 / max(len(others), 1)
-    for j, m in enumerate(others):
-        vals = [100 * t[(t["BAND"] == b) & (t["METHOD"] == m)]["FOR_IMPR"][0] for b in bands]
-        ax.bar(np.arange(len(bands)) + (j - (len(others) - 1) / 2) * w,
-               np.nan_to_num(vals), w, color=_COLORS.get(m), label=m)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(np.arange(len(bands)), [f"{b} keV" for b in bands])
-    ax.set_ylabel("FOR relative improvement vs VF [%]")
-    ax.set_title("Background reduction per band (cf. paper Fig. 3b)")
-    ax.legend(fontsize=7)
-    files.append(_save(fig, outdir, "for_improvement.png"))
-
-    # --- lost X-ray signal vs energy (Fig. 4)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    xr = truth == 1
-    ebins = np.geomspace(FULL_BAND[0], FULL_BAND[1], 16)
-    centers = np.sqrt(ebins[1:] * ebins[:-1])
-    nx, _ = np.histogram(e[xr], ebins)
-    for m in methods:
-        nl, _ = np.histogram(e[xr & rejected(ev, m)], ebins)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ax.plot(centers, 100 * nl / nx, "o-", ms=3, color=_COLORS.get(m), label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("event energy [keV]")
-    ax.set_ylabel("lost X-ray signal [%]")
-    ax.set_title("Lost X-ray signal vs energy (cf. paper Fig. 4)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    files.append(_save(fig, outdir, "lost_signal.png"))
-
-    # --- pixel-wise confusion of the Laplacian mask
-    if report.pixel:
-        p = report.pixel
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4),
-                                 gridspec_kw=dict(width_ratios=[1, 1.3]))
-        mat = np.array([[p["TN"], p["FP"]], [p["FN"], p["TP"]]], float)
-        axes[0].imshow(np.log10(mat + 1), cmap="Blues")
-        dark = np.log10(mat + 1) > 0.5 * np.log10(mat.max() + 1)
-        for (i, j), v in np.ndenumerate(mat):
-            axes[0].text(j, i, f"{int(v)}", ha="center", va="center",
-                         color="w" if dark[i, j] else "k")
-        axes[0].set_xticks([0, 1], ["not masked", "masked"])
-        axes[0].set_yticks([0, 1], ["truth not CR", "truth CR"])
-        axes[0].set_title(f"purity {p['PURITY']:.3f}, completeness {p['COMPLETENESS']:.3f}\n"
-                          f"F1 {p['F1']:.3f}, X-ray pixels masked {p['FP_XRAY']}",
-                          fontsize=9)
-        mask = report.laplacian_mask
-        if mask is not None and labels is not None:
-            k = int(np.argmax((labels[:mask.shape[0]] == 2).sum(axis=(1, 2))))
-            rgb = np.zeros(mask.shape[1:] + (3,))
-            lab = labels[k]
-            rgb[(lab == 2) & mask[k]] = (1, 1, 1)       # TP white
-            rgb[(lab == 2) & ~mask[k]] = (1, 0, 0)      # FN red
-            rgb[(lab != 2) & mask[k]] = (0, 0.6, 1)     # FP blue
-            rgb[(lab == 1) & ~mask[k]] = (1, 0.85, 0)   # X-ray kept yellow
-            ys, xs = np.nonzero(lab == 2)
-            m = 25
-            y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, lab.shape[0])
-            x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, lab.shape[1])
-            axes[1].imshow(rgb[y0:y1, x0:x1], origin="lower", interpolation="nearest",
-                           extent=(x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5))
-            axes[1].set_title(f"frame {k}: TP white, FN red, FP blue, X-ray yellow",
-                              fontsize=9)
-            axes[1].set_xlabel("RAWX")
-            axes[1].set_ylabel("RAWY")
-        else:
-            axes[1].axis("off")
-        fig.suptitle("Pixel-wise L.A.Cosmic mask vs simulator truth")
-        files.append(_save(fig, outdir, "laplacian_confusion.png"))
-    return files
-
-
-def _save(fig, outdir, name):
-    import matplotlib.pyplot as plt
-    path = os.path.join(outdir, name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# --------------------------------------------------------------------------
-# command line: xcrfilter compare
-# --------------------------------------------------------------------------
-def _read_truth_labels(path):
-    """Pixel labels from a simulator file (``xcrfilter.simulate.read_truth``)."""
-    try:
-        from .simulate import read_truth
-    except ImportError:
-        try:
-            from .simulate.fitsio import read_truth
-        except ImportError:
-            read_truth = None
-    if read_truth is not None:
-        try:
-            truth = read_truth(path)
-        except KeyError:
-            truth = None
-        if isinstance(truth, (tuple, list)):
-            return np.asarray(truth[0])
-        if truth is not None:
-            return np.asarray(getattr(truth, "labels", truth))
-    from astropy.io import fits
-    with fits.open(path) as hdul:
-        for name in ("LABELS", "TRUTH"):
-            if name in hdul and hdul[name].is_image and hdul[name].data is not None:
-                return np.asarray(hdul[name].data)
-    raise ValueError(f"{path}: no truth labels (LABELS/TRUTH image extension) found.")
-
-
-def add_arguments(parser):
-    """Arguments of ``xcrfilter compare``."""
-    parser.add_argument("observation", metavar="OBS.fits",
-                        help="frames FITS file (e.g. from xcrfilter simulate)")
-    parser.add_argument("--truth", default=None, metavar="TRUTH.fits",
-                        help="simulator file with the TRUTH extension (default: the "
-                        "observation)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR",
-                        help="report directory (tables, figures, events)")
-    parser.add_argument("--methods", default="vfaint,lacosmic,sac,cam",
-                        help="comma-separated filters to compare; unavailable ones are skipped")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
-                        help="use only the first N frames (default: all)")
-    parser.add_argument("--chunk-frames", type=int, default=200, metavar="N",
-                        help="frames read and filtered at a time")
-    parser.add_argument("--pixel-frames", type=int, default=50, metavar="N",
-                        help="frames for the pixel-wise Laplacian confusion")
-    from .argtypes import parse_energy
-    parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
-                        metavar="E", help="minimum central-pixel energy of an event")
-    parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
-                        metavar="E", help="pixels at or above it are active")
-    parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
-                        metavar="E", help="events at or above it are minimum-ionising "
-                        "particles")
-    from .filters.laplacian import LACOSMIC_DEFAULTS
-    from .filters.sac import SAC_DEFAULTS
-    parser.add_argument("--sac-radius", type=float, default=None, metavar="R",
-                        help="SAC rejection radius [pixel] (default: the filter's, "
-                        f"{SAC_DEFAULTS['radius']:g})")
-    parser.add_argument("--lacosmic-sigclip", type=float, default=None, metavar="S",
-                        help="L.A.Cosmic Laplacian-to-noise limit (default: the filter's, "
-                        f"{LACOSMIC_DEFAULTS['sigclip']:g})")
-    parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
-                        help="CAM CR-probability threshold (default: the model's)")
-    parser.add_argument("--cam-model", default=None, metavar="DIR|NAME",
-                        help="CAM model directory, or 'context' / 'paper' for a shipped "
-                        "model (without it: 'context')")
-
-
-def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
-    """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped)."""
-    from astropy.io import fits
-
-    from .io import FrameCube, hdu_to_energy
-    with fits.open(obs_path, memmap=True) as hdul:
-        hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
-        if hdu is None:
-            raise ValueError(f"{obs_path}: no image data.")
-        n = hdu.data.shape[0] if hdu.data.ndim == 3 else 1
-        if max_frames:
-            n = min(n, int(max_frames))
-        header = hdu.header
-        primary = hdul[0].header
-        with fits.open(truth_path, memmap=True) as thdul:
-            thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
-            if thdu is None:
-                labels_all = _read_truth_labels(truth_path)
-            else:
-                labels_all = thdu.data
-            for a in range(0, n, int(chunk_frames)):
-                b = min(n, a + int(chunk_frames))
-                data = np.array(hdu.data[a:b] if hdu.data.ndim == 3 else hdu.data[None])
-                labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
-                                  else np.asarray(labels_all)[None])
-                # the frames are read exactly as ``xcrfilter filter`` reads them
-                cube, bad, _ = hdu_to_energy(data, header, primary, where=f"OBS ({obs_path})")
-                yield FrameCube(cube, bad, header, [obs_path], False), labels
-
-
-def run(args):
-    """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
-    options = {}
-    if args.sac_radius is not None:
-        options["sac"] = {"radius": args.sac_radius}
-    if args.lacosmic_sigclip is not None:
-        options["lacosmic"] = {"sigclip": args.lacosmic_sigclip}
-    cam = {}
-    if args.cam_threshold is not None:
-        cam["threshold"] = args.cam_threshold
-    if args.cam_model is not None:
-        cam["model"] = args.cam_model
-    if cam:
-        options["cam"] = cam
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    from .outputs import check_outputs
-    # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
-    check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
-                   for name in REPORT_FILES}, [args.observation, args.truth],
-                  overwrite=True)
-    chunks = _file_chunks(args.observation, args.truth or args.observation,
-                          args.chunk_frames, args.max_frames)
-    report = compare_chunks(chunks, methods, options=options,
-                            event_threshold=args.event_threshold,
-                            split_threshold=args.split_threshold,
-                            mip_threshold=args.mip_threshold,
-                            pixel_frames=args.pixel_frames, outdir=args.output)
-    print_report(report)
-    print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
-          + f", table.ecsv, table.txt, roc.ecsv, events.fits in {args.output}")
-    return 0
 
 
 def print_report(report, header=None):
@@ -938,11 +667,24 @@ def print_report(report, header=None):
         print(f"skipped {name}: {reason}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="xcrfilter compare", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+# --------------------------------------------------------------------------
+# figures (xcrfilter.compare_plots) and the command (xcrfilter.compare_cli),
+# importable from here as before
+# --------------------------------------------------------------------------
+_MOVED = {"make_figures": "xcrfilter.compare_plots",
+          "add_arguments": "xcrfilter.compare_cli", "run": "xcrfilter.compare_cli",
+          "main": "xcrfilter.compare_cli", "_file_chunks": "xcrfilter.compare_cli",
+          "_read_truth_labels": "xcrfilter.compare_cli"}
+
+
+def __getattr__(name):
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xcrfilter.compare' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(module), name)
 
 
 if __name__ == "__main__":  # pragma: no cover
+    from xcrfilter.compare_cli import main
     raise SystemExit(main())

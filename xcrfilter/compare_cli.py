@@ -1,0 +1,155 @@
+"""The ``xcrfilter compare`` command: read an observation and its truth, write the report.
+
+The evaluation is in `xcrfilter.compare`, the figures in
+`xcrfilter.compare_plots`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import astropy.units as u
+import numpy as np
+
+from .compare import REPORT_FILES, compare_chunks, print_report
+
+__all__ = ["add_arguments", "run", "main"]
+
+
+def _read_truth_labels(path):
+    """Pixel labels from a simulator file (``xcrfilter.simulate.read_truth``)."""
+    try:
+        from .simulate import read_truth
+    except ImportError:
+        try:
+            from .simulate.fitsio import read_truth
+        except ImportError:
+            read_truth = None
+    if read_truth is not None:
+        try:
+            truth = read_truth(path)
+        except KeyError:
+            truth = None
+        if isinstance(truth, (tuple, list)):
+            return np.asarray(truth[0])
+        if truth is not None:
+            return np.asarray(getattr(truth, "labels", truth))
+    from astropy.io import fits
+    with fits.open(path) as hdul:
+        for name in ("LABELS", "TRUTH"):
+            if name in hdul and hdul[name].is_image and hdul[name].data is not None:
+                return np.asarray(hdul[name].data)
+    raise ValueError(f"{path}: no truth labels (LABELS/TRUTH image extension) found.")
+
+
+def add_arguments(parser):
+    """Arguments of ``xcrfilter compare``."""
+    parser.add_argument("observation", metavar="OBS.fits",
+                        help="frames FITS file (e.g. from xcrfilter simulate)")
+    parser.add_argument("--truth", default=None, metavar="TRUTH.fits",
+                        help="simulator file with the TRUTH extension (default: the "
+                        "observation)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="report directory (tables, figures, events)")
+    parser.add_argument("--methods", default="vfaint,lacosmic,sac,cam",
+                        help="comma-separated filters to compare; unavailable ones are skipped")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+                        help="use only the first N frames (default: all)")
+    parser.add_argument("--chunk-frames", type=int, default=200, metavar="N",
+                        help="frames read and filtered at a time")
+    parser.add_argument("--pixel-frames", type=int, default=50, metavar="N",
+                        help="frames for the pixel-wise Laplacian confusion")
+    from .argtypes import parse_energy
+    parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
+                        metavar="E", help="minimum central-pixel energy of an event")
+    parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
+                        metavar="E", help="pixels at or above it are active")
+    parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
+                        metavar="E", help="events at or above it are minimum-ionising "
+                        "particles")
+    from .filters.laplacian import LACOSMIC_DEFAULTS
+    from .filters.sac import SAC_DEFAULTS
+    parser.add_argument("--sac-radius", type=float, default=None, metavar="R",
+                        help="SAC rejection radius [pixel] (default: the filter's, "
+                        f"{SAC_DEFAULTS['radius']:g})")
+    parser.add_argument("--lacosmic-sigclip", type=float, default=None, metavar="S",
+                        help="L.A.Cosmic Laplacian-to-noise limit (default: the filter's, "
+                        f"{LACOSMIC_DEFAULTS['sigclip']:g})")
+    parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
+                        help="CAM CR-probability threshold (default: the model's)")
+    parser.add_argument("--cam-model", default=None, metavar="DIR|NAME",
+                        help="CAM model directory, or 'context' / 'paper' for a shipped "
+                        "model (without it: 'context')")
+
+
+def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
+    """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped)."""
+    from astropy.io import fits
+
+    from .io import FrameCube, hdu_to_energy
+    with fits.open(obs_path, memmap=True) as hdul:
+        hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
+        if hdu is None:
+            raise ValueError(f"{obs_path}: no image data.")
+        n = hdu.data.shape[0] if hdu.data.ndim == 3 else 1
+        if max_frames:
+            n = min(n, int(max_frames))
+        header = hdu.header
+        primary = hdul[0].header
+        with fits.open(truth_path, memmap=True) as thdul:
+            thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
+            if thdu is None:
+                labels_all = _read_truth_labels(truth_path)
+            else:
+                labels_all = thdu.data
+            for a in range(0, n, int(chunk_frames)):
+                b = min(n, a + int(chunk_frames))
+                data = np.array(hdu.data[a:b] if hdu.data.ndim == 3 else hdu.data[None])
+                labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
+                                  else np.asarray(labels_all)[None])
+                # the frames are read exactly as ``xcrfilter filter`` reads them
+                cube, bad, _ = hdu_to_energy(data, header, primary, where=f"OBS ({obs_path})")
+                yield FrameCube(cube, bad, header, [obs_path], False), labels
+
+
+def run(args):
+    """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
+    options = {}
+    if args.sac_radius is not None:
+        options["sac"] = {"radius": args.sac_radius}
+    if args.lacosmic_sigclip is not None:
+        options["lacosmic"] = {"sigclip": args.lacosmic_sigclip}
+    cam = {}
+    if args.cam_threshold is not None:
+        cam["threshold"] = args.cam_threshold
+    if args.cam_model is not None:
+        cam["model"] = args.cam_model
+    if cam:
+        options["cam"] = cam
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from .outputs import check_outputs
+    # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
+    check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
+                   for name in REPORT_FILES}, [args.observation, args.truth],
+                  overwrite=True)
+    chunks = _file_chunks(args.observation, args.truth or args.observation,
+                          args.chunk_frames, args.max_frames)
+    report = compare_chunks(chunks, methods, options=options,
+                            event_threshold=args.event_threshold,
+                            split_threshold=args.split_threshold,
+                            mip_threshold=args.mip_threshold,
+                            pixel_frames=args.pixel_frames, outdir=args.output)
+    print_report(report)
+    print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
+          + f", table.ecsv, table.txt, roc.ecsv, events.fits in {args.output}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="xcrfilter compare", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
