@@ -1,4 +1,4 @@
-"""FITS input and output: energy frame cubes, event files, CAM maps, masks.
+"""FITS input: energy frame cubes (event files and products: see below).
 
 Frames in
     :func:`as_energy_cube` turns any accepted frame source (a `~astropy.units.Quantity`
@@ -7,18 +7,21 @@ Frames in
     with a boolean bad-pixel mask.
     :func:`read_frames` returns the same as a `~astropy.nddata.CCDData`.
 
-Events out
-    :func:`write_events` / :func:`read_events` write and read OGIP event
+Events out (`xcrfilter.eventfile`, importable from here too)
+    :func:`~xcrfilter.eventfile.write_events` /
+    :func:`~xcrfilter.eventfile.read_events` write and read OGIP event
     files (``EVENTS`` and ``GTI`` binary table extensions, OGIP/93-003
     conventions as :mod:`xcrfilter.ogip` states them: ``TIME``, ``TUNITn``,
     ``TLMINn``/``TLMAXn``, ``HDUCLASS`` keywords, checksums) whose header
     keeps every threshold and choice of the filters as keyword/comment pairs
-    plus HISTORY lines; :func:`read_gti` reads the good time intervals.
+    plus HISTORY lines; :func:`~xcrfilter.eventfile.read_gti` reads the good
+    time intervals.
 
-Other products
-    :func:`write_cam_maps` writes one float32 image HDU per class activation
-    map; :func:`write_mask` writes a `~astropy.nddata.CCDData` with its mask
-    in a ``MASK`` extension (readable by ccdproc and ds9).
+Other products (`xcrfilter.products`, importable from here too)
+    :func:`~xcrfilter.products.write_cam_maps` writes one float32 image HDU
+    per class activation map; :func:`~xcrfilter.products.write_mask` writes a
+    `~astropy.nddata.CCDData` with its mask in a ``MASK`` extension (readable
+    by ccdproc and ds9).
 
 Input files are always opened read-only and never modified.
 """
@@ -33,12 +36,10 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
-from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "write_events",
-           "read_events", "read_gti", "write_cam_maps", "read_cam_maps", "write_mask",
-           "FRAME_COLS_KEY", "FRAME_ROWS_KEY"]
+__all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
+           "FRAME_ROWS_KEY"]
 
 #: ``events.meta`` keyword holding the number of columns of one frame.
 FRAME_COLS_KEY = "FRMCOLS"
@@ -744,394 +745,19 @@ def _input_file_cards(header, input_files):
 
 
 # --------------------------------------------------------------------------
-# Event files
+# Event files (xcrfilter.eventfile) and products (xcrfilter.products), still
+# importable from here
 # --------------------------------------------------------------------------
-
-def write_events(events, path, *, overwrite=False, input_files=None, history=None, gti=None):
-    """Write an event table as an OGIP event file (EVENTS and GTI extensions).
-
-    The file holds a primary HDU without data, a binary table extension
-    ``EXTNAME = 'EVENTS'`` (``HDUCLASS = 'OGIP'``, ``HDUCLAS1 = 'EVENTS'``,
-    ``HDUCLAS2 = 'ALL'`` since filters never drop rows) and, when the
-    observation time is known, a ``GTI`` extension (``HDUCLAS1 = 'GTI'``),
-    following OGIP/93-003 (see :mod:`xcrfilter.ogip` for the conventions):
-
-    * ``TUNITn`` for every column with a unit; energy columns (``ENERGY``,
-      ``PHAS``, ...) are written in eV, integer ``PHA`` and ``PI`` columns
-      get ``TUNITn = 'chan'``;
-    * ``TLMINn``/``TLMAXn`` on every integer column
-      (:func:`xcrfilter.ogip.column_limits`);
-    * ``PHAS`` with ``TDIMn = '(5,5)'``;
-    * ``STATUSn`` keywords naming every STATUS bit and its meaning
-      (:func:`xcrfilter.ogip.status_bit_cards`);
-    * a ``TIME`` column (``TSTART + FRAME * TIMEDEL``) when the table has
-      none but ``meta`` has ``TSTART`` and ``TIMEDEL``;
-    * the observation and time keywords (``TELESCOP``, ``INSTRUME``,
-      ``DETNAM``, ``OBJECT``, ``DATE-OBS``, ``TIMESYS``, ``MJDREF``,
-      ``TSTART``, ...) in every HDU;
-    * ``CHECKSUM``/``DATASUM`` in every HDU.
-
-    Parameters
-    ----------
-    events : `~astropy.table.Table` or `~astropy.table.QTable`
-        One row per event (columns as in ``xcrfilter.events.find_events``).
-        ``events.meta`` keywords are written to the ``EVENTS`` header: values
-        plain or ``(value, comment)`` tuples (scalar Quantities are written as
-        their value with ``[unit]`` prepended to the comment); ``HISTORY``
-        and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
-        time intervals (``START``, ``STOP``, as :func:`xcrfilter.ogip.add_time`
-        makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
-        ``TLMIN``/``TLMAX``.
-    path : str or path-like
-        Output file.
-    overwrite : bool, optional
-        Replace an existing file.  Default False.
-    input_files : list of str, optional
-        Input frame files, written as ``INFILE01`` ... ``INFILE99`` (later
-        ones as COMMENT lines; same keywords as ``find_events`` sets) and
-        ``NINFILES``.
-    history : str or list of str, optional
-        Extra HISTORY lines appended after those of ``events.meta``.
-    gti : `~astropy.table.Table`, optional
-        Good time intervals (``START``, ``STOP`` in s); default
-        ``events.meta['GTI']``, else one interval ``TSTART`` .. ``TSTOP``
-        when both keywords are in ``meta``, else no GTI extension.
-
-    Raises
-    ------
-    TypeError
-        If ``events`` is not a Table or a meta value is not representable.
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
-
-    Notes
-    -----
-    ``CREATOR`` (``xcrfilter <version>``) and ``DATE`` (UTC) are set in every
-    header.  HISTORY/COMMENT text longer than 72 characters is split over
-    several cards, every chunk but the last ending with ``&``;
-    :func:`read_events` joins them again.  The input table is not modified.
-    """
-    from . import ogip
-
-    if not isinstance(events, Table):
-        raise TypeError(f"events must be an astropy Table or QTable, got "
-                        f"{type(events).__name__}.")
-    path = _check_output_path(path, overwrite)
-    table = Table(events, copy=True)
-    meta = dict(events.meta)
-    meta_gti = meta.pop("GTI", None)
-    gti = meta_gti if gti is None else gti
-    table.meta = {}
-    for name in table.colnames:
-        col = table[name]
-        if col.unit is not None and col.unit != u.eV and u.Unit(col.unit).is_equivalent(u.eV):
-            table[name] = Table.Column(col.quantity.to_value(u.eV).astype(col.dtype),
-                                       name=name, unit=u.eV, description=col.description)
-    _complete_time(table, meta)
-    if "STATUS" in table.colnames:
-        ogip.status_bit_cards(meta)
-    if "PHAS" in table.colnames and np.shape(table["PHAS"])[1:] == (25,):
-        table["PHAS"] = table["PHAS"].reshape(len(table), 5, 5)
-    for name in ("PHA", "PI"):
-        if name in table.colnames and table[name].unit is None \
-                and table[name].dtype.kind in "iu":
-            table[name].unit = u.chan
-    hdu = fits.table_to_hdu(table)
-    header = hdu.header
-    header["EXTNAME"] = ("EVENTS", "name of this binary table extension")
-    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    header["HDUCLAS1"] = ("EVENTS", "extension contains events")
-    header["HDUCLAS2"] = ("ALL", "all events; STATUS bits mark rejections")
-    _creator_cards(header)
-    _apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
-                         ("HISTORY", "COMMENT")},
-                skip=("EXTNAME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CREATOR", "DATE"))
-    if input_files:
-        _input_file_cards(header, input_files)
-    ogip.apply_column_keywords(header, table, meta)
-    if "COMMENT" in meta:
-        _apply_meta(header, {"COMMENT": meta["COMMENT"]})
-    lines = list(meta.get("HISTORY", []))
-    if isinstance(lines, str):
-        lines = [lines]
-    if history:
-        lines += [history] if isinstance(history, str) else list(history)
-    _add_text_lines(header, "HISTORY", lines)
-
-    shared = fits.Header()
-    for key in ogip.OBSERVATION_KEYWORDS + ogip.TIME_KEYWORDS + _TIME_CARDS:
-        if key in header:
-            shared[key] = (header[key], header.comments[key])
-    primary = fits.PrimaryHDU()
-    primary.header.extend(shared, end=True)
-    _creator_cards(primary.header)
-    hdus = [primary, hdu]
-    if gti is None and "TSTART" in header and "TSTOP" in header:
-        gti = ogip.gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
-    if gti is not None:
-        ghdu = ogip.gti_hdu(gti, shared)
-        _creator_cards(ghdu.header)
-        hdus.append(ghdu)
-    _write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
+_MOVED = {name: "xcrfilter.eventfile" for name in (
+    "write_events", "read_events", "read_gti", "_TIME_CARDS", "_complete_time",
+    "_find_events_hdu")}
+_MOVED.update({name: "xcrfilter.products" for name in (
+    "write_cam_maps", "read_cam_maps", "write_mask", "_cards_to_header", "_cam_extname")})
 
 
-#: Time keywords of the EVENTS header copied to the primary and GTI headers.
-_TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "EXPOSURE",
-               "DEADC", "TIMEDEL", "TIMEPIXR")
-
-
-def _complete_time(table, meta):
-    """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
-    from ._meta import card_value
-    tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
-    if "TIME" in table.colnames or "FRAME" not in table.colnames \
-            or tstart is None or dt is None:
-        return
-    frames = np.asarray(table["FRAME"], dtype=np.float64)
-    table["TIME"] = Table.Column(float(tstart) + frames * float(dt), unit=u.s)
-
-
-def read_gti(path):
-    """Good time intervals of an event file (the ``GTI`` or ``STDGTI`` extension).
-
-    Returns
-    -------
-    `~astropy.table.QTable` or None
-        ``START`` and ``STOP`` in s (OGIP/93-003 Sec. 6.3); None when the
-        file has no GTI extension.
-    """
-    from .ogip import gti_table
-    with fits.open(os.fspath(path), mode="readonly", memmap=False) as hdul:
-        for hdu in hdul[1:]:
-            if hdu.name in ("GTI", "STDGTI") or \
-                    str(hdu.header.get("HDUCLAS1", "")).upper() == "GTI":
-                return gti_table(np.array(hdu.data["START"], dtype=np.float64),
-                                 np.array(hdu.data["STOP"], dtype=np.float64))
-    return None
-
-
-def _find_events_hdu(hdul, where):
-    if "EVENTS" in hdul:
-        return hdul["EVENTS"]
-    for hdu in hdul:
-        if isinstance(hdu, fits.BinTableHDU) and \
-                str(hdu.header.get("HDUCLAS1", "")).upper() == "EVENTS":
-            return hdu
-    raise ValueError(f"path: {where!r} has no EVENTS binary table extension "
-                     f"(EXTNAME = 'EVENTS' or HDUCLAS1 = 'EVENTS').")
-
-
-def read_events(path):
-    """Read an event file written by :func:`write_events` (or any OGIP event file).
-
-    Parameters
-    ----------
-    path : str or path-like
-        FITS file with an ``EVENTS`` binary table extension.
-
-    Returns
-    -------
-    `~astropy.table.QTable`
-        Columns with their units (``TUNITn``) as Quantities, native byte
-        order (integer ``PHA``/``PI`` columns in ``chan`` as plain integers;
-        a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12);
-        ``meta`` holds every non-structural keyword of the ``EVENTS`` header
-        as ``(value, comment)`` (or the plain value when the comment is
-        empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
-        keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
-        ``meta``: :func:`write_events` regenerates them.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the file has no ``EVENTS`` extension.
-    """
-    if not _is_path(path):
-        raise TypeError(f"path must be a file path (str or pathlib.Path), got "
-                        f"{type(path).__name__}.")
-    where = os.fspath(path)
-    if not os.path.exists(where):
-        raise FileNotFoundError(f"path: event file {where!r} does not exist.")
-    with fits.open(where, mode="readonly", memmap=False) as hdul:
-        hdu = _find_events_hdu(hdul, where)
-        header = hdu.header.copy()
-        raw = Table.read(hdu, unit_parse_strict="silent")
-    table = QTable()
-    for i, name in enumerate(raw.colnames, start=1):
-        data = np.array(raw[name])
-        if data.dtype.byteorder not in ("=", "|"):
-            data = data.astype(data.dtype.newbyteorder("="))
-        unit = raw[name].unit
-        if name.upper() == "PHAS" and data.shape[1:] == (5, 5):
-            data = data.reshape(len(data), 25)
-        if unit == u.chan and data.dtype.kind in "iu":
-            table[name] = data
-        elif unit is not None and not isinstance(unit, u.UnrecognizedUnit):
-            table[name] = u.Quantity(data, unit, copy=False)
-        else:
-            table[name] = data
-    table.meta = _header_to_meta(header)
-    return table
-
-
-# --------------------------------------------------------------------------
-# CAM maps and masks
-# --------------------------------------------------------------------------
-
-def _cards_to_header(header_cards, name="header_cards"):
-    """Header from a Header, a mapping (meta style) or an iterable of cards."""
-    header = fits.Header()
-    if header_cards is None:
-        return header
-    if isinstance(header_cards, fits.Header):
-        return _clean_header(header_cards)
-    if hasattr(header_cards, "items"):
-        _apply_meta(header, dict(header_cards))
-        return header
-    for item in header_cards:
-        if isinstance(item, fits.Card):
-            header.append(item, end=True)
-            continue
-        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-            raise TypeError(f"{name} must be a Header, a dict or (keyword, value[, comment]) "
-                            f"tuples; got item {item!r}.")
-        key, value = str(item[0]).upper(), item[1]
-        comment = item[2] if len(item) == 3 else ""
-        if key in ("HISTORY", "COMMENT"):
-            _add_text_lines(header, key, [value])
-        else:
-            value, qcomment = _split_value(key, (value, comment) if comment else value)
-            header[key] = (value, qcomment)
-    return header
-
-
-def _cam_extname(name):
-    name = str(name).upper()
-    return name if name.startswith("CAM_") else f"CAM_{name}"
-
-
-def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
-    """Write class activation maps, one float32 image HDU per class.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Output FITS file.
-    maps : dict of str to `numpy.ndarray`
-        Class name (e.g. ``"XRAY"``, ``"CR"``) to map, shape (rows, columns) or
-        (frames, rows, columns).  Extensions are named ``CAM_<NAME>`` (a name
-        already starting with ``CAM_`` is kept), in the dict's order.
-    header_cards : `~astropy.io.fits.Header`, dict or iterable of tuples, optional
-        Keywords (model name, input scaling, upsampling, class order ...)
-        written to the primary header and to every map's header: a Header, a
-        ``meta``-style dict (values plain or ``(value, comment)``) or
-        ``(keyword, value[, comment])`` tuples.
-    overwrite : bool, optional
-        Replace an existing file.  Default False.
-
-    Raises
-    ------
-    TypeError
-        If ``maps`` is not a non-empty dict of numeric arrays.
-    ValueError
-        If a map is not 2-D or 3-D.
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
-
-    Notes
-    -----
-    Seed paper Sec. 3.3: CAM_k(x, y) = sum_i w_i^k a_i(x, y), upsampled to the
-    input frame resolution.  Each extension has ``CLASSNAM`` (the class) and
-    ``BUNIT = ''`` (CAM values are dimensionless).
-    """
-    if not isinstance(maps, dict) or len(maps) == 0:
-        raise TypeError(f"maps must be a non-empty dict of class name to ndarray, got "
-                        f"{type(maps).__name__}{'' if maps else ' (empty)'}.")
-    path = _check_output_path(path, overwrite)
-    cards = _cards_to_header(header_cards)
-    primary = fits.PrimaryHDU()
-    primary.header.extend(cards, end=True)
-    _creator_cards(primary.header)
-    primary.header["NCAMMAPS"] = (len(maps), "number of CAM image extensions")
-    hdus = [primary]
-    for i, (cls, arr) in enumerate(maps.items(), start=1):
-        if isinstance(arr, u.Quantity):
-            arr = arr.value
-        arr = np.asarray(arr)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"maps[{cls!r}] must be a numeric array, got dtype {arr.dtype}.")
-        if arr.ndim not in (2, 3):
-            raise ValueError(f"maps[{cls!r}] must be 2-D (rows, columns) or 3-D (frames, "
-                             f"rows, columns), got shape {arr.shape}.")
-        extname = _cam_extname(cls)
-        hdu = fits.ImageHDU(arr.astype(np.float32), name=extname)
-        hdu.header.extend(cards, end=True)
-        hdu.header["CLASSNAM"] = (extname[4:], "class of this activation map")
-        hdu.header["BUNIT"] = ("", "class activation map (dimensionless)")
-        primary.header[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
-        hdus.append(hdu)
-    _write_hdul(fits.HDUList(hdus), path, overwrite)
-
-
-def read_cam_maps(path):
-    """Read maps written by :func:`write_cam_maps`.
-
-    Returns
-    -------
-    maps : dict of str to `numpy.ndarray`
-        Class name (without the ``CAM_`` prefix) to float32 map.
-    header : `astropy.io.fits.Header`
-        Primary header.
-    """
-    where = os.fspath(path)
-    if not os.path.exists(where):
-        raise FileNotFoundError(f"path: CAM map file {where!r} does not exist.")
-    maps = {}
-    with fits.open(where, mode="readonly", memmap=False) as hdul:
-        header = hdul[0].header.copy()
-        for hdu in hdul[1:]:
-            if hdu.name.startswith("CAM_") and hdu.data is not None:
-                maps[hdu.name[4:]] = np.array(hdu.data, dtype=np.float32)
-    if not maps:
-        raise ValueError(f"path: {where!r} has no CAM_* image extensions.")
-    return maps, header
-
-
-def write_mask(path, ccd, *, overwrite=False, header_cards=None):
-    """Write a `~astropy.nddata.CCDData` and its mask (``MASK`` extension).
-
-    Parameters
-    ----------
-    path : str or path-like
-        Output FITS file.
-    ccd : `~astropy.nddata.CCDData`
-        E.g. the output of :func:`xcrfilter.masks.mask_events`; must have a
-        unit and a mask.  The primary HDU holds the data (``BUNIT``), the
-        ``MASK`` image extension holds the mask as uint8 (1 = masked), the
-        layout ccdproc reads back with ``CCDData.read`` and ds9 can display.
-    overwrite : bool, optional
-        Replace an existing file.  Default False.
-    header_cards : optional
-        Extra keywords for the primary header (see :func:`write_cam_maps`).
-
-    Raises
-    ------
-    TypeError
-        If ``ccd`` is not a CCDData.
-    ValueError
-        If ``ccd`` has no mask.
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
-    """
-    if not isinstance(ccd, CCDData):
-        raise TypeError(f"ccd must be a CCDData, got {type(ccd).__name__}.")
-    if ccd.mask is None:
-        raise ValueError("ccd has no mask; write_mask needs ccd.mask (True = masked pixel).")
-    path = _check_output_path(path, overwrite)
-    hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty=None, hdu_flags=None)
-    hdul[0].header.extend(_cards_to_header(header_cards), update=True)
-    _creator_cards(hdul[0].header)
-    hdul["MASK"].header["HDUCLAS2"] = ("MASK", "1 = masked pixel")
-    _write_hdul(hdul, path, overwrite)
+def __getattr__(name):
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xcrfilter.io' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(module), name)
