@@ -86,7 +86,7 @@ class MaskWriter:
         return self
 
     def add(self, first_frame, n_frames, events):
-        """Append the mask of frames ``first_frame .. first_frame + n_frames - 1``.
+        """Append the mask of the ``n_frames`` frames from ``first_frame`` on.
 
         Parameters
         ----------
