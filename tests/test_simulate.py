@@ -311,6 +311,12 @@ def test_cli(tmp_path, capsys):
     assert _cli(argv + ["--overwrite", "--gain", "3.65"]) == 0
     with fits.open(out) as hdul:
         assert hdul[0].header["BUNIT"] == "adu" and hdul[0].header["GAIN"] == 3.65
+        adu = np.array(hdul[0].data)
+    # one meaning of gain: 1 electron/adu is 3.65 eV/adu with the WFI pair energy
+    assert _cli(argv + ["--overwrite", "--gain", "1electron/adu"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["GAIN"] == pytest.approx(3.65)
+        np.testing.assert_array_equal(hdul[0].data, adu)
     assert _cli(argv + ["--overwrite", "--set", "photon_mean=0.5", "--set",
                         "no_pileup=false"]) == 0
     with fits.open(out) as hdul:

@@ -63,8 +63,10 @@ def add_arguments(parser):
                         help="readout noise rms [electron] (default: the WFI 7 e-)")
     parser.add_argument("--chunk-size", type=int, default=64,
                         help="frames simulated and written at a time")
-    parser.add_argument("--gain", type=float, default=None,
-                        help="write adu with this gain [eV/adu] (default: write eV)")
+    from ..argtypes import parse_gain
+    parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
+                        help="write adu with this gain, e.g. 3.65eV/adu or 1electron/adu "
+                        "(bare numbers are eV/adu; default: write eV)")
     parser.add_argument("--set", dest="set_params", action="append", default=[],
                         metavar="NAME=VALUE",
                         help="set any SimulationParameters field, e.g. --set photon_mean=0.02 "
@@ -126,7 +128,9 @@ def run(args):
             physics = RandomPhysicsSimulator(ranges, det)
         elif getattr(args, "randomize_excluding", None):
             raise ValueError("--randomize-excluding needs --randomize")
-        gain = None if args.gain is None else args.gain * u.eV / u.adu
+        from ..units import as_gain
+        gain = None if args.gain is None else as_gain(args.gain, "--gain",
+                                                      pair_energy=det.pair_energy)
         info = write_simulation(args.output, args.frames, seed=args.seed, detector=det,
                                 params=params, spectrum=args.xray_energy,
                                 chunk_size=args.chunk_size, gain=gain,
