@@ -86,21 +86,23 @@ def load_forest(path):
         If the file is missing, is not a skops file, holds types outside
         :data:`TRUSTED_TYPES` (a foreign model), or is not a balanced forest.
     """
+    import zipfile
+
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
     path = str(path)
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"random-forest file {path!r} not found") from exc
-    except Exception as exc:  # zipfile.BadZipFile, json errors, ...
-        raise ModelFileError(f"random-forest file {path!r} is not a valid skops file "
-                             f"({type(exc).__name__}: {exc})") from exc
-    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if foreign:
-        raise ModelFileError(f"random-forest file {path!r} contains types that are not trusted "
-                             f"by xcrfilter: {foreign}")
+    # one pass: skops.io.load audits every type against the trusted list itself
+    # (a separate get_untrusted_types pass would walk the whole forest twice)
     try:
         forest = sio.load(path, trusted=TRUSTED_TYPES)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"random-forest file {path!r} not found") from exc
+    except UntrustedTypesFoundException as exc:
+        raise ModelFileError(f"random-forest file {path!r} contains types that are not trusted "
+                             f"by xcrfilter: {exc}") from exc
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # not a skops archive
+        raise ModelFileError(f"random-forest file {path!r} is not a valid skops file "
+                             f"({type(exc).__name__}: {exc})") from exc
     except Exception as exc:
         raise ModelFileError(f"random-forest file {path!r} could not be loaded "
                              f"({type(exc).__name__}: {exc})") from exc
