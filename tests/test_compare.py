@@ -194,3 +194,11 @@ def test_chunked_equals_single_call():
     np.testing.assert_array_equal(one.truth, two.truth)
     for col in ("TP", "FP", "TN", "FN"):
         np.testing.assert_array_equal(one.table[col], two.table[col])
+
+
+def test_missing_columns_are_named():
+    from astropy.table import QTable
+    events = QTable({"ENERGY": [1.0, 2.0] * u.keV})
+    for func in (compare.compare_table, compare.roc_sweeps):
+        with pytest.raises(ValueError, match=r"lack column\(s\) \['STATUS'\]"):
+            func(events, np.array([1, 2]))

@@ -142,6 +142,17 @@ def available_report_methods(events):
     return list(METHOD_BITS)
 
 
+def _require_columns(events, names, where):
+    """ValueError naming the missing columns (never a bare KeyError)."""
+    colnames = getattr(events, "colnames", None)
+    if colnames is None:
+        raise TypeError(f"{where}: events must be an astropy Table, got "
+                        f"{type(events).__name__}.")
+    missing = [c for c in names if c not in colnames]
+    if missing:
+        raise ValueError(f"{where}: events lack column(s) {missing}.")
+
+
 def compare_table(events, truth, methods=None, *, bands=BANDS, full=FULL_BAND,
                   reference="VF"):
     """Table 2 of the seed paper for every method and band.
@@ -167,6 +178,7 @@ def compare_table(events, truth, methods=None, *, bands=BANDS, full=FULL_BAND,
         ``FOR``, ``FOR_IMPR`` (fractions, not percent).
     """
     from .metrics import for_relative_improvement
+    _require_columns(events, ("ENERGY", "STATUS"), "compare_table")
     truth = np.asarray(truth)
     if truth.shape != (len(events),):
         raise ValueError(f"truth must have shape ({len(events)},), got {truth.shape}.")
@@ -361,6 +373,7 @@ def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
         Columns ``CURVE`` (e.g. ``"SAC"``, ``"VF+CAM"``), ``PARAM`` (radius in
         pixels or threshold), ``FPR``, ``RECALL``, ``FOR``.
     """
+    _require_columns(events, ("ENERGY", "STATUS"), "roc_sweeps")
     e = _energy_kev(events)
     inband = (e >= band[0]) & (e < band[1])
     truth = np.asarray(truth)
