@@ -130,3 +130,17 @@ def test_bad_input():
         context_features(frames, ev, split_threshold=80)
     with pytest.raises(ValueError, match="radius"):
         context_features(frames, ev, radii=(0,))
+
+
+def test_islands_match_ndimage_label():
+    from scipy import ndimage
+
+    from xcrfilter.context import _STRUCTURE, _islands
+    rng = np.random.default_rng(5)
+    data = (rng.random((3, 40, 50)) < 0.2).astype(np.float32) * 100.0
+    idx, lab, n = _islands(data, 80.0)
+    ref, n_ref = ndimage.label(data >= 80, structure=_STRUCTURE)
+    assert n == n_ref and np.array_equal(idx, np.flatnonzero(ref))
+    # the same partition: labels map one to one
+    pairs = set(zip(lab.tolist(), ref.ravel()[idx].tolist()))
+    assert len(pairs) == n
