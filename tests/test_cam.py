@@ -48,10 +48,11 @@ def test_cli_options_roundtrip():
 
 
 def test_bad_arguments():
+    from xcrfilter.units import as_probability
     with pytest.raises(ValueError, match="threshold"):
-        camf._check_threshold(1.5, 0.5)
+        as_probability(1.5, 0.5)
     with pytest.raises(TypeError, match="threshold"):
-        camf._check_threshold("high", 0.5)
+        as_probability("high", 0.5)
     with pytest.raises(TypeError, match="band"):
         camf._check_band((0.3, 10))
     from astropy.table import QTable

@@ -100,7 +100,7 @@ def test_diagonal_track_geometry_and_photutils():
     assert r["TRK_LEN"] == pytest.approx(19 * np.sqrt(2) + 1)
     assert r["TRK_DIST"] == pytest.approx(np.hypot(50 - 29, 40 - 29))
     # photutils' SourceCatalog gives the same orientation and centroid
-    photutils = pytest.importorskip("photutils.segmentation")
+    import photutils.segmentation as photutils
     seg = photutils.SegmentationImage((frames[0] == 900).astype(int))
     cat = photutils.SourceCatalog(np.ones((64, 64)), seg)
     assert float(cat.orientation[0].to_value(u.deg)) == pytest.approx(45.0)

@@ -42,8 +42,8 @@ import numpy as np
 from astropy.table import QTable
 from scipy.spatial import cKDTree
 
-__all__ = ["context_features", "CONTEXT_FEATURES", "MODEL_FEATURES", "NO_TRACK_DISTANCE",
-           "DEFAULT_RADII", "feature_matrix"]
+__all__ = ["context_features", "context_kwargs", "CONTEXT_FEATURES", "MODEL_FEATURES",
+           "NO_TRACK_DISTANCE", "DEFAULT_RADII", "feature_matrix"]
 
 #: Distance [pixel] given to events in a frame without a track (larger than
 #: any distance inside a 2048 x 2048 frame).
@@ -95,6 +95,22 @@ CONTEXT_FEATURES = _names(DEFAULT_RADII)
 #: only learn noise from it.
 MODEL_FEATURES = ("ENERGY",) + tuple(k for k in CONTEXT_FEATURES if k != "TRK_ANG") + \
     ("GRADE",)
+
+
+def context_kwargs(spec=None):
+    """Keyword arguments of :func:`context_features` from a model's ``context`` record.
+
+    ``spec`` is the ``"context"`` dict of a model's ``model.json``
+    (``split_threshold_ev``, ``event_threshold_ev``, ``track_energy_ev``,
+    ``track_size``, ``radii``); missing entries take the defaults of
+    :func:`context_features`.
+    """
+    spec = spec or {}
+    return dict(split_threshold=float(spec.get("split_threshold_ev", 80.0)) * u.eV,
+                event_threshold=float(spec.get("event_threshold_ev", 260.0)) * u.eV,
+                track_energy=float(spec.get("track_energy_ev", 10000.0)) * u.eV,
+                track_size=int(spec.get("track_size", 10)),
+                radii=tuple(int(r) for r in spec.get("radii", DEFAULT_RADII)))
 
 
 def _ev(value, name):

@@ -23,7 +23,7 @@ import astropy.units as u
 import numpy as np
 
 __all__ = ["DEFAULT_BAND", "GAIN_UNIT", "PAIR_ENERGY", "as_energy", "as_band", "as_gain",
-           "header_gain"]
+           "header_gain", "as_probability"]
 
 #: Scored energy band of the filters and metrics (0.3-10 keV).
 DEFAULT_BAND = (0.3, 10.0) * u.keV
@@ -206,3 +206,29 @@ def header_gain(header, *, pair_energy=PAIR_ENERGY, where="header"):
         return as_gain(float(value) * unit, f"GAIN keyword of {where}", pair_energy=pair_energy)
     except u.UnitConversionError as exc:
         raise ValueError(str(exc)) from None
+
+
+def as_probability(value, default, name="threshold"):
+    """A probability threshold in [0, 1] as a float; ``None`` gives ``default``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a bool or not a number (a dimensionless Quantity is
+        accepted).
+    ValueError
+        If it is outside [0, 1] or NaN.
+    """
+    if value is None:
+        return float(default)
+    if isinstance(value, u.Quantity):
+        value = value.to_value(u.dimensionless_unscaled)
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a probability in [0, 1], got {value!r}")
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a probability in [0, 1], got {value!r}") from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    return p

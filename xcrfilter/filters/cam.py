@@ -34,6 +34,8 @@ import numpy as np  # noqa: E402
 from astropy.table import QTable, Table  # noqa: E402
 
 from .._meta import add_history, set_card  # noqa: E402
+from ..units import as_probability  # noqa: E402
+from ._probability import flag_probability  # noqa: E402
 from ..units import DEFAULT_BAND, as_band  # noqa: E402  (scored band, [lo, hi))
 
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
@@ -71,20 +73,6 @@ def _get_model(model):
         return model
     raise TypeError(f"model must be None (shipped model), a model directory or a CamModel, "
                     f"got {type(model).__name__}")
-
-
-def _check_threshold(threshold, default):
-    if threshold is None:
-        return float(default)
-    if isinstance(threshold, u.Quantity):
-        threshold = threshold.to_value(u.dimensionless_unscaled)
-    try:
-        thr = float(threshold)
-    except (TypeError, ValueError):
-        raise TypeError(f"threshold must be a probability in [0, 1], got {threshold!r}") from None
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1], got {thr}")
-    return thr
 
 
 def _check_band(band):
@@ -219,26 +207,19 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
         raise ValueError(f"events lacks column(s) {missing}")
     out = QTable(events, copy=True)
     prob = score_events(cube.data, out, cam, band_ev)
-    rej = np.zeros(len(out), bool)
-    ok = np.isfinite(prob)
-    rej[ok] = prob[ok] >= threshold
-    out["PROB_CR"] = prob
-    out["PROB_CR"].description = "CAM filter CR probability (NaN outside the scored band)"
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << CAM_BIT))  # a re-run replaces this filter's own bit
-    status[rej] |= np.int32(1 << CAM_BIT)
-    out["STATUS"] = status
+    n_scored, n_rej = flag_probability(out, prob, threshold, CAM_BIT, "PROB_CR",
+                                       "CAM filter CR probability (NaN outside the scored band)")
     meta = out.meta
     for key, value, comment in cam.header_cards():
         set_card(meta, key, value, comment)
     set_card(meta, "CAMTHR", float(threshold), "CAM filter PROB_CR rejection threshold")
     set_card(meta, "CAMELO", band_ev[0], "[eV] CAM scored band lower edge (inclusive)")
     set_card(meta, "CAMEHI", band_ev[1], "[eV] CAM scored band upper edge (exclusive)")
-    set_card(meta, "CAMNSCO", int(ok.sum()), "events scored by the CAM filter")
-    set_card(meta, "CAMNREJ", int(rej.sum()), "events rejected by the CAM filter (bit 5)")
+    set_card(meta, "CAMNSCO", n_scored, "events scored by the CAM filter")
+    set_card(meta, "CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)")
     add_history(meta, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, threshold "
                       f"{threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV: "
-                      f"{int(rej.sum())} of {int(ok.sum())} scored events rejected")
+                      f"{n_rej} of {n_scored} scored events rejected")
     if cam_output is not None:
         maps = cam_maps(cube, cam, classes=map_classes)
         _write_maps(cam_output, maps, cam, overwrite, append_key)
@@ -306,7 +287,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
         raise TypeError("cam_filter needs the frames (the network looks at the pixels around "
                         "each event); pass the event table as events= together with its frames")
     cam = _get_model(model)
-    thr = _check_threshold(threshold, cam.threshold)
+    thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
         frames, gain=gain, detector=detector, name="frames")
@@ -359,7 +340,7 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
     appended to one file, written when the run ends (:func:`finish_run`).
     """
     cam = _get_model(model)
-    thr = _check_threshold(threshold, cam.threshold)
+    thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
     return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
                   append_key=True)

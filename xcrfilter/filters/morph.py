@@ -25,6 +25,8 @@ from astropy.table import QTable, Table
 
 from .._meta import add_history, set_card
 from ..events import STATUS_BITS
+from ..units import as_probability
+from ._probability import flag_probability
 
 __all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
            "pipeline_step", "is_available"]
@@ -56,20 +58,6 @@ def _get_model(model):
                     f"got {type(model).__name__}")
 
 
-def _check_threshold(threshold, default):
-    if threshold is None:
-        return float(default)
-    if isinstance(threshold, bool):
-        raise TypeError(f"threshold must be a probability in [0, 1], got {threshold!r}")
-    try:
-        thr = float(threshold)
-    except (TypeError, ValueError):
-        raise TypeError(f"threshold must be a probability in [0, 1], got {threshold!r}") from None
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1], got {thr}")
-    return thr
-
-
 def _apply(data_ev, events, model, threshold):
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
@@ -91,25 +79,18 @@ def _apply(data_ev, events, model, threshold):
         if int(np.max(sub["FRAME"])) >= data_ev.shape[0] or int(np.min(sub["FRAME"])) < 0:
             raise ValueError(f"events: FRAME values outside the {data_ev.shape[0]} frames given")
         prob[inb] = model.predict_proba(model.features(data_ev, sub)).astype(np.float32)
-    ok = np.isfinite(prob)
-    rej = np.zeros(n, bool)
-    rej[ok] = prob[ok] >= threshold
-    out["PROB_MORPH"] = prob
-    out["PROB_MORPH"].description = "morph filter CR probability (NaN outside the band)"
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << MORPH_BIT))  # a re-run replaces this filter's own bit
-    status[rej] |= np.int32(1 << MORPH_BIT)
-    out["STATUS"] = status
+    n_scored, n_rej = flag_probability(out, prob, threshold, MORPH_BIT, "PROB_MORPH",
+                                       "morph filter CR probability (NaN outside the band)")
     meta = out.meta
     for key, value, comment in model.header_cards():
         set_card(meta, key, value, comment)
     set_card(meta, "MRPTHR", float(threshold), "morph filter PROB_MORPH threshold")
     set_card(meta, "MRPELO", float(lo), "[eV] morph scored band lower edge (inclusive)")
     set_card(meta, "MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)")
-    set_card(meta, "MRPNSCO", int(ok.sum()), "events scored by the morph filter")
-    set_card(meta, "MRPNREJ", int(rej.sum()), f"events rejected by morph (bit {MORPH_BIT})")
+    set_card(meta, "MRPNSCO", n_scored, "events scored by the morph filter")
+    set_card(meta, "MRPNREJ", n_rej, f"events rejected by morph (bit {MORPH_BIT})")
     add_history(meta, f"morph_filter: model {model.name} sha256 {model.sha256[:16]}, threshold "
-                      f"{threshold:.4f}: {int(rej.sum())} of {int(ok.sum())} scored events "
+                      f"{threshold:.4f}: {n_rej} of {n_scored} scored events "
                       "rejected")
     return out
 
@@ -165,7 +146,7 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
         raise TypeError("morph_filter needs the frames (the context features look at the whole "
                         "frame); pass the event table as events= together with its frames")
     model = _get_model(model)
-    thr = _check_threshold(threshold, model.threshold)
+    thr = as_probability(threshold, model.threshold)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
         frames, gain=gain, detector=detector, name="frames")
     if events is None:
@@ -197,5 +178,5 @@ def options_from_args(args):
 def pipeline_step(cube, events, *, threshold=None, model=None, **_):
     """Pipeline step ``morph``: ``PROB_MORPH`` and STATUS bit 6 (see :func:`morph_filter`)."""
     model = _get_model(model)
-    thr = _check_threshold(threshold, model.threshold)
+    thr = as_probability(threshold, model.threshold)
     return _apply(np.asarray(cube.data, np.float32), events, model, thr)

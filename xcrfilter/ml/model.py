@@ -20,20 +20,20 @@ is checked against ``SHA256SUMS`` when the model is loaded.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import astropy.units as u  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..scaling import LogEnergyScaler  # noqa: E402
 from .densenet import CLASS_NAMES  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features  # noqa: E402
+from .checksums import file_sha256, verify_checksums  # noqa: E402, F401
+from .checksums import write_checksums as _write_checksums  # noqa: E402
 from .forest import ModelFileError, load_forest, save_forest  # noqa: E402
 
 __all__ = ["CamModel", "load_model", "default_model_dir", "ModelFileError", "FORMAT",
@@ -70,64 +70,15 @@ def default_model_dir(name="context"):
     return Path(__file__).resolve().parent.parent / "data" / SHIPPED_MODELS[name]
 
 
-def file_sha256(path):
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_checksums(model_dir):
     """Write ``SHA256SUMS`` for the model files present; return the model checksum."""
-    model_dir = Path(model_dir)
-    lines = [f"{file_sha256(model_dir / name)}  {name}\n" for name in CHECKED_FILES
-             if (model_dir / name).exists()]
-    text = "".join(lines)
-    (model_dir / SUMS_FILE).write_text(text)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _write_checksums(model_dir, CHECKED_FILES)
 
 
 def _verify_checksums(model_dir):
-    """Check every file of ``SHA256SUMS``; return the model checksum.
-
-    Only the model file names of `CHECKED_FILES` may be listed, each a
-    regular file inside ``model_dir`` (no path, no link out of the
-    directory, no device such as ``/dev/zero``), so that a hostile
-    directory fails at once instead of making the loader read forever.
-    """
-    sums = model_dir / SUMS_FILE
-    if not sums.is_file():
-        raise ModelFileError(f"{model_dir}: no {SUMS_FILE}; not an xcrfilter CAM model directory")
-    if sums.stat().st_size > 64 * 1024:
-        raise ModelFileError(f"{sums}: {sums.stat().st_size} bytes, too large for a list of "
-                             f"{len(CHECKED_FILES)} checksums")
-    try:
-        text = sums.read_text()
-    except UnicodeDecodeError as exc:
-        raise ModelFileError(f"{sums}: not a text file ({exc})") from exc
-    listed = set()
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        digest, _, name = line.partition("  ")
-        name = name.strip()
-        if name not in CHECKED_FILES:
-            raise ModelFileError(f"{sums}: lists {name!r}, which is not a model file "
-                                 f"({', '.join(CHECKED_FILES)})")
-        path = model_dir / name
-        if not path.is_file() or path.resolve().parent != model_dir.resolve():
-            raise ModelFileError(f"{model_dir}: file {name!r} listed in {SUMS_FILE} is missing "
-                                 "or not a regular file inside the model directory")
-        if file_sha256(path) != digest:
-            raise ModelFileError(f"{path}: sha256 does not match {SUMS_FILE} (corrupt or modified "
-                                 "model file)")
-        listed.add(name)
-    missing = [n for n in (NETWORK_FILE, SCALING_FILE, META_FILE) if n not in listed]
-    if missing:
-        raise ModelFileError(f"{sums}: must list {', '.join(missing)}")
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Check every file of ``SHA256SUMS``; return the checksum (`xcrfilter.ml.checksums`)."""
+    return verify_checksums(model_dir, CHECKED_FILES, (NETWORK_FILE, SCALING_FILE, META_FILE),
+                            kind="CAM")
 
 
 def _check_meta(meta, path):
@@ -250,12 +201,8 @@ class CamModel:
     @property
     def context_kw(self):
         """Keyword arguments of `xcrfilter.context.context_features` for this model."""
-        ctx = self.meta.get("context", {})
-        return dict(split_threshold=float(ctx.get("split_threshold_ev", 80.0)) * u.eV,
-                    event_threshold=float(ctx.get("event_threshold_ev", 260.0)) * u.eV,
-                    track_energy=float(ctx.get("track_energy_ev", 10000.0)) * u.eV,
-                    track_size=int(ctx.get("track_size", 10)),
-                    radii=tuple(int(r) for r in ctx.get("radii", (16, 32, 64, 128))))
+        from ..context import context_kwargs
+        return context_kwargs(self.meta.get("context"))
 
     def features(self, frames_ev, frame, row, col, energy_ev, return_windows=False):
         """Event features (Sec. 4.2) from event-centred windows.

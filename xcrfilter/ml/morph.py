@@ -22,7 +22,6 @@ The same event table (:func:`event_dataset`) feeds the training of the
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from pathlib import Path
 
@@ -30,7 +29,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..context import context_features, feature_matrix
+from ..context import context_features, context_kwargs, feature_matrix
+from .checksums import SUMS_FILE, verify_checksums, write_checksums
 from .forest import ModelFileError, build_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
@@ -40,21 +40,12 @@ FORMAT = "xcrfilter-morph-model"
 FOREST_FILE = "forest.skops"
 META_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
-SUMS_FILE = "SHA256SUMS"
 _CHECKED = (FOREST_FILE, META_FILE, CARD_FILE)
 
 
 def default_morph_dir():
     """Directory of the ``morph`` model shipped with the package."""
     return Path(__file__).resolve().parent.parent / "data" / "morph_model"
-
-
-def _sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class MorphModel:
@@ -84,13 +75,7 @@ class MorphModel:
         self.feature_names = tuple(meta["feature_names"])
         self.threshold = float(meta["threshold"])
         self.band_ev = tuple(float(v) for v in meta["energy_band_ev"])
-        ctx = meta.get("context", {})
-        self.context_kw = dict(
-            split_threshold=float(ctx.get("split_threshold_ev", 80.0)) * u.eV,
-            event_threshold=float(ctx.get("event_threshold_ev", 260.0)) * u.eV,
-            track_energy=float(ctx.get("track_energy_ev", 10000.0)) * u.eV,
-            track_size=int(ctx.get("track_size", 10)),
-            radii=tuple(int(r) for r in ctx.get("radii", (16, 32, 64, 128))))
+        self.context_kw = context_kwargs(meta.get("context"))
 
     def features(self, frames_ev, events):
         """Feature matrix (n_events, n_features) of ``events`` in ``frames_ev`` [eV]."""
@@ -137,27 +122,7 @@ def _load(model_dir):
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{meta_path}: not valid JSON ({exc})") from exc
     _check_meta(meta, meta_path)
-    sums = model_dir / SUMS_FILE
-    if not sums.is_file():
-        raise ModelFileError(f"{model_dir}: no {SUMS_FILE}")
-    text = sums.read_text()
-    listed = set()
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        digest, _, name = line.partition("  ")
-        name = name.strip()
-        if name not in _CHECKED:
-            raise ModelFileError(f"{sums}: lists {name!r}, which is not a model file "
-                                 f"({', '.join(_CHECKED)})")
-        path = model_dir / name
-        if not path.is_file():
-            raise ModelFileError(f"{model_dir}: {name!r} listed in {SUMS_FILE} is missing")
-        if _sha(path) != digest:
-            raise ModelFileError(f"{path}: sha256 does not match {SUMS_FILE}")
-        listed.add(name)
-    if FOREST_FILE not in listed or META_FILE not in listed:
-        raise ModelFileError(f"{sums}: must list {FOREST_FILE} and {META_FILE}")
+    sha = verify_checksums(model_dir, _CHECKED, (FOREST_FILE, META_FILE), kind="morph")
     forest = load_forest(model_dir / FOREST_FILE)
     n_in = getattr(forest, "n_features_in_", None)
     if n_in is not None and n_in != len(meta["feature_names"]):
@@ -166,7 +131,7 @@ def _load(model_dir):
     if sorted(int(c) for c in forest.classes_) != [0, 1]:
         raise ModelFileError(f"{model_dir / FOREST_FILE}: forest classes {list(forest.classes_)}"
                              ", expected [0, 1] (X-ray, CR)")
-    return MorphModel(forest, meta, hashlib.sha256(text.encode()).hexdigest(), model_dir)
+    return MorphModel(forest, meta, sha, model_dir)
 
 
 @functools.lru_cache(maxsize=4)
@@ -215,9 +180,7 @@ def save_morph_model(model_dir, forest, meta, card_text=""):
     save_forest(forest, model_dir / FOREST_FILE)
     (model_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
     (model_dir / CARD_FILE).write_text(card_text)
-    text = "".join(f"{_sha(model_dir / n)}  {n}\n" for n in _CHECKED)
-    (model_dir / SUMS_FILE).write_text(text)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return write_checksums(model_dir, _CHECKED)
 
 
 def _json_default(o):
