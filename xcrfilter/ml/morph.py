@@ -285,18 +285,19 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
 
 def _cr_context(frames, labels, events, split_threshold):
     """Truth: the frame holds active CR pixels outside the event's own island."""
-    from scipy import ndimage
+    from ..context import _islands
     if len(events) == 0:
         return np.zeros(0, bool)
-    active = frames >= split_threshold.to_value(u.eV)
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = True
-    isl, n = ndimage.label(active, structure=st)
-    cr = active & (labels == 2)
-    per_island = np.bincount(isl[cr], minlength=n + 1)
-    per_frame = cr.reshape(cr.shape[0], -1).sum(axis=1)
+    nf, ny, nx = frames.shape
+    idx, lab, n = _islands(frames, float(split_threshold.to_value(u.eV)))
+    cr = labels.ravel()[idx] == 2
+    per_island = np.bincount(lab[cr], minlength=n + 1)
+    per_frame = np.bincount(idx[cr] // (ny * nx), minlength=nf)
     f = np.asarray(events["FRAME"], np.intp)
-    own = isl[f, np.asarray(events["RAWY"], np.intp), np.asarray(events["RAWX"], np.intp)]
+    y = np.asarray(events["RAWY"], np.intp)
+    flat = (f * ny + y) * nx + np.asarray(events["RAWX"], np.intp)
+    pos = np.minimum(np.searchsorted(idx, flat), max(idx.size - 1, 0))
+    own = np.where(idx[pos] == flat, lab[pos], 0) if idx.size else np.zeros(len(f), np.intp)
     return per_frame[f] - per_island[own] > 0
 
 
