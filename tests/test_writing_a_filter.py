@@ -5,8 +5,11 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter import events as events_module
-from xcrfilter import find_events, pipeline, run_pipeline
+from astropy.io import fits
+
+from xcrfilter import find_events, pipeline, registry, run_pipeline, write_events
+from xcrfilter.compare import compare_table
+from xcrfilter.events import STATUS_BITS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
@@ -16,6 +19,14 @@ def bright(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     import bright_filter
     return bright_filter
+
+
+@pytest.fixture
+def registered(bright):
+    """The example filter registered as ``bright`` (one line), unregistered afterwards."""
+    registry.register("bright", "bright_filter")
+    yield bright
+    del registry.FILTERS["bright"]
 
 
 def _frames():
@@ -40,13 +51,31 @@ def test_example_filter_contract(bright):
         bright.bright_filter(None, ev[["STATUS"]])
 
 
-def test_example_filter_in_the_pipeline(bright, monkeypatch):
-    monkeypatch.setitem(pipeline.METHODS, "bright", "bright_filter")
-    monkeypatch.setitem(pipeline.METHOD_BITS, "bright", 1 << bright.BRIGHT_BIT)
-    monkeypatch.setitem(events_module.STATUS_BITS, "BRIGHT", bright.BRIGHT_BIT)
-    monkeypatch.setitem(events_module.STATUS_BIT_DOC, "BRIGHT", "bright filter: ENERGY >= limit")
+def test_example_filter_in_the_pipeline(registered, tmp_path):
     out = run_pipeline(_frames(), "vfaint,bright", options={"bright": {"limit": 5 * u.keV}},
                        chunk_frames=1)
     assert (np.asarray(out["STATUS"]) & 128 > 0).tolist() == [False, True, True]
     assert out.meta["BRTNREJ"][0] == 2  # summed over the two chunks (COUNT_CARDS)
     assert "bright" in out.meta["FILTERS"][0]
+    # everything else is derived from its STATUS declaration
+    assert pipeline.METHOD_BITS["bright"] == 128
+    assert STATUS_BITS["BRIGHT"] == 7 and "bright" in pipeline.available_methods()
+    path = tmp_path / "events.fits"
+    write_events(out, path)
+    assert fits.getheader(path, "EVENTS")["STATUS7"] == "BRIGHT"
+    # and the comparison reports it under its name, alone and with VF
+    truth = np.array([2, 1, 2])
+    table = compare_table(out, truth)
+    assert {"VF", "BRIGHT", "VF+BRIGHT"} == set(table["METHOD"])
+    full = table[(table["METHOD"] == "BRIGHT") & (table["BAND"] == "0.3-10")][0]
+    assert (full["TP"], full["FP"], full["TN"], full["FN"]) == (1, 1, 0, 1)
+
+
+def test_register_refuses_taken_bits_and_names(bright, monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register("sac", "bright_filter")
+    monkeypatch.setattr(bright, "STATUS", {"BRIGHT": (4, "collides with SAC")})
+    with pytest.raises(ValueError, match="bit 4 declared twice"):
+        registry.register("bright", "bright_filter")
+    assert "bright" not in registry.FILTERS  # a refused filter leaves no trace
+    assert STATUS_BITS["SAC"] == 4

@@ -67,9 +67,8 @@ def _fraction(text):
 
 
 def _add_filter_parser(sub):
-    from .events import STATUS_BIT_DOC, STATUS_BITS
-    from .pipeline import METHODS, load_method
-    bits = "; ".join(f"{STATUS_BITS[k]} {STATUS_BIT_DOC[k]}" for k in STATUS_BITS)
+    from . import registry
+    bits = "; ".join(f"{bit} {doc}" for bit, doc, _ in registry.status_bits().values())
     p = sub.add_parser(
         "filter", help="find events in FITS frames and flag cosmic-ray events",
         description="Find X-ray events in raw detector frames (2-D images or 3-D "
@@ -81,7 +80,7 @@ def _add_filter_parser(sub):
     p.add_argument("frames", nargs="+", metavar="FRAMES.fits",
                    help="input FITS file(s); cubes of several files are concatenated")
     p.add_argument("-m", "--method", default="vfaint",
-                   help="comma-separated filters: " + ", ".join(METHODS) + ", or all")
+                   help="comma-separated filters: " + ", ".join(registry.FILTERS) + ", or all")
     p.add_argument("-o", "--output", required=True, metavar="EVENTS.fits",
                    help="output event file")
     p.add_argument("--mask-output", metavar="MASK.fits", default=None,
@@ -109,28 +108,9 @@ def _add_filter_parser(sub):
     _add_threshold_options(p)
     from .sources import add_input_options
     add_input_options(p)
-    for name in METHODS:
-        try:
-            module = load_method(name)
-        except ImportError:
-            continue
-        if hasattr(module, "add_cli_options"):
-            group = p.add_argument_group(f"{name} filter")
-            module.add_cli_options(group)
+    registry.add_cli_options(p)
     p.set_defaults(func=_run_filter)
     return p
-
-
-def _method_options(args, names):
-    from .pipeline import load_method
-    options = {}
-    for name in names:
-        module = load_method(name)
-        if hasattr(module, "options_from_args"):
-            opts = module.options_from_args(args)
-            if opts:
-                options[name] = opts
-    return options
 
 
 def _dask_client(args, stack):
@@ -154,6 +134,7 @@ def _run_filter(args):
     from .io import write_events
     from .outputs import check_outputs
     from .pipeline import parse_methods, run_pipeline
+    from .registry import options_from_args
 
     names = parse_methods(args.method)
     for f in args.frames:
@@ -169,7 +150,7 @@ def _run_filter(args):
         # event list or pixel-deposit table (xcrfilter.sources)
         if args.mask_output:
             raise ValueError("--mask-output needs image frames, not a table input.")
-        events = filter_table_input(kind, args, names, _method_options(args, names))
+        events = filter_table_input(kind, args, names, options_from_args(args, names))
         write_events(events, args.output, overwrite=args.overwrite,
                      input_files=list(args.frames))
         _print_summary(events, names, args.output)
@@ -191,7 +172,7 @@ def _run_filter(args):
         events = run_pipeline(stream, names, event_threshold=args.event_threshold,
                               split_threshold=args.split_threshold,
                               mip_threshold=args.mip_threshold,
-                              options=_method_options(args, names),
+                              options=options_from_args(args, names),
                               chunk_frames=args.chunk_frames, progress=not args.quiet,
                               max_lost_xray=args.max_lost_xray, client=client,
                               on_chunk=on_chunk, **pipeline_options)

@@ -1,18 +1,19 @@
 """Compare every cosmic-ray filter on the same events against simulator truth.
 
 ``xcrfilter compare OBS.fits [--truth OBS.fits] -o report/`` and
-:func:`compare_filters` run the very-faint-mode filter (VF), the Laplacian
-baseline (LACOSMIC), self-anti-coincidence (SAC) and, when a model is
-available, the CAM filter on the *same* events, and report the seed paper's
+:func:`compare_filters` run every registered filter (`xcrfilter.registry`):
+the very-faint-mode filter (VF), the Laplacian baseline (LACOSMIC),
+self-anti-coincidence (SAC) and, when their models are available, the CAM
+and MORPH filters, on the *same* events, and report the seed paper's
 metrics (Sec. 3.4, Table 2, Figs. 3-4) in the full 0.3-10 keV range and in
 the bands 0.3-1, 1-2, 2-4, 4-8 and 8-10 keV, for each method alone and for
-the unions VF+SAC, VF+LACOSMIC and VF+CAM.
+its union with VF (VF+SAC, VF+LACOSMIC, VF+CAM, VF+MORPH).
 
 Definitions (CR = positive class, events with truth X-ray or CR only):
 
 * an event is *rejected* by a method when any of the method's ``STATUS``
-  bits is set (VF: bits 0-2, LACOSMIC: 3, SAC: 4, CAM: 5; a union rejects
-  when either member does);
+  bits is set (:data:`METHOD_BITS`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
+  CAM: 5, MORPH: 6; a union rejects when either member does);
 * TP = CR rejected, FN = CR accepted, FP = X-ray rejected, TN = X-ray accepted;
 * precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2PR/(P+R);
 * lost X-ray signal FPR = FP/(TN+FP); unrejected background FOR = FN/(TN+FN);
@@ -39,6 +40,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
+from . import registry
 from .units import DEFAULT_BAND
 
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
@@ -51,11 +53,15 @@ BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
 #: Full evaluation range, keV (seed paper Sec. 3.4).
 FULL_BAND = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
 
-#: STATUS bits of each method (`xcrfilter.events.STATUS_BITS`).
-METHOD_BITS = {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5}
-_PIPELINE_NAME = {"VF": "vfaint", "LACOSMIC": "lacosmic", "SAC": "sac", "CAM": "cam"}
-_COLORS = {"VF": "k", "LACOSMIC": "tab:orange", "SAC": "tab:green", "CAM": "tab:blue",
-           "VF+LACOSMIC": "tab:red", "VF+SAC": "tab:olive", "VF+CAM": "tab:purple"}
+
+def _report_bits():
+    return {label: registry.method_bits(name) for label, name in registry.report_names().items()}
+
+
+#: STATUS bit mask of each method under its report name (``VF``, ``LACOSMIC``,
+#: ``SAC``, ``CAM``, ``MORPH``, ...): a read-only view of the registered
+#: filters' ``STATUS`` declarations (`xcrfilter.registry`).
+METHOD_BITS = registry.View(_report_bits, "STATUS bit mask of each method, by report name.")
 
 
 # --------------------------------------------------------------------------
@@ -138,7 +144,7 @@ def available_report_methods(events):
     ran = card_value(events.meta, "FILTERS", None)
     if ran:
         ran = [s.strip() for s in str(ran).split(",")]
-        return [m for m in METHOD_BITS if _PIPELINE_NAME[m] in ran]
+        return [label for label, name in registry.report_names().items() if name in ran]
     return list(METHOD_BITS)
 
 
@@ -363,9 +369,11 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
 def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
     """ROC curves (recall vs lost X-ray signal) of the swept methods.
 
-    SAC is swept in radius using the ``SAC_DIST`` column (reject when
-    ``SAC_DIST <= R``), CAM in CR-probability threshold using ``PROB_CR``
-    (reject when ``PROB_CR >= t``); each alone and in union with VF.
+    Every registered filter with a ``CALIBRATION`` declaration (score column,
+    option, sign) whose column is in ``events`` is swept: SAC in radius
+    using ``SAC_DIST`` (reject when ``SAC_DIST <= R``), the probability
+    filters (CAM: ``PROB_CR``, MORPH: ``PROB_MORPH``) in threshold (reject
+    when the probability is ``>= t``); each alone and in union with VF.
 
     Returns
     -------
@@ -379,30 +387,25 @@ def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
     truth = np.asarray(truth)
     is_cr, is_xray = (truth == 2) & inband, (truth == 1) & inband
     vf = rejected(events, "VF")
+    if radii is None:
+        radii = np.concatenate([[-1.0, 0.0], np.unique(np.round(np.geomspace(1, 400, 40)))])
+    if thresholds is None:
+        thresholds = np.linspace(0.0, 1.0, 101)
     rows = []
-    curves = []
-    if "SAC_DIST" in events.colnames:
-        dist = np.asarray(events["SAC_DIST"], float)
-        if radii is None:
-            radii = np.concatenate([[-1.0, 0.0], np.unique(np.round(np.geomspace(1, 400, 40)))])
-        curves.append(("SAC", radii, lambda r: dist <= r))
-    if "PROB_CR" in events.colnames:
-        prob = np.asarray(events["PROB_CR"], float)
-        if thresholds is None:
-            thresholds = np.linspace(0.0, 1.0, 101)
-        curves.append(("CAM", thresholds, lambda t: prob >= t))
-    for name, params, rule in curves:
-        for p in params:
-            rej = rule(p)
-            for label, r in ((name, rej), (f"VF+{name}", rej | vf)):
+    for label, name in registry.report_names().items():
+        column, _, sign = getattr(registry.filter_module(name), "CALIBRATION", (None,) * 3)
+        if column not in events.colnames:
+            continue
+        score = np.asarray(events[column], float)
+        for p in (radii if sign < 0 else thresholds):
+            rej = score <= p if sign < 0 else score >= p
+            for curve, r in ((label, rej), (f"VF+{label}", rej | vf)):
                 tp, fp, tn, fn = _counts(is_cr, is_xray, r)
                 rates = _rates(tp, fp, tn, fn)
-                rows.append((label, float(p), float(rates["FPR"]), float(rates["RECALL"]),
+                rows.append((curve, float(p), float(rates["FPR"]), float(rates["RECALL"]),
                              float(rates["FOR"])))
-    return Table(rows=rows, names=("CURVE", "PARAM", "FPR", "RECALL", "FOR"),
-                 dtype=(str, float, float, float, float)) if rows else \
-        Table(names=("CURVE", "PARAM", "FPR", "RECALL", "FOR"),
-              dtype=(str, float, float, float, float))
+    return Table(rows=rows or None, names=("CURVE", "PARAM", "FPR", "RECALL", "FOR"),
+                 dtype=(str, float, float, float, float))
 
 
 # --------------------------------------------------------------------------
@@ -447,21 +450,43 @@ class CompareReport:
         return format_table(self.table)
 
 
+def _failing_optional(names, exc):
+    """The optional method (one with ``is_available``, e.g. a model) that raised ``exc``."""
+    import traceback
+    files = {os.path.realpath(f.filename) for f in traceback.extract_tb(exc.__traceback__)}
+    for name in names:
+        module = registry.filter_module(name)
+        if hasattr(module, "is_available") and os.path.realpath(module.__file__) in files:
+            return name
+    return None
+
+
 def _run_methods(cube, names, options, thresholds):
-    """Run the pipeline with as many of ``names`` as can run; return (events, ran, skipped)."""
+    """Run the pipeline with as many of ``names`` as can run; return (events, ran, skipped).
+
+    An optional method (one whose module has ``is_available``, e.g. a filter
+    that needs a model) is skipped when it has no model (neither installed
+    nor given in ``options``) or when it raises; the reason goes to
+    ``skipped``.  Errors of the other methods are raised.
+    """
     from .pipeline import run_pipeline
     skipped = {}
     names = list(names)
+    for name in list(names):
+        check = getattr(registry.filter_module(name), "is_available", None)
+        if check is not None and "model" not in options.get(name, {}) and not check():
+            skipped[name] = "no model installed"
+            names.remove(name)
     while True:
         try:
             events = run_pipeline(cube, names, options=options, **thresholds)
             return events, names, skipped
         except Exception as exc:  # noqa: BLE001 - an optional method failing is reported
-            if "cam" in names:
-                skipped["cam"] = f"{type(exc).__name__}: {exc}"
-                names.remove("cam")
-                continue
-            raise
+            name = _failing_optional(names, exc)
+            if name is None:
+                raise
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            names.remove(name)
 
 
 def compare_filters(frames, truth_labels, methods=None, *, options=None,
@@ -477,9 +502,10 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
     truth_labels : uint8 ndarray, shape (n_frames, ny, nx)
         Pixel truth (0 none, 1 X-ray, 2 CR) from the simulator.
     methods : list of str, optional
-        Pipeline names among ``vfaint``, ``lacosmic``, ``sac``, ``cam``.
-        Default: all of them; a method that cannot run (e.g. CAM without a
-        trained model) is skipped and reported in ``skipped``.
+        Pipeline names among the registered filters (``vfaint``,
+        ``lacosmic``, ``sac``, ``cam``, ``morph``).  Default: all of them; a
+        method that cannot run (e.g. CAM without a trained model) is skipped
+        and reported in ``skipped``.
     options : dict, optional
         Per-method keyword arguments (``{"sac": {"radius": 10}}``).  SAC is
         run with its default radius; the radius sweep of the ROC uses the
@@ -496,7 +522,8 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
         Radii (pixels) of the SAC ROC sweep.  Default 0 and 40 values
         geometrically spaced in 1-400.
     cam_thresholds : array-like, optional
-        CR-probability thresholds of the CAM ROC sweep.  Default 0, 0.01, ..., 1.
+        CR-probability thresholds of the ROC sweeps of the probability
+        filters (CAM, MORPH).  Default 0, 0.01, ..., 1.
     gain, detector
         As for :func:`xcrfilter.io.as_energy_cube`.
 
@@ -545,7 +572,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     from astropy.table import vstack
 
     from .io import FrameCube, as_energy_cube
-    names = list(methods) if methods is not None else ["vfaint", "lacosmic", "sac", "cam"]
+    names = list(methods) if methods is not None else list(registry.FILTERS)
     if "vfaint" not in names:
         names.insert(0, "vfaint")
     thresholds = dict(event_threshold=event_threshold, split_threshold=split_threshold,
@@ -606,7 +633,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     events.meta["HISTORY"] = history if len(parts) == 1 else [
         f"xcrfilter compare: {n_frames} frames in {len(parts)} chunks"]
     truth = np.concatenate(truths)
-    singles = [m for m in METHOD_BITS if _PIPELINE_NAME[m] in names]
+    singles = [label for label, name in registry.report_names().items() if name in names]
     report_methods = singles + [f"VF+{m}" for m in singles if m != "VF"]
     table = compare_table(events, truth, report_methods)
     roc = roc_sweeps(events, truth, radii=sac_radii, thresholds=cam_thresholds)

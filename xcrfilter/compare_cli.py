@@ -51,8 +51,9 @@ def add_arguments(parser):
                         "observation)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="report directory (tables, figures, events)")
-    parser.add_argument("--methods", default="vfaint,lacosmic,sac,cam",
-                        help="comma-separated filters to compare; unavailable ones are skipped")
+    parser.add_argument("--methods", default="all",
+                        help="comma-separated filters to compare, or all (the default); "
+                        "unavailable ones are skipped")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N",
                         help="use only the first N frames (default: all)")
     parser.add_argument("--chunk-frames", type=int, default=200, metavar="N",
@@ -67,19 +68,8 @@ def add_arguments(parser):
     parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
                         metavar="E", help="events at or above it are minimum-ionising "
                         "particles")
-    from .filters.laplacian import LACOSMIC_DEFAULTS
-    from .filters.sac import SAC_DEFAULTS
-    parser.add_argument("--sac-radius", type=float, default=None, metavar="R",
-                        help="SAC rejection radius [pixel] (default: the filter's, "
-                        f"{SAC_DEFAULTS['radius']:g})")
-    parser.add_argument("--lacosmic-sigclip", type=float, default=None, metavar="S",
-                        help="L.A.Cosmic Laplacian-to-noise limit (default: the filter's, "
-                        f"{LACOSMIC_DEFAULTS['sigclip']:g})")
-    parser.add_argument("--cam-threshold", type=float, default=None, metavar="P",
-                        help="CAM CR-probability threshold (default: the model's)")
-    parser.add_argument("--cam-model", default=None, metavar="DIR|NAME",
-                        help="CAM model directory, or 'context' / 'paper' for a shipped "
-                        "model (without it: 'context')")
+    from .registry import add_cli_options
+    add_cli_options(parser)
 
 
 def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
@@ -114,19 +104,14 @@ def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
 
 def run(args):
     """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
-    options = {}
-    if args.sac_radius is not None:
-        options["sac"] = {"radius": args.sac_radius}
-    if args.lacosmic_sigclip is not None:
-        options["lacosmic"] = {"sigclip": args.lacosmic_sigclip}
-    cam = {}
-    if args.cam_threshold is not None:
-        cam["threshold"] = args.cam_threshold
-    if args.cam_model is not None:
-        cam["model"] = args.cam_model
-    if cam:
-        options["cam"] = cam
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from .pipeline import parse_methods
+    from .registry import FILTERS, options_from_args
+    # all: every registered filter, those that cannot run reported as skipped
+    methods = None if args.methods.strip().lower() == "all" else parse_methods(args.methods)
+    options = options_from_args(args, methods or list(FILTERS))
+    if options.get("cam", {}).get("cam_output") is not None:
+        raise ValueError("--cam-output: xcrfilter compare writes no CAM maps; use "
+                         "xcrfilter filter.")
     from .outputs import check_outputs
     # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)

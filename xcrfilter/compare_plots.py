@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from .compare import _COLORS, FULL_BAND, _energy_kev, rejected
+from .compare import FULL_BAND, _energy_kev, rejected
+from .plots import COLORS, plot_roc
 
 __all__ = ["make_figures"]
 
@@ -31,21 +32,7 @@ def make_figures(report, outdir, *, frames=None, labels=None):
 
     # --- ROC
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for curve in dict.fromkeys(report.roc["CURVE"]) if len(report.roc) else []:
-        r = report.roc[report.roc["CURVE"] == curve]
-        order = np.argsort(r["FPR"])
-        ax.plot(100 * r["FPR"][order], 100 * r["RECALL"][order], "-",
-                color=_COLORS.get(curve, None), alpha=0.8,
-                label=f"{curve} ({'radius' if 'SAC' in curve else 'threshold'} swept)")
-    for row in tf:
-        ax.plot(100 * row["FPR"], 100 * row["RECALL"], "o", ms=7,
-                color=_COLORS.get(row["METHOD"]), mec="k", label=f"{row['METHOD']} (default)")
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("lost X-ray signal FPR [%]")
-    ax.set_ylabel("CR recall [%]")
-    ax.set_title(f"ROC, {full} keV, {report.n_frames} frames")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    plot_roc(report.roc, tf, ax=ax, title=f"ROC, {full} keV, {report.n_frames} frames")
     files.append(_save(fig, outdir, "roc.png"))
 
     # --- unrejected background spectrum (Fig. 3a)
@@ -60,7 +47,7 @@ def make_figures(report, outdir, *, frames=None, labels=None):
     for m in methods:
         keep = cr & ~rejected(ev, m)
         h, _ = np.histogram(e[keep], bins)
-        ax.stairs(h / width / n, bins, color=_COLORS.get(m), label=m)
+        ax.stairs(h / width / n, bins, color=COLORS.get(m), label=m)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("event energy [keV]")
@@ -77,7 +64,7 @@ def make_figures(report, outdir, *, frames=None, labels=None):
     for j, m in enumerate(others):
         vals = [100 * t[(t["BAND"] == b) & (t["METHOD"] == m)]["FOR_IMPR"][0] for b in bands]
         ax.bar(np.arange(len(bands)) + (j - (len(others) - 1) / 2) * w,
-               np.nan_to_num(vals), w, color=_COLORS.get(m), label=m)
+               np.nan_to_num(vals), w, color=COLORS.get(m), label=m)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(bands)), [f"{b} keV" for b in bands])
     ax.set_ylabel("FOR relative improvement vs VF [%]")
@@ -94,7 +81,7 @@ def make_figures(report, outdir, *, frames=None, labels=None):
     for m in methods:
         nl, _ = np.histogram(e[xr & rejected(ev, m)], ebins)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ax.plot(centers, 100 * nl / nx, "o-", ms=3, color=_COLORS.get(m), label=m)
+            ax.plot(centers, 100 * nl / nx, "o-", ms=3, color=COLORS.get(m), label=m)
     ax.set_xscale("log")
     ax.set_xlabel("event energy [keV]")
     ax.set_ylabel("lost X-ray signal [%]")

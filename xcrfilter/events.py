@@ -13,35 +13,28 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from . import registry as _registry
 from ._meta import add_history, set_card
 
 __all__ = ["find_events", "asca_grade", "pattern_code", "is_accepted_shape",
-           "STATUS_BITS", "STATUS_BIT_DOC", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
+           "STATUS_BITS", "STATUS_BIT_DOC", "FINDING_STATUS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
            "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds"]
 
-#: STATUS bit numbers (an event is accepted by a method when its bits are 0).
-STATUS_BITS = {
-    "GRADE": 0,        # invalid 3x3 shape (very-faint-mode filter)
-    "OUTER_RING": 1,   # non-single with an active pixel in the 5x5 outer ring
-    "ENERGY": 2,       # energy outside [event threshold, MIP threshold)
-    "LACOSMIC": 3,     # 3x3 touches the Laplacian (astroscrappy) CR mask
-    "SAC": 4,          # inside a self-anti-coincidence zone around a track
-    "CAM": 5,          # CAM filter PROB_CR >= threshold
-    "MORPH": 6,        # shape-and-context forest PROB_MORPH >= threshold
-    "EDGE": 8,         # optional: the 5x5 island is cut by the frame edge
+#: STATUS bits of event finding itself, NAME -> (bit, meaning); the filters
+#: declare theirs in their modules (``STATUS``), `xcrfilter.registry` joins them.
+FINDING_STATUS = {
+    "EDGE": (8, "5x5 island cut by the frame edge (optional)"),
 }
+EDGE_BIT = FINDING_STATUS["EDGE"][0]
 
-#: Meaning of each STATUS bit, written to event-file headers (``STATUSn`` keywords).
-STATUS_BIT_DOC = {
-    "GRADE": "VF: 3x3 shape not single/double/L/quad",
-    "OUTER_RING": "VF: non-single with active 5x5 outer pixel",
-    "ENERGY": "VF: energy outside [event, MIP threshold)",
-    "LACOSMIC": "3x3 touches the Laplacian (L.A.Cosmic) mask",
-    "SAC": "inside a self-anti-coincidence zone",
-    "CAM": "CAM filter: PROB_CR >= threshold",
-    "MORPH": "morph filter: PROB_MORPH >= threshold",
-    "EDGE": "5x5 island cut by the frame edge (optional)",
-}
+#: STATUS bit numbers, NAME -> bit, of every registered filter and of event
+#: finding (an event is accepted by a method when its bits are 0).  A
+#: read-only view of :data:`xcrfilter.registry.STATUS_BITS`.
+STATUS_BITS = _registry.STATUS_BITS
+
+#: Meaning of each STATUS bit, written to event-file headers (``STATUSn``
+#: keywords).  A read-only view of :data:`xcrfilter.registry.STATUS_BIT_DOC`.
+STATUS_BIT_DOC = _registry.STATUS_BIT_DOC
 
 # 5x5 window offsets, row-major, index 12 = centre.
 _DY, _DX = np.divmod(np.arange(25), 5)
@@ -446,7 +439,7 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
     events["EDGE"] = ~np.all(inside, axis=1)
     status = np.zeros(len(f), dtype=np.int32)
     if edge_status:
-        status[np.asarray(events["EDGE"])] |= np.int32(1 << STATUS_BITS["EDGE"])
+        status[np.asarray(events["EDGE"])] |= np.int32(1 << EDGE_BIT)
     events["STATUS"] = status
 
     meta = events.meta

@@ -381,14 +381,13 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
 def status_bit_cards(meta):
     """Record the meaning of every STATUS bit in ``meta`` (keywords ``STATUSn``).
 
-    The bit numbers and descriptions come from the registries
-    :data:`xcrfilter.events.STATUS_BITS` and
-    :data:`xcrfilter.events.STATUS_BIT_DOC`: keyword ``STATUSn`` holds the
-    bit's name, its comment the meaning.
+    The bit numbers and meanings are those the registered filters and event
+    finding declare (:func:`xcrfilter.registry.status_bits`): keyword
+    ``STATUSn`` holds the bit's name, its comment the meaning.
     """
-    from .events import STATUS_BIT_DOC, STATUS_BITS
-    for name, bit in sorted(STATUS_BITS.items(), key=lambda kv: kv[1]):
-        set_card(meta, f"STATUS{bit}", name, STATUS_BIT_DOC.get(name, "")[:47])
+    from .registry import status_bits
+    for name, (bit, doc, _) in status_bits().items():
+        set_card(meta, f"STATUS{bit}", name, doc[:47])
 
 
 def _status_max(values):

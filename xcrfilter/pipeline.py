@@ -7,7 +7,6 @@ table.  Filters never call each other.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections import deque
@@ -17,8 +16,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import vstack
 
+from . import registry
 from ._meta import add_history, card_value, set_card
-from .events import STATUS_BITS, check_thresholds, find_events
+from .events import check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
 from .ogip import add_time
 from .stream import FrameStream
@@ -29,24 +29,18 @@ __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
 #: Filter name -> module implementing the plug-in interface
 #: (``add_cli_options``, ``options_from_args``, ``pipeline_step``; optional
 #: ``is_available()`` and ``COUNT_CARDS``, the header keywords holding counts
-#: that the pipeline sums over chunks of frames).
-METHODS = {
-    "vfaint": "xcrfilter.filters.vfaint",
-    "lacosmic": "xcrfilter.filters.laplacian",
-    "sac": "xcrfilter.filters.sac",
-    "cam": "xcrfilter.filters.cam",
-    "morph": "xcrfilter.filters.morph",
-}
+#: that the pipeline sums over chunks of frames).  The same dict as
+#: :data:`xcrfilter.registry.FILTERS`.
+METHODS = registry.FILTERS
 
-#: STATUS bit set by each method (bits 0-2 all belong to ``vfaint``).
-METHOD_BITS = {
-    "vfaint": (1 << STATUS_BITS["GRADE"]) | (1 << STATUS_BITS["OUTER_RING"])
-    | (1 << STATUS_BITS["ENERGY"]),
-    "lacosmic": 1 << STATUS_BITS["LACOSMIC"],
-    "sac": 1 << STATUS_BITS["SAC"],
-    "cam": 1 << STATUS_BITS["CAM"],
-    "morph": 1 << STATUS_BITS["MORPH"],
-}
+
+def _method_bits():
+    return {name: registry.method_bits(name) for name in registry.FILTERS}
+
+
+#: STATUS bit mask of each method (bits 0-2 all belong to ``vfaint``); a
+#: read-only view derived from the filters' ``STATUS`` declarations.
+METHOD_BITS = registry.View(_method_bits, "STATUS bit mask of each pipeline method.")
 
 
 def load_method(name):
@@ -59,10 +53,7 @@ def load_method(name):
     ImportError
         If the module cannot be imported (e.g. a missing optional dependency).
     """
-    if name not in METHODS:
-        raise ValueError(f"unknown filter method {name!r}; choose from "
-                         f"{', '.join(METHODS)} or 'all'.")
-    module = importlib.import_module(METHODS[name])
+    module = registry.filter_module(name)
     if not hasattr(module, "pipeline_step"):
         raise ImportError(f"{METHODS[name]} does not provide a pipeline step.")
     return module

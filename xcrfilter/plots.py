@@ -17,7 +17,8 @@ __all__ = ["plot_roc", "plot_spectrum", "plot_frame_verdicts"]
 
 #: Colour of each method (and union with the very-faint filter) in every figure.
 COLORS = {"VF": "k", "LACOSMIC": "tab:orange", "SAC": "tab:green", "CAM": "tab:blue",
-          "VF+LACOSMIC": "tab:red", "VF+SAC": "tab:olive", "VF+CAM": "tab:purple"}
+          "MORPH": "tab:brown", "VF+LACOSMIC": "tab:red", "VF+SAC": "tab:olive",
+          "VF+CAM": "tab:purple", "VF+MORPH": "tab:pink"}
 
 
 def _axes(ax, figsize=(6, 4.5)):

@@ -12,6 +12,9 @@ from xcrfilter.units import as_energy
 
 #: STATUS bit set by this filter (a free bit of ``xcrfilter.events.STATUS_BITS``).
 BRIGHT_BIT = 7
+#: Its STATUS bits, NAME -> (bit, meaning): the registry, the event-file
+#: headers (``STATUS7``), ``xcrfilter filter --help`` and the comparison read them.
+STATUS = {"BRIGHT": (BRIGHT_BIT, "bright filter: ENERGY >= limit")}
 
 #: Header keywords holding counts, summed by the pipeline over chunks of frames.
 COUNT_CARDS = ("BRTNREJ",)

@@ -48,8 +48,10 @@ CALIBRATION = ("PROB_CR", "threshold", +1)
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
 
-#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
+#: STATUS bit set by this filter.
 CAM_BIT = 5
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {"CAM": (CAM_BIT, "CAM filter: PROB_CR >= threshold")}
 
 # CAM map file of a pipeline run in progress: path -> CubeWriter
 _MAP_FILES = {}

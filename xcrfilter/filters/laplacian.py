@@ -54,8 +54,10 @@ __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BI
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
 
-#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
+#: STATUS bit set by this filter.
 LACOSMIC_BIT = 3
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {"LACOSMIC": (LACOSMIC_BIT, "3x3 touches the Laplacian (L.A.Cosmic) mask")}
 
 #: astroscrappy keyword defaults used by :func:`lacosmic_filter` (same as
 #: ``astroscrappy.detect_cosmics`` except ``satlevel``, which defaults to the

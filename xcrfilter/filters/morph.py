@@ -24,7 +24,6 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from .._meta import add_history, set_card
-from ..events import STATUS_BITS
 from ..units import as_probability
 from ._probability import flag_probability
 
@@ -32,7 +31,9 @@ __all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
            "pipeline_step", "is_available"]
 
 #: STATUS bit set by this filter.
-MORPH_BIT = STATUS_BITS["MORPH"]
+MORPH_BIT = 6
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {"MORPH": (MORPH_BIT, "morph filter: PROB_MORPH >= threshold")}
 
 #: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
 #: option it sets, and +1 because high probabilities are rejected.

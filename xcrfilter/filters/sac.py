@@ -44,8 +44,10 @@ CALIBRATION = ("SAC_DIST", "radius", -1)
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("SACNTRK", "SACNEVT")
 
-#: STATUS bit set by this filter (`xcrfilter.events.STATUS_BITS`).
+#: STATUS bit set by this filter.
 SAC_BIT = 4
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {"SAC": (SAC_BIT, "inside a self-anti-coincidence zone")}
 
 #: Default parameters.  The radius, 22 pixels, is the largest that loses at
 #: most 1.7 % of the X-ray events on the validation frames of every physics

@@ -21,14 +21,22 @@ import numpy as np
 from astropy.table import Table
 
 from .._meta import add_history, card_value, set_card
-from ..events import (STATUS_BITS, check_thresholds, find_events, island_properties,
-                      is_accepted_shape)
+from ..events import check_thresholds, find_events, island_properties, is_accepted_shape
 
-__all__ = ["vfaint_filter", "vfaint_flags"]
+__all__ = ["vfaint_filter", "vfaint_flags", "STATUS"]
 
-_BIT_GRADE = np.int32(1 << STATUS_BITS["GRADE"])
-_BIT_RING = np.int32(1 << STATUS_BITS["OUTER_RING"])
-_BIT_ENERGY = np.int32(1 << STATUS_BITS["ENERGY"])
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {
+    "GRADE": (0, "VF: 3x3 shape not single/double/L/quad"),
+    "OUTER_RING": (1, "VF: non-single with active 5x5 outer pixel"),
+    "ENERGY": (2, "VF: energy outside [event, MIP threshold)"),
+}
+#: Name of the filter in comparison tables (`xcrfilter.compare`).
+REPORT_NAME = "VF"
+
+_BIT_GRADE = np.int32(1 << STATUS["GRADE"][0])
+_BIT_RING = np.int32(1 << STATUS["OUTER_RING"][0])
+_BIT_ENERGY = np.int32(1 << STATUS["ENERGY"][0])
 _VF_BITS = _BIT_GRADE | _BIT_RING | _BIT_ENERGY
 
 

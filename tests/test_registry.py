@@ -1,0 +1,87 @@
+"""One registry line per filter: STATUS bits, method masks, header cards, CLI help
+and the comparison all derive from the filters' own declarations."""
+import re
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from xcrfilter import compare, pipeline, registry
+from xcrfilter.events import FINDING_STATUS, STATUS_BIT_DOC, STATUS_BITS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_bit_declared_once():
+    declared = [(name, bit) for name in registry.FILTERS
+                for name, (bit, _) in registry.filter_module(name).STATUS.items()]
+    declared += [(name, bit) for name, (bit, _) in FINDING_STATUS.items()]
+    bits = [bit for _, bit in declared]
+    assert len(set(bits)) == len(bits)
+    assert dict(STATUS_BITS) == dict(declared)
+    assert list(STATUS_BITS.values()) == sorted(bits)
+    assert dict(STATUS_BITS) == {"GRADE": 0, "OUTER_RING": 1, "ENERGY": 2, "LACOSMIC": 3,
+                                 "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8}
+    # each filter's mask is the OR of its bits, and the masks do not overlap
+    masks = [pipeline.METHOD_BITS[name] for name in registry.FILTERS]
+    assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6]
+    assert sum(masks) == np.bitwise_or.reduce(masks)
+    assert registry.status_bits()["EDGE"][2] == "find_events"
+    with pytest.raises(TypeError, match="read-only|does not support item assignment"):
+        STATUS_BITS["NEW"] = 9
+
+
+def test_compare_knows_every_filter():
+    assert dict(compare.METHOD_BITS) == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4,
+                                         "CAM": 1 << 5, "MORPH": 1 << 6}
+    events = {"STATUS": np.array([0, 1 << 6, 1 << 0 | 1 << 6, 1 << 4])}
+    assert compare.rejected(events, "MORPH").tolist() == [False, True, True, False]
+    assert compare.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]
+    assert compare.rejected(events, "VF+SAC").tolist() == [False, False, True, True]
+
+
+def test_compare_table_has_morph(tmp_path):
+    from test_compare import toy_observation
+    frames, labels = toy_observation()
+    rep = compare.compare_filters(frames * u.eV, labels, ["vfaint", "morph"], pixel_frames=0)
+    assert rep.methods == ["VF", "MORPH"] and rep.skipped == {}
+    assert set(rep.table["METHOD"]) == {"VF", "MORPH", "VF+MORPH"}
+    assert set(rep.roc["CURVE"]) == {"MORPH", "VF+MORPH"}
+    full = rep.table[(rep.table["METHOD"] == "MORPH") & (rep.table["BAND"] == "0.3-10")][0]
+    rej = compare.rejected(rep.events, "MORPH")
+    e = rep.events["ENERGY"].to_value(u.keV)
+    inband = (e >= 0.3) & (e < 10)
+    assert full["TP"] == np.count_nonzero(rej & inband & (rep.truth == 2))
+    assert full["FP"] == np.count_nonzero(rej & inband & (rep.truth == 1))
+
+
+def test_optional_filter_that_fails_is_skipped():
+    from test_compare import toy_observation
+    frames, labels = toy_observation(n=1)
+    rep = compare.compare_filters(frames * u.eV, labels, ["vfaint", "sac", "cam"],
+                                  options={"cam": {"model": "/nonexistent"}}, pixel_frames=0)
+    assert rep.methods == ["VF", "SAC"]
+    assert list(rep.skipped) == ["cam"] and "does not exist" in rep.skipped["cam"]
+
+
+def test_header_cards_and_help_derived():
+    from xcrfilter.cli import build_parser
+    from xcrfilter.ogip import status_bit_cards
+    meta = {}
+    status_bit_cards(meta)
+    expected = {f"STATUS{bit}": name for name, bit in STATUS_BITS.items()}
+    assert {k: v[0] for k, v in meta.items()} == expected
+    assert meta["STATUS6"][1] == STATUS_BIT_DOC["MORPH"]
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["filter"]
+                    .description.split())
+    for name, bit in STATUS_BITS.items():
+        assert f"{bit} {STATUS_BIT_DOC[name]}" in text
+
+
+def test_docs_bit_table_matches():
+    # docs/heasoft.rst lists the bits by hand: it must say what the filters declare
+    text = (DOCS / "heasoft.rst").read_text()
+    rows = dict((name, int(bit)) for bit, name in re.findall(r"^(\d+)\s+``([A-Z_]+)``", text,
+                                                             re.M))
+    assert rows == dict(STATUS_BITS)
