@@ -504,6 +504,37 @@ def test_cam_maps(tmp_path):
         write_cam_maps(tmp_path / "x.fits", {"CR": np.zeros(4)}, None)
 
 
+def test_cam_map_writer_appends_chunks(tmp_path):
+    from xcrfilter.products import CamMapWriter
+    rng = np.random.default_rng(1)
+    maps = {"XRAY": rng.random((5, 8, 8)), "CR": rng.random((5, 8, 8))}
+    cards = [("MODEL", "densenet", "model name")]
+    whole, chunked = tmp_path / "whole.fits", tmp_path / "chunked.fits"
+    write_cam_maps(whole, maps, cards)
+    with CamMapWriter(chunked) as writer:
+        assert not chunked.exists() and not list(tmp_path.glob("chunked*"))  # nothing yet
+        for a, b in ((0, 2), (2, 5)):
+            writer.append({k: v[a:b] for k, v in maps.items()}, cards)
+        with pytest.raises(ValueError, match="classes"):
+            writer.append({"CR": maps["CR"][:1]})
+    with fits.open(whole) as one, fits.open(chunked) as two:
+        for h1, h2 in zip(one, two):
+            assert h1.name == h2.name
+            if h1.data is not None:
+                np.testing.assert_array_equal(h1.data, h2.data)
+            drop = ("DATE", "CREATOR", "CHECKSUM", "DATASUM")
+            assert {k: v for k, v in h1.header.items() if k not in drop} == \
+                {k: v for k, v in h2.header.items() if k not in drop}
+    with pytest.raises(FileExistsError):
+        CamMapWriter(chunked)
+    # an error inside the block leaves no file and no side files
+    with pytest.raises(RuntimeError):
+        with CamMapWriter(tmp_path / "bad.fits") as writer:
+            writer.append({k: v[:2] for k, v in maps.items()}, cards)
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.fits", "whole.fits"]
+
+
 def test_write_mask_readable_by_ccddata(tmp_path):
     mask = np.zeros((2, 6, 6), bool)
     mask[1, 2:5, 2:5] = True

@@ -272,6 +272,14 @@ def _collect(results, on_chunk, bar, parts, counts, count_cards, state):
                 bar.update(n_piece)
 
 
+def _start_modules(modules, options):
+    """Let each filter open what it writes over a run (``start_run``) in its options."""
+    for name, module in modules.items():
+        start = getattr(module, "start_run", None)
+        if start is not None:
+            options[name] = start(options.get(name))
+
+
 def _finish_modules(modules, options, ok):
     """Let each filter close what it writes over a run (``finish_run``), or drop it."""
     for name, module in modules.items():
@@ -379,6 +387,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     if client is not None and options.get("cam", {}).get("cam_output") is not None:
         raise ValueError("cam_output (--cam-output) is written by one process: run without "
                          "a dask client to write CAM maps.")
+    _start_modules(modules, options)
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)
     if strict and "vfaint" in modules:

@@ -1,8 +1,9 @@
 """Products besides events: class activation maps and pixel masks.
 
 :func:`write_cam_maps` writes one float32 image HDU per class activation
-map; :func:`write_mask` writes a `~astropy.nddata.CCDData` with its mask in a
-``MASK`` extension (readable by ccdproc and ds9).  Written atomically
+map (:class:`CamMapWriter` writes the same file a chunk of frames at a
+time); :func:`write_mask` writes a `~astropy.nddata.CCDData` with its mask
+in a ``MASK`` extension (readable by ccdproc and ds9).  Written atomically
 (`xcrfilter.outputs`).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from astropy.nddata import CCDData
 from .io import (_add_text_lines, _apply_meta, _check_output_path, _clean_header,
                  _creator_cards, _split_value, _write_hdul)
 
-__all__ = ["write_cam_maps", "read_cam_maps", "write_mask"]
+__all__ = ["write_cam_maps", "read_cam_maps", "write_mask", "CamMapWriter"]
 
 
 def _cards_to_header(header_cards, name="header_cards"):
@@ -50,6 +51,24 @@ def _cards_to_header(header_cards, name="header_cards"):
 def _cam_extname(name):
     name = str(name).upper()
     return name if name.startswith("CAM_") else f"CAM_{name}"
+
+
+def _cam_headers(classes, header_cards):
+    """Primary header and ``{EXTNAME: header}`` of a CAM map file of ``classes``."""
+    cards = _cards_to_header(header_cards)
+    primary = fits.Header()
+    primary.extend(cards, end=True)
+    _creator_cards(primary)
+    primary["NCAMMAPS"] = (len(classes), "number of CAM image extensions")
+    extensions = {}
+    for i, cls in enumerate(classes, start=1):
+        extname = _cam_extname(cls)
+        primary[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
+        hdr = cards.copy()
+        hdr["CLASSNAM"] = (extname[4:], "class of this activation map")
+        hdr["BUNIT"] = ("", "class activation map (dimensionless)")
+        extensions[extname] = hdr
+    return primary, extensions
 
 
 def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
@@ -90,29 +109,93 @@ def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
         raise TypeError(f"maps must be a non-empty dict of class name to ndarray, got "
                         f"{type(maps).__name__}{'' if maps else ' (empty)'}.")
     path = _check_output_path(path, overwrite)
-    cards = _cards_to_header(header_cards)
-    primary = fits.PrimaryHDU()
-    primary.header.extend(cards, end=True)
-    _creator_cards(primary.header)
-    primary.header["NCAMMAPS"] = (len(maps), "number of CAM image extensions")
-    hdus = [primary]
-    for i, (cls, arr) in enumerate(maps.items(), start=1):
-        if isinstance(arr, u.Quantity):
-            arr = arr.value
-        arr = np.asarray(arr)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"maps[{cls!r}] must be a numeric array, got dtype {arr.dtype}.")
-        if arr.ndim not in (2, 3):
-            raise ValueError(f"maps[{cls!r}] must be 2-D (rows, columns) or 3-D (frames, "
-                             f"rows, columns), got shape {arr.shape}.")
-        extname = _cam_extname(cls)
-        hdu = fits.ImageHDU(arr.astype(np.float32), name=extname)
-        hdu.header.extend(cards, end=True)
-        hdu.header["CLASSNAM"] = (extname[4:], "class of this activation map")
-        hdu.header["BUNIT"] = ("", "class activation map (dimensionless)")
-        primary.header[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
-        hdus.append(hdu)
+    primary, extensions = _cam_headers(list(maps), header_cards)
+    hdus = [fits.PrimaryHDU(header=primary)]
+    for (cls, arr), (extname, hdr) in zip(maps.items(), extensions.items()):
+        arr = _map_array(cls, arr, (2, 3))
+        hdus.append(fits.ImageHDU(arr.astype(np.float32), header=hdr, name=extname))
     _write_hdul(fits.HDUList(hdus), path, overwrite)
+
+
+def _map_array(cls, arr, ndims):
+    if isinstance(arr, u.Quantity):
+        arr = arr.value
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"maps[{cls!r}] must be a numeric array, got dtype {arr.dtype}.")
+    if arr.ndim not in ndims:
+        shapes = " or ".join({2: "2-D (rows, columns)", 3: "3-D (frames, rows, columns)"}[n]
+                             for n in ndims)
+        raise ValueError(f"maps[{cls!r}] must be {shapes}, got shape {arr.shape}.")
+    return arr
+
+
+class CamMapWriter:
+    """A CAM map file written a chunk of frames at a time (a pipeline run's ``cam_output``).
+
+    Each :meth:`append` adds the maps of a chunk of frames to raw side files
+    (`xcrfilter.cubefile.CubeWriter`, nothing is re-read); :meth:`close`
+    writes the FITS file, laid out as :func:`write_cam_maps` lays it out, and
+    :meth:`abort` (or leaving a ``with`` block by an error) removes
+    everything.  Nothing is created before the first :meth:`append`.
+
+    Parameters
+    ----------
+    path : path-like
+        Output FITS file.
+    overwrite : bool, optional
+        Replace an existing file.  Default False.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+
+    def __init__(self, path, *, overwrite=False):
+        self.path = os.fspath(path)
+        if os.path.exists(self.path) and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to "
+                                  "replace it.")
+        self.overwrite = overwrite
+        self._cube = None
+
+    def append(self, maps, header_cards=None):
+        """Append ``maps`` (class name -> (frames, rows, columns)) of the next frames.
+
+        ``header_cards`` (as for :func:`write_cam_maps`) are taken from the
+        first call; later chunks must have the same classes.
+        """
+        if not isinstance(maps, dict) or not maps:
+            raise TypeError("maps must be a non-empty dict of class name to ndarray.")
+        if self._cube is None:
+            from .cubefile import CubeWriter
+            primary, extensions = _cam_headers(list(maps), header_cards)
+            self._cube = CubeWriter(self.path, primary, extensions, overwrite=self.overwrite)
+        names = [_cam_extname(c) for c in maps]
+        if names != list(self._cube.extensions):
+            raise ValueError(f"maps: classes {names} after {list(self._cube.extensions)}.")
+        for (cls, arr), name in zip(maps.items(), names):
+            self._cube.append(name, _map_array(cls, arr, (3,)))
+
+    def close(self):
+        """Write the file (atomically); a writer that got no maps writes nothing."""
+        if self._cube is not None:
+            self._cube.close()
+            self._cube = None
+
+    def abort(self):
+        """Remove what was written so far; no file is left."""
+        if self._cube is not None:
+            self._cube.abort()
+            self._cube = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.abort() if exc_type is not None else self.close()
+        return False
 
 
 def read_cam_maps(path):

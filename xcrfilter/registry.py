@@ -8,7 +8,7 @@ implements it.  That module declares everything else about the filter:
   name in upper case, e.g. ``SAC``; the very-faint-mode filter is ``VF``);
 * ``pipeline_step``, ``add_cli_options``, ``options_from_args`` (its
   parameters, defaults and help), optionally ``is_available``,
-  ``COUNT_CARDS``, ``CALIBRATION`` and ``finish_run``
+  ``COUNT_CARDS``, ``CALIBRATION``, ``start_run`` and ``finish_run``
   (see :ref:`writing_a_filter`).
 
 The STATUS bits of every filter plus those of event finding

@@ -36,6 +36,7 @@ from astropy.table import QTable, Table  # noqa: E402
 from .._meta import add_history, set_card  # noqa: E402
 from ..units import as_probability  # noqa: E402
 from ._probability import flag_probability  # noqa: E402
+from ..products import CamMapWriter, write_cam_maps  # noqa: E402
 from ..units import DEFAULT_BAND, as_band  # noqa: E402  (scored band, [lo, hi))
 
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
@@ -52,9 +53,6 @@ COUNT_CARDS = ("CAMNSCO", "CAMNREJ")
 CAM_BIT = 5
 #: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
 STATUS = {"CAM": (CAM_BIT, "CAM filter: PROB_CR >= threshold")}
-
-# CAM map file of a pipeline run in progress: path -> CubeWriter
-_MAP_FILES = {}
 
 
 def is_available():
@@ -143,45 +141,18 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
     return out
 
 
-def _write_maps(path, maps, cam, overwrite, append_key=None):
-    """Write ``maps``; with ``append_key`` (a pipeline run) append them to the run's file.
+def start_run(options):
+    """Start of a pipeline run: the ``cam`` options with ``cam_output`` opened for appending.
 
-    Chunks of a pipeline run are appended to side files without re-reading
-    anything (`xcrfilter.cubefile.CubeWriter`); :func:`finish_run` writes
-    the file once at the end.
+    A ``cam_output`` path becomes a `~xcrfilter.products.CamMapWriter` that
+    the run's chunks append to and :func:`finish_run` closes; the state of
+    the run lives in the returned options, nowhere else.
     """
-    from ..io import _cam_extname, write_cam_maps
-    cards = cam.header_cards() + [
-        ("CAMORDER", "frame,row,col", "axis order of each map (numpy)")]
-    if append_key is None:
-        write_cam_maps(path, maps, cards, overwrite=overwrite)
-        return
-    writer = _MAP_FILES.get(str(path))
-    if writer is None:
-        writer = _MAP_FILES[str(path)] = _map_writer(path, list(maps), cards, overwrite)
-    for name, arr in maps.items():
-        writer.append(_cam_extname(name), arr)
-
-
-def _map_writer(path, classes, cards, overwrite):
-    from astropy.io import fits
-
-    from ..cubefile import CubeWriter
-    from ..io import _cam_extname, _cards_to_header, _creator_cards
-    cards = _cards_to_header(cards)
-    primary = fits.Header()
-    primary.extend(cards, end=True)
-    _creator_cards(primary)
-    primary["NCAMMAPS"] = (len(classes), "number of CAM image extensions")
-    extensions = {}
-    for i, cls in enumerate(classes, start=1):
-        extname = _cam_extname(cls)
-        primary[f"CAMEXT{i}"[:8]] = (extname, "CAM image extension")
-        hdr = cards.copy()
-        hdr["CLASSNAM"] = (extname[4:], "class of this activation map")
-        hdr["BUNIT"] = ("", "class activation map (dimensionless)")
-        extensions[extname] = hdr
-    return CubeWriter(path, primary, extensions, overwrite=overwrite)
+    options = dict(options or {})
+    path = options.get("cam_output")
+    if path is not None and not isinstance(path, CamMapWriter):
+        options["cam_output"] = CamMapWriter(path, overwrite=bool(options.get("overwrite")))
+    return options
 
 
 def finish_run(options, ok=True):
@@ -190,18 +161,16 @@ def finish_run(options, ok=True):
     Parameters
     ----------
     options : dict or None
-        The ``cam`` options of the run (``cam_output``).
+        The ``cam`` options of the run, as returned by :func:`start_run`.
     ok : bool, optional
         False after an error: remove the partial maps instead.  Default True.
     """
-    path = (options or {}).get("cam_output")
-    writer = _MAP_FILES.pop(str(path), None) if path is not None else None
-    if writer is not None:
+    writer = (options or {}).get("cam_output")
+    if isinstance(writer, CamMapWriter):
         writer.close() if ok else writer.abort()
 
 
-def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_classes,
-           append_key=None):
+def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_classes):
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
     missing = [c for c in ("FRAME", "RAWX", "RAWY", "ENERGY", "STATUS") if c not in events.colnames]
@@ -224,9 +193,15 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
                       f"{n_rej} of {n_scored} scored events rejected")
     if cam_output is not None:
         maps = cam_maps(cube, cam, classes=map_classes)
-        _write_maps(cam_output, maps, cam, overwrite, append_key)
+        cards = cam.header_cards() + [
+            ("CAMORDER", "frame,row,col", "axis order of each map (numpy)")]
+        if isinstance(cam_output, CamMapWriter):
+            cam_output.append(maps, cards)
+        else:
+            write_cam_maps(cam_output, maps, cards, overwrite=overwrite)
+        where = cam_output.path if isinstance(cam_output, CamMapWriter) else cam_output
         add_history(meta, f"cam_filter: CAM maps {', '.join(map_classes)} written to "
-                          f"{os.fspath(cam_output)}")
+                          f"{os.fspath(where)}")
     return out
 
 
@@ -253,10 +228,11 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     model : None, path-like or `xcrfilter.ml.model.CamModel`, optional
         Model directory; default the pretrained model shipped in
         ``xcrfilter/data/cam_model``.
-    cam_output : path-like, optional
+    cam_output : path-like or `~xcrfilter.products.CamMapWriter`, optional
         Write the CAM maps of ``map_classes`` (same shape as the frames) to
         this FITS file, with model, scaling, upsampling and class order in
-        the headers.
+        the headers; a ``CamMapWriter`` gets them appended (frames filtered
+        a chunk at a time into one file).
     band : `~astropy.units.Quantity` pair, optional
         Scored energy band (default 0.3-10 keV).
     event_threshold, split_threshold, mip_threshold : Quantity, optional
@@ -338,11 +314,12 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
     """Pipeline step ``cam``: ``PROB_CR`` and STATUS bit 5 (see :func:`cam_filter`).
 
     ``cube`` is a `~xcrfilter.io.FrameCube` and ``events`` the events found
-    in it; returns a new table.  With ``cam_output``, the chunks of a run are
-    appended to one file, written when the run ends (:func:`finish_run`).
+    in it; returns a new table.  With ``cam_output`` (a
+    `~xcrfilter.products.CamMapWriter` opened by :func:`start_run`), the
+    chunks of a run are appended to one file, written when the run ends
+    (:func:`finish_run`).
     """
     cam = _get_model(model)
     thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
-    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
-                  append_key=True)
+    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes))
