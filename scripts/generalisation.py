@@ -80,6 +80,31 @@ def cmd_build(args):
     return 0
 
 
+def cmd_merge(args):
+    """Stack event tables of the same physics; FRAME numbers continue."""
+    from astropy.table import vstack
+    parts, first, seeds, frames = [], 0, [], 0
+    for path in args.tables:
+        t = QTable.read(path)
+        n = int(t.meta.get("NFRAMES", int(np.max(t["FRAME"], initial=-1)) + 1))
+        t["FRAME"] = np.asarray(t["FRAME"]) + first
+        first += n
+        frames += n
+        seeds.append(str(t.meta.get("SIMSEED", "")))
+        parts.append(t)
+    presets = {t.meta.get("PRESET") for t in parts}
+    if len(presets) != 1:
+        raise SystemExit(f"merge: tables of different physics {sorted(map(str, presets))}")
+    table = vstack(parts, metadata_conflicts="silent")
+    table.meta["NFRAMES"] = frames
+    table.meta["SIMSEED"] = ",".join(seeds)
+    table.write(args.output, overwrite=True)
+    tr = np.asarray(table["TRUTH"])
+    print(f"{args.output}: {frames} frames, {len(table)} events in band "
+          f"({(tr == 1).sum()} X-ray, {(tr == 2).sum()} CR)")
+    return 0
+
+
 def _xy(table, names):
     from xcrfilter.context import feature_matrix
     keep = np.asarray(table["TRUTH"]) > 0
@@ -284,6 +309,9 @@ def main(argv=None):
     b.add_argument("--chunk", type=int, default=200, help="frames per chunk")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("-o", "--output", required=True, help="output FITS table")
+    m = sub.add_parser("merge", help="stack event tables of one physics (FRAME continues)")
+    m.add_argument("tables", nargs="+", help="event tables")
+    m.add_argument("-o", "--output", required=True, help="output FITS table")
     t = sub.add_parser("train", help="train morph and context-CAM forests")
     t.add_argument("--train", nargs="+", required=True, help="training tables")
     t.add_argument("--val", required=True, help="validation table (threshold choice)")
@@ -314,7 +342,7 @@ def main(argv=None):
     sh.add_argument("--morph-out", default="xcrfilter/data/morph_model",
                     help="morph model output")
     args = p.parse_args(argv)
-    return {"build": cmd_build, "train": cmd_train, "defaults": cmd_defaults,
+    return {"build": cmd_build, "merge": cmd_merge, "train": cmd_train, "defaults": cmd_defaults,
             "ship": cmd_ship,
             "evaluate": lambda a: cmd_evaluate(a)}[args.cmd](args)
 
@@ -420,16 +448,25 @@ def cmd_evaluate(args):
         fpr_vf, for_vf, rec_vf = _rates(vf, is_cr, w)
         ceiling = float(np.mean(np.asarray(t["CR_CONTEXT"])[is_cr] > 0)) \
             if "CR_CONTEXT" in t.colnames else np.nan
-        boot = [rng.integers(0, len(t), len(t)) for _ in range(args.boot)]
+        # bootstrap over frames, not events: the events of one shower share a frame
+        frame_ix, = np.unique(np.asarray(t["FRAME"]), return_inverse=True)[1:]
+        nfr = int(frame_ix.max()) + 1 if frame_ix.size else 0
+        draws = np.stack([np.bincount(rng.integers(0, nfr, nfr), minlength=nfr)
+                          for _ in range(args.boot)]).astype(float)
+
+        def boot_for(rej):
+            kept_x = np.bincount(frame_ix, w * (~is_cr & ~rej), nfr)
+            kept_cr = np.bincount(frame_ix, (is_cr & ~rej).astype(float), nfr)
+            tn, fn = draws @ kept_x, draws @ kept_cr
+            return fn / np.maximum(tn + fn, 1e-12)
+
+        for_vf_boot = boot_for(vf)
 
         def score_row(method, rej, how):
             fpr, fo, rec = _rates(rej, is_cr, w)
             imp = 1 - fo / for_vf
-            bs = []
-            for b in boot:
-                _, fo_b, _ = _rates(rej[b], is_cr[b], w[b])
-                _, fv_b, _ = _rates(vf[b], is_cr[b], w[b])
-                bs.append(1 - fo_b / fv_b if fv_b > 0 else np.nan)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bs = 1 - boot_for(rej) / for_vf_boot
             lo, hi = np.nanpercentile(bs, [16, 84])
             rows.append(dict(PRESET=name, METHOD=method, POINT=how, FPR=100 * fpr,
                              RECALL=100 * rec, FOR=100 * fo, IMPROVE=100 * imp,

@@ -2,7 +2,7 @@
 # Event tables of the generalisation study (docs/generalisation.rst).
 # Randomised physics for training and validation, one test set per preset,
 # leave-one-physics-out training sets, the shipped models and the report.
-# About 1.5 hours on 2 CPU cores (most of it simulating frames).
+# About 3 hours on 2 CPU cores (most of it simulating frames).
 set -euo pipefail
 export KERAS_BACKEND=jax
 D=${1:-runs/gen}
@@ -11,7 +11,15 @@ mkdir -p "$D"
 $G build --randomize --frames 10000 --seed 12 --xray-fraction 0.5 --no-progress -o "$D/val.fits"
 $G build --randomize --frames 40000 --seed 11 --xray-fraction 0.2 --no-progress -o "$D/train.fits"
 for p in paper wide high-cr bright isotropic; do
-    $G build --preset "$p" --frames 20000 --seed 21 --no-progress -o "$D/test-$p.fits"
+    $G build --preset "$p" --frames 20000 --seed 21 --no-progress -o "$D/test-$p-a.fits"
+done
+# more frames with a second seed: at least 1000 CR events in band per preset
+# (X-ray events of the bright preset subsampled to 10 %, with weights)
+for spec in high-cr:25000:1 paper:75000:1 wide:75000:1 isotropic:80000:1 bright:75000:0.1; do
+    IFS=: read -r p n f <<<"$spec"
+    $G build --preset "$p" --frames "$n" --seed 22 --xray-fraction "$f" --no-progress \
+        -o "$D/test-$p-b.fits"
+    $G merge "$D/test-$p-a.fits" "$D/test-$p-b.fits" -o "$D/test-$p.fits"
 done
 for p in wide high-cr bright isotropic; do
     $G build --randomize --excluding "$p" --frames 16000 --seed 13 --xray-fraction 0.1 \
