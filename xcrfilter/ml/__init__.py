@@ -6,8 +6,10 @@
 * :mod:`~xcrfilter.ml.features` -- the ten event features (Sec. 4.2, Eq. 9).
 * :mod:`~xcrfilter.ml.forest` -- balanced random forest, skops files.
 * :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
-* :mod:`~xcrfilter.ml.training` -- training of both stages; ``xcrfilter
-  train`` (:mod:`~xcrfilter.ml.cli`).
+* :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;
+  :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
+  :mod:`~xcrfilter.ml.training` -- both stages; ``xcrfilter train``
+  (:mod:`~xcrfilter.ml.cli`).
 
 Keras and JAX are imported only when these modules are used.  The Keras
 backend defaults to JAX (``KERAS_BACKEND=jax``).

@@ -149,7 +149,7 @@ def build_densenet(input_shape=(None, None, 1), n_classes=4, initial_filters=64,
         Momentum of the batch-normalisation moving averages (0.9: short
         time constant, so that validation metrics during training are
         meaningful; the statistics are recomputed exactly after training by
-        :func:`xcrfilter.ml.training.recalibrate_batchnorm`).
+        :func:`xcrfilter.ml.stage1.recalibrate_batchnorm`).
     seed : int, optional
         Seed of the weight initialisers and dropout.
 
