@@ -154,6 +154,39 @@ def test_roc_curve_hand_made():
         assert m.recall(cm) == pytest.approx(r)
 
 
+def test_against_scikit_learn():
+    # scikit-learn as the oracle of the paper's definitions (CR = positive class)
+    from sklearn import metrics as sk
+    rng = np.random.default_rng(5)
+    truth = rng.random(2000) < 0.2
+    score = np.round(rng.random(2000) + 0.3 * truth, 2)    # ties on purpose
+    rej = score >= 0.8
+    cm = m.confusion(truth, rej)
+    (tn, fp), (fn, tp) = sk.confusion_matrix(truth, rej, labels=[False, True])
+    assert cm == m.Confusion(tp=tp, fp=fp, tn=tn, fn=fn)
+    assert m.precision(cm) == pytest.approx(sk.precision_score(truth, rej))
+    assert m.recall(cm) == pytest.approx(sk.recall_score(truth, rej))
+    assert m.f1_score(cm) == pytest.approx(sk.f1_score(truth, rej))
+    assert m.accuracy(cm) == pytest.approx(sk.accuracy_score(truth, rej))
+    assert m.lost_xray_signal(cm) == pytest.approx(1 - sk.recall_score(~truth, ~rej))
+    assert m.unrejected_cr_background(cm) == pytest.approx(1 - sk.precision_score(~truth, ~rej))
+    fpr, rec, thr = m.roc_curve(truth, score)
+    assert len(thr) == len(np.unique(score)) + 1 and np.all(np.diff(thr) < 0)
+    for i in (1, len(thr) // 2, len(thr) - 1):   # each point is the confusion at its threshold
+        cm = m.confusion(truth, score >= thr[i])
+        assert (fpr[i], rec[i]) == (m.lost_xray_signal(cm), m.recall(cm))
+    assert np.trapezoid(rec, fpr) == pytest.approx(sk.roc_auc_score(truth, score))
+
+
+def test_roc_curve_one_class_or_none():
+    fpr, rec, thr = m.roc_curve(np.array([True, True]), np.array([0.2, 0.7]))
+    assert np.isnan(fpr).all() and rec.tolist() == [0, 0.5, 1] and thr[0] == np.inf
+    fpr, rec, thr = m.roc_curve(np.array([1, 1, 0]), np.array([0.2, 0.7, 0.1]))
+    assert np.isnan(rec).all() and fpr.tolist() == [0, 0.5, 1]
+    fpr, rec, thr = m.roc_curve(np.array([0, 0]), np.array([0.2, 0.7]))
+    assert np.isnan(fpr).all() and np.isnan(rec).all() and thr.tolist() == [np.inf]
+
+
 def test_threshold_at_fpr():
     truth = np.array([True, True, False, True, False, False])
     score = np.array([0.9, 0.8, 0.8, 0.4, 0.3, 0.1])
