@@ -88,7 +88,7 @@ def test_event_inside_a_track_is_at_distance_zero(features):
     assert np.all(u.Quantity(ctx["ISL_NPIX"]).value[in_track] == 40)
 
 
-def test_diagonal_track_geometry_and_photutils():
+def test_diagonal_track_geometry():
     frames = np.zeros((1, 64, 64), np.float32)
     i = np.arange(10, 30)
     frames[0, i, i] = 900.0            # 20 px diagonal: 45 degrees
@@ -99,12 +99,25 @@ def test_diagonal_track_geometry_and_photutils():
     assert r["TRK_ANG"] == pytest.approx(45.0)
     assert r["TRK_LEN"] == pytest.approx(19 * np.sqrt(2) + 1)
     assert r["TRK_DIST"] == pytest.approx(np.hypot(50 - 29, 40 - 29))
-    # photutils' SourceCatalog gives the same orientation and centroid
-    import photutils.segmentation as photutils
-    seg = photutils.SegmentationImage((frames[0] == 900).astype(int))
-    cat = photutils.SourceCatalog(np.ones((64, 64)), seg)
-    assert float(cat.orientation[0].to_value(u.deg)) == pytest.approx(45.0)
-    assert float(cat.centroid[0][0]) == pytest.approx(19.5)
+
+
+def test_track_axis_is_the_principal_axis():
+    # a track at an odd angle: orientation and length against the principal
+    # axis of the covariance of its pixel coordinates (numpy eigh, the oracle)
+    frames = np.zeros((1, 64, 64), np.float32)
+    k = np.arange(25)
+    ty, tx = 12 + (2 * k) // 5, 8 + k      # slope 0.4: about 21.8 degrees
+    frames[0, ty, tx] = 900.0
+    frames[0, 50, 10] = 1200.0
+    ev = find_events(frames * u.eV)
+    r = _row(ev, context_features(frames, ev), 0, 10, 50)
+    vals, vecs = np.linalg.eigh(np.cov(np.vstack([tx, ty]).astype(float)))
+    vx, vy = vecs[:, np.argmax(vals)]
+    angle = np.degrees(np.arctan2(vy, vx))
+    angle = (angle + 90) % 180 - 90          # an axis: fold into (-90, 90]
+    proj = tx * np.cos(np.radians(angle)) + ty * np.sin(np.radians(angle))
+    assert r["TRK_ANG"] == pytest.approx(angle)
+    assert r["TRK_LEN"] == pytest.approx(np.ptp(proj) + 1)
 
 
 def test_columns_units_and_matrix(features):
