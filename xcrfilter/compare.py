@@ -41,7 +41,7 @@ import numpy as np
 from astropy.table import Table
 
 from . import registry
-from .units import DEFAULT_BAND
+from .units import DEFAULT_BAND, energy_values
 
 __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
            "compare_table", "format_table", "print_report", "pixel_confusion",
@@ -67,13 +67,6 @@ METHOD_BITS = registry.View(_report_bits, "STATUS bit mask of each method, by re
 # --------------------------------------------------------------------------
 # building blocks
 # --------------------------------------------------------------------------
-def _energy_kev(events):
-    col = events["ENERGY"]
-    if getattr(col, "unit", None) is not None:
-        return u.Quantity(col).to_value(u.keV)
-    return np.asarray(col, dtype=float) / 1000.0  # plain column: eV (events contract)
-
-
 def band_masks(energy, bands=BANDS, full=FULL_BAND):
     """Boolean selection of events per energy band.
 
@@ -191,7 +184,7 @@ def compare_table(events, truth, methods=None, *, bands=BANDS, full=FULL_BAND,
     if methods is None:
         singles = available_report_methods(events)
         methods = singles + [f"VF+{m}" for m in singles if m != "VF" and "VF" in singles]
-    energy = _energy_kev(events) * u.keV
+    energy = energy_values(events["ENERGY"], u.keV) * u.keV
     sel = band_masks(energy, bands, full)
     is_cr, is_xray, is_noise = truth == 2, truth == 1, truth == 0
     rows = []
@@ -382,7 +375,7 @@ def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
         pixels or threshold), ``FPR``, ``RECALL``, ``FOR``.
     """
     _require_columns(events, ("ENERGY", "STATUS"), "roc_sweeps")
-    e = _energy_kev(events)
+    e = energy_values(events["ENERGY"], u.keV)
     inband = (e >= band[0]) & (e < band[1])
     truth = np.asarray(truth)
     is_cr, is_xray = (truth == 2) & inband, (truth == 1) & inband

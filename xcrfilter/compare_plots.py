@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 
+import astropy.units as u
 import numpy as np
 
-from .compare import FULL_BAND, _energy_kev, rejected
+from .compare import FULL_BAND, rejected
 from .plots import COLORS, plot_roc
+from .units import energy_values
 
 __all__ = ["make_figures"]
 
@@ -36,7 +38,7 @@ def make_figures(report, outdir, *, frames=None, labels=None):
     files.append(_save(fig, outdir, "roc.png"))
 
     # --- unrejected background spectrum (Fig. 3a)
-    e = _energy_kev(ev)
+    e = energy_values(ev["ENERGY"], u.keV)
     bins = np.geomspace(FULL_BAND[0], FULL_BAND[1], 25)
     width = np.diff(bins)
     fig, ax = plt.subplots(figsize=(6, 4.5))

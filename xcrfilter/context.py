@@ -42,6 +42,8 @@ import numpy as np
 from astropy.table import QTable
 from scipy.spatial import cKDTree
 
+from .units import energy_values
+
 __all__ = ["context_features", "context_kwargs", "CONTEXT_FEATURES", "MODEL_FEATURES",
            "NO_TRACK_DISTANCE", "DEFAULT_RADII", "feature_matrix"]
 
@@ -198,7 +200,7 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
     cols = {k: np.zeros(n_ev, np.float64) for k in names}
 
     # ---- own shape (from the 5x5 window) -------------------------------
-    phas = _to_ev(events["PHAS"]).reshape(n_ev, 25)
+    phas = energy_values(events["PHAS"]).reshape(n_ev, 25)
     act = phas >= split
     cols["N5X5"][:] = act.sum(axis=1)
     cols["E5X5"][:] = np.where(act, phas, 0).sum(axis=1)
@@ -357,15 +359,6 @@ def _islands(data, split):
     return idx, comp.astype(np.intp) + 1, int(n)
 
 
-def _to_ev(col):
-    if isinstance(col, u.Quantity):
-        return np.asarray(col.to_value(u.eV), np.float64)
-    unit = getattr(col, "unit", None)
-    if unit is not None and unit != u.dimensionless_unscaled:
-        return np.asarray(u.Quantity(col).to_value(u.eV), np.float64)
-    return np.asarray(col, np.float64)
-
-
 def feature_matrix(events, context, names=MODEL_FEATURES):
     """Stack the model features of ``events`` and their ``context`` into a matrix.
 
@@ -393,7 +386,7 @@ def feature_matrix(events, context, names=MODEL_FEATURES):
         table = context if name in context.colnames else events
         if name not in table.colnames:
             raise KeyError(f"feature {name!r} is in neither the events nor the context table")
-        cols.append(_to_ev(table[name]) if name in ("ENERGY",) else
+        cols.append(energy_values(table[name]) if name in ("ENERGY",) else
                     np.asarray(u.Quantity(table[name]).value, np.float64))
     if not cols:
         return np.zeros((len(events), 0), np.float32)

@@ -28,6 +28,8 @@ import time
 import astropy.units as u
 import numpy as np
 
+from .units import energy_values
+
 __all__ = ["add_arguments", "run", "run_demo", "format_report", "DESCRIPTION", "MIN_COUNT",
            "DEFAULT_FRAMES"]
 
@@ -242,8 +244,7 @@ def format_report(events, truth, table, band="0.3-10"):
     from .compare import rejected
     t = table[table["BAND"] == band]
     lo_kev, hi_kev = float(t["E_LO"][0]), float(t["E_HI"][0])
-    e = u.Quantity(events["ENERGY"]).to_value(u.keV) if getattr(
-        events["ENERGY"], "unit", None) is not None else np.asarray(events["ENERGY"]) / 1e3
+    e = energy_values(events["ENERGY"], u.keV)
     n_x, n_cr = int(t["N_XRAY"][0]), int(t["N_CR"][0])
     lines = [f"Events with energies in {lo_kev:g}-{hi_kev:g} keV: {n_x} X-ray, {n_cr} "
              f"cosmic-ray (CR), {int(t['N_NOISE'][0])} noise.",

@@ -18,7 +18,8 @@ from ._meta import add_history, set_card
 
 __all__ = ["find_events", "asca_grade", "pattern_code", "is_accepted_shape",
            "STATUS_BITS", "STATUS_BIT_DOC", "FINDING_STATUS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
-           "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds"]
+           "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds",
+           "set_status_bit"]
 
 #: STATUS bits of event finding itself, NAME -> (bit, meaning); the filters
 #: declare theirs in their modules (``STATUS``), `xcrfilter.registry` joins them.
@@ -207,6 +208,19 @@ def _as_ev(value, name):
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value}.")
     return v
+
+
+def set_status_bit(table, bit, where):
+    """Clear STATUS ``bit`` of every event of ``table``, then set it ``where`` True.
+
+    What every filter does with its own bit, so that a re-run replaces its
+    verdict and never touches the bits of the others.  ``table`` (the
+    filter's own new table) gets a new int32 ``STATUS`` column.
+    """
+    status = np.asarray(table["STATUS"]).astype(np.int32)
+    status &= np.int32(~(1 << bit))
+    status[np.asarray(where, bool)] |= np.int32(1 << bit)
+    table["STATUS"] = status
 
 
 def check_thresholds(event_threshold, split_threshold, mip_threshold=None):

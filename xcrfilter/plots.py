@@ -9,7 +9,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
-from .units import DEFAULT_BAND
+from .units import DEFAULT_BAND, energy_values
 
 _BAND_KEV = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
 
@@ -26,13 +26,6 @@ def _axes(ax, figsize=(6, 4.5)):
         return ax
     import matplotlib.pyplot as plt
     return plt.subplots(figsize=figsize)[1]
-
-
-def _energy_kev(events):
-    col = events["ENERGY"]
-    if getattr(col, "unit", None) is not None:
-        return u.Quantity(col).to_value(u.keV)
-    return np.asarray(col, dtype=float) / 1000.0  # plain column: eV (events contract)
 
 
 def plot_roc(roc, points=None, *, ax=None, title=None):
@@ -101,7 +94,7 @@ def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, titl
     `~matplotlib.axes.Axes`
     """
     ax = _axes(ax)
-    e = _energy_kev(events)
+    e = energy_values(events["ENERGY"], u.keV)
     rejected = np.asarray(rejected, bool)
     if bins is None:
         bins = np.geomspace(0.1, 1000.0, 41)

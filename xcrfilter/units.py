@@ -23,7 +23,7 @@ import astropy.units as u
 import numpy as np
 
 __all__ = ["DEFAULT_BAND", "GAIN_UNIT", "PAIR_ENERGY", "as_energy", "as_band", "as_gain",
-           "header_gain", "as_probability"]
+           "energy_values", "header_gain", "as_probability"]
 
 #: Scored energy band of the filters and metrics (0.3-10 keV).
 DEFAULT_BAND = (0.3, 10.0) * u.keV
@@ -232,3 +232,18 @@ def as_probability(value, default, name="threshold"):
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
     return p
+
+
+def energy_values(column, unit=u.eV):
+    """The values of an energy column of an event table, as float64 in ``unit``.
+
+    ``column`` is a Quantity, a table column with an energy unit, or a
+    column without a unit (or dimensionless), which holds eV (the events
+    contract of `xcrfilter.events.find_events`).
+    """
+    if isinstance(column, u.Quantity):
+        return np.asarray(column.to_value(unit), np.float64)
+    col_unit = getattr(column, "unit", None)
+    if col_unit is not None and col_unit != u.dimensionless_unscaled:
+        return np.asarray(u.Quantity(column).to_value(unit), np.float64)
+    return np.asarray((np.asarray(column, np.float64) * u.eV).to_value(unit), np.float64)

@@ -4,11 +4,11 @@ It follows the contract of every xcrfilter filter and is a pipeline plug-in;
 ``docs/writing_a_filter.rst`` walks through it and the test suite runs it.
 """
 import astropy.units as u
-import numpy as np
 from astropy.table import QTable, Table
 
 from xcrfilter._meta import add_history, set_card
-from xcrfilter.units import as_energy
+from xcrfilter.events import set_status_bit
+from xcrfilter.units import as_energy, energy_values
 
 #: STATUS bit set by this filter (a free bit of ``xcrfilter.events.STATUS_BITS``).
 BRIGHT_BIT = 7
@@ -49,12 +49,8 @@ def bright_filter(frames, events=None, *, limit=8 * u.keV):
     if missing:
         raise ValueError(f"events lack column(s) {missing} needed by the bright filter")
     out = QTable(events, copy=True)                      # never touch the input
-    energy = u.Quantity(out["ENERGY"], u.eV).to_value(u.eV)
-    hit = energy >= limit_ev
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << BRIGHT_BIT))               # a re-run replaces the bit
-    status[hit] |= np.int32(1 << BRIGHT_BIT)
-    out["STATUS"] = status
+    hit = energy_values(out["ENERGY"]) >= limit_ev       # eV; a plain column holds eV
+    set_status_bit(out, BRIGHT_BIT, hit)                 # cleared, then set: a re-run replaces it
     set_card(out.meta, "BRTLIMIT", limit_ev, "[eV] bright filter energy limit")
     set_card(out.meta, "BRTNREJ", int(hit.sum()), f"events flagged (bit {BRIGHT_BIT})")
     add_history(out.meta, f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")

@@ -35,9 +35,9 @@ from astropy.table import QTable, Table  # noqa: E402
 
 from .._meta import add_history, set_card  # noqa: E402
 from ..units import as_probability  # noqa: E402
-from ._probability import flag_probability  # noqa: E402
+from ._probability import cube_and_events, flag_probability, get_model  # noqa: E402
 from ..products import CamMapWriter, write_cam_maps  # noqa: E402
-from ..units import DEFAULT_BAND, as_band  # noqa: E402  (scored band, [lo, hi))
+from ..units import DEFAULT_BAND, as_band, energy_values  # noqa: E402
 
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
            "options_from_args", "pipeline_step"]
@@ -67,12 +67,7 @@ def is_available():
 
 def _get_model(model):
     from ..ml.model import CamModel, load_model
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return load_model(model)
-    if isinstance(model, CamModel):
-        return model
-    raise TypeError(f"model must be None (shipped model), a model directory or a CamModel, "
-                    f"got {type(model).__name__}")
+    return get_model(model, load_model, CamModel)
 
 
 def _check_band(band):
@@ -85,9 +80,7 @@ def score_events(cube_data, events, cam, band_ev):
     prob = np.full(n, np.nan, np.float32)
     if n == 0:
         return prob
-    e = np.asarray(u.Quantity(events["ENERGY"], u.eV).to_value(u.eV)
-                   if getattr(events["ENERGY"], "unit", None) is not None
-                   else events["ENERGY"], dtype=np.float64)
+    e = energy_values(events["ENERGY"])
     inb = (e >= band_ev[0]) & (e < band_ev[1])
     if inb.any():
         f = np.asarray(events["FRAME"])[inb]
@@ -259,18 +252,13 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     xcrfilter.ml.forest.ModelFileError
         Missing, corrupt or foreign model files.
     """
-    from ..events import find_events
-    from ..io import FrameCube, as_energy_cube
-    if isinstance(frames, Table):
-        raise TypeError("cam_filter needs the frames (the network looks at the pixels around "
-                        "each event); pass the event table as events= together with its frames")
+    cube, events = cube_and_events(
+        frames, events, "cam_filter", "the network looks at the pixels around each event",
+        event_threshold=event_threshold, split_threshold=split_threshold,
+        mip_threshold=mip_threshold, gain=gain, detector=detector)
     cam = _get_model(model)
     thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
-    cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
-        frames, gain=gain, detector=detector, name="frames")
-    if events is None:
-        events = find_events(cube, event_threshold, split_threshold, mip_threshold)
     return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes))
 
 

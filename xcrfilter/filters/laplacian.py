@@ -45,6 +45,7 @@ from astropy.table import QTable
 from scipy import ndimage
 
 from .._meta import add_history, set_card
+from ..events import set_status_bit
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
@@ -293,10 +294,7 @@ def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
         raise ValueError("events: FRAME/RAWY/RAWX outside the mask of shape "
                          f"{crmask.shape}.")
     touched = grown[f, y, x]
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << bit))  # a re-run replaces this bit
-    status[touched] |= np.int32(1 << bit)
-    out["STATUS"] = status
+    set_status_bit(out, bit, touched)
     return out, touched
 
 

@@ -17,15 +17,13 @@ spread and yields, orphan showers, rates, noise, spectra; see
 """
 from __future__ import annotations
 
-import os
-
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
 from .._meta import add_history, set_card
-from ..units import as_probability
-from ._probability import flag_probability
+from ..units import as_probability, energy_values
+from ._probability import cube_and_events, flag_probability, get_model
 
 __all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
            "pipeline_step", "is_available"]
@@ -51,12 +49,7 @@ def is_available():
 
 def _get_model(model):
     from ..ml.morph import MorphModel, load_morph_model
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return load_morph_model(model)
-    if isinstance(model, MorphModel):
-        return model
-    raise TypeError("model must be None (shipped model), a model directory or a MorphModel, "
-                    f"got {type(model).__name__}")
+    return get_model(model, load_morph_model, MorphModel)
 
 
 def _apply(data_ev, events, model, threshold):
@@ -68,8 +61,7 @@ def _apply(data_ev, events, model, threshold):
         raise ValueError(f"events lack column(s) {missing} needed by the morph filter")
     out = QTable(events, copy=True)
     n = len(out)
-    e = np.asarray(u.Quantity(out["ENERGY"], u.eV).value if getattr(
-        out["ENERGY"], "unit", None) is not None else out["ENERGY"], np.float64)
+    e = energy_values(out["ENERGY"])
     if not np.all(np.isfinite(e)):
         raise ValueError("events: ENERGY holds NaN or infinite values")
     lo, hi = model.band_ev
@@ -141,17 +133,12 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
     xcrfilter.ml.forest.ModelFileError
         Missing, corrupt or foreign model files.
     """
-    from ..events import find_events
-    from ..io import FrameCube, as_energy_cube
-    if isinstance(frames, Table):
-        raise TypeError("morph_filter needs the frames (the context features look at the whole "
-                        "frame); pass the event table as events= together with its frames")
+    cube, events = cube_and_events(
+        frames, events, "morph_filter", "the context features look at the whole frame",
+        event_threshold=event_threshold, split_threshold=split_threshold,
+        mip_threshold=mip_threshold, gain=gain, detector=detector)
     model = _get_model(model)
     thr = as_probability(threshold, model.threshold)
-    cube = frames if isinstance(frames, FrameCube) else as_energy_cube(
-        frames, gain=gain, detector=detector, name="frames")
-    if events is None:
-        events = find_events(cube, event_threshold, split_threshold, mip_threshold)
     return _apply(np.asarray(cube.data, np.float32), events, model, thr)
 
 

@@ -32,7 +32,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._meta import add_history, card_value, set_card
-from ..units import as_energy
+from ..events import set_status_bit
+from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
@@ -336,10 +337,7 @@ def _flag(events, mask, radius, params):
     else:
         dist = np.zeros(0)
     hit = dist <= radius
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << SAC_BIT))  # a re-run replaces this filter's own bit
-    status[hit] |= np.int32(1 << SAC_BIT)
-    out["STATUS"] = status
+    set_status_bit(out, SAC_BIT, hit)
     out["SAC_DIST"] = dist.astype(np.float32)
     _write_cards(out.meta, params, n_events=int(hit.sum()))
     return out
@@ -351,9 +349,7 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
         track_energy = card_value(events.meta, "MIPTHR", None)
         track_energy = default_mip if track_energy is None else track_energy * u.eV
     emin = _energy(track_energy, "track_energy")
-    energy = u.Quantity(events["ENERGY"], u.eV).to_value(u.eV) \
-        if getattr(events["ENERGY"], "unit", None) is not None else np.asarray(events["ENERGY"])
-    energy = np.asarray(energy, np.float64)
+    energy = energy_values(events["ENERGY"])
     if not np.all(np.isfinite(energy)):
         raise ValueError("events: ENERGY holds NaN or infinite values; the SAC filter never "
                          "guesses a missing energy")
@@ -369,10 +365,7 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
         d = np.hypot(y[sel][:, None] - y[t][None, :], x[sel][:, None] - x[t][None, :])
         dist[sel] = d.min(axis=1)
     hit = dist <= radius
-    status = np.asarray(out["STATUS"]).astype(np.int32)
-    status &= np.int32(~(1 << SAC_BIT))  # a re-run replaces this filter's own bit
-    status[hit] |= np.int32(1 << SAC_BIT)
-    out["STATUS"] = status
+    set_status_bit(out, SAC_BIT, hit)
     out["SAC_DIST"] = dist.astype(np.float32)
     params = dict(radius=radius, split=float("nan"), emin=emin, size=0,
                   ntrack=int(is_track.sum()))

@@ -15,7 +15,8 @@ Files are written with :func:`skops.io.dump` and read with
 """
 from __future__ import annotations
 
-__all__ = ["TRUSTED_TYPES", "ModelFileError", "build_forest", "save_forest", "load_forest"]
+__all__ = ["TRUSTED_TYPES", "ModelFileError", "build_forest", "save_forest", "load_forest",
+           "check_forest"]
 
 #: Types (beyond skops' defaults) a forest file may contain.
 TRUSTED_TYPES = [
@@ -111,3 +112,21 @@ def load_forest(path):
         raise ModelFileError(f"random-forest file {path!r} holds a {type(forest).__name__}, "
                              "not a BalancedRandomForestClassifier")
     return forest
+
+
+def check_forest(forest, n_features, path, names_from):
+    """Check that ``forest`` (loaded from ``path``) fits its model directory.
+
+    Raises
+    ------
+    ModelFileError
+        The forest takes another number of features than ``n_features``
+        (those ``names_from`` gives), or its classes are not [0, 1] (X-ray, CR).
+    """
+    n_in = getattr(forest, "n_features_in_", None)
+    if n_in is not None and n_in != n_features:
+        raise ModelFileError(f"{path}: the forest takes {n_in} features but {names_from} "
+                             f"gives {n_features}")
+    if sorted(int(c) for c in forest.classes_) != [0, 1]:
+        raise ModelFileError(f"{path}: forest classes {list(forest.classes_)}, expected [0, 1] "
+                             "(X-ray, CR)")

@@ -34,7 +34,7 @@ from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, even
     extra_features  # noqa: E402
 from .checksums import file_sha256, verify_checksums  # noqa: E402, F401
 from .checksums import write_checksums as _write_checksums  # noqa: E402
-from .forest import ModelFileError, load_forest, save_forest  # noqa: E402
+from .forest import ModelFileError, check_forest, load_forest, save_forest  # noqa: E402
 
 __all__ = ["CamModel", "load_model", "default_model_dir", "ModelFileError", "FORMAT",
            "file_sha256", "write_checksums", "event_windows"]
@@ -346,14 +346,9 @@ def _load_uncached(model_dir, verify=True):
                              f"of the network's output stride {net.stride}")
     forest = load_forest(model_dir / FOREST_FILE) if (model_dir / FOREST_FILE).exists() else None
     model = CamModel(net, forest, meta, sha, model_dir)
-    n_in = getattr(forest, "n_features_in_", None)
-    n_names = len(model.feature_names) + len(model.context_names)
-    if n_in is not None and n_in != n_names:
-        raise ModelFileError(f"{model_dir / FOREST_FILE}: the forest takes {n_in} features but "
-                             f"{META_FILE} (feature_set {model.feature_set!r}) gives {n_names}")
-    if forest is not None and sorted(int(c) for c in forest.classes_) != [0, 1]:
-        raise ModelFileError(f"{model_dir / FOREST_FILE}: forest classes "
-                             f"{list(forest.classes_)}, expected [0, 1] (X-ray, CR)")
+    if forest is not None:
+        check_forest(forest, len(model.feature_names) + len(model.context_names),
+                     model_dir / FOREST_FILE, f"{META_FILE} (feature_set {model.feature_set!r})")
     return model
 
 

@@ -31,7 +31,7 @@ from astropy.table import QTable
 
 from ..context import context_features, context_kwargs, feature_matrix
 from .checksums import SUMS_FILE, verify_checksums, write_checksums
-from .forest import ModelFileError, build_forest, load_forest, save_forest
+from .forest import ModelFileError, build_forest, check_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
            "event_dataset", "train_forest", "threshold_for_fpr", "FORMAT"]
@@ -124,13 +124,7 @@ def _load(model_dir):
     _check_meta(meta, meta_path)
     sha = verify_checksums(model_dir, _CHECKED, (FOREST_FILE, META_FILE), kind="morph")
     forest = load_forest(model_dir / FOREST_FILE)
-    n_in = getattr(forest, "n_features_in_", None)
-    if n_in is not None and n_in != len(meta["feature_names"]):
-        raise ModelFileError(f"{model_dir / FOREST_FILE}: forest takes {n_in} features but "
-                             f"{META_FILE} names {len(meta['feature_names'])}")
-    if sorted(int(c) for c in forest.classes_) != [0, 1]:
-        raise ModelFileError(f"{model_dir / FOREST_FILE}: forest classes {list(forest.classes_)}"
-                             ", expected [0, 1] (X-ray, CR)")
+    check_forest(forest, len(meta["feature_names"]), model_dir / FOREST_FILE, META_FILE)
     return MorphModel(forest, meta, sha, model_dir)
 
 
