@@ -275,15 +275,15 @@ def test_gain_wrong_unit():
         as_energy_cube(np.ones((5, 5)) * u.adu, gain=3.0 * u.m)
 
 
-def test_negative_gain_keyword(tmp_path):
-    path = _write(tmp_path / "n.fits", np.ones((5, 5), np.float32), bunit="adu", gain=-1.0)
-    with pytest.raises(ValueError, match="GAIN keyword"):
-        as_energy_cube(path)
-
-
-def test_fits_adu_without_gain(tmp_path):
-    path = _write(tmp_path / "n.fits", np.ones((5, 5), np.float32), bunit="adu")
-    with pytest.raises(ValueError, match=r"frames .* adu but no gain.*gain="):
+@pytest.mark.parametrize("bunit, gain, message", [
+    ("adu", -1.0, "GAIN keyword"),                                    # negative gain
+    ("adu", None, r"frames .* adu but no gain.*gain="),               # adu, no gain
+    ("Jy/beam", None, r"frames.*unknown BUNIT 'Jy/beam'.*eV.*adu"),   # not an energy
+    (None, None, "frames.*no BUNIT"),                                 # no unit at all
+], ids=["negative-gain", "adu-without-gain", "unknown-bunit", "missing-bunit"])
+def test_fits_frames_without_a_usable_unit(tmp_path, bunit, gain, message):
+    path = _write(tmp_path / "u.fits", np.ones((5, 5), np.float32), bunit=bunit, gain=gain)
+    with pytest.raises(ValueError, match=message):
         as_energy_cube(path)
 
 
@@ -292,18 +292,6 @@ def test_fits_without_image_data(tmp_path):
     table = fits.BinTableHDU.from_columns([fits.Column("A", "E", array=np.ones(3))])
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
     with pytest.raises(ValueError, match="frames.*no image data.*2-D frame or a 3-D cube"):
-        as_energy_cube(path)
-
-
-def test_fits_unknown_bunit(tmp_path):
-    path = _write(tmp_path / "u.fits", np.ones((5, 5), np.float32), bunit="Jy/beam")
-    with pytest.raises(ValueError, match=r"frames.*unknown BUNIT 'Jy/beam'.*eV.*adu"):
-        as_energy_cube(path)
-
-
-def test_fits_missing_bunit(tmp_path):
-    path = _write(tmp_path / "u.fits", np.ones((5, 5), np.float32), bunit=None)
-    with pytest.raises(ValueError, match="frames.*no BUNIT"):
         as_energy_cube(path)
 
 

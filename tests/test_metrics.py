@@ -46,23 +46,21 @@ def test_small_matrix_by_hand():
     assert m.accuracy(cm) == pytest.approx(93 / 100)
 
 
-def test_paper_table2_ai_column():
-    # Table 2, AI filtering: F1 31.98, precision 25.23, recall 43.67,
-    # FPR 1.82, FOR 0.80, FOR relative improvement 41.37 (all x100)
-    assert 100 * m.precision(AI) == pytest.approx(25.23, abs=0.005)
-    assert 100 * m.recall(AI) == pytest.approx(43.67, abs=0.005)
-    assert 100 * m.f1_score(AI) == pytest.approx(31.98, abs=0.005)
-    assert 100 * m.lost_xray_signal(AI) == pytest.approx(1.82, abs=0.005)
-    assert 100 * m.unrejected_cr_background(AI) == pytest.approx(0.80, abs=0.005)
+@pytest.mark.parametrize("cm, published", [
+    # Table 2, AI filtering and traditional filtering (all x100)
+    (AI, dict(precision=25.23, recall=43.67, f1_score=31.98, lost_xray_signal=1.82,
+              unrejected_cr_background=0.80)),
+    (TRAD, dict(precision=3.31, recall=2.60, f1_score=2.91, lost_xray_signal=1.07,
+                unrejected_cr_background=1.37)),
+], ids=["ai", "traditional"])
+def test_paper_table2_column(cm, published):
+    for name, value in published.items():
+        assert 100 * getattr(m, name)(cm) == pytest.approx(value, abs=0.005), name
+
+
+def test_paper_table2_for_improvement():
+    # AI over traditional: 41.37 %
     assert 100 * m.for_relative_improvement(AI, TRAD) == pytest.approx(41.37, abs=0.1)
-
-
-def test_paper_table2_traditional_column():
-    assert 100 * m.precision(TRAD) == pytest.approx(3.31, abs=0.005)
-    assert 100 * m.recall(TRAD) == pytest.approx(2.60, abs=0.005)
-    assert 100 * m.f1_score(TRAD) == pytest.approx(2.91, abs=0.005)
-    assert 100 * m.lost_xray_signal(TRAD) == pytest.approx(1.07, abs=0.005)
-    assert 100 * m.unrejected_cr_background(TRAD) == pytest.approx(1.37, abs=0.005)
 
 
 def test_f1_is_eq5_of_precision_and_recall():

@@ -46,17 +46,8 @@ def _filter(args):
 
 
 def test_event_file_keeps_observation_keywords_and_has_ogip_time(tmp_path):
-    src = tmp_path / "obs.fits"
-    hdu = fits.PrimaryHDU(_cube())
-    hdu.header["BUNIT"] = "eV"
-    for key, value in OBS.items():
-        hdu.header[key] = value
-    hdu.header["TIMESYS"] = "TT"
-    hdu.header["MJDREFI"] = 51544
-    hdu.header["MJDREFF"] = 7.428703703703703e-4
-    hdu.header["TSTART"] = 1000.0
-    hdu.header["FRAMTIME"] = 0.005
-    hdu.writeto(src)
+    src = _cube_file(tmp_path / "obs.fits", **OBS, TIMESYS="TT", MJDREFI=51544,
+                     MJDREFF=7.428703703703703e-4, TSTART=1000.0, FRAMTIME=0.005)
     out = tmp_path / "ev.fits"
     assert _filter([src, "-o", out]) == 0
     ev = read_events(out)
@@ -229,15 +220,7 @@ def test_fitsverify_reports_no_warning_and_no_error(tmp_path):
     from test_eventlist import _geant4_event_list
     from test_geant4 import _pixel_table
 
-    src = tmp_path / "obs.fits"
-    hdu = fits.PrimaryHDU(_cube())
-    hdu.header["BUNIT"] = "eV"
-    for key, value in OBS.items():
-        hdu.header[key] = value
-    hdu.header["TSTART"] = 100.0
-    hdu.header["MJDREF"] = 51544.0
-    hdu.header["TIMEDEL"] = 0.005
-    hdu.writeto(src)
+    src = _cube_file(tmp_path / "obs.fits", **OBS, TSTART=100.0, MJDREF=51544.0, TIMEDEL=0.005)
     outputs = []
     out = tmp_path / "frames_ev.fits"
     assert _filter([src, "-o", out, "--edge-status"]) == 0
