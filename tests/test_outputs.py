@@ -185,12 +185,19 @@ def test_missing_keras_backend_is_one_line(frames, tmp_path):
     if importlib.util.find_spec("tensorflow") is not None:
         pytest.skip("tensorflow is installed")
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    # the CAM filter runs without Keras (xcrfilter.ml.netgraph): only training needs it
     proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "filter", str(frames), "-q",
                            "-m", "cam", "-o", str(tmp_path / "ev.fits")],
                           capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    tiles = tmp_path / "tiles.npz"
+    np.savez(tiles, tiles=np.zeros((4, 64, 64), np.float32), labels=np.zeros(4, int))
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "train", "--tiles", str(tiles),
+                           "--simulate-frames", "2", "-o", str(tmp_path / "model")],
+                          capture_output=True, text=True, env=env)
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
-    assert lines == ["xcrfilter filter: error: the Keras backend 'tensorflow' (environment "
+    assert lines == ["xcrfilter train: error: the Keras backend 'tensorflow' (environment "
                      "variable KERAS_BACKEND) is not installed (No module named 'tensorflow'); "
                      "install it or set KERAS_BACKEND=jax."]
     assert "Traceback" not in proc.stderr

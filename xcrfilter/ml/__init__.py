@@ -5,6 +5,8 @@
   seam-free full frames.
 * :mod:`~xcrfilter.ml.features` -- the ten event features (Sec. 4.2, Eq. 9).
 * :mod:`~xcrfilter.ml.forest` -- balanced random forest, skops files.
+* :mod:`~xcrfilter.ml.netgraph` and :mod:`~xcrfilter.ml.flatforest` -- the
+  network and the forest at inference, without Keras or scikit-learn.
 * :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
 * :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;
   :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
@@ -20,7 +22,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 _EXPORTS = {
-    "CLASS_NAMES": "densenet", "build_densenet": "densenet",
+    "CLASS_NAMES": "netgraph", "build_densenet": "densenet",
     "CamNetwork": "cam", "upsample_bilinear": "cam",
     "FEATURE_NAMES": "features", "event_features": "features", "safe_divide": "features",
     "cam_window_stats": "features",

@@ -15,12 +15,13 @@ input resolution and are bilinearly upsampled by the output stride to the
 input resolution (half-pixel centres, edge values clamped; this upsampling
 preserves the mean, so the identity above also holds for upsampled maps).
 
-Two ways of running the network are provided:
+The network runs as one compiled JAX function
+(`xcrfilter.ml.netgraph.LayerGraph`, no Keras at inference), in three ways:
 
-* :meth:`CamNetwork.windows` -- a batch of 64 x 64 windows (the size the
-  network was trained on), e.g. centred on candidate events.  This is what
-  the event features use: it is exactly the training condition, and only
-  the neighbourhoods of events are computed.
+* :meth:`CamNetwork.window_centres` -- probabilities and the CAMs of the
+  central pixels of 64 x 64 windows centred on events: what the event
+  features need, and all that is computed and copied for them.
+* :meth:`CamNetwork.windows` -- probabilities and whole CAMs of windows.
 * :meth:`CamNetwork.frame_maps` -- whole frames of any size.  The network is
   fully convolutional, so a frame is processed as large tiles whose
   *margins* (48 pixels, more than the 33-pixel receptive-field radius plus
@@ -28,30 +29,37 @@ Two ways of running the network are provided:
   exactly the data it would see in one pass over the whole frame, so there
   are no seams at tile edges (tested).  The frame is surrounded by 0 eV
   (noise-free) pixels.
+
+Windows are given to the compiled function in batches of a few fixed sizes
+(`BATCH_SIZES`), so that it is compiled at most once per size and process.
 """
 from __future__ import annotations
 
-import os
+import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-
-from .densenet import FEATURES_LAYER, LOGITS_LAYER  # noqa: E402
+from .netgraph import FEATURES_LAYER, LOGITS_LAYER, LayerGraph, graph_from_keras
 
 __all__ = ["CamNetwork", "cam_from_features", "upsample_bilinear", "output_stride",
-           "receptive_field"]
+           "receptive_field", "BATCH_SIZES"]
 
-_BUCKETS = (1, 4, 16, 64)
+#: Batch sizes of the compiled network: windows go through it in batches of
+#: the largest size, the last one zero-padded, so that it is compiled once per
+#: size and process (about 2 s each).  Small batches keep a batch's
+#: activations in the CPU cache (4 windows: 2 MB for the paper's network) and
+#: are faster per window than large ones on a CPU.
+BATCH_SIZES = (4,)
+
+
+def _graph(model):
+    return model if isinstance(model, LayerGraph) else graph_from_keras(model)
 
 
 def output_stride(model):
-    """Ratio of input to ``cam_features`` resolution (4 for the paper's network)."""
-    feat = model.get_layer(FEATURES_LAYER)
-    probe = keras.Model(model.inputs, feat.output)
-    out = probe.compute_output_shape((1, 64, 64, 1))
-    return 64 // int(out[1])
+    """Ratio of input to ``cam_features`` resolution (4 for the paper's network).
+
+    ``model``: a Keras network or a `~xcrfilter.ml.netgraph.LayerGraph`.
+    """
+    return _graph(model).stride()
 
 
 def receptive_field(model):
@@ -60,19 +68,7 @@ def receptive_field(model):
     Computed from the layer list (kernel sizes and strides of the
     convolutions and poolings); 66 pixels for the default network.
     """
-    rf, jump = 1, 1
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            k, s = layer.kernel_size[0], layer.strides[0]
-        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            k, s = layer.pool_size[0], layer.strides[0]
-        else:
-            continue
-        rf += (k - 1) * jump
-        jump *= s
-        if layer.name == FEATURES_LAYER:
-            break
-    return int(rf)
+    return _graph(model).receptive_field()
 
 
 def cam_from_features(features, kernel):
@@ -93,6 +89,19 @@ def cam_from_features(features, kernel):
     return np.asarray(features) @ np.asarray(kernel)
 
 
+def _lerp_index(n, factor, out=None):
+    """Source cells and weights of bilinear upsampling along one axis.
+
+    Output pixel ``j`` samples input coordinate ``(j + 0.5) / factor - 0.5``,
+    clamped to ``[0, n - 1]``; ``out`` selects output pixels (default all).
+    """
+    j = np.arange(n * factor) if out is None else np.asarray(out)
+    u = np.clip((j + 0.5) / factor - 0.5, 0, n - 1)
+    i0 = np.floor(u).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    return i0, i1, u - i0
+
+
 def upsample_bilinear(maps, factor):
     """Bilinear upsampling of ``(..., h, w, K)`` maps by an integer ``factor``.
 
@@ -104,11 +113,7 @@ def upsample_bilinear(maps, factor):
     h, w = maps.shape[-3], maps.shape[-2]
 
     def weights(n):
-        u = (np.arange(n * factor) + 0.5) / factor - 0.5
-        u = np.clip(u, 0, n - 1)
-        i0 = np.floor(u).astype(int)
-        i1 = np.minimum(i0 + 1, n - 1)
-        t = u - i0
+        i0, i1, t = _lerp_index(n, factor)
         m = np.zeros((n * factor, n))
         m[np.arange(n * factor), i0] += 1 - t
         m[np.arange(n * factor), i1] += t
@@ -118,23 +123,22 @@ def upsample_bilinear(maps, factor):
     return np.einsum("ay,...yxk,bx->...abk", wy, maps, wx)
 
 
-def _resize(cams, factor):
-    """Backend version of :func:`upsample_bilinear` (used inside jit)."""
-    from keras import ops
-    n, h, w, k = cams.shape
-    # Separable linear interpolation with clamped half-pixel coordinates.
+def _resize(cams, factor, rows=None, cols=None, first=(0, 0)):
+    """Backend version of :func:`upsample_bilinear` (used inside jit).
+
+    ``rows``/``cols`` select output pixels of a map of ``h x w`` cells of
+    which ``cams`` holds those from ``first`` on (the full map by default).
+    """
+    import jax.numpy as jnp
     out = cams
-    for axis, size in ((1, h), (2, w)):
-        u = (np.arange(size * factor) + 0.5) / factor - 0.5
-        u = np.clip(u, 0, size - 1)
-        i0 = np.floor(u).astype("int32")
-        i1 = np.minimum(i0 + 1, size - 1).astype("int32")
-        t = (u - i0).astype("float32")
-        a = ops.take(out, i0, axis=axis)
-        b = ops.take(out, i1, axis=axis)
+    for axis, sel, k0 in ((1, rows, first[0]), (2, cols, first[1])):
+        n = out.shape[axis] if sel is None else sel[1]
+        i0, i1, t = _lerp_index(n, factor, None if sel is None else sel[0])
         shape = [1, 1, 1, 1]
-        shape[axis] = size * factor
-        t = ops.reshape(ops.convert_to_tensor(t), shape)
+        shape[axis] = len(i0)
+        t = jnp.asarray(t.astype(np.float32).reshape(shape))
+        a = jnp.take(out, (i0 - k0).astype(np.int32), axis=axis)
+        b = jnp.take(out, (i1 - k0).astype(np.int32), axis=axis)
         out = a * (1 - t) + b * t
     return out
 
@@ -144,9 +148,9 @@ class CamNetwork:
 
     Parameters
     ----------
-    model : keras.Model
+    model : xcrfilter.ml.netgraph.LayerGraph or keras.Model
         Network from :func:`xcrfilter.ml.densenet.build_densenet` (layers
-        ``cam_features`` and ``logits``).
+        ``cam_features`` and ``logits``), read from a file or in memory.
     scaler : xcrfilter.scaling.LogEnergyScaler
         Input scaling stored with the model (never refitted at inference).
     window : int, optional
@@ -154,38 +158,101 @@ class CamNetwork:
     """
 
     def __init__(self, model, scaler, window=64):
-        self.model = model
+        self.graph = _graph(model)
         self.scaler = scaler
         self.window = int(window)
-        self.stride = output_stride(model)
-        self.receptive_field = receptive_field(model)
-        dense = model.get_layer(LOGITS_LAYER)
-        self.kernel = np.asarray(keras.ops.convert_to_numpy(dense.kernel))
-        self.bias = np.asarray(keras.ops.convert_to_numpy(dense.bias))
-        self._extractor = keras.Model(
-            model.inputs, [model.get_layer(FEATURES_LAYER).output,
-                           model.get_layer(LOGITS_LAYER).output])
-        self._fn = self._make_fn()
+        self.stride = self.graph.stride()
+        self.receptive_field = self.graph.receptive_field()
+        self.kernel = self.graph.kernel
+        self.bias = self.graph.bias
+        self._compiled = {}
 
-    def _make_fn(self):
-        extractor, kernel, stride = self._extractor, self.kernel, self.stride
-
-        def fn(x):
-            feats, logits = extractor(x, training=False)
-            cams = keras.ops.matmul(feats, keras.ops.convert_to_tensor(kernel))
-            probs = keras.ops.softmax(logits, axis=-1)
-            return probs, logits, _resize(cams, stride), cams
-
-        if keras.backend.backend() == "jax":
+    def _function(self, kind, half=2, shape=(64, 64)):
+        key = (kind, half, shape)
+        if key not in self._compiled:
             import jax
-            return jax.jit(fn)
-        return fn
+            import jax.numpy as jnp
+            body = self.graph.function((FEATURES_LAYER, LOGITS_LAYER))
+            kernel, s = jnp.asarray(self.kernel), self.stride
+            h, w = shape[0] // s, shape[1] // s
+            cy, cx = shape[0] // 2, shape[1] // 2
+            rows = np.arange(cy - half, cy + half + 1)
+            cols = np.arange(cx - half, cx + half + 1)
+            ry0, ry1, _ = _lerp_index(h, s, rows)
+            rx0, rx1, _ = _lerp_index(w, s, cols)
+            y0, y1, x0, x1 = ry0.min(), ry1.max() + 1, rx0.min(), rx1.max() + 1
 
-    def _run(self, x):
-        out = self._fn(x)
-        return tuple(np.asarray(keras.ops.convert_to_numpy(o)) for o in out)
+            def full(x):
+                feats, logits = body(x)
+                low = feats @ kernel
+                return jax.nn.softmax(logits, axis=-1), _resize(low, s), logits, low
 
-    def windows(self, windows_ev, batch_size=64, raw=False):
+            def centre(x):
+                feats, logits = body(x)
+                low = feats[:, y0:y1, x0:x1] @ kernel
+                cams = _resize(low, s, (rows, h), (cols, w), (y0, x0))
+                return jax.nn.softmax(logits, axis=-1), cams
+
+            self._compiled[key] = jax.jit(full if kind == "full" else centre)
+        return self._compiled[key]
+
+    def _batches(self, w, batch_size):
+        """Scaled ``(size, rows, cols, 1)`` batches, zero-padded to `BATCH_SIZES`."""
+        sizes = [b for b in BATCH_SIZES if b <= batch_size] or [1]
+        start, n = 0, len(w)
+        while start < n:
+            left = n - start
+            size = next((b for b in sizes if b >= left), sizes[-1])
+            chunk = self.scaler.transform(w[start:start + size])[..., None]
+            m = len(chunk)
+            if m < size:
+                chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:],
+                                                        np.float32)])
+            yield start, m, chunk
+            start += m
+
+    def _check(self, windows_ev):
+        w = np.asarray(windows_ev, dtype=np.float32)
+        if w.ndim != 3:
+            raise ValueError(f"windows_ev must be (n, rows, cols), got shape {w.shape}")
+        if w.shape[1] % self.stride or w.shape[2] % self.stride:
+            raise ValueError(f"window sides must be multiples of {self.stride}, got {w.shape[1:]}")
+        return w
+
+    def window_centres(self, windows_ev, half=2, batch_size=max(BATCH_SIZES)):
+        """Probabilities and the CAMs of the central pixels of windows given in eV.
+
+        Parameters
+        ----------
+        windows_ev : ndarray, shape (n, rows, cols)
+            Pixel energies in eV (normally 64 x 64, centred on events).
+        half : int, optional
+            Half-size of the central square: ``2 * half + 1`` pixels a side
+            (2: the 5 x 5 of the event features).
+        batch_size : int, optional
+            Largest batch given to the compiled network.
+
+        Returns
+        -------
+        probs : ndarray, shape (n, K)
+            Softmax class probabilities.
+        cams : ndarray, shape (n, 2 * half + 1, 2 * half + 1, K)
+            Upsampled class activation maps at pixels ``rows // 2 - half`` to
+            ``rows // 2 + half`` (and the same columns): equal to those
+            pixels of :meth:`windows`' maps.
+        """
+        w = self._check(windows_ev)
+        n, k = len(w), self.kernel.shape[1]
+        probs = np.empty((n, k), np.float32)
+        cams = np.empty((n, 2 * half + 1, 2 * half + 1, k), np.float32)
+        fn = self._function("centre", int(half), tuple(w.shape[1:]))
+        for start, m, chunk in self._batches(w, batch_size):
+            p, c = fn(chunk)
+            probs[start:start + m] = np.asarray(p)[:m]
+            cams[start:start + m] = np.asarray(c)[:m]
+        return probs, cams
+
+    def windows(self, windows_ev, batch_size=max(BATCH_SIZES), raw=False):
         """Run the network on a stack of windows given in eV.
 
         Parameters
@@ -195,8 +262,8 @@ class CamNetwork:
             normally 64 x 64).
         batch_size : int, optional
             Largest batch given to the compiled network; batches are padded
-            to one of a few fixed sizes (1, 4, 16, 64) so that the network is
-            compiled at most once per size.
+            to one of `BATCH_SIZES` so that the network is compiled at most
+            once per size.
         raw : bool, optional
             Also return the un-upsampled CAMs and the logits.
 
@@ -210,38 +277,17 @@ class CamNetwork:
             Only with ``raw=True``: pre-softmax scores ``(n, K)`` and maps
             ``(n, rows/stride, cols/stride, K)``.
         """
-        w = np.asarray(windows_ev, dtype=np.float32)
-        if w.ndim != 3:
-            raise ValueError(f"windows_ev must be (n, rows, cols), got shape {w.shape}")
-        if w.shape[1] % self.stride or w.shape[2] % self.stride:
-            raise ValueError(f"window sides must be multiples of {self.stride}, got {w.shape[1:]}")
-        n = len(w)
-        k = self.kernel.shape[1]
+        w = self._check(windows_ev)
+        n, k = len(w), self.kernel.shape[1]
         ny, nx = w.shape[1:]
-        probs = np.empty((n, k), np.float32)
-        logits = np.empty((n, k), np.float32)
-        cams = np.empty((n, ny, nx, k), np.float32)
-        low = np.empty((n, ny // self.stride, nx // self.stride, k), np.float32) if raw else None
-        x = self.scaler.transform(w)[..., None]
-        buckets = [b for b in _BUCKETS if b <= batch_size] or [1]
-        start = 0
-        while start < n:
-            left = n - start
-            size = next((b for b in buckets if b >= left), buckets[-1])
-            chunk = x[start:start + size]
-            m = len(chunk)
-            if m < size:
-                chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:], np.float32)])
-            p, lg, c, cl = self._run(chunk)
-            probs[start:start + m] = p[:m]
-            logits[start:start + m] = lg[:m]
-            cams[start:start + m] = c[:m]
-            if raw:
-                low[start:start + m] = cl[:m]
-            start += m
-        if raw:
-            return probs, cams, logits, low
-        return probs, cams
+        s = self.stride
+        out = (np.empty((n, k), np.float32), np.empty((n, ny, nx, k), np.float32),
+               np.empty((n, k), np.float32), np.empty((n, ny // s, nx // s, k), np.float32))
+        fn = self._function("full", shape=(ny, nx))
+        for start, m, chunk in self._batches(w, batch_size):
+            for dest, src in zip(out, fn(chunk)):
+                dest[start:start + m] = np.asarray(src)[:m]
+        return out if raw else out[:2]
 
     def frame_maps(self, frame_ev, tile=256, margin=48):
         """Upsampled CAMs of a whole frame (any size), seam-free.
@@ -278,10 +324,11 @@ class CamNetwork:
         out = np.empty((ty * tile, tx * tile, k), np.float32)
         big = tile + 2 * margin
         x = self.scaler.transform(padded)
+        fn = self._function("full", shape=(big, big))
         for iy in range(ty):
             for ix in range(tx):
                 sub = x[iy * tile:iy * tile + big, ix * tile:ix * tile + big][None, ..., None]
-                _, _, c, _ = self._run(sub)
+                c = np.asarray(fn(sub)[1])
                 out[iy * tile:(iy + 1) * tile, ix * tile:(ix + 1) * tile] = \
                     c[0, margin:margin + tile, margin:margin + tile]
         return out[:ny, :nx]

@@ -31,15 +31,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
+# class order and layer names, defined where inference (without Keras) reads them
+from .netgraph import CLASS_NAMES, FEATURES_LAYER, LOGITS_LAYER  # noqa: E402
+
 __all__ = ["CLASS_NAMES", "build_densenet", "count_params", "FEATURES_LAYER", "LOGITS_LAYER",
            "NumpyInitializer"]
-
-#: Class order of the frame classifier output (index = class id).
-CLASS_NAMES = ("EMPTY", "XRAY", "CR", "MIX")
-#: Name of the last convolutional activation layer (the a_i(x, y) of Eq. 1).
-FEATURES_LAYER = "cam_features"
-#: Name of the dense layer giving the pre-softmax scores S(y=k).
-LOGITS_LAYER = "logits"
 
 
 @keras.saving.register_keras_serializable(package="xcrfilter")

@@ -9,11 +9,22 @@ sampling_strategy="all", replacement=True, bootstrap=False)`` -- the
 under-sampler draws the per-class samples with replacement, and the trees get
 no second (ordinary) bootstrap.
 
-Files are written with :func:`skops.io.dump` and read with
-:func:`skops.io.load` and an explicit list of trusted types
-(:data:`TRUSTED_TYPES`); no pickle is ever loaded.
+Files are written with :func:`skops.io.dump`, and no pickle is ever loaded.
+:func:`save_forest` writes the trees as a dict of arrays
+(`xcrfilter.ml.flatforest.FlatForest`): no Python object but ``dict``,
+``str`` and ``ndarray``, read in tens of milliseconds without importing
+scikit-learn or skops (:func:`load_forest` reads such a skops file itself,
+NumPy arrays with ``allow_pickle=False``).  Files holding a forest object
+(written by xcrfilter 0.1) are read with :func:`skops.io.load` and the
+explicit list of trusted types :data:`TRUSTED_TYPES`.
 """
 from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
 
 __all__ = ["TRUSTED_TYPES", "ModelFileError", "build_forest", "save_forest", "load_forest",
            "check_forest"]
@@ -62,24 +73,64 @@ def build_forest(n_estimators=1000, max_features=3, min_samples_leaf=1, max_dept
 
 
 def save_forest(forest, path, compression=True):
-    """Write ``forest`` with ``skops.io.dump`` (zip-deflate compressed by default)."""
-    import zipfile
+    """Write a fitted forest's trees with ``skops.io.dump`` (zip-deflate by default).
+
+    ``forest``: a fitted forest classifier or a
+    `~xcrfilter.ml.flatforest.FlatForest`; what is written is the latter's
+    dict of arrays, which :func:`load_forest` reads.
+    """
     import skops.io as sio
-    sio.dump(forest, path, compression=zipfile.ZIP_DEFLATED if compression else zipfile.ZIP_STORED,
+
+    from .flatforest import FlatForest
+    flat = forest if isinstance(forest, FlatForest) else FlatForest.from_estimator(forest)
+    sio.dump(flat.to_arrays(), path,
+             compression=zipfile.ZIP_DEFLATED if compression else zipfile.ZIP_STORED,
              compresslevel=9 if compression else None)
 
 
-def load_forest(path):
-    """Load a forest written by :func:`save_forest`.
+def _plain_dict(data):
+    """Contents of a skops file that holds only a dict of arrays and strings.
+
+    Read without skops: the schema is checked node by node and the arrays
+    are loaded with ``allow_pickle=False``.  None for any other content (an
+    object file, or a schema this reader does not know), which
+    :func:`skops.io.load` then reads.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        schema = json.loads(z.read("schema.json"))
+        if not (isinstance(schema, dict) and schema.get("__class__") == "dict"
+                and schema.get("__module__") == "builtins"
+                and schema.get("__loader__") == "DictNode"
+                and isinstance(schema.get("content"), dict)):
+            return None
+        out = {}
+        for key, node in schema["content"].items():
+            kind = (node.get("__module__"), node.get("__class__"), node.get("__loader__")) \
+                if isinstance(node, dict) else None
+            if kind == ("numpy", "ndarray", "NdArrayNode") and node.get("type") == "numpy":
+                out[key] = np.load(io.BytesIO(z.read(str(node["file"]))), allow_pickle=False)
+            elif kind == ("builtins", "str", "JsonNode") and node.get("is_json"):
+                out[key] = json.loads(node["content"])
+            else:
+                return None
+        return out
+
+
+def load_forest(path, data=None):
+    """Load a forest written by :func:`save_forest` (or by xcrfilter 0.1).
 
     Parameters
     ----------
     path : str or path-like
         ``.skops`` file.
+    data : bytes, optional
+        Its contents, when already read (e.g. for the checksum).
 
     Returns
     -------
-    imblearn.ensemble.BalancedRandomForestClassifier
+    xcrfilter.ml.flatforest.FlatForest
+        With ``predict_proba``, ``classes_``, ``n_features_in_`` and
+        ``n_estimators`` as the forest it was made from.
 
     Raises
     ------
@@ -87,17 +138,39 @@ def load_forest(path):
         If the file is missing, is not a skops file, holds types outside
         :data:`TRUSTED_TYPES` (a foreign model), or is not a balanced forest.
     """
-    import zipfile
-
-    import skops.io as sio
-    from skops.io.exceptions import UntrustedTypesFoundException
+    from .flatforest import FlatForest
     path = str(path)
-    # one pass: skops.io.load audits every type against the trusted list itself
-    # (a separate get_untrusted_types pass would walk the whole forest twice)
     try:
-        forest = sio.load(path, trusted=TRUSTED_TYPES)
+        if data is None:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        arrays = _plain_dict(data)
     except FileNotFoundError as exc:
         raise ModelFileError(f"random-forest file {path!r} not found") from exc
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:  # not a skops archive
+        raise ModelFileError(f"random-forest file {path!r} is not a valid skops file "
+                             f"({type(exc).__name__}: {exc})") from exc
+    if arrays is None:
+        forest = _load_object(path, data)
+        if isinstance(forest, dict):
+            arrays = forest
+        else:
+            from imblearn.ensemble import BalancedRandomForestClassifier
+            if not isinstance(forest, BalancedRandomForestClassifier):
+                raise ModelFileError(f"random-forest file {path!r} holds a "
+                                     f"{type(forest).__name__}, not a "
+                                     "BalancedRandomForestClassifier")
+            return FlatForest.from_estimator(forest)
+    return FlatForest.from_arrays(arrays, f"random-forest file {path!r}")
+
+
+def _load_object(path, data):
+    """A skops file holding objects, with the trusted types of :data:`TRUSTED_TYPES`."""
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+    # one pass: skops.io.loads audits every type against the trusted list itself
+    try:
+        return sio.loads(data, trusted=TRUSTED_TYPES)
     except UntrustedTypesFoundException as exc:
         raise ModelFileError(f"random-forest file {path!r} contains types that are not trusted "
                              f"by xcrfilter: {exc}") from exc
@@ -107,11 +180,6 @@ def load_forest(path):
     except Exception as exc:
         raise ModelFileError(f"random-forest file {path!r} could not be loaded "
                              f"({type(exc).__name__}: {exc})") from exc
-    from imblearn.ensemble import BalancedRandomForestClassifier
-    if not isinstance(forest, BalancedRandomForestClassifier):
-        raise ModelFileError(f"random-forest file {path!r} holds a {type(forest).__name__}, "
-                             "not a BalancedRandomForestClassifier")
-    return forest
 
 
 def check_forest(forest, n_features, path, names_from):

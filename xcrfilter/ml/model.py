@@ -29,7 +29,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 from ..scaling import LogEnergyScaler  # noqa: E402
-from .densenet import CLASS_NAMES  # noqa: E402
+from .netgraph import CLASS_NAMES  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features  # noqa: E402
 from .checksums import file_sha256, verify_checksums  # noqa: E402, F401
@@ -149,8 +149,9 @@ class CamModel:
     ----------
     network : xcrfilter.ml.cam.CamNetwork
         Compiled frame classifier with CAM outputs.
-    forest : imblearn.ensemble.BalancedRandomForestClassifier or None
-        Second stage (None for a stage-1-only directory).
+    forest : xcrfilter.ml.flatforest.FlatForest or None
+        Second stage, the balanced random forest's trees (None for a
+        stage-1-only directory).
     meta : dict
         Contents of ``model.json``.
     threshold : float
@@ -204,7 +205,7 @@ class CamModel:
         from ..context import context_kwargs
         return context_kwargs(self.meta.get("context"))
 
-    def features(self, frames_ev, frame, row, col, energy_ev, return_windows=False):
+    def features(self, frames_ev, frame, row, col, energy_ev, batch=1024):
         """Event features (Sec. 4.2) from event-centred windows.
 
         Parameters
@@ -215,6 +216,8 @@ class CamModel:
             Event positions (FRAME, RAWY, RAWX).
         energy_ev : ndarray, shape (n,)
             Event energies [eV].
+        batch : int, optional
+            Events whose windows are cut at a time (bounds the memory).
 
         Returns
         -------
@@ -222,11 +225,18 @@ class CamModel:
         probs : ndarray, shape (n, 4)
             Network probabilities of each event's window.
         """
-        wins = event_windows(frames_ev, frame, row, col, self.window)
-        X, probs = self.features_from_windows(wins, energy_ev)
-        return (X, probs, wins) if return_windows else (X, probs)
+        frame, row, col = (np.asarray(a) for a in (frame, row, col))
+        energy_ev = np.asarray(energy_ev, dtype=np.float64)
+        if len(frame) == 0:
+            return self.features_from_windows(np.zeros((0, self.window, self.window)), energy_ev)
+        parts = []
+        for s in range(0, len(frame), batch):
+            wins = event_windows(frames_ev, frame[s:s + batch], row[s:s + batch],
+                                 col[s:s + batch], self.window)
+            parts.append(self.features_from_windows(wins, energy_ev[s:s + batch]))
+        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
 
-    def features_from_windows(self, windows_ev, energy_ev, batch=1024):
+    def features_from_windows(self, windows_ev, energy_ev):
         """Event features from event-centred windows (event at the window centre).
 
         Parameters
@@ -241,27 +251,18 @@ class CamModel:
         X : ndarray, shape (n, n_features)
         probs : ndarray, shape (n, 4)
         """
-        n = len(windows_ev)
-        if n == 0:
+        if len(windows_ev) == 0:
             return (np.zeros((0, len(self.feature_names))),
                     np.zeros((0, len(CLASS_NAMES)), np.float32))
-        c = self.window // 2
         ix, icr = CLASS_NAMES.index("XRAY"), CLASS_NAMES.index("CR")
-        energy_ev = np.asarray(energy_ev, dtype=np.float64)
-        X_parts, p_parts = [], []
-        for s in range(0, n, batch):
-            wins = np.asarray(windows_ev[s:s + batch], dtype=np.float32)
-            probs, cams = self.network.windows(wins)
-            # only the central 5x5 of the upsampled maps is needed
-            stats = cam_window_stats(cams[:, c - 2:c + 3, c - 2:c + 3, ix],
-                                     cams[:, c - 2:c + 3, c - 2:c + 3, icr], 2, 2)
-            X = event_features(energy_ev[s:s + batch], probs[:, ix], probs[:, icr], stats,
-                               eps=self.eps)
-            if self.feature_set == "extended":
-                X = np.hstack([X, extra_features(wins, self.split_threshold_ev)])
-            X_parts.append(X)
-            p_parts.append(probs)
-        return np.vstack(X_parts), np.vstack(p_parts)
+        # only the central 5 x 5 of the upsampled maps is needed
+        probs, cams = self.network.window_centres(windows_ev, half=2)
+        stats = cam_window_stats(cams[..., ix], cams[..., icr], 2, 2)
+        X = event_features(np.asarray(energy_ev, dtype=np.float64), probs[:, ix], probs[:, icr],
+                           stats, eps=self.eps)
+        if self.feature_set == "extended":
+            X = np.hstack([X, extra_features(windows_ev, self.split_threshold_ev)])
+        return X, probs
 
     def predict_proba(self, X):
         """Forest CR probability for feature rows ``X`` (n, n_features)."""
@@ -288,7 +289,7 @@ class CamModel:
 
 def _read_meta(model_dir):
     meta_path = model_dir / META_FILE
-    if not meta_path.exists():
+    if not meta_path.is_file():  # a FIFO or a device would be read forever
         raise ModelFileError(f"{model_dir}: no {META_FILE}; not an xcrfilter CAM model directory")
     try:
         meta = json.loads(meta_path.read_text())
@@ -303,9 +304,12 @@ def _read_meta(model_dir):
 
 
 def load_network(model_dir):
-    """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`."""
-    import keras
+    """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`.
+
+    The network file is read without Keras (`xcrfilter.ml.netgraph`).
+    """
     from .cam import CamNetwork
+    from .netgraph import read_keras_file
     model_dir = Path(model_dir)
     try:
         scaler = LogEnergyScaler.from_dict(json.loads((model_dir / SCALING_FILE).read_text()))
@@ -313,17 +317,15 @@ def load_network(model_dir):
         raise ModelFileError(f"{model_dir}: no {SCALING_FILE}") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{model_dir / SCALING_FILE}: invalid scaling ({exc})") from exc
-    try:
-        net = keras.saving.load_model(model_dir / NETWORK_FILE, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a loadable Keras model "
-                             f"({type(exc).__name__}: {exc})") from exc
+    if not (model_dir / NETWORK_FILE).is_file():
+        raise ModelFileError(f"{model_dir}: no {NETWORK_FILE}")
+    graph = read_keras_file(model_dir / NETWORK_FILE)
     try:
         window = int(json.loads((model_dir / META_FILE).read_text()).get("window", 64))
     except Exception:
         window = 64
     try:
-        return CamNetwork(net, scaler, window=window)
+        return CamNetwork(graph, scaler, window=window)
     except Exception as exc:
         raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a CAM frame classifier "
                              f"({type(exc).__name__}: {exc})") from exc

@@ -53,7 +53,7 @@ class MorphModel:
 
     Attributes
     ----------
-    forest : imblearn.ensemble.BalancedRandomForestClassifier
+    forest : xcrfilter.ml.flatforest.FlatForest
     meta : dict
         Contents of ``model.json``.
     feature_names : tuple of str

@@ -1,0 +1,183 @@
+"""CAM inference without Keras or scikit-learn (xcrfilter.ml.netgraph, xcrfilter.ml.flatforest).
+
+The oracles: Keras' own loading and evaluation of the shipped network, the
+fitted scikit-learn forest's ``predict_proba``, and the verdicts of the
+implementation before these modules, saved in ``data/cam_reference.npz``
+(six simulated 128 x 128 frames, the events found in them, STATUS, PROB_CR,
+features and network probabilities of the shipped 'context' and 'paper'
+models).
+"""
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import astropy.units as u  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from xcrfilter.ml.forest import ModelFileError, load_forest, save_forest  # noqa: E402
+from xcrfilter.ml.model import default_model_dir, event_windows, load_model  # noqa: E402
+from xcrfilter.ml.netgraph import graph_from_keras, read_keras_file  # noqa: E402
+
+REFERENCE = Path(__file__).parent / "data" / "cam_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(REFERENCE))
+
+
+@pytest.fixture(scope="module")
+def keras_net():
+    keras = pytest.importorskip("keras")
+    import xcrfilter.ml.densenet  # noqa: F401  (registers the weight initialiser of the file)
+    return keras.saving.load_model(default_model_dir() / "densenet.keras", compile=False)
+
+
+def _windows(ref):
+    e = ref["ENERGY"]
+    sel = (e >= 300) & (e < 10000)
+    return event_windows(ref["frames"].astype(np.float32), ref["FRAME"][sel], ref["RAWY"][sel],
+                         ref["RAWX"][sel]), sel
+
+
+def test_file_weights_equal_keras_weights(keras_net):
+    """The weight groups of the .keras file are matched to the right layers."""
+    from_file = read_keras_file(default_model_dir() / "densenet.keras")
+    in_memory = graph_from_keras(keras_net)
+    assert [la["name"] for la in from_file.layers] == [la["name"] for la in in_memory.layers]
+    assert [la["inputs"] for la in from_file.layers] == [la["inputs"] for la in in_memory.layers]
+    for name, params in in_memory.params.items():
+        assert params.keys() == from_file.params[name].keys(), name
+        for key, value in params.items():
+            np.testing.assert_array_equal(from_file.params[name][key], value, err_msg=name)
+    assert from_file.stride() == 4 and from_file.receptive_field() == 66
+
+
+def test_network_equals_keras(keras_net, reference):
+    """Probabilities, logits and CAM features as Keras computes them (float32 rounding)."""
+    import keras
+    net = load_model("context").network
+    wins, _ = _windows(reference)
+    wins = wins[:9]
+    x = net.scaler.transform(wins)[..., None]
+    probe = keras.Model(keras_net.inputs, [keras_net.get_layer("cam_features").output,
+                                           keras_net.get_layer("logits").output,
+                                           keras_net.output])
+    feats, logits, probs = (np.asarray(a) for a in probe(x, training=False))
+    p, cams, lg, low = net.windows(wins, raw=True)
+    np.testing.assert_allclose(p, probs, atol=2e-6)
+    np.testing.assert_allclose(lg, logits, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(low, feats @ net.kernel, rtol=1e-5, atol=2e-4)
+    # the centre path computes only the central pixels, and the same values
+    pc, centre = net.window_centres(wins, half=2)
+    np.testing.assert_array_equal(pc, p)
+    np.testing.assert_allclose(centre, cams[:, 30:35, 30:35], rtol=1e-6, atol=1e-5)
+
+
+def test_verdicts_equal_reference(reference):
+    """STATUS and PROB_CR of both shipped models equal those before the speed-up."""
+    from xcrfilter.events import find_events
+    from xcrfilter.filters.cam import cam_filter
+    from xcrfilter.io import as_energy_cube
+    cube = as_energy_cube(reference["frames"].astype(np.float32) * u.eV)
+    events = find_events(cube)
+    for col in ("FRAME", "RAWX", "RAWY"):
+        np.testing.assert_array_equal(np.asarray(events[col]), reference[col])
+    _, sel = _windows(reference)
+    for name in ("context", "paper"):
+        model = load_model(name)
+        out = cam_filter(cube, events, model=model)
+        np.testing.assert_array_equal(np.asarray(out["STATUS"]), reference[f"{name}_status"])
+        np.testing.assert_allclose(np.asarray(out["PROB_CR"]), reference[f"{name}_prob_cr"],
+                                   rtol=0, atol=1e-6, equal_nan=True)
+        X, probs = model.features(cube.data, reference["FRAME"][sel], reference["RAWY"][sel],
+                                  reference["RAWX"][sel], reference["ENERGY"][sel])
+        np.testing.assert_allclose(probs, reference[f"{name}_probs"], atol=2e-6)
+        ref_x = reference[f"{name}_features"]
+        assert np.all(np.abs(X - ref_x) <= 1e-4 * (np.abs(ref_x) + 1e-3)), name
+    assert (reference["context_status"] & 32).any() and (reference["paper_status"] & 32).any()
+
+
+def test_flat_forest_equals_sklearn(tmp_path):
+    """Bit-identical probabilities, NaN features and thresholds ties included."""
+    from xcrfilter.ml.flatforest import FlatForest
+    from xcrfilter.ml.forest import build_forest
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(0, 0.5, 400) > 1.2).astype(int)
+    X[rng.random(X.shape) < 0.05] = np.nan  # the trees learn where missing values go
+    f = build_forest(n_estimators=25, random_state=0).fit(X, y)
+    flat = FlatForest.from_estimator(f)
+    test = rng.normal(size=(300, 6))
+    test[::9, 2] = np.nan
+    splits = flat._threshold[~flat._leaf & (flat._feature == 0)]
+    test[::5, 0] = splits[np.isfinite(splits)][:60]      # exactly on split thresholds
+    np.testing.assert_array_equal(flat.predict_proba(test), f.predict_proba(test))
+    np.testing.assert_array_equal(flat.classes_, f.classes_)
+    assert flat.n_features_in_ == 6 and flat.n_estimators == 25
+    assert flat.predict_proba(test[:0]).shape == (0, 2)
+    # the file: a skops dict of arrays that skops itself reads with its default types
+    path = tmp_path / "forest.skops"
+    save_forest(f, path)
+    import skops.io as sio
+    assert sio.get_untrusted_types(file=path) == []
+    assert sio.load(path)["format"] == "xcrfilter-flat-forest"
+    np.testing.assert_array_equal(load_forest(path).predict_proba(test), f.predict_proba(test))
+    with pytest.raises(ValueError, match="shape"):
+        flat.predict_proba(test[:, :5])
+
+
+def test_flat_forest_file_checked(tmp_path):
+    """A hostile or foreign array file fails with ModelFileError, never loops."""
+    import skops.io as sio
+    from xcrfilter.ml.forest import build_forest
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 4))
+    f = build_forest(n_estimators=3, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    from xcrfilter.ml.flatforest import FlatForest
+    arrays = FlatForest.from_estimator(f).to_arrays()
+    cycle = dict(arrays, children_left=np.where(arrays["children_left"] > 0, 0,
+                                                arrays["children_left"]).astype(np.int32))
+    sio.dump(cycle, tmp_path / "cycle.skops")
+    with pytest.raises(ModelFileError, match="before its parent"):
+        load_forest(tmp_path / "cycle.skops")
+    sio.dump(dict(arrays, format="something else"), tmp_path / "other.skops")
+    with pytest.raises(ModelFileError, match="not an xcrfilter flat forest"):
+        load_forest(tmp_path / "other.skops")
+    sio.dump({k: v for k, v in arrays.items() if k != "proba"}, tmp_path / "short.skops")
+    with pytest.raises(ModelFileError, match="lacks proba"):
+        load_forest(tmp_path / "short.skops")
+
+
+def test_keras_file_checked(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not a loadable Keras model"):
+        read_keras_file(bad)
+    # a layer the frame classifier does not have
+    src = default_model_dir() / "densenet.keras"
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts["config.json"] = parts["config.json"].replace(b'"Dropout"', b'"GaussianNoise"', 1)
+    with zipfile.ZipFile(tmp_path / "odd.keras", "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+    with pytest.raises(ModelFileError, match="GaussianNoise"):
+        read_keras_file(tmp_path / "odd.keras")
+
+
+def test_model_load_imports_neither_keras_nor_sklearn():
+    """Loading a shipped model reads files only: no Keras, scikit-learn or skops import."""
+    code = ("import sys; from xcrfilter.ml.model import load_model; load_model('context'); "
+            "from xcrfilter.ml.morph import load_morph_model; load_morph_model(); "
+            "print(sorted(m for m in ('keras', 'sklearn', 'skops', 'imblearn', 'jax') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent,
+                         env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert out.stdout.split("\n")[-2] == "[]"
