@@ -14,9 +14,9 @@ Rows:
   about 1, 4 (and 16) GB, made here as 512 x 512 float32 cubes;
 - the same command on a local dask cluster of 1 and 2 workers;
 - the CAM filter at 1, 3, 10 and 30 X-ray events per frame, with the VF
-  filter on the same frames in the same run (time ratio; each includes
-  finding the events), the model load time, and where the CAM time goes at
-  10 events per frame.
+  filter on the same frames in the same run (time ratio, best of three
+  alternating runs; each includes finding the events), the model load time
+  (a fresh process), and where the CAM time goes at 10 events per frame.
 
 Every input is deleted after use.  Timings are wall-clock and noisy on a
 shared machine: compare the ratios within one run.
@@ -122,13 +122,16 @@ def cam_rates(events_per_frame, n_frames=40):
     cube = as_energy_cube(np.asarray(sim.frames, np.float32) * u.eV)
     events = find_events(cube)
     camf.cam_filter(cube, events, model=model)       # warm up (compiles every batch size)
-    # each filter as the pipeline runs it: find the events, then judge them
-    t0 = time.perf_counter()
-    vfaint.vfaint_filter(cube, find_events(cube))
-    t_vf = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    camf.cam_filter(cube, find_events(cube), model=model)
-    t_cam = time.perf_counter() - t0
+    # each filter as the pipeline runs it: find the events, then judge them;
+    # best of three, alternating, as other jobs share the machine
+    t_vf = t_cam = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        vfaint.vfaint_filter(cube, find_events(cube))
+        t_vf = min(t_vf, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        camf.cam_filter(cube, find_events(cube), model=model)
+        t_cam = min(t_cam, time.perf_counter() - t0)
     prof = {}
     e = events["ENERGY"].to_value(u.eV)
     sel = (e >= 300) & (e < 10000)
@@ -137,9 +140,7 @@ def cam_rates(events_per_frame, n_frames=40):
     wins = event_windows(cube.data, f, y, x, model.window)
     prof["windows"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model.network.windows(wins[:1024])
-    for s in range(1024, len(wins), 1024):
-        model.network.windows(wins[s:s + 1024])
+    model.network.window_centres(wins)
     prof["network"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     X, _ = model.features_from_windows(wins, e[sel])

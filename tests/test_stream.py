@@ -296,6 +296,21 @@ def test_cli_scheduler_equals_serial(files, tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", [["--workers", "2"], ["--scheduler", "tcp://host:8786"]])
+def test_missing_distributed_is_one_line(files, tmp_path, capsys, monkeypatch, option):
+    """Without dask.distributed, --workers and --scheduler fail with one clear line."""
+    monkeypatch.setitem(sys.modules, "distributed", None)   # import distributed fails
+    _, parts = files
+    out = tmp_path / "ev.fits"
+    assert main(["filter", *map(str, parts), "-q", "-o", str(out), *option]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "xcrfilter filter: error: --workers and --scheduler need dask.distributed: pip install "
+        "'dask[distributed]' (a missing optional dependency; see the installation notes)."]
+    assert "Traceback" not in captured.err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_cam_maps_appended_per_chunk(sim, tmp_path):
     assert "cam" in available_methods()   # the CAM model ships with the package
     from xcrfilter.filters.cam import cam_maps

@@ -246,8 +246,10 @@ class CamNetwork:
         probs = np.empty((n, k), np.float32)
         cams = np.empty((n, 2 * half + 1, 2 * half + 1, k), np.float32)
         fn = self._function("centre", int(half), tuple(w.shape[1:]))
-        for start, m, chunk in self._batches(w, batch_size):
-            p, c = fn(chunk)
+        # every batch is dispatched before the first result is read: JAX runs
+        # them one after another while Python prepares the next inputs
+        done = [(start, m, fn(chunk)) for start, m, chunk in self._batches(w, batch_size)]
+        for start, m, (p, c) in done:
             probs[start:start + m] = np.asarray(p)[:m]
             cams[start:start + m] = np.asarray(c)[:m]
         return probs, cams
