@@ -296,6 +296,31 @@ def test_cli_scheduler_equals_serial(files, tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">i4", "u1"])
+def test_mapped_reads_equal_astropy(tmp_path, dtype):
+    """Plain images are read through a memory map, a few frames at a time: same values."""
+    from xcrfilter.stream import _MAPPED_FRAMES
+    rng = np.random.default_rng(3)
+    values = (rng.random((2 * _MAPPED_FRAMES + 3, 9, 11)) * 200).astype(dtype)
+    path = tmp_path / "plain.fits"
+    fits.PrimaryHDU(values, fits.Header([("BUNIT", "adu"), ("GAIN", 3.5)])).writeto(path)
+    stream = FrameStream(path, chunk_frames=7)
+    assert stream.sources[0].raw is not None
+    got = np.concatenate([stream.read(a, b).data for a, b in stream.ranges()])
+    np.testing.assert_array_equal(got, values.astype(np.float64).astype(np.float32) * 3.5)
+    # scaled, compressed or gzipped images are read by astropy
+    scaled = tmp_path / "scaled.fits"
+    # unsigned 16-bit: stored as int16 with BZERO = 32768
+    fits.PrimaryHDU(values[:3].astype(np.uint16),
+                    fits.Header([("BUNIT", "adu"), ("GAIN", 3.5)])).writeto(scaled)
+    packed = tmp_path / "packed.fits.gz"
+    fits.PrimaryHDU(values[:3], fits.Header([("BUNIT", "adu"), ("GAIN", 3.5)])).writeto(packed)
+    for other in (scaled, packed):
+        assert FrameStream(other).sources[0].raw is None
+        np.testing.assert_array_equal(FrameStream(other).read(0, 3).data,
+                                      as_energy_cube(other).data)
+
+
 @pytest.mark.parametrize("option", [["--workers", "2"], ["--scheduler", "tcp://host:8786"]])
 def test_missing_distributed_is_one_line(files, tmp_path, capsys, monkeypatch, option):
     """Without dask.distributed, --workers and --scheduler fail with one clear line."""

@@ -467,7 +467,7 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
     set_card(meta, "NFRAMES", int(n), "number of frames searched")
     set_card(meta, "FRMROWS", int(ny), "rows per frame (RAWY range)")
     set_card(meta, "FRMCOLS", int(nx), "columns per frame (RAWX range)")
-    set_card(meta, "NMASKED", int(cube.mask.sum()) if cube.mask is not None else 0,
+    set_card(meta, "NMASKED", int(np.count_nonzero(cube.mask)) if cube.mask is not None else 0,
              "masked or non-finite pixels (never in events)")
     if cube.filenames:
         for i, name in enumerate(cube.filenames[:99], start=1):

@@ -209,6 +209,20 @@ def _check_shape(shape, name):
             f"{MIN_FRAME_SIZE} x {MIN_FRAME_SIZE} pixels (the 5 x 5 event window).")
 
 
+def _surely_finite(values):
+    """True when a float32 array is surely all finite (False: check pixel by pixel).
+
+    A finite sum of squares proves every pixel finite (NaN and inf
+    propagate); it is one BLAS pass, twice as fast as a plain sum.  Huge
+    finite values can overflow it: the caller then checks each pixel.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        if values.flags.c_contiguous:
+            flat = values.reshape(-1)
+            return bool(np.isfinite(np.dot(flat, flat)))
+        return bool(np.isfinite(np.add.reduce(values, axis=None, dtype=np.float32)))
+
+
 def _to_cube(values, mask, factor, name):
     """float32 eV cube and bool mask from raw values.
 
@@ -221,9 +235,7 @@ def _to_cube(values, mask, factor, name):
         raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}.")
     _check_shape(values.shape, name)
     if values.dtype == np.float32 and factor == 1.0 and mask is None:
-        with np.errstate(invalid="ignore", over="ignore"):
-            total = np.add.reduce(values, axis=None, dtype=np.float32)
-        if np.isfinite(total):
+        if _surely_finite(values):
             data = values.view()
             data.flags.writeable = False
             bad = np.zeros(data.shape, dtype=bool)
@@ -234,11 +246,8 @@ def _to_cube(values, mask, factor, name):
         data = np.array(values, dtype=np.float32, copy=True)
         if factor != 1.0:
             data *= np.float32(factor)
-    # Fast path: a finite sum proves every pixel finite (NaN and inf propagate),
-    # and np.zeros does not touch memory until a pixel is masked.
-    with np.errstate(invalid="ignore", over="ignore"):
-        total = np.add.reduce(data, axis=None, dtype=np.float32)
-    if np.isfinite(total):
+    # Fast path: np.zeros does not touch memory until a pixel is masked.
+    if _surely_finite(data):
         bad = np.zeros(data.shape, dtype=bool)
     else:
         bad = np.isfinite(data)

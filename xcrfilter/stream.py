@@ -77,6 +77,7 @@ class _Source:
         _check_shape(shape, self.where)
         self.was_2d = len(shape) == 2
         self.shape = (1,) + shape if self.was_2d else shape
+        self.raw = _raw_layout(self.path, self.header, hdul.fileinfo(self.hdu_index))
         self.n_frames = self.shape[0]
         out = _clean_header(self.primary) if self.hdu_index != 0 else fits.Header()
         for card in _clean_header(self.header).cards:
@@ -86,7 +87,10 @@ class _Source:
     def read(self, start, stop, *, gain, detector):
         """Frames ``start:stop`` of this file, in eV, with their mask."""
         with fits.open(self.path, mode="readonly", memmap=False) as hdul:
-            values = _section(hdul[self.hdu_index], start, stop, self.was_2d)
+            if self.raw is not None and not self.was_2d:
+                values = _mapped_section(self.path, *self.raw, self.shape[1:], start, stop)
+            else:
+                values = _section(hdul[self.hdu_index], start, stop, self.was_2d)
             mask = None
             if self.mask_index is not None:
                 mhdu = hdul[self.mask_index]
@@ -104,6 +108,55 @@ def hdu_shape(header):
     """numpy shape of the image of ``header`` (``ZNAXISn`` for compressed images)."""
     key = "ZNAXIS" if header.get("ZIMAGE") else "NAXIS"
     return tuple(int(header[f"{key}{i}"]) for i in range(int(header[key]), 0, -1))
+
+
+#: BITPIX -> numpy type of the bytes of a FITS image
+_BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+#: frames converted per mapping of the file by :func:`_mapped_section`
+_MAPPED_FRAMES = 8
+
+
+def _raw_layout(path, header, info):
+    """``(data offset, dtype)`` when the image is stored as plain values, else None.
+
+    Plain: an uncompressed file (it starts with ``SIMPLE``) holding all the
+    data, not a tile-compressed HDU, no ``BSCALE``/``BZERO`` scaling.
+    """
+    dtype = _BITPIX.get(header.get("BITPIX"))
+    if (dtype is None or header.get("ZIMAGE") or header.get("BSCALE", 1) != 1
+            or header.get("BZERO", 0) != 0):
+        return None
+    dtype = np.dtype(dtype)
+    size = dtype.itemsize * int(np.prod(hdu_shape(header)))
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"SIMPLE" or os.fstat(fh.fileno()).st_size < info["datLoc"] + size:
+            return None
+    return int(info["datLoc"]), dtype
+
+
+def _mapped_section(path, offset, dtype, frame_shape, start, stop):
+    """Frames ``start:stop`` of a plain image, in native byte order (a new array).
+
+    The file is memory-mapped a few frames at a time and each piece converted
+    into the output: one pass over the data (a section read and a byte swap
+    are two) and never more than a few frames of the file mapped.
+    """
+    import mmap
+    frame = int(np.prod(frame_shape))
+    out = np.empty((stop - start,) + tuple(frame_shape), dtype.newbyteorder("="))
+    with open(path, "rb") as fh:
+        for a in range(0, stop - start, _MAPPED_FRAMES):
+            n = min(_MAPPED_FRAMES, stop - start - a)
+            first = offset + (start + a) * frame * dtype.itemsize
+            base = first - first % mmap.ALLOCATIONGRANULARITY
+            view = mmap.mmap(fh.fileno(), first + n * frame * dtype.itemsize - base,
+                             access=mmap.ACCESS_READ, offset=base)
+            try:
+                out[a:a + n] = np.frombuffer(view, dtype, n * frame,
+                                             first - base).reshape(out[a:a + n].shape)
+            finally:
+                view.close()
+    return out
 
 
 def _image_hdu_header(hdul, where, name):
