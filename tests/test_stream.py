@@ -296,6 +296,37 @@ def test_cli_scheduler_equals_serial(files, tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_output_dir_one_file_per_input(files, tmp_path, capsys):
+    """--output-dir: every input its own observation and event file, as filtered alone."""
+    _, parts = files
+    out = tmp_path / "events"
+    args = ["filter", *map(str, parts), "-q", "-m", "vfaint,sac"]
+    assert main(args + ["--output-dir", str(out)]) == 0
+    names = ["p1_events.fits", "p2_events.fits", "p3_events.fits"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    for part in parts:
+        alone = tmp_path / f"alone_{part.name}"
+        assert main(["filter", str(part), "-q", "-m", "vfaint,sac", "-o", str(alone)]) == 0
+        a, b = read_events(alone), read_events(out / part.name.replace(".fits", "_events.fits"))
+        assert b.meta["NFRAMES"][0] == a.meta["NFRAMES"][0] == FrameStream(part).n_frames
+        for col in ("FRAME", "RAWX", "RAWY", "PHAS", "STATUS"):
+            np.testing.assert_array_equal(np.asarray(b[col]), np.asarray(a[col]))
+    # refused before any work: the same name twice, a mask file, -o as well
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    copy = twin / parts[0].name
+    copy.write_bytes(parts[0].read_bytes())
+    empty = tmp_path / "empty"
+    assert main(["filter", str(parts[0]), str(copy), "-q", "--output-dir", str(empty)]) == 1
+    assert "same file" in capsys.readouterr().err and not list(empty.iterdir())
+    assert main(args + ["--output-dir", str(empty), "--mask-output",
+                        str(tmp_path / "m.fits")]) == 1
+    assert "--output-dir" in capsys.readouterr().err and not list(empty.iterdir())
+    with pytest.raises(SystemExit):
+        main(args + ["--output-dir", str(empty), "-o", str(tmp_path / "x.fits")])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">i4", "u1"])
 def test_mapped_reads_equal_astropy(tmp_path, dtype):
     """Plain images are read through a memory map, a few frames at a time: same values."""

@@ -10,7 +10,8 @@ import argparse
 
 import astropy.units as u
 
-__all__ = ["parse_energy", "parse_gain", "HelpFormatter", "ENERGY_UNIT_HELP"]
+__all__ = ["parse_energy", "parse_gain", "positive_int", "non_negative_int", "positive_float",
+           "open_fraction", "HelpFormatter", "ENERGY_UNIT_HELP"]
 
 
 def parse_energy(text):
@@ -102,3 +103,46 @@ def parse_gain(text):
     if not q.value > 0:
         raise argparse.ArgumentTypeError(f"gain must be positive, got {text!r}")
     return q
+
+
+def _int_at_least(text, minimum):
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """Parse an integer >= 1 (numbers of frames, workers, ...)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text):
+    """Parse an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _float(text):
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text):
+    """Parse a finite number > 0."""
+    value = _float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def open_fraction(text):
+    """Parse a fraction strictly between 0 and 1."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+    return value

@@ -81,8 +81,13 @@ def _add_filter_parser(sub):
                    help="input FITS file(s); cubes of several files are concatenated")
     p.add_argument("-m", "--method", default="vfaint",
                    help="comma-separated filters: " + ", ".join(registry.FILTERS) + ", or all")
-    p.add_argument("-o", "--output", required=True, metavar="EVENTS.fits",
-                   help="output event file")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", metavar="EVENTS.fits",
+                       help="output event file (several inputs are one observation: FRAME "
+                       "counts on from file to file)")
+    where.add_argument("--output-dir", metavar="DIR", default=None,
+                       help="write one event file per input instead, DIR/NAME_events.fits "
+                       "for NAME.fits; each input is its own observation (FRAME from 0)")
     p.add_argument("--mask-output", metavar="MASK.fits", default=None,
                    help="also write a compact mask file marking the 3x3 pixels of "
                    "rejected events (tile-compressed uint8 MASK extensions, one per chunk "
@@ -129,21 +134,60 @@ def _dask_client(args, stack):
     return stack.enter_context(Client(cluster))
 
 
+def _events_name(path):
+    """``NAME_events.fits`` for an input ``NAME.fits`` (``--output-dir``)."""
+    name = os.path.basename(os.fspath(path))
+    for ext in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts"):
+        if name.lower().endswith(ext):
+            name = name[:-len(ext)]
+            break
+    return f"{name}_events.fits"
+
+
 def _run_filter(args):
-    from ._meta import set_card
-    from .io import write_events
     from .outputs import check_outputs
-    from .pipeline import parse_methods, run_pipeline
-    from .registry import options_from_args
+    from .pipeline import parse_methods
 
     names = parse_methods(args.method)
     for f in args.frames:
         if not os.path.exists(f):
             raise FileNotFoundError(f"input frames file {f} does not exist.")
+    if args.output_dir is None:
+        jobs = {"-o/--output": (list(args.frames), args.output)}
+    else:
+        if args.mask_output or getattr(args, "cam_output", None):
+            raise ValueError("--mask-output and --cam-output name one file: with --output-dir "
+                             "(one event file per input) filter one input at a time for them.")
+        jobs = {f"--output-dir ({f})": ([f], os.path.join(args.output_dir, _events_name(f)))
+                for f in args.frames}
+        os.makedirs(args.output_dir, exist_ok=True)
     # every output against every input and every other output, before any work
-    check_outputs({"-o/--output": args.output, "--mask-output": args.mask_output,
-                   "--cam-output": getattr(args, "cam_output", None)}, args.frames,
-                  overwrite=args.overwrite)
+    check_outputs(dict({key: out for key, (_, out) in jobs.items()},
+                       **{"--mask-output": args.mask_output,
+                          "--cam-output": getattr(args, "cam_output", None)}),
+                  args.frames, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        clients = []
+
+        def client_of():
+            # one dask cluster for all the inputs, started when first needed
+            if not clients:
+                clients.append(_dask_client(args, stack))
+            return clients[0]
+
+        for frames, output in jobs.values():
+            _filter_observation(argparse.Namespace(**dict(vars(args), frames=frames,
+                                                          output=output)), names, client_of)
+    return 0
+
+
+def _filter_observation(args, names, client_of):
+    """Filter ``args.frames`` as one observation into ``args.output``."""
+    from ._meta import set_card
+    from .io import write_events
+    from .pipeline import run_pipeline
+    from .registry import options_from_args
+
     from .sources import filter_table_input, frame_pipeline_options, input_kind
     kind = input_kind(args.frames)
     if kind != "frames":
@@ -168,7 +212,7 @@ def _run_filter(args):
             from .maskfile import MaskWriter
             on_chunk = stack.enter_context(MaskWriter(
                 args.mask_output, stream.frame_shape, overwrite=args.overwrite)).add
-        client = _dask_client(args, stack)
+        client = client_of()
         events = run_pipeline(stream, names, event_threshold=args.event_threshold,
                               split_threshold=args.split_threshold,
                               mip_threshold=args.mip_threshold,

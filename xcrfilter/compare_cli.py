@@ -54,13 +54,13 @@ def add_arguments(parser):
     parser.add_argument("--methods", default="all",
                         help="comma-separated filters to compare, or all (the default); "
                         "unavailable ones are skipped")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+    from .argtypes import non_negative_int, parse_energy, positive_int
+    parser.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                         help="use only the first N frames (default: all)")
-    parser.add_argument("--chunk-frames", type=int, default=200, metavar="N",
+    parser.add_argument("--chunk-frames", type=positive_int, default=200, metavar="N",
                         help="frames read and filtered at a time")
-    parser.add_argument("--pixel-frames", type=int, default=50, metavar="N",
-                        help="frames for the pixel-wise Laplacian confusion")
-    from .argtypes import parse_energy
+    parser.add_argument("--pixel-frames", type=non_negative_int, default=50, metavar="N",
+                        help="frames for the pixel-wise Laplacian confusion (0: none)")
     parser.add_argument("--event-threshold", type=parse_energy, default=260 * u.eV,
                         metavar="E", help="minimum central-pixel energy of an event")
     parser.add_argument("--split-threshold", type=parse_energy, default=80 * u.eV,
@@ -73,33 +73,27 @@ def add_arguments(parser):
 
 
 def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
-    """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped)."""
+    """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped).
+
+    The frames are read exactly as ``xcrfilter filter`` reads them
+    (`xcrfilter.stream.FrameStream`: image HDU, MASK/DQ, BUNIT, GAIN, ADUOFFS).
+    """
     from astropy.io import fits
 
-    from .io import FrameCube, hdu_to_energy
-    with fits.open(obs_path, memmap=True) as hdul:
-        hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
-        if hdu is None:
-            raise ValueError(f"{obs_path}: no image data.")
-        n = hdu.data.shape[0] if hdu.data.ndim == 3 else 1
-        if max_frames:
-            n = min(n, int(max_frames))
-        header = hdu.header
-        primary = hdul[0].header
-        with fits.open(truth_path, memmap=True) as thdul:
-            thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
-            if thdu is None:
-                labels_all = _read_truth_labels(truth_path)
-            else:
-                labels_all = thdu.data
-            for a in range(0, n, int(chunk_frames)):
-                b = min(n, a + int(chunk_frames))
-                data = np.array(hdu.data[a:b] if hdu.data.ndim == 3 else hdu.data[None])
-                labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
-                                  else np.asarray(labels_all)[None])
-                # the frames are read exactly as ``xcrfilter filter`` reads them
-                cube, bad, _ = hdu_to_energy(data, header, primary, where=f"OBS ({obs_path})")
-                yield FrameCube(cube, bad, header, [obs_path], False), labels
+    from .stream import FrameStream
+    stream = FrameStream(obs_path, chunk_frames=chunk_frames, name="OBS")
+    n = stream.n_frames if not max_frames else min(stream.n_frames, int(max_frames))
+    with fits.open(truth_path, memmap=True) as thdul:
+        thdu = next((thdul[k] for k in ("TRUTH", "LABELS") if k in thdul), None)
+        if thdu is None:
+            labels_all = _read_truth_labels(truth_path)
+        else:
+            labels_all = thdu.data
+        for a in range(0, n, int(chunk_frames)):
+            b = min(n, a + int(chunk_frames))
+            labels = np.array(labels_all[a:b] if np.ndim(labels_all) == 3
+                              else np.asarray(labels_all)[None])
+            yield stream.read(a, b), labels
 
 
 def run(args):
@@ -116,7 +110,7 @@ def run(args):
     # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
                    for name in REPORT_FILES}, [args.observation, args.truth],
-                  overwrite=True)
+                  overwrite=True, create_dirs=True)
     chunks = _file_chunks(args.observation, args.truth or args.observation,
                           args.chunk_frames, args.max_frames)
     report = compare_chunks(chunks, methods, options=options,

@@ -165,9 +165,9 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
         raise ValueError(f"n_frames and chunk_frames must be >= 1, got {n_frames}, "
                          f"{chunk_frames}.")
     paths = {name: os.path.join(output_dir, name) for name in _FILES}
-    for path in paths.values():
-        if os.path.exists(path) and not overwrite:
-            raise FileExistsError(f"{path} exists; use --overwrite or another -o DIR.")
+    from .outputs import check_outputs
+    check_outputs({f"-o/--output-dir {name}": path for name, path in paths.items()},
+                  overwrite=overwrite, create_dirs=True)
     os.makedirs(output_dir, exist_ok=True)
     wanted = ["vfaint", "sac", "cam"] + (["lacosmic"] if with_lacosmic else [])
     usable = available_methods()

@@ -363,11 +363,32 @@ def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detecto
     factor = _energy_factor(unit, gain=gain, detector=detector,
                             header_gain=_header_gain(header, primary, detector, where)
                             if _unit_kind(unit) == "adu" else None, where=where)
-    offset = header.get("ADUOFFS", primary.get("ADUOFFS"))
-    if offset is not None and _unit_kind(unit) == "adu" and float(offset) != 0.0:
+    offset = _adu_offset(header, primary, where) if _unit_kind(unit) == "adu" else 0.0
+    if offset != 0.0:
         # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
         values = np.asarray(values, dtype=np.float32) - np.float32(offset)
     return _to_cube(values, mask, factor, where)
+
+
+def _adu_offset(header, primary=None, where="frames"):
+    """The bias offset ``ADUOFFS`` [adu] of adu frames (image header, else primary), or 0.
+
+    Raises
+    ------
+    ValueError
+        ``ADUOFFS`` is not a finite number.
+    """
+    value = header.get("ADUOFFS", None if primary is None else primary.get("ADUOFFS"))
+    if value is None:
+        return 0.0
+    try:
+        offset = float(value)
+    except (TypeError, ValueError):
+        offset = float("nan")
+    if isinstance(value, bool) or not np.isfinite(offset):
+        raise ValueError(f"{where}: ADUOFFS keyword must be a finite number of adu, got "
+                         f"{value!r}.")
+    return offset
 
 
 def _read_fits(path, *, gain, detector, name):

@@ -1,10 +1,14 @@
 """Outputs as transactions: checked before the work starts, written atomically.
 
 Every command states all its outputs and inputs up front;
-:func:`check_outputs` refuses, before any frame is read, an output that is
-also an input or another output (whatever the spelling of the path:
-relative, absolute, through a symbolic link or a hard link), and an existing
-output without ``overwrite``.  Files are then written with
+:func:`check_outputs` refuses, before any frame is read, an input that is not
+a regular file (missing, a directory, a device such as ``/dev/zero`` or a
+FIFO, which would be read forever), an output that is also an input or
+another output (whatever the spelling of the path: relative, absolute,
+through a symbolic link or a hard link), an existing output without
+``overwrite``, and an output that cannot be created (its directory missing,
+not a directory, or not writable), so that no command fails after the work
+is done.  Files are then written with
 :func:`atomic_write`: to ``NAME.part`` first, renamed to ``NAME`` only once
 complete, so that a run killed half way leaves no file that looks complete.
 """
@@ -12,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import tempfile
 
-__all__ = ["check_outputs", "atomic_write", "PART_SUFFIX"]
+__all__ = ["check_inputs", "check_outputs", "atomic_write", "PART_SUFFIX"]
 
 #: Suffix of a file being written (renamed away when complete).
 PART_SUFFIX = ".part"
@@ -29,8 +35,58 @@ def _key(path):
     return ("inode", st.st_dev, st.st_ino)
 
 
-def check_outputs(outputs, inputs=(), *, overwrite=False):
-    """Refuse outputs that would destroy an input or another output.
+def check_inputs(inputs):
+    """Refuse input paths that are not regular files.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like or None
+        Input files; None entries are skipped.
+
+    Raises
+    ------
+    FileNotFoundError
+        An input does not exist.
+    ValueError
+        An input is a directory, a device, a FIFO or a socket.
+    """
+    for path in inputs:
+        if path is None:
+            continue
+        where = os.fspath(path)
+        try:
+            mode = os.stat(where).st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(f"input file {where} does not exist.") from None
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"input file {where} is a directory, not a file.")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"input file {where} is not a regular file (a device, FIFO or "
+                             "socket); give a file.")
+
+
+def _check_writable(name, path, create_dirs):
+    """Refuse an output whose directory is missing, not a directory or not writable."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if create_dirs:
+        # the command creates the missing directories: the nearest existing one counts
+        while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(f"{name} {os.fspath(path)}: {parent} is not a directory.")
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{name} {os.fspath(path)}: directory {parent} does not "
+                                "exist.")
+    try:  # the only test that holds for root and read-only file systems alike
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"{name} {os.fspath(path)}: cannot write in directory "
+                              f"{parent} ({exc.strerror}).") from None
+
+
+def check_outputs(outputs, inputs=(), *, overwrite=False, create_dirs=False):
+    """Refuse outputs that would destroy an input or another output, or cannot be written.
 
     Parameters
     ----------
@@ -38,17 +94,31 @@ def check_outputs(outputs, inputs=(), *, overwrite=False):
         Option name (used in messages, e.g. ``"--mask-output"``) to output
         path; None entries are skipped.
     inputs : iterable of path-like
-        Input files, never to be written.
+        Input files, never to be written; each must be a regular file
+        (:func:`check_inputs`).
     overwrite : bool, optional
         Allow replacing existing outputs.  Default False.
+    create_dirs : bool, optional
+        The command creates missing directories above the outputs (a report
+        or model directory).  Default False: the directory of every output
+        must exist.
 
     Raises
     ------
+    FileNotFoundError
+        An input does not exist; the directory of an output does not exist.
+    NotADirectoryError
+        The directory of an output is a file.
+    PermissionError
+        No file can be created in the directory of an output.
     ValueError
-        An output is an input, or two outputs are the same file.
+        An input is not a regular file, an output is an input, or two outputs
+        are the same file.
     FileExistsError
         An output exists and ``overwrite`` is False.
     """
+    inputs = [p for p in inputs if p is not None]
+    check_inputs(inputs)
     ins = {}
     for path in inputs:
         if path is not None:
@@ -70,6 +140,7 @@ def check_outputs(outputs, inputs=(), *, overwrite=False):
         if os.path.exists(os.fspath(path)) and not overwrite:
             raise FileExistsError(f"{name} {os.fspath(path)} exists; use --overwrite "
                                   "(overwrite=True) to replace it.")
+        _check_writable(name, path, create_dirs)
 
 
 @contextlib.contextmanager

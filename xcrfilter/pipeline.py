@@ -436,6 +436,8 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     try:
         _collect(results, on_chunk, bar, parts, counts, count_cards, state)
     except BaseException:
+        if bar is not None:
+            bar.close()  # an error message then starts on a line of its own
         _finish_modules(modules, options, ok=False)
         raise
     _finish_modules(modules, options, ok=True)

@@ -54,6 +54,15 @@ def _energy_unit(text):
     return unit
 
 
+def _chips(text):
+    """``--chips``: a chip geometry, parsed when the command line is read."""
+    from .geant4 import ChipGeometry
+    try:
+        return ChipGeometry.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_input_options(parser):
     """Options of the input kinds and of the OGIP output (added to ``xcrfilter filter``)."""
     g = parser.add_argument_group("input formats and event-file time")
@@ -72,10 +81,11 @@ def add_input_options(parser):
     g.add_argument("--phas-unit", type=_energy_unit, default=None, metavar="UNIT",
                    help="event lists and pixel tables: unit (eV or keV) of energy columns "
                    "without TUNIT")
-    g.add_argument("--chips", default=None, metavar="SPEC",
+    g.add_argument("--chips", type=_chips, default=None, metavar="SPEC",
                    help="pixel tables: chip geometry, 'wfi-geant4' or "
                    "'ROWSxCOLS:x0,y0;x0,y0;...' (default CHIPXn/CHIPYn keywords)")
-    g.add_argument("--group-frames", type=int, default=16, metavar="N",
+    from .argtypes import positive_int
+    g.add_argument("--group-frames", type=positive_int, default=16, metavar="N",
                    help="pixel tables: frames made dense at a time")
     return g
 

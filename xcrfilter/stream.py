@@ -70,6 +70,8 @@ class _Source:
                     if ext in hdul and hdul[ext].header.get("NAXIS", 0) in (2, 3):
                         self.mask_index = hdul.index_of(ext)
                         break
+                for i in (self.hdu_index, self.mask_index):
+                    _check_complete(hdul, i)
         except OSError as exc:
             raise OSError(f"{name}: cannot read {self.path!r} as a FITS file "
                           f"({exc}).") from None
@@ -108,6 +110,19 @@ def hdu_shape(header):
     """numpy shape of the image of ``header`` (``ZNAXISn`` for compressed images)."""
     key = "ZNAXIS" if header.get("ZIMAGE") else "NAXIS"
     return tuple(int(header[f"{key}{i}"]) for i in range(int(header[key]), 0, -1))
+
+
+def _check_complete(hdul, index):
+    """OSError if the data of HDU ``index`` runs past the end of the file (truncated)."""
+    if index is None or isinstance(hdul[index], fits.CompImageHDU):
+        return
+    info = hdul.fileinfo(index)
+    if getattr(info["file"], "compression", None):  # a gzip file: sizes are not comparable
+        return
+    have = os.path.getsize(info["filename"]) - info["datLoc"]
+    if have < hdul[index].size:
+        raise OSError(f"the file is truncated: the data of HDU {index} needs "
+                      f"{hdul[index].size} bytes, the file holds {max(have, 0)}")
 
 
 #: BITPIX -> numpy type of the bytes of a FITS image

@@ -137,7 +137,13 @@ def _as_frames(frames, unit):
         header = frames.header if frames.header is not None else fits.Header()
         return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        with fits.open(frames) as hdul:
+        from ..io import _adu_offset, _parse_bunit
+        where = f"frames ({os.fspath(frames)})"
+        try:
+            hdul = fits.open(frames)
+        except OSError as exc:
+            raise OSError(f"{where}: cannot read it as a FITS file ({exc}).") from None
+        with hdul:
             hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
             if hdu is None:
                 raise ValueError(f"frames: FITS file {frames!r} holds no image data.")
@@ -145,12 +151,11 @@ def _as_frames(frames, unit):
             data = np.array(hdu.data, dtype=np.float64)
         if unit is None:
             # the BUNIT reading of every command (xcrfilter.io)
-            from ..io import _parse_bunit
-            unit = _parse_bunit(header.get("BUNIT"), f"frames ({os.fspath(frames)})")
+            unit = _parse_bunit(header.get("BUNIT"), where)
         unit = u.Unit(unit)
-        offset = header.get("ADUOFFS")
-        if offset is not None and unit == u.adu:
-            data = data - float(offset)  # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
+        if unit == u.adu:
+            # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
+            data = data - _adu_offset(header, None, where)
         return data, unit, None, header, data.ndim == 2, False
     if isinstance(frames, NDData):
         if frames.unit is None and unit is None:
@@ -451,7 +456,14 @@ def _detect(frames, *, sigclip, sigfrac, objlim, gain, readnoise, satlevel, pssl
     cleaned = np.empty(cube.shape, np.float32) if return_cleaned else None
     sat_arg = sat if np.isfinite(sat) else np.inf
     for i in range(cube.shape[0]):
-        counts = np.where(finite[i], cube[i], 0.0) * scale + pssl
+        counts = np.where(finite[i], cube[i], 0.0)
+        peak = float(np.abs(counts).max())
+        if max(peak, peak * scale + abs(pssl)) > np.finfo(np.float32).max:
+            # finite values beyond float32 (astroscrappy's counts, the output image)
+            raise ValueError(f"frames: pixel(s) out of range in frame {i}: {peak:.3g} "
+                             f"{in_unit} exceeds the largest float32 value, "
+                             f"{float(np.finfo(np.float32).max):.3g}.")
+        counts = counts * scale + pssl
         m, c = astroscrappy.detect_cosmics(
             counts.astype(np.float32), inmask=bad[i] if bad[i].any() else None,
             inbkg=bkgs[i], invar=vars_[i], sigclip=sigclip, sigfrac=sigfrac, objlim=objlim,
@@ -648,6 +660,16 @@ def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_th
 # --------------------------------------------------------------------------
 # stand-alone command: xcrfilter lacosmic / python -m xcrfilter.filters.laplacian
 # --------------------------------------------------------------------------
+def _unit_arg(text):
+    """``--unit``: read as a BUNIT is (`xcrfilter.io`)."""
+    from ..io import _parse_bunit
+    try:
+        return _parse_bunit(text, "unit")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a unit of frames; expected eV, "
+                                         "keV, electron or adu") from None
+
+
 def add_arguments(parser):
     """Arguments of the ``lacosmic`` command (mask of one image file)."""
     src = parser.add_mutually_exclusive_group(required=True)
@@ -656,7 +678,7 @@ def add_arguments(parser):
                      help="use a real CCD frame shipped with astroscrappy/ccdproc")
     parser.add_argument("-o", "--output", required=True,
                         help="output FITS: data, MASK extension and LAC* header cards")
-    parser.add_argument("--unit", default=None,
+    parser.add_argument("--unit", type=_unit_arg, default=None,
                         help="unit of the data when the header has no BUNIT, e.g. adu")
     from ..argtypes import parse_gain
     parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",

@@ -57,7 +57,15 @@ def load_tiles(path):
     ValueError
         Missing arrays, wrong shapes or class names the network does not know.
     """
-    with np.load(path, allow_pickle=False) as d:
+    try:
+        d = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a tile file (.npz with 'tiles' and 'labels' arrays): "
+                         f"{exc}") from None
+    if not isinstance(d, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single array, not a tile file (.npz with 'tiles' and "
+                         "'labels' arrays)")
+    with d:
         keys = set(d.files)
         tkey = next((k for k in ("tiles", "x", "frames") if k in keys), None)
         lkey = next((k for k in ("labels", "y", "classes_idx") if k in keys), None)

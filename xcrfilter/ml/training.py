@@ -78,13 +78,12 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     if feature_set not in ("paper", "extended"):
         raise ValueError(f"feature_set must be 'paper' or 'extended', got {feature_set!r}")
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    if skip_stage1 and (output / "densenet.keras").exists():
-        info1 = json.loads((output / "stage1_info.json").read_text()) \
-            if (output / "stage1_info.json").exists() else {}
-    else:
-        x, y, scaler = load_tiles(tiles)
+    stage1 = not (skip_stage1 and (output / "densenet.keras").exists())
+    if stage1:
+        x, y, scaler = load_tiles(tiles)  # read and checked before anything is written
+    output.mkdir(parents=True, exist_ok=True)
+    if stage1:
         _, scaler, info1 = train_network(x, y, output, scaler=scaler, epochs=epochs,
                                          batch_size=batch_size, val_fraction=val_fraction,
                                          patience=patience, lr0=lr0, decay=decay, seed=seed,
@@ -92,6 +91,9 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
                                          jit_compile=jit_compile)
         info1["tiles"] = str(tiles)
         (output / "stage1_info.json").write_text(json.dumps(info1, indent=2) + "\n")
+    else:
+        info1 = json.loads((output / "stage1_info.json").read_text()) \
+            if (output / "stage1_info.json").exists() else {}
 
     network = load_network(output)
     meta = {"name": name or output.name, "window": 64, "energy_band_ev": list(band_ev),

@@ -32,10 +32,14 @@ def _parse_sets(items):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(f"--set {item!r}: expected a boolean")
             out[name] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            out[name] = int(value)
         else:
-            out[name] = float(value)
+            kind = int if isinstance(default, int) else float
+            try:
+                out[name] = kind(value)
+            except ValueError:
+                what = "an integer" if kind is int else "a number"
+                raise ValueError(f"--set {item!r}: {name} must be {what}, got "
+                                 f"{value!r}") from None
     return out
 
 

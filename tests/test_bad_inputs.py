@@ -1,0 +1,388 @@
+"""Bad-input sweep of the command line: every hostile input fails cleanly.
+
+Each case runs ``xcrfilter`` in-process and asserts a non-zero exit, exactly
+one ``error:`` line naming the bad thing, no traceback, no output file left
+behind and every input file byte for byte unchanged.
+"""
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from xcrfilter.cli import main
+from xcrfilter.ml.model import default_model_dir
+
+
+def _cube_hdu(shape=(2, 32, 32), bunit="eV", dtype=np.float32, **cards):
+    cube = np.zeros(shape, dtype)
+    if len(shape) == 3 and shape[0] and min(shape[1:]) > 20:
+        cube[0, 8, 8] = 1500
+        cube[-1, 20, 20] = 3000
+    hdu = fits.PrimaryHDU(cube)
+    if bunit is not None:
+        hdu.header["BUNIT"] = bunit
+    for key, value in cards.items():
+        hdu.header[key] = value
+    return hdu
+
+
+def _read_only_dir(base):
+    """A directory no file can be created in (chmod 555, or /sys for root)."""
+    ro = base / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    for cand in (str(ro), "/sys"):
+        try:
+            open(os.path.join(cand, "probe.fits"), "wb").close()
+        except OSError:
+            return cand
+        os.remove(os.path.join(cand, "probe.fits"))
+    return None
+
+
+def make_files(d):
+    """The hostile inputs in directory ``d``: name -> path."""
+    p = {}
+
+    def put(name, hdus):
+        path = d / name
+        fits.HDUList(hdus if isinstance(hdus, list) else [hdus]).writeto(path)
+        p[name.split(".")[0]] = str(path)
+
+    put("good.fits", _cube_hdu())
+    (d / "empty.fits").write_bytes(b"")
+    p["empty"] = str(d / "empty.fits")
+    (d / "text.fits").write_text("SIMPLE = T but not really a FITS file\n")
+    p["text"] = str(d / "text.fits")
+    (d / "truncated.fits").write_bytes((d / "good.fits").read_bytes()[:4000])
+    p["truncated"] = str(d / "truncated.fits")
+    p["fifos"] = []
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(d / "fifo.fits")
+        p["fifo"] = str(d / "fifo.fits")
+        # a CAM model directory whose model.json is a FIFO
+        shutil.copytree(default_model_dir(), d / "model_fifo")
+        (d / "model_fifo" / "model.json").unlink()
+        os.mkfifo(d / "model_fifo" / "model.json")
+        p["model_fifo"] = str(d / "model_fifo")
+        p["fifos"] = [p["fifo"], str(d / "model_fifo" / "model.json")]
+    (d / "adir.fits").mkdir()
+    p["adir"] = str(d / "adir.fits")
+    put("table.fits", [fits.PrimaryHDU(),
+                       fits.BinTableHDU.from_columns([fits.Column("X", "J", array=[1, 2])])])
+    put("onedim.fits", _cube_hdu(shape=(64,)))
+    put("fourd.fits", _cube_hdu(shape=(2, 2, 16, 16)))
+    put("noframes.fits", _cube_hdu(shape=(0, 32, 32)))
+    put("tiny.fits", _cube_hdu(shape=(2, 3, 3)))
+    put("parsecs.fits", _cube_hdu(bunit="parsec"))
+    put("nobunit.fits", _cube_hdu(bunit=None))
+    put("adunogain.fits", _cube_hdu(bunit="adu"))
+    put("neggain.fits", _cube_hdu(bunit="adu", GAIN=-3.65))
+    put("textgain.fits", _cube_hdu(bunit="adu", GAIN="fast"))
+    put("textoffs.fits", _cube_hdu(bunit="adu", GAIN=3.65, ADUOFFS="high"))
+    put("huge.fits", _cube_hdu(dtype=np.float64))
+    with fits.open(p["huge"], mode="update") as hdul:
+        hdul[0].data[0, 4, 4] = 1e39
+    phas = np.zeros((2, 25), np.float32)
+    phas[:, 12] = 1000.0
+    put("evstr.fits", [fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column("PHAS", "25E", unit="eV", array=phas),
+         fits.Column("ENERGY", "5A", array=["a", "b"])], name="EVENTS")])
+    put("evnophas.fits", [fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column("PHAS", "9E", unit="eV", array=np.zeros((2, 9), np.float32))],
+        name="EVENTS")])
+    put("notruth.fits", _cube_hdu(shape=(2, 64, 64)))
+    put("sim.fits", [_cube_hdu(shape=(2, 64, 64)),
+                     fits.ImageHDU(np.zeros((2, 64, 64), np.uint8), name="TRUTH")])
+    put("simshape.fits", [_cube_hdu(shape=(2, 64, 64)),
+                          fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH")])
+    model = d / "model_empty"
+    model.mkdir()
+    p["model_empty"] = str(model)
+    uni = d / "ähm_ö.fits"
+    uni.write_bytes((d / "good.fits").read_bytes())
+    p["unicode"] = str(uni)
+    np.save(d / "tiles.npy", np.zeros((2, 64, 64), np.float32))
+    p["npy"] = str(d / "tiles.npy")
+    np.savez(d / "tiles.npz", tiles=np.zeros((8, 64, 64), np.float32), labels=np.arange(8) % 4)
+    p["tiles"] = str(d / "tiles.npz")
+    p["missing"] = str(d / "missing.fits")
+    p["missing_uni"] = str(d / "fehlt_ß.fits")
+    p["ro"] = _read_only_dir(d)
+    p["nodir"] = str(d / "no" / "such" / "dir")
+    return p
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return make_files(tmp_path_factory.mktemp("bad_inputs"))
+
+
+# (id, argv, text the error line must contain).  {out} is a fresh file
+# name, {outdir} a fresh directory name; other names are the files above.
+CASES = [
+    # --- filter: input files
+    ("filter-missing-non-ascii", ["filter", "{missing_uni}", "-o", "{out}"], "fehlt_ß.fits"),
+    ("filter-directory", ["filter", "{adir}", "-o", "{out}"], "adir.fits"),
+    ("filter-fifo", ["filter", "{fifo}", "-o", "{out}"], "not a regular file"),
+    ("filter-not-fits", ["filter", "{text}", "-o", "{out}"], "text.fits"),
+    ("filter-truncated", ["filter", "{truncated}", "-o", "{out}"], "truncated.fits"),
+    ("filter-table-not-events", ["filter", "{table}", "-o", "{out}"], "table.fits"),
+    ("filter-4d-image", ["filter", "{fourd}", "-o", "{out}"], "fourd.fits"),
+    ("filter-zero-frames", ["filter", "{noframes}", "-o", "{out}"], "noframes.fits"),
+    ("filter-3x3-frames", ["filter", "{tiny}", "-o", "{out}"], "tiny.fits"),
+    ("filter-bunit-parsec", ["filter", "{parsecs}", "-o", "{out}"], "BUNIT"),
+    ("filter-adu-no-gain", ["filter", "{adunogain}", "-o", "{out}"], "gain"),
+    ("filter-text-gain-card", ["filter", "{textgain}", "-o", "{out}"], "GAIN"),
+    ("filter-text-aduoffs-card", ["filter", "{textoffs}", "-o", "{out}"], "ADUOFFS"),
+    ("filter-1e39-ev-pixel", ["filter", "{huge}", "-o", "{out}"], "out of range"),
+    ("filter-mixed-shapes", ["filter", "{good}", "{sim}", "-o", "{out}"], "shape"),
+    ("filter-events-text-energy", ["filter", "{evstr}", "-o", "{out}"], "ENERGY"),
+    ("filter-events-phas-9", ["filter", "{evnophas}", "-o", "{out}"], "PHAS"),
+    # --- filter: outputs
+    ("filter-output-read-only-dir", ["filter", "{good}", "-o", "{ro}/ev.fits"], "ev.fits"),
+    ("filter-mask-read-only-dir", ["filter", "{good}", "-o", "{out}",
+                                   "--mask-output", "{ro}/mask.fits"], "mask.fits"),
+    ("filter-cam-output-read-only-dir", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                         "--cam-output", "{ro}/cam.fits"], "cam.fits"),
+    ("filter-output-no-dir", ["filter", "{good}", "-o", "{nodir}/ev.fits"], "ev.fits"),
+    ("filter-output-under-file", ["filter", "{good}", "-o", "{good}/ev.fits"], "ev.fits"),
+    ("filter-mask-is-dir", ["filter", "{good}", "-o", "{out}", "--mask-output", "{adir}"],
+     "adir.fits"),
+    # --- filter: parameters
+    ("filter-unknown-method", ["filter", "{good}", "-o", "{out}", "-m", "vfaint,magic"],
+     "magic"),
+    ("filter-empty-method", ["filter", "{good}", "-o", "{out}", "-m", ","], "method"),
+    ("filter-chunk-zero", ["filter", "{good}", "-o", "{out}", "--chunk-frames", "0"],
+     "chunk"),
+    ("filter-workers-zero", ["filter", "{good}", "-o", "{out}", "--workers", "0"], "workers"),
+    ("filter-event-threshold-nan", ["filter", "{good}", "-o", "{out}",
+                                    "--event-threshold", "nan"], "event"),
+    ("filter-split-threshold-inf", ["filter", "{good}", "-o", "{out}",
+                                    "--split-threshold", "inf"], "split"),
+    ("filter-mip-below-event", ["filter", "{good}", "-o", "{out}",
+                                "--mip-threshold", "100eV"], "mip"),
+    ("filter-gain-zero", ["filter", "{good}", "-o", "{out}", "--gain", "0"], "gain"),
+    ("filter-max-lost-xray-150", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                                  "--max-lost-xray", "150%"], "150%"),
+    ("filter-sac-radius-nan", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                               "--sac-radius", "nan"], "radius"),
+    ("filter-sac-track-size-zero", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                                    "--sac-track-size", "0"], "track"),
+    ("filter-sac-track-energy-negative", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                                          "--sac-track-energy=-1keV"], "track"),
+    ("filter-cam-band-parsecs", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                 "--cam-band", "5", "parsecs"], "parsecs"),
+    ("filter-cam-band-reversed", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                  "--cam-band", "10keV", "0.3keV"], "band"),
+    ("filter-cam-threshold-above-1", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                      "--cam-threshold", "1.5"], "threshold"),
+    ("filter-cam-model-is-file", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                  "--cam-model", "{good}"], "good.fits"),
+    ("filter-cam-model-json-fifo", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                    "--cam-model", "{model_fifo}"], "no model.json"),
+    ("filter-cam-model-empty-dir", ["filter", "{good}", "-o", "{out}", "-m", "cam",
+                                    "--cam-model", "{model_empty}"], "model_empty"),
+    ("filter-morph-threshold-negative", ["filter", "{good}", "-o", "{out}", "-m", "morph",
+                                         "--morph-threshold", "-0.1"], "threshold"),
+    ("filter-morph-model-empty-dir", ["filter", "{good}", "-o", "{out}", "-m", "morph",
+                                      "--morph-model", "{model_empty}"], "model_empty"),
+    ("filter-lacosmic-sigclip-nan", ["filter", "{good}", "-o", "{out}", "-m", "lacosmic",
+                                     "--lacosmic-sigclip", "nan"], "sigclip"),
+    ("filter-lacosmic-niter-zero", ["filter", "{good}", "-o", "{out}", "-m", "lacosmic",
+                                    "--lacosmic-niter", "0"], "niter"),
+    ("filter-phas-unit-parsec", ["filter", "{good}", "-o", "{out}", "--phas-unit", "parsec"],
+     "parsec"),
+    ("filter-group-frames-zero", ["filter", "{good}", "-o", "{out}", "--group-frames", "0"],
+     "group"),
+    ("filter-chips-garbage", ["filter", "{good}", "-o", "{out}", "--chips", "3x:garbage"],
+     "chips"),
+    # --- lacosmic
+    ("lacosmic-missing", ["lacosmic", "{missing}", "-o", "{out}"], "missing.fits"),
+    ("lacosmic-empty", ["lacosmic", "{empty}", "-o", "{out}"], "empty.fits"),
+    ("lacosmic-table", ["lacosmic", "{table}", "-o", "{out}"], "table.fits"),
+    ("lacosmic-bunit-parsec", ["lacosmic", "{parsecs}", "-o", "{out}"], "BUNIT"),
+    ("lacosmic-unit-option-parsec", ["lacosmic", "{nobunit}", "-o", "{out}", "--unit",
+                                     "parsec"], "parsec"),
+    ("lacosmic-adu-no-gain", ["lacosmic", "{adunogain}", "-o", "{out}"], "gain"),
+    ("lacosmic-text-aduoffs-card", ["lacosmic", "{textoffs}", "-o", "{out}"], "ADUOFFS"),
+    ("lacosmic-1e39-ev-pixel", ["lacosmic", "{huge}", "-o", "{out}"], "out of range"),
+    ("lacosmic-readnoise-negative", ["lacosmic", "{good}", "-o", "{out}", "--readnoise",
+                                     "-1"], "readnoise"),
+    ("lacosmic-satlevel-zero", ["lacosmic", "{good}", "-o", "{out}", "--satlevel", "0"],
+     "satlevel"),
+    ("lacosmic-psfsize-even", ["lacosmic", "{good}", "-o", "{out}", "--lacosmic-fsmode",
+                               "convolve", "--lacosmic-psfsize", "4"], "psfsize"),
+    ("lacosmic-output-read-only-dir", ["lacosmic", "{good}", "-o", "{ro}/lac.fits"],
+     "lac.fits"),
+    ("lacosmic-output-is-dir", ["lacosmic", "{good}", "-o", "{adir}"], "adir.fits"),
+    ("lacosmic-no-input", ["lacosmic", "-o", "{out}"], "input"),
+    # --- compare
+    ("compare-truth-missing", ["compare", "{good}", "--truth", "{missing}", "-o", "{outdir}",
+                               "--methods", "vfaint"], "missing.fits"),
+    ("compare-truncated", ["compare", "{truncated}", "--truth", "{sim}", "-o", "{outdir}",
+                           "--methods", "vfaint"], "truncated.fits"),
+    ("compare-no-truth", ["compare", "{notruth}", "-o", "{outdir}", "--methods", "vfaint"],
+     "truth"),
+    ("compare-truth-shape", ["compare", "{simshape}", "-o", "{outdir}", "--methods",
+                             "vfaint"], "truth labels (2, 32, 32)"),
+    ("compare-bunit-parsec", ["compare", "{parsecs}", "--truth", "{sim}", "-o", "{outdir}",
+                              "--methods", "vfaint"], "BUNIT"),
+    ("compare-max-frames-zero", ["compare", "{sim}", "-o", "{outdir}", "--methods", "vfaint",
+                                 "--max-frames", "0"], "max-frames"),
+    ("compare-chunk-zero", ["compare", "{sim}", "-o", "{outdir}", "--methods", "vfaint",
+                            "--chunk-frames", "0"], "chunk"),
+    ("compare-pixel-frames-negative", ["compare", "{sim}", "-o", "{outdir}", "--methods",
+                                       "vfaint", "--pixel-frames", "-2"], "pixel-frames"),
+    ("compare-unknown-method", ["compare", "{sim}", "-o", "{outdir}", "--methods", "magic"],
+     "magic"),
+    ("compare-output-is-file", ["compare", "{sim}", "-o", "{good}", "--methods", "vfaint"],
+     "good.fits"),
+    ("compare-output-read-only-dir", ["compare", "{sim}", "-o", "{ro}/report", "--methods",
+                                      "vfaint"], "report"),
+    # --- simulate
+    ("simulate-zero-frames", ["simulate", "--frames", "0", "-o", "{out}"], "frames"),
+    ("simulate-shape-tiny", ["simulate", "--frames", "1", "--shape", "4", "4", "-o", "{out}"],
+     "shape"),
+    ("simulate-nan-xray-rate", ["simulate", "--frames", "1", "--shape", "32", "32",
+                                "--xray-rate", "nan", "-o", "{out}"], "xray_rate"),
+    ("simulate-negative-noise", ["simulate", "--frames", "1", "--shape", "32", "32",
+                                 "--readout-noise", "-7", "-o", "{out}"], "noise"),
+    ("simulate-unknown-set", ["simulate", "--frames", "1", "--shape", "32", "32",
+                              "--set", "warp=9", "-o", "{out}"], "warp"),
+    ("simulate-set-not-a-number", ["simulate", "--frames", "1", "--shape", "32", "32",
+                                   "--set", "cr_rate=lots", "-o", "{out}"], "cr_rate"),
+    ("simulate-chunk-zero", ["simulate", "--frames", "1", "--shape", "32", "32",
+                             "--chunk-size", "0", "-o", "{out}"], "chunk"),
+    ("simulate-xray-energy-parsec", ["simulate", "--frames", "1", "--xray-energy", "5pc",
+                                     "-o", "{out}"], "5pc"),
+    ("simulate-output-exists", ["simulate", "--frames", "1", "--shape", "32", "32",
+                                "-o", "{good}"], "good.fits"),
+    ("simulate-output-read-only-dir", ["simulate", "--frames", "1", "--shape", "32", "32",
+                                       "-o", "{ro}/sim.fits"], "sim.fits"),
+    # --- train and demo
+    ("train-missing-tiles", ["train", "--tiles", "{missing}", "--frames", "{sim}",
+                             "-o", "{outdir}"], "missing.fits"),
+    ("train-frames-missing", ["train", "--tiles", "{tiles}", "--frames", "{missing}",
+                              "-o", "{outdir}"], "missing.fits"),
+    ("train-tiles-not-npz", ["train", "--tiles", "{text}", "--frames", "{sim}",
+                             "-o", "{outdir}"], "text.fits"),
+    ("train-tiles-npy", ["train", "--tiles", "{npy}", "--frames", "{sim}", "-o", "{outdir}"],
+     "tiles.npy"),
+    ("train-trees-zero", ["train", "--tiles", "{tiles}", "--frames", "{sim}", "--trees", "0",
+                          "-o", "{outdir}"], "trees"),
+    ("train-val-fraction-2", ["train", "--tiles", "{tiles}", "--frames", "{sim}",
+                              "--val-fraction", "2", "-o", "{outdir}"], "val"),
+    ("demo-zero-frames", ["demo", "--frames", "0", "-o", "{outdir}", "-q"], "frames"),
+    ("demo-output-read-only-dir", ["demo", "--frames", "2", "-o", "{ro}/demo", "-q"], "demo"),
+    ("demo-output-is-file", ["demo", "--frames", "2", "-o", "{good}", "-q"], "good.fits"),
+]
+
+
+def _digests(paths):
+    out = {}
+    for path in paths:
+        if isinstance(path, str) and os.path.isfile(path):
+            with open(path, "rb") as fh:
+                out[path] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+@contextlib.contextmanager
+def _fifos_released(paths, after=10.0):
+    """Open and close the write end of the FIFOs ``paths`` from ``after`` s on.
+
+    A reader of a FIFO waits forever for a writer: with this, a command that
+    wrongly reads one fails the test instead of hanging it.
+    """
+    done = threading.Event()
+
+    def release():
+        if done.wait(after):
+            return
+        while not done.wait(0.05):  # every open of a FIFO waits for a writer
+            for path in paths:
+                with contextlib.suppress(OSError):  # ENXIO: nobody is reading
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=release, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_cleanly(files, tmp_path, capsys, argv, expected):
+    for key in ("ro", "fifo", "model_fifo"):
+        if any("{%s}" % key in a for a in argv) and files.get(key) is None:
+            pytest.skip(f"no {key} path on this machine")
+    names = dict(files, out=str(tmp_path / "out.fits"), outdir=str(tmp_path / "report"))
+    argv = [a.format(**names) for a in argv]
+    before = _digests(files.values())  # (regular files only)
+    with warnings.catch_warnings(), _fifos_released(files["fifos"]):
+        warnings.simplefilter("ignore")
+        try:
+            rc = main(argv)
+        except SystemExit as exc:      # argparse: usage line and one error line
+            rc = exc.code
+        except Exception as exc:       # pragma: no cover - a traceback on the command line
+            pytest.fail(f"internal error (a traceback on the command line): {exc!r}")
+    err = capsys.readouterr().err
+    assert rc not in (0, None)
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(("xcrfilter", "usage:")), lines[0]
+    assert expected.lower() in lines[0].lower(), lines[0]
+    assert _digests(files.values()) == before
+    assert os.listdir(tmp_path) == []           # no output, no .part file left
+
+
+@pytest.mark.parametrize("argv, work", [
+    (["filter", "{good}", "-q", "-o", "{ro}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
+    (["filter", "{good}", "-q", "-o", "{nodir}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
+    (["lacosmic", "{good}", "-o", "{ro}/lac.fits"], "xcrfilter.filters.laplacian.lacosmic_mask"),
+    (["compare", "{sim}", "-o", "{good}", "--methods", "vfaint"],
+     "xcrfilter.compare_cli.compare_chunks"),
+    (["demo", "--frames", "2", "-q", "-o", "{ro}/demo"], "xcrfilter.simulate.write_simulation"),
+], ids=["filter-read-only", "filter-no-dir", "lacosmic-read-only", "compare-dir-is-file",
+        "demo-read-only"])
+def test_unwritable_output_fails_before_the_work(files, monkeypatch, capsys, argv, work):
+    """An output that cannot be written is refused before any frame is read."""
+    import importlib
+    if any("{ro}" in a for a in argv) and files["ro"] is None:
+        pytest.skip("no read-only directory on this machine")
+    module, name = work.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"{name} ran before the outputs were checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, no_work)
+    assert main([a.format(**files) for a in argv]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_missing_keras_backend_when_training_is_one_line(files, tmp_path):
+    """Issue 9 item 13 through ``train``, the command that still needs Keras."""
+    import importlib.util
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("tensorflow is installed")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "train", "--tiles",
+                           files["tiles"], "--frames", files["sim"], "-o",
+                           str(tmp_path / "model")], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert lines == ["xcrfilter train: error: the Keras backend 'tensorflow' (environment "
+                     "variable KERAS_BACKEND) is not installed (No module named 'tensorflow'); "
+                     "install it or set KERAS_BACKEND=jax."]
+    assert os.listdir(tmp_path) == []
