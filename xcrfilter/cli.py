@@ -40,7 +40,7 @@ _DELEGATES = {
 
 # argument types and help layout: xcrfilter.argtypes (re-exported here)
 from .argtypes import (ENERGY_UNIT_HELP, HelpFormatter, _format_default,  # noqa: E402,F401
-                       parse_energy, parse_gain)
+                       parse_energy, parse_gain, positive_int)
 
 
 def _add_threshold_options(parser):
@@ -97,7 +97,7 @@ def _add_filter_parser(sub):
                    help="frames processed at a time (bounds memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--workers", type=int, default=None, metavar="N",
+    scale.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="filter chunks of frames in parallel on a local dask cluster "
                        "of N worker processes (needs dask.distributed)")
     scale.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -272,6 +272,11 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of the ``xcrfilter`` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        # a file name the terminal's encoding cannot show is escaped: printing the
+        # summary must not fail once the outputs are written
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
