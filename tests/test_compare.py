@@ -202,3 +202,32 @@ def test_missing_columns_are_named():
     for func in (compare.compare_table, compare.roc_sweeps):
         with pytest.raises(ValueError, match=r"lack column\(s\) \['STATUS'\]"):
             func(events, np.array([1, 2]))
+
+
+def test_compare_streams_frames_as_filter_does(tmp_path, monkeypatch):
+    """compare reads the frames chunk by chunk through FrameStream, as filter does.
+
+    Frames in adu with GAIN and ADUOFFS: the same events and verdicts as
+    ``xcrfilter filter``, and no read larger than ``--chunk-frames``.
+    """
+    import xcrfilter.stream as stream
+    from xcrfilter.cli import main
+    from xcrfilter.io import read_events
+    frames, labels = toy_observation(n=5)
+    path = tmp_path / "obs.fits"
+    hdr = fits.Header([("BUNIT", "adu"), ("GAIN", 3.65), ("ADUOFFS", 100.0)])
+    fits.HDUList([fits.PrimaryHDU(np.round(frames / 3.65 + 100).astype(np.int16), header=hdr),
+                  fits.ImageHDU(labels, name="LABELS")]).writeto(path)
+    reads = []
+    read = stream.FrameStream.read
+    monkeypatch.setattr(stream.FrameStream, "read",
+                        lambda self, a, b: reads.append((a, b)) or read(self, a, b))
+    assert main(["compare", str(path), "-o", str(tmp_path / "rep"), "--methods", "vfaint,sac",
+                 "--chunk-frames", "2"]) == 0
+    assert reads == [(0, 2), (2, 4), (4, 5)]
+    assert main(["filter", str(path), "-o", str(tmp_path / "ev.fits"), "-q",
+                 "-m", "vfaint,sac"]) == 0
+    got, want = read_events(tmp_path / "rep" / "events.fits"), read_events(tmp_path / "ev.fits")
+    assert len(want) > 20
+    for col in ("FRAME", "RAWX", "RAWY", "ENERGY", "STATUS"):
+        np.testing.assert_array_equal(np.asarray(got[col]), np.asarray(want[col]))
