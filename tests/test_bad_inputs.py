@@ -367,18 +367,12 @@ def test_unwritable_output_fails_before_the_work(files, monkeypatch, capsys, arg
     assert "error:" in capsys.readouterr().err
 
 
-def test_missing_keras_backend_when_training_is_one_line(files, tmp_path):
-    """Issue 9 item 13 through ``train``, the command that still needs Keras."""
-    import importlib.util
-    if importlib.util.find_spec("tensorflow") is not None:
-        pytest.skip("tensorflow is installed")
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "train", "--tiles",
-                           files["tiles"], "--frames", files["sim"], "-o",
-                           str(tmp_path / "model")], capture_output=True, text=True, env=env)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
-    assert lines == ["xcrfilter train: error: the Keras backend 'tensorflow' (environment "
-                     "variable KERAS_BACKEND) is not installed (No module named 'tensorflow'); "
-                     "install it or set KERAS_BACKEND=jax."]
-    assert os.listdir(tmp_path) == []
+def test_non_ascii_output_name_on_an_ascii_terminal(files, tmp_path):
+    """A name the terminal cannot show is escaped in the summary; the command succeeds
+    (it used to exit 1 with an encoding error after writing its files)."""
+    out = tmp_path / "ähm_events.fits"
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "filter", files["unicode"],
+                           "-q", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "\\xe4hm_events.fits" in proc.stdout and out.exists()
