@@ -29,17 +29,28 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import warnings
 from collections import namedtuple
 
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData, NDData
 from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
            "FRAME_ROWS_KEY"]
+
+
+def is_nddata(obj):
+    """True if ``obj`` is an `~astropy.nddata.NDData` (CCDData included).
+
+    Does not import :mod:`astropy.nddata` (a third of a second): an object
+    cannot be an NDData unless that module is loaded already.
+    """
+    nddata = sys.modules.get("astropy.nddata")
+    return nddata is not None and isinstance(obj, nddata.NDData)
+
 
 #: ``events.meta`` keyword holding the number of columns of one frame.
 FRAME_COLS_KEY = "FRMCOLS"
@@ -498,7 +509,7 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         det = _default_detector(detector)
         data, mask, header, was_2d = _read_fits(frames, gain=gain, detector=det, name=name)
         return FrameCube(data, mask, header, [os.fspath(frames)], was_2d)
-    if isinstance(frames, NDData):
+    if is_nddata(frames):
         det = _default_detector(detector)
         unit = frames.unit
         if unit is None:
@@ -584,6 +595,7 @@ def read_frames(source, *, gain=None, detector=None):
         if i <= 99:
             _set_card(header, f"INFILE{i:02d}", os.path.basename(fname)[-68:],
                       "input frame file")
+    from astropy.nddata import CCDData
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
 
 

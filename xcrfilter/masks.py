@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import astropy.units as u
 import numpy as np
-from astropy.nddata import CCDData
 from astropy.table import Table
 
 from ._meta import add_history, set_card
@@ -150,4 +149,5 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     data, out_mask = cube.data, mask
     if cube.was_2d:
         data, out_mask = data[0], mask[0]
+    from astropy.nddata import CCDData
     return CCDData(data, unit=u.eV, mask=out_mask, meta=header)

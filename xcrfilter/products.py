@@ -13,7 +13,6 @@ import os
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData
 
 from .io import (_add_text_lines, _apply_meta, _check_output_path, _clean_header,
                  _creator_cards, _split_value, _write_hdul)
@@ -248,6 +247,7 @@ def write_mask(path, ccd, *, overwrite=False, header_cards=None):
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
+    from astropy.nddata import CCDData
     if not isinstance(ccd, CCDData):
         raise TypeError(f"ccd must be a CCDData, got {type(ccd).__name__}.")
     if ccd.mask is None:

@@ -40,12 +40,11 @@ import warnings
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData, NDData
 from astropy.table import QTable
-from scipy import ndimage
 
 from .._meta import add_history, set_card
 from ..events import set_status_bit
+from ..io import is_nddata
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
@@ -157,7 +156,7 @@ def _as_frames(frames, unit):
             # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
             data = data - _adu_offset(header, None, where)
         return data, unit, None, header, data.ndim == 2, False
-    if isinstance(frames, NDData):
+    if is_nddata(frames):
         if frames.unit is None and unit is None:
             raise ValueError("frames: the CCDData/NDData has no unit; pass unit=.")
         data = np.asarray(frames.data, dtype=np.float64)
@@ -290,6 +289,7 @@ def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
     if len(out) == 0:
         return out, np.zeros(0, bool)
     # 3x3 dilation inside each frame (the structure does not link frames).
+    from scipy import ndimage
     grown = ndimage.binary_dilation(crmask, structure=np.ones((1, 3, 3), bool))
     f = np.asarray(out["FRAME"], dtype=np.intp)
     y = np.asarray(out["RAWY"], dtype=np.intp)
@@ -395,6 +395,7 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
             meta[key] = value
     for line in card_meta.get("HISTORY", []):
         meta.add_history(line)
+    from astropy.nddata import CCDData
     return CCDData(out_data, unit=det.unit, mask=out_mask, meta=meta)
 
 

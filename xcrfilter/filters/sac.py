@@ -26,10 +26,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData
 from astropy.table import QTable, Table
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from .._meta import add_history, card_value, set_card
 from ..events import set_status_bit
@@ -125,6 +122,7 @@ def find_tracks(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV,
     if size_min < 1:
         raise ValueError(f"track_size must be >= 1 pixel, got {track_size}.")
     active = data >= split
+    from scipy import ndimage
     labels, n = ndimage.label(active, structure=_STRUCTURE)
     flat = labels.ravel()
     idx = np.flatnonzero(flat)  # active pixels only (a small fraction of the frame)
@@ -165,6 +163,7 @@ def track_distance(track_mask, frame, rawy, rawx):
     # Nearest track pixel with a k-d tree; frames are separated by a gap far
     # larger than any frame so that a track never reaches into another frame.
     gap = 4.0 * (track_mask.shape[1] + track_mask.shape[2])
+    from scipy.spatial import cKDTree
     tree = cKDTree(np.column_stack([tf * gap, ty, tx]).astype(float))
     d, _ = tree.query(np.column_stack([frame * gap, rawy, rawx]).astype(float),
                       distance_upper_bound=gap / 2)
@@ -215,6 +214,7 @@ def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, tr
     for key, value in meta.items():
         if key not in ("HISTORY", "SACRAD"):
             header[key] = value
+    from astropy.nddata import CCDData
     return CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
                    meta=header)
 
