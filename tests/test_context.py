@@ -148,11 +148,14 @@ def test_bad_input():
 def test_islands_match_ndimage_label():
     from scipy import ndimage
 
-    from xcrfilter.context import _STRUCTURE, _islands
+    from xcrfilter.context import label_islands
     rng = np.random.default_rng(5)
     data = (rng.random((3, 40, 50)) < 0.2).astype(np.float32) * 100.0
-    idx, lab, n = _islands(data, 80.0)
-    ref, n_ref = ndimage.label(data >= 80, structure=_STRUCTURE)
+    idx, lab, n = label_islands(data, 80.0)
+    # 8-connectivity inside a frame, no connection between frames
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True
+    ref, n_ref = ndimage.label(data >= 80, structure=structure)
     assert n == n_ref and np.array_equal(idx, np.flatnonzero(ref))
     # the same partition: labels map one to one
     pairs = set(zip(lab.tolist(), ref.ravel()[idx].tolist()))

@@ -42,7 +42,7 @@ import numpy as np
 from astropy.table import QTable
 from scipy.spatial import cKDTree
 
-from .units import energy_values
+from .units import as_energy, energy_values
 
 __all__ = ["context_features", "context_kwargs", "CONTEXT_FEATURES", "MODEL_FEATURES",
            "NO_TRACK_DISTANCE", "DEFAULT_RADII", "feature_matrix"]
@@ -53,10 +53,6 @@ NO_TRACK_DISTANCE = 4096.0
 
 #: Radii [pixel] of the sibling-island counts.
 DEFAULT_RADII = (16, 32, 64, 128)
-
-# 8-connectivity inside a frame, no connection between frames.
-_STRUCTURE = np.zeros((3, 3, 3), bool)  # the equivalent scipy.ndimage.label structure
-_STRUCTURE[1] = True
 
 _INNER = np.array([6, 7, 8, 11, 12, 13, 16, 17, 18])  # 3x3 inside the row-major 5x5
 
@@ -115,18 +111,6 @@ def context_kwargs(spec=None):
                 radii=tuple(int(r) for r in spec.get("radii", DEFAULT_RADII)))
 
 
-def _ev(value, name):
-    if not isinstance(value, u.Quantity):
-        raise TypeError(f"{name} must be an astropy Quantity in energy units, got {value!r}.")
-    try:
-        v = float(value.to_value(u.eV))
-    except u.UnitConversionError:
-        raise u.UnitConversionError(f"{name} must be an energy, got {value}.") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and positive, got {value}.")
-    return v
-
-
 def context_features(frames, events, *, split_threshold=80 * u.eV,
                      event_threshold=260 * u.eV, track_energy=10 * u.keV, track_size=10,
                      radii=DEFAULT_RADII):
@@ -176,9 +160,9 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
         data = data[None]
     if data.ndim != 3:
         raise ValueError(f"frames must be 2-D or 3-D, got shape {data.shape}")
-    split = _ev(split_threshold, "split_threshold")
-    evt_thr = _ev(event_threshold, "event_threshold")
-    emin = _ev(track_energy, "track_energy")
+    split = as_energy(split_threshold, "split_threshold")
+    evt_thr = as_energy(event_threshold, "event_threshold")
+    emin = as_energy(track_energy, "track_energy")
     size_min = int(track_size)
     radii = tuple(int(r) for r in radii)
     if size_min < 1 or any(r < 1 for r in radii):
@@ -210,7 +194,7 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
                                      out=np.zeros(n_ev), where=s3 > 0)
 
     # ---- islands --------------------------------------------------------
-    idx, lab, n_isl = _islands(data, split)
+    idx, lab, n_isl = label_islands(data, split)
     e_pix = data.ravel()[idx].astype(np.float64)
     frame_pix = idx // (ny * nx)
     rem = idx % (ny * nx)
@@ -324,7 +308,7 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
     return out
 
 
-def _islands(data, split):
+def label_islands(data, split):
     """8-connected islands of active pixels inside each frame, on the active pixels only.
 
     Returns the sorted flat indices of the active pixels, their island label

@@ -55,14 +55,6 @@ STATUS = {"SAC": (SAC_BIT, "inside a self-anti-coincidence zone")}
 SAC_DEFAULTS = dict(radius=22.0, split_threshold=80 * u.eV, track_energy=10 * u.keV,
                     track_size=10)
 
-# 8-connectivity inside a frame, no connection between frames.
-_STRUCTURE = np.zeros((3, 3, 3), bool)
-_STRUCTURE[1] = True
-
-
-def _energy(value, name):
-    return as_energy(value, name)
-
 
 def _radius(radius):
     if isinstance(radius, u.Quantity):
@@ -116,17 +108,13 @@ def find_tracks(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV,
         Number of tracks per frame.
     """
     data, _ = _cube_ev(frames, gain=gain, detector=detector)
-    split = _energy(split_threshold, "split_threshold")
-    emin = _energy(track_energy, "track_energy")
+    split = as_energy(split_threshold, "split_threshold")
+    emin = as_energy(track_energy, "track_energy")
     size_min = int(track_size)
     if size_min < 1:
         raise ValueError(f"track_size must be >= 1 pixel, got {track_size}.")
-    active = data >= split
-    from scipy import ndimage
-    labels, n = ndimage.label(active, structure=_STRUCTURE)
-    flat = labels.ravel()
-    idx = np.flatnonzero(flat)  # active pixels only (a small fraction of the frame)
-    lab = flat[idx]
+    from ..context import label_islands
+    idx, lab, n = label_islands(data, split)  # active pixels only, islands within a frame
     energy = np.bincount(lab, weights=data.ravel()[idx].astype(np.float64), minlength=n + 1)
     size = np.bincount(lab, minlength=n + 1)
     is_track = (energy >= emin) | (size >= size_min)
@@ -205,8 +193,8 @@ def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, tr
     data, was_2d = _cube_ev(frames, gain=gain, detector=detector)
     mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
                                  track_energy=track_energy, track_size=track_size)
-    params = dict(radius=float("nan"), split=_energy(split_threshold, "split_threshold"),
-                  emin=_energy(track_energy, "track_energy"), size=int(track_size),
+    params = dict(radius=float("nan"), split=as_energy(split_threshold, "split_threshold"),
+                  emin=as_energy(track_energy, "track_energy"), size=int(track_size),
                   ntrack=int(n_tracks.sum()))
     meta = {}
     _write_cards(meta, params)
@@ -294,8 +282,8 @@ def sac_filter(frames, events=None, *, radius=SAC_DEFAULTS["radius"], split_thre
                              event_threshold, split_threshold, mip_threshold)
     mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
                                  track_energy=track_energy, track_size=track_size)
-    params = dict(radius=radius, split=_energy(split_threshold, "split_threshold"),
-                  emin=_energy(track_energy, "track_energy"), size=int(track_size),
+    params = dict(radius=radius, split=as_energy(split_threshold, "split_threshold"),
+                  emin=as_energy(track_energy, "track_energy"), size=int(track_size),
                   ntrack=int(n_tracks.sum()))
     return _flag(events, mask, radius, params)
 
@@ -348,7 +336,7 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
     if track_energy is None:
         track_energy = card_value(events.meta, "MIPTHR", None)
         track_energy = default_mip if track_energy is None else track_energy * u.eV
-    emin = _energy(track_energy, "track_energy")
+    emin = as_energy(track_energy, "track_energy")
     energy = energy_values(events["ENERGY"])
     if not np.all(np.isfinite(energy)):
         raise ValueError("events: ENERGY holds NaN or infinite values; the SAC filter never "

@@ -279,11 +279,11 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
 
 def _cr_context(frames, labels, events, split_threshold):
     """Truth: the frame holds active CR pixels outside the event's own island."""
-    from ..context import _islands
+    from ..context import label_islands
     if len(events) == 0:
         return np.zeros(0, bool)
     nf, ny, nx = frames.shape
-    idx, lab, n = _islands(frames, float(split_threshold.to_value(u.eV)))
+    idx, lab, n = label_islands(frames, float(split_threshold.to_value(u.eV)))
     cr = labels.ravel()[idx] == 2
     per_island = np.bincount(lab[cr], minlength=n + 1)
     per_frame = np.bincount(idx[cr] // (ny * nx), minlength=nf)
