@@ -37,6 +37,25 @@ def write_checksums(model_dir, files):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def cache_key(model_dir, kind="model"):
+    """``(directory, mtime)``: the key under which a model directory is cached.
+
+    The resolved directory and the modification time [ns] of its
+    ``SHA256SUMS`` (0 if it has none; loading then fails with the reason), so
+    that a model rewritten in place is loaded again.
+
+    Raises
+    ------
+    ModelFileError
+        ``model_dir`` is not a directory.
+    """
+    model_dir = Path(model_dir).resolve()
+    if not model_dir.is_dir():
+        raise ModelFileError(f"{kind} model directory {str(model_dir)!r} does not exist")
+    sums = model_dir / SUMS_FILE
+    return str(model_dir), (sums.stat().st_mtime_ns if sums.exists() else 0)
+
+
 def verify_checksums(model_dir, files, required, kind="model"):
     """Check every file of ``SHA256SUMS``; return the model checksum.
 

@@ -32,7 +32,7 @@ from ..scaling import LogEnergyScaler  # noqa: E402
 from .netgraph import CLASS_NAMES  # noqa: E402
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features  # noqa: E402
-from .checksums import file_sha256, verify_checksums  # noqa: E402, F401
+from .checksums import SUMS_FILE, cache_key, file_sha256, verify_checksums  # noqa: E402, F401
 from .checksums import write_checksums as _write_checksums  # noqa: E402
 from .forest import ModelFileError, check_forest, load_forest, save_forest  # noqa: E402
 
@@ -46,7 +46,6 @@ SCALING_FILE = "scaling.json"
 FOREST_FILE = "forest.skops"
 META_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
-SUMS_FILE = "SHA256SUMS"
 CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
 
 
@@ -386,12 +385,7 @@ def load_model(model_dir=None):
         model_dir = default_model_dir()
     elif isinstance(model_dir, str) and model_dir in SHIPPED_MODELS:
         model_dir = default_model_dir(model_dir)
-    model_dir = Path(model_dir).resolve()
-    if not model_dir.is_dir():
-        raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
-    sums = model_dir / SUMS_FILE
-    mtime = sums.stat().st_mtime_ns if sums.exists() else 0
-    return _load_cached(str(model_dir), mtime)
+    return _load_cached(*cache_key(model_dir, "CAM"))
 
 
 def save_model(model_dir, network, scaler, forest, meta, card_text=None):

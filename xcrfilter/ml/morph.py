@@ -30,7 +30,7 @@ import numpy as np
 from astropy.table import QTable
 
 from ..context import context_features, context_kwargs, feature_matrix
-from .checksums import SUMS_FILE, verify_checksums, write_checksums
+from .checksums import cache_key, verify_checksums, write_checksums
 from .forest import ModelFileError, build_forest, check_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
@@ -152,13 +152,8 @@ def load_morph_model(model_dir=None):
         fields, checksum mismatch, a forest whose feature count or classes do
         not match.
     """
-    model_dir = Path(model_dir) if model_dir is not None else default_morph_dir()
-    model_dir = model_dir.resolve()
-    if not model_dir.is_dir():
-        raise ModelFileError(f"morph model directory {str(model_dir)!r} does not exist")
-    sums = model_dir / SUMS_FILE
-    mtime = sums.stat().st_mtime_ns if sums.exists() else 0
-    return _load_cached(str(model_dir), mtime)
+    return _load_cached(*cache_key(default_morph_dir() if model_dir is None else model_dir,
+                                   "morph"))
 
 
 def save_morph_model(model_dir, forest, meta, card_text=""):
