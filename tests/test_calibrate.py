@@ -1,4 +1,4 @@
-"""Threshold calibration by X-ray injection."""
+"""Threshold calibration by X-ray injection (frame shift: test_frame_shift.py)."""
 import astropy.units as u
 import numpy as np
 import pytest
@@ -36,7 +36,8 @@ def test_injected_islands_keep_clear_of_active_pixels():
 
 def test_pipeline_calibrates_sac_radius():
     sim = simulate_frames(160, seed=4, params=SimulationParameters(cr_rate=2.0))
-    ev = run_pipeline(sim.frames * u.eV, methods="sac", max_lost_xray=0.05, chunk_frames=160)
+    ev = run_pipeline(sim.frames * u.eV, methods="sac", max_lost_xray=0.05, chunk_frames=160,
+                      calibration="injection")
     n = card_value(ev.meta, "SACCALN")
     f = card_value(ev.meta, "SACCALF")
     assert n >= 400
@@ -49,4 +50,5 @@ def test_pipeline_calibrates_sac_radius():
     rej = (np.asarray(ev["STATUS"]) >> 4) & 1
     np.testing.assert_array_equal(rej.astype(bool), d <= radius)
     with pytest.raises(ValueError, match="injected"):
-        run_pipeline(sim.frames[:3] * u.eV, methods="sac", max_lost_xray=0.05)
+        run_pipeline(sim.frames[:3] * u.eV, methods="sac", max_lost_xray=0.05,
+                     calibration="injection")

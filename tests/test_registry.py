@@ -22,10 +22,10 @@ def test_every_bit_declared_once():
     assert dict(STATUS_BITS) == dict(declared)
     assert list(STATUS_BITS.values()) == sorted(bits)
     assert dict(STATUS_BITS) == {"GRADE": 0, "OUTER_RING": 1, "ENERGY": 2, "LACOSMIC": 3,
-                                 "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8}
+                                 "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8, "OBSCTX": 9}
     # each filter's mask is the OR of its bits, and the masks do not overlap
     masks = [pipeline.METHOD_BITS[name] for name in registry.FILTERS]
-    assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6]
+    assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 9]
     assert sum(masks) == np.bitwise_or.reduce(masks)
     assert registry.status_bits()["EDGE"][2] == "find_events"
     with pytest.raises(TypeError, match="read-only|does not support item assignment"):
@@ -34,7 +34,7 @@ def test_every_bit_declared_once():
 
 def test_compare_knows_every_filter():
     assert dict(compare.METHOD_BITS) == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4,
-                                         "CAM": 1 << 5, "MORPH": 1 << 6}
+                                         "CAM": 1 << 5, "MORPH": 1 << 6, "OBSCTX": 1 << 9}
     events = {"STATUS": np.array([0, 1 << 6, 1 << 0 | 1 << 6, 1 << 4])}
     assert compare.rejected(events, "MORPH").tolist() == [False, True, True, False]
     assert compare.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]

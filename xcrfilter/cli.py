@@ -107,9 +107,13 @@ def _add_filter_parser(sub):
     p.add_argument("--max-lost-xray", type=_fraction, default=None, metavar="FRACTION",
                    help="calibrate the threshold of sac, cam and morph (the SAC radius) "
                    "on this observation so that each loses this fraction of X-ray "
-                   "events, e.g. 2%% or 0.02: simulated X-rays are injected into the "
-                   "first chunk of frames and scored (default: the models' thresholds "
-                   "and the SAC radius)")
+                   "events, e.g. 2%% or 0.02 (default: the models' thresholds and the "
+                   "SAC radius); see --calibration")
+    p.add_argument("--calibration", choices=("shift", "injection"), default="shift",
+                   help="how --max-lost-xray measures the loss: 'shift' places the "
+                   "observation's own events into other frames of it, over the whole "
+                   "observation; 'injection' injects simulated X-rays into the first "
+                   "chunk of frames (default: %(default)s)")
     _add_threshold_options(p)
     from .sources import add_input_options
     add_input_options(p)
@@ -218,7 +222,8 @@ def _filter_observation(args, names, client_of):
                               mip_threshold=args.mip_threshold,
                               options=options_from_args(args, names),
                               chunk_frames=args.chunk_frames, progress=not args.quiet,
-                              max_lost_xray=args.max_lost_xray, client=client,
+                              max_lost_xray=args.max_lost_xray,
+                              calibration=args.calibration, client=client,
                               on_chunk=on_chunk, **pipeline_options)
     if len(stream.filenames) > 1:
         for i, first in enumerate(stream.offsets[:-1][:99], start=1):

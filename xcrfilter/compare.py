@@ -386,9 +386,10 @@ def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
         thresholds = np.linspace(0.0, 1.0, 101)
     rows = []
     for label, name in registry.report_names().items():
-        column, _, sign = getattr(registry.filter_module(name), "CALIBRATION", (None,) * 3)
-        if column not in events.colnames:
+        cal = getattr(registry.filter_module(name), "CALIBRATION", None)
+        if cal is None or cal.column not in events.colnames:
             continue
+        column, sign = cal.column, cal.sign
         score = np.asarray(events[column], float)
         for p in (radii if sign < 0 else thresholds):
             rej = score <= p if sign < 0 else score >= p

@@ -18,6 +18,7 @@ from astropy.table import vstack
 
 from . import registry
 from ._meta import add_history, card_value, set_card
+from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
 from .ogip import add_time
@@ -172,26 +173,54 @@ def _work_pieces(cube, event_threshold, max_active=None):
 
 
 def _process_chunk(sub, start, names, common, options, *, gain, strict, edge_status,
-                   max_active=None):
+                   max_active=None, shift=None):
     """Events of one chunk, filtered.
 
-    Returns ``(n_masked, pieces)``: the masked pixels of the chunk and a list
-    of ``(first_frame, n_frames, events)``; ``FRAME`` of the events counts
-    from ``start`` (the chunk's first frame in the whole input) and each
-    table keeps the ``meta`` its filters wrote.
+    Returns ``(n_masked, pieces, shifted)``: the masked pixels of the chunk,
+    a list of ``(first_frame, n_frames, events)`` (``FRAME`` of the events
+    counts from ``start``, the chunk's first frame in the whole input, and
+    each table keeps the ``meta`` its filters wrote), and for each filter
+    named in ``shift["names"]`` its frame-shift sample ``(scores,
+    n_events)`` (:func:`xcrfilter.calibrate.shifted_scores`).
     """
     modules = {name: load_method(name) for name in names}
     out = []
+    shifted = {}
     for offset, piece in _work_pieces(sub, common["event_threshold"], max_active):
         events = find_events(piece, common["event_threshold"], common["split_threshold"],
                              common["mip_threshold"], gain=gain, strict=strict,
                              edge_status=edge_status)
+        if shift:
+            _shift_sample(shifted, piece, events, start + offset, modules, common, options,
+                          shift)
         for name, module in modules.items():
             events = _call_step(module, piece, events, common, options.get(name))
         events["FRAME"] += np.int32(start + offset)
         out.append((start + offset, piece.data.shape[0], events))
     n_masked = int(np.count_nonzero(sub.mask)) if sub.mask is not None else 0
-    return n_masked, out
+    return n_masked, out, shifted
+
+
+def _shift_sample(samples, piece, events, first, modules, common, options, shift):
+    """Add the frame-shift samples of ``piece`` (first frame ``first``) to ``samples``.
+
+    Filters calibrated by frame shift add ``(scores, n_events)``; filters
+    that learn from the observation (``observe``) add what they observe.
+    """
+    from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
+    n = piece.data.shape[0]
+    total = shift.get("total")
+    cap = MAX_SHAPE_PER_FRAME * n
+    if total:
+        cap = min(cap, int(np.ceil(MAX_SHAPE_SAMPLE * n / total)))
+    for name in shift["names"]:
+        rng = np.random.default_rng([int(shift["seed"]), int(first), len(name)])
+        samples.setdefault(name, []).append(shifted_scores(
+            modules[name], piece, events, common, options.get(name), rng=rng,
+            max_shape_events=cap))
+    for name in shift["observers"]:
+        samples.setdefault(name, []).append(modules[name].observe(
+            piece, events, common, options.get(name), first=first))
 
 
 def _stream_task(stream, start, stop, *args, **kwargs):
@@ -253,12 +282,18 @@ def _dask_results(client, frames, chunk_frames, names, common, options, work, ca
 
 
 def _collect(results, on_chunk, bar, parts, counts, count_cards, state):
-    """Gather the chunk results in frame order into ``parts``, ``counts`` and ``state``."""
-    for header, (masked, pieces) in results:
+    """Gather the chunk results in frame order into ``parts``, ``counts`` and ``state``.
+
+    ``state["samples"]`` pools the frame-shift samples of the chunks.
+    """
+    for header, (masked, pieces, samples) in results:
         state["header"] = header
         state["n_masked"] += masked
+        for name, payloads in samples.items():
+            state["samples"].setdefault(name, []).extend(payloads)
         for start, n_piece, events in pieces:
             state["n"] = max(state["n"], start + n_piece)
+            state["pieces"].append((start, n_piece))
             if on_chunk is not None:
                 on_chunk(start, n_piece, events)
             if state["meta"] is None:
@@ -288,11 +323,54 @@ def _finish_modules(modules, options, ok):
             finish(options.get(name), ok=ok)
 
 
+def _apply_shift_calibration(out, modules, shifted, max_lost, calibrated):
+    """Choose each filter's threshold from its frame-shift sample and apply it to ``out``."""
+    from .calibrate import MIN_REJECTED, SHIFTS, apply_threshold, threshold_for
+    for name, module in modules.items():
+        payloads = shifted.get(name, [])
+        scores = np.concatenate([p[0] for p in payloads]) if payloads else np.zeros(0)
+        used = int(sum(p[1] for p in payloads))
+        if scores.size * max_lost < MIN_REJECTED:
+            need = int(np.ceil(MIN_REJECTED / max_lost))
+            raise ValueError(
+                f"max_lost_xray: the frame-shift sample of {name} holds {scores.size} "
+                f"placements of {used} events; estimating a loss of {100 * max_lost:.3g}% "
+                f"needs at least {need} (at least {MIN_REJECTED} rejected): give more "
+                "frames, ask a larger fraction, or calibrate by injection")
+        column = np.asarray(out[module.CALIBRATION.column], float)
+        finite = np.concatenate([scores[np.isfinite(scores)], column[np.isfinite(column)]])
+        limit = float(finite.max()) if finite.size else 0.0
+        rep = threshold_for(scores, module.CALIBRATION.sign, max_lost, limit=limit)
+        rep.update(method="shift", n=int(used), placements=int(scores.size),
+                   shifts=",".join(str(k) for k in SHIFTS))
+        rep["rejected"] = apply_threshold(out, module, rep["value"])
+        # the same cut on the events in their own frames: what it rejects
+        # beyond the shifted (chance) rate is correlated with the frame's
+        # charge, i.e. particle-shower events
+        own = _own_frame_rejection(out, module)
+        rep["own"] = own
+        rep["excess"] = own - rep["achieved"]
+        calibrated[name] = rep
+
+
+def _own_frame_rejection(events, module):
+    """Fraction of the 0.3-10 keV events whose own-frame score the filter rejects."""
+    from .units import DEFAULT_BAND, energy_values
+    e = energy_values(events["ENERGY"], u.eV)
+    lo, hi = DEFAULT_BAND.to_value(u.eV)
+    score = np.asarray(events[module.CALIBRATION.column], float)
+    sel = (e >= lo) & (e < hi) & ~np.isnan(score)
+    (bit, _), = module.STATUS.values()
+    rej = (np.asarray(events["STATUS"]).astype(np.int64) >> bit) & 1
+    return float(rej[sel].mean()) if sel.any() else 0.0
+
+
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
                  strict=False, edge_status=False, frame_time=None, frame_times=None,
-                 max_lost_xray=None, client=None, on_chunk=None, max_active_pixels=None):
+                 max_lost_xray=None, calibration="shift", client=None, on_chunk=None,
+                 max_active_pixels=None, seed=0):
     """Find events in ``frames`` and apply the requested filters.
 
     Parameters
@@ -324,6 +402,8 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         ``xcrfilter.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
     progress : bool, optional
         Show a tqdm progress bar over frames.
+    seed : int, optional
+        Random seed of the calibration samples.  Default 0.
     strict : bool, optional
         Strict thresholds (``>`` instead of ``>=``), see
         :func:`~xcrfilter.events.find_events`.  Default False.
@@ -337,11 +417,22 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     max_lost_xray : float, optional
         Fraction of X-ray events (e.g. 0.02) that each context filter
         (``sac``, ``cam``, ``morph``) may reject.  Its threshold (radius for
-        SAC) is then calibrated on the first chunk of frames by injecting
-        simulated X-rays (:func:`xcrfilter.calibrate.calibrate`), overriding
-        the default or given one; the achieved fraction and its 68 %
-        interval go to the header (``<XXX>CALF``, ``<XXX>CALLO``,
-        ``<XXX>CALHI``, ``<XXX>CALN``).  Default None: no calibration.
+        SAC) is then calibrated on the observation, overriding the default
+        or given one (see ``calibration``).  The header records the method,
+        the value, the estimated fraction and its 68 % interval, and the
+        events behind it (``<XXX>CALM``, ``<XXX>CALV``, ``<XXX>CALF``,
+        ``<XXX>CALLO``, ``<XXX>CALHI``, ``<XXX>CALN``, and ``<XXX>CALS``
+        the frame shifts; ``XXX`` is ``SAC``, ``CAM`` or ``MRP``).
+        Default None: no calibration.
+    calibration : {"shift", "injection"}, optional
+        ``"shift"`` (default): the loss is estimated from the events of the
+        whole observation placed into other frames of it
+        (:func:`xcrfilter.calibrate.shifted_scores`), and the threshold is
+        applied at the end of the run; fewer than
+        :data:`xcrfilter.calibrate.MIN_REJECTED` rejected events in the
+        sample at the asked fraction is an error.  ``"injection"``:
+        simulated X-rays injected into the first chunk of frames
+        (:func:`xcrfilter.calibrate.calibrate`).
     client : `distributed.Client`, optional
         Run every chunk of frames as a task on this dask cluster (e.g.
         ``Client(LocalCluster(n_workers=2))`` or ``Client("tcp://host:8786")``).
@@ -414,19 +505,32 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     counts = {}
     count_cards = {key: name for name, module in modules.items()
                    for key in getattr(module, "COUNT_CARDS", ())}
-    state = dict(header=None, meta=None, n=0, n_masked=0)
+    state = dict(header=None, meta=None, n=0, n_masked=0, samples={}, pieces=[])
     calibrated = {}
+    # filters that learn from the whole observation, and those calibrated on it
+    observers = [name for name, module in modules.items() if hasattr(module, "observe")]
+    to_calibrate = [] if max_lost_xray is None else [
+        name for name, module in modules.items()
+        if hasattr(module, "CALIBRATION") and name not in observers]
+    if calibration not in ("shift", "injection"):
+        raise ValueError(f"calibration must be 'shift' or 'injection', got {calibration!r}.")
+    shift = None
+    if observers or (to_calibrate and calibration == "shift"):
+        shift = dict(names=to_calibrate if calibration == "shift" else [],
+                     observers=observers, seed=int(seed), total=total)
+        # the threshold is known at the end of the run: the chunks are handed
+        # to on_chunk then, with their final verdicts
+        deferred, on_chunk = on_chunk, None
 
     def calibrate_on(sub):
-        if max_lost_xray is not None:
+        if to_calibrate and calibration == "injection":
             from .calibrate import calibrate
-            for name, module in modules.items():
-                if hasattr(module, "CALIBRATION"):
-                    options[name], calibrated[name] = calibrate(
-                        module, sub, common, options.get(name), float(max_lost_xray))
+            for name in to_calibrate:
+                options[name], calibrated[name] = calibrate(
+                    modules[name], sub, common, options.get(name), float(max_lost_xray))
 
     work = dict(gain=gain, strict=strict, edge_status=edge_status,
-                max_active=max_active_pixels)
+                max_active=max_active_pixels, shift=shift)
     if client is None:
         results = _serial_results(frames, int(chunk_frames), names, common, options, work,
                                   calibrate_on, gain, detector)
@@ -452,24 +556,29 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     set_card(out.meta, "NFRAMES", int(n), "number of frames searched")
     set_card(out.meta, "NMASKED", n_masked, "masked or non-finite pixels (never in events)")
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
-    for name, rep in calibrated.items():
-        key = name[:3].upper()
-        what = "radius [pixel]" if name == "sac" else "threshold"
-        set_card(out.meta, f"{key}CALV", rep["value"], f"{name} {what} calibrated by injection")
-        set_card(out.meta, f"{key}CALF", rep["achieved"], f"{name}: injected X-rays rejected")
-        set_card(out.meta, f"{key}CALLO", rep["lo"], "68% Wilson interval, lower")
-        set_card(out.meta, f"{key}CALHI", rep["hi"], "68% Wilson interval, upper")
-        set_card(out.meta, f"{key}CALN", rep["n"], "injected X-ray events scored")
-        add_history(out.meta, f"calibrate: {name} {what} {rep['value']:.4g} rejects "
-                              f"{100 * rep['achieved']:.2f}% of {rep['n']} injected X-ray "
-                              f"events (asked {100 * rep['target']:.2f}%)")
     for key, total in counts.items():
         # count cards of the plug-ins hold per-chunk numbers: write totals
         old = out.meta.get(key)
         comment = old[1] if isinstance(old, tuple) else ""
         set_card(out.meta, key, total, comment)
+    before = len(out.meta.get("HISTORY", []))
+    if shift:
+        for name in observers:
+            rep = modules[name].conclude(out, state["samples"].get(name, []),
+                                         max_lost=max_lost_xray,
+                                         required=max_lost_xray is not None, seed=int(seed))
+            if rep is not None:
+                calibrated[name] = rep
+        _apply_shift_calibration(out, {n: modules[n] for n in shift["names"]},
+                                 state["samples"], float(max_lost_xray or 0), calibrated)
+        if deferred is not None:
+            frame_col = np.asarray(out["FRAME"])
+            for start, n_piece in state["pieces"]:
+                deferred(start, n_piece,
+                         out[(frame_col >= start) & (frame_col < start + n_piece)])
+    learnt = list(out.meta.get("HISTORY", []))[before:]   # what the learning filters said
     status = np.asarray(out["STATUS"])
-    if len(parts) == 1:
+    if len(parts) == 1 and not shift:
         out.meta["HISTORY"] = history
     else:
         # per-chunk HISTORY lines carry per-chunk counts: record totals instead
@@ -479,6 +588,8 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         for name in names:
             nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
+        out.meta["HISTORY"].extend(learnt)
+    write_calibration_cards(out.meta, modules, calibrated)
     # observation and time keywords: header of the (last) input block
     add_time(out, header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
              warn=False)

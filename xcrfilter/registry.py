@@ -39,6 +39,7 @@ FILTERS = {
     "sac": "xcrfilter.filters.sac",
     "cam": "xcrfilter.filters.cam",
     "morph": "xcrfilter.filters.morph",
+    "obsctx": "xcrfilter.filters.obsctx",
 }
 
 _FIRST_BIT, _LAST_BIT = 0, 30

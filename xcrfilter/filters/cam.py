@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from astropy.table import QTable, Table  # noqa: E402
 
 from .._meta import add_history, set_card  # noqa: E402
+from ..calibrate import Calibration  # noqa: E402
 from ..units import as_probability  # noqa: E402
 from ._probability import cube_and_events, flag_probability, get_model  # noqa: E402
 from ..products import CamMapWriter, write_cam_maps  # noqa: E402
@@ -42,9 +43,12 @@ from ..units import DEFAULT_BAND, as_band, energy_values  # noqa: E402
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
            "options_from_args", "pipeline_step"]
 
-#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
-#: option it sets, and +1 because high probabilities are rejected.
-CALIBRATION = ("PROB_CR", "threshold", +1)
+#: Calibration of the threshold on the observation (`xcrfilter.calibrate`):
+#: the score column, the option it sets, +1 because high probabilities are
+#: rejected, the keywords of the threshold and of the count; the network
+#: looks at the event's own pixels.
+CALIBRATION = Calibration("PROB_CR", "threshold", +1, card="CAMTHR", count_card="CAMNREJ",
+                          prefix="CAM", uses_shape=True)
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("CAMNSCO", "CAMNREJ")

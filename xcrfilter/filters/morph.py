@@ -22,6 +22,7 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from .._meta import add_history, set_card
+from ..calibrate import Calibration
 from ..units import as_probability, energy_values
 from ._probability import cube_and_events, flag_probability, get_model
 
@@ -33,9 +34,12 @@ MORPH_BIT = 6
 #: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
 STATUS = {"MORPH": (MORPH_BIT, "morph filter: PROB_MORPH >= threshold")}
 
-#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
-#: option it sets, and +1 because high probabilities are rejected.
-CALIBRATION = ("PROB_MORPH", "threshold", +1)
+#: Calibration of the threshold on the observation (`xcrfilter.calibrate`):
+#: the score column, the option it sets, +1 because high probabilities are
+#: rejected, the keywords of the threshold and of the count; the forest
+#: looks at the event's own shape.
+CALIBRATION = Calibration("PROB_MORPH", "threshold", +1, card="MRPTHR", count_card="MRPNREJ",
+                          prefix="MRP", uses_shape=True)
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("MRPNSCO", "MRPNREJ")

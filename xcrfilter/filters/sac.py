@@ -29,15 +29,19 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 
 from .._meta import add_history, card_value, set_card
+from ..calibrate import Calibration
 from ..events import set_status_bit
 from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
            "add_cli_options", "options_from_args", "pipeline_step"]
 
-#: Calibration by X-ray injection (`xcrfilter.calibrate`): score column, the
-#: option it sets, and -1 because events at small distances are rejected.
-CALIBRATION = ("SAC_DIST", "radius", -1)
+#: Calibration of the radius on the observation (`xcrfilter.calibrate`): the
+#: score column, the option it sets, -1 because events at small distances
+#: are rejected, the keywords of the radius and of the count, and no use of
+#: the event's own pixels (only where the tracks of its frame lie).
+CALIBRATION = Calibration("SAC_DIST", "radius", -1, card="SACRAD", count_card="SACNEVT",
+                          prefix="SAC", uses_shape=False)
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("SACNTRK", "SACNEVT")

@@ -1,0 +1,143 @@
+"""The observation-trained context filter (xcrfilter.filters.obsctx)."""
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from test_frame_shift import SIZE, _frames
+from xcrfilter._meta import card_value
+from xcrfilter.filters import obsctx
+from xcrfilter.pipeline import run_pipeline
+
+DIST = obsctx.FEATURES.index("TRK_DIST")
+N16 = obsctx.FEATURES.index("N_ISL_16")
+
+
+def _synthetic(n_same, n_shift, prior, seed):
+    """Context features: X-ray-like rows far from tracks, shower rows close to them."""
+    rng = np.random.default_rng(seed)
+
+    def xray(n):
+        x = np.zeros((n, len(obsctx.FEATURES)), np.float32)
+        x[:, DIST] = rng.uniform(0, 300, n)
+        x[:, N16] = rng.poisson(0.2, n)
+        return x
+
+    def shower(n):
+        x = np.zeros((n, len(obsctx.FEATURES)), np.float32)
+        x[:, DIST] = rng.exponential(12.0, n)
+        x[:, N16] = rng.poisson(2.0, n)
+        return x
+
+    n_cr = int(round(prior * n_same))
+    same = np.vstack([xray(n_same - n_cr), shower(n_cr)])
+    return same, xray(n_shift), rng.integers(0, 5, n_same), rng.integers(0, 5, n_shift)
+
+
+def test_prior_of_a_known_mixture():
+    """The positive-unlabelled learner recovers the shower fraction it was given."""
+    for prior in (0.1, 0.3):
+        same, shift, fs, fh = _synthetic(3000, 9000, prior, seed=int(prior * 100))
+        r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
+        est = obsctx.class_prior(r_same, r_shift)
+        assert prior - 0.04 < est < prior + 0.03, (prior, est)
+    # nothing to learn: shifted and same-frame rows alike
+    same, shift, fs, fh = _synthetic(3000, 9000, 0.0, seed=7)
+    r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
+    assert obsctx.class_prior(r_same, r_shift) < 0.04
+
+
+def test_no_score_depends_on_its_own_row_in_training():
+    same, shift, fs, fh = _synthetic(1500, 4500, 0.2, seed=3)
+    r_same, _ = obsctx.cross_fit_scores(same, fs, shift, fh)
+    # change every shifted row of fold 0: training data of the other folds only
+    shift2 = shift.copy()
+    shift2[fh == 0, DIST] = 1.0
+    r2, _ = obsctx.cross_fit_scores(same, fs, shift2, fh)
+    np.testing.assert_array_equal(r2[fs == 0], r_same[fs == 0])
+    assert not np.allclose(r2[fs != 0], r_same[fs != 0])
+    # change one same-frame row of fold 0: the other events of its fold keep their score
+    i = np.flatnonzero(fs == 0)[0]
+    same3 = same.copy()
+    same3[i, DIST] = 0.0
+    same3[i, N16] = 9
+    r3, _ = obsctx.cross_fit_scores(same3, fs, shift, fh)
+    others = (fs == 0) & (np.arange(len(fs)) != i)
+    np.testing.assert_array_equal(r3[others], r_same[others])
+    assert r3[i] != r_same[i]      # its own features are the model's input
+
+
+def _with_secondaries(n, seed):
+    """Hand-built frames plus 'secondaries': events 3-8 pixels from the track, in 40 % of frames."""
+    data, xrays = _frames(n, 2, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    near = []
+    for f in range(n):
+        if rng.random() > 0.4:
+            continue
+        row, cols = np.nonzero(data[f] == 20000.0)
+        for _ in range(20):
+            y = row[0] + rng.choice([-1, 1]) * rng.integers(3, 9)
+            x = rng.integers(cols.min(), cols.max() + 1)
+            inside = 2 <= y < SIZE - 2 and 2 <= x < SIZE - 2
+            if inside and not data[f, y - 1:y + 2, x - 1:x + 2].any():
+                data[f, y, x] = 1200.0
+                near.append((f, y, x))
+                break
+    return data, xrays, np.array(near)
+
+
+def _rows(events, places):
+    key = {tuple(r) for r in places.tolist()}
+    where = zip(events["FRAME"], events["RAWY"], events["RAWX"])
+    return np.array([(f, y, x) in key for f, y, x in where])
+
+
+def test_learns_showers_of_the_observation():
+    data, xrays, near = _with_secondaries(1000, seed=11)
+    ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05)
+    rej = ((np.asarray(ev["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).astype(bool)
+    is_x, is_near = _rows(ev, xrays), _rows(ev, near)
+    assert is_x.sum() == 2000 and is_near.sum() > 300
+    lost = rej[is_x].mean()
+    est = card_value(ev.meta, "OBCCALF")
+    sigma = (card_value(ev.meta, "OBCCALHI") - card_value(ev.meta, "OBCCALLO")) / 2
+    assert abs(est - 0.05) < 0.005
+    assert abs(lost - est) < 3 * np.sqrt(2) * sigma + 0.01, (lost, est)
+    # the events placed near tracks are what it learnt to reject
+    assert rej[is_near].mean() > 0.6
+    # the class prior: the share of near-track events among the in-band ones
+    share = is_near.sum() / (is_near.sum() + is_x.sum())
+    assert share - 0.06 < card_value(ev.meta, "OBCPRIOR") < share + 0.03
+    # columns and cards
+    loss = np.asarray(ev["OBSCTX_LOSS"])
+    np.testing.assert_array_equal(rej, np.nan_to_num(loss, nan=2.0) <= card_value(ev.meta,
+                                                                                  "OBCTHR"))
+    prob = np.asarray(ev["PROB_OBSCTX"])
+    assert np.all((prob[is_x | is_near] >= 0) & (prob[is_x | is_near] <= 1))
+    assert np.nanmean(prob[is_near]) > np.nanmean(prob[is_x]) + 0.3
+    assert card_value(ev.meta, "OBCNREJ") == rej.sum()
+    assert card_value(ev.meta, "OBCCALM") == "SHIFT"
+    assert any(h.split(" ", 1)[1].startswith("obsctx: learnt from") for h in ev.meta["HISTORY"])
+
+
+def test_too_few_events():
+    data, _ = _frames(60, 2, seed=12)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ev = run_pipeline(data * u.eV, ["obsctx"])
+    assert any("learning needs at least 500 events" in str(x.message) for x in w)
+    assert not ((np.asarray(ev["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).any()
+    assert np.isnan(np.asarray(ev["PROB_OBSCTX"])).all()
+    with pytest.raises(ValueError, match="learning needs at least 500 events"):
+        run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.02)
+
+
+def test_api_function_equals_pipeline():
+    data, _, _ = _with_secondaries(600, seed=13)
+    a = obsctx.obsctx_filter(data * u.eV, max_lost=0.05)
+    b = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05, chunk_frames=600)
+    np.testing.assert_array_equal(np.asarray(a["STATUS"]), np.asarray(b["STATUS"]))
+    np.testing.assert_array_equal(np.asarray(a["OBSCTX_LOSS"]), np.asarray(b["OBSCTX_LOSS"]))
+    assert card_value(a.meta, "OBCCALV") == card_value(b.meta, "OBCCALV")

@@ -1,0 +1,442 @@
+"""Observation-trained context filter: what cosmic-ray showers look like in *this* observation.
+
+No simulator knows a flight detector's particle environment in advance.  The
+observation itself does: a celestial X-ray is independent of the particle
+showers of its frame, so the context of an event position taken in
+*another* frame of the same observation (frame shifting, see
+`xcrfilter.calibrate`) is distributed exactly as the context of an X-ray in
+its own frame.  The observation's events in their own frames are a mixture
+of X-rays and shower products.  A classifier that separates
+
+* **same-frame** context: every 0.3-10 keV event in its own frame
+  (a mixture, fraction ``pi`` of shower products), from
+* **shifted** context: the same events placed into frames ``k`` in
+  `xcrfilter.calibrate.SHIFTS` later (X-ray-like by construction),
+
+is a positive-unlabelled learner of shower context.  With balanced class
+weights its odds estimate the density ratio ``r(x) = p_same(x) / p_X(x) =
+(1 - pi) + pi p_CR(x) / p_X(x)``, so the probability that an event with
+context ``x`` is a shower product is ``1 - (1 - pi) / r(x)``
+(``PROB_OBSCTX``).  The class prior is estimated from the same scores:
+``pi >= (A(t) - B(t)) / (1 - B(t))`` for every cut ``t``, with ``A`` and
+``B`` the fractions of same-frame and shifted events scoring at or above
+``t``; the largest value over the cuts is used (a lower bound that is
+tight where a cut keeps nearly all shower products).
+
+Only context enters (distance to and geometry of the nearest track,
+sibling islands within 16-128 pixels, frame totals;
+`xcrfilter.context.context_features`): the event's own shape is identical
+in both samples, so it cannot be learnt here.  The classifier is a
+gradient-boosted tree ensemble (scikit-learn's
+``HistGradientBoostingClassifier``) constrained to be monotone in the
+physical direction: closer to a track, more or brighter islands nearby,
+more tracks in the frame can only make an event more shower-like.
+Unconstrained, it learns the small differences between the two samples
+before the showers.
+
+**Cross-fitting.**  Frames are grouped in blocks of :data:`BLOCK_FRAMES`,
+and block ``b`` belongs to fold ``b mod`` :data:`N_FOLDS`; the shifts stay
+inside a block, so an event and its placements share a fold.  The events of
+a fold are scored by a model trained on the other folds only: no event's
+score depends on itself in training.  Interleaved blocks give every fold
+the whole observation (two runs of different rates given together are
+learnt from together).
+
+**Threshold.**  ``STATUS`` bit :data:`OBSCTX_BIT` is set where
+``PROB_OBSCTX >= threshold``, the threshold that rejects ``max_lost`` (2 %
+by default, or the pipeline's ``max_lost_xray``) of the held-out shifted
+placements: the X-ray loss read off the observation itself.
+
+The filter learns at the end of a run (the pipeline hands it every chunk's
+sample through :func:`observe` and calls :func:`conclude`); its pipeline
+step only adds the column.
+"""
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+from .._meta import add_history, set_card
+from ..calibrate import SHIFTS, Calibration, covered, own_pixels, threshold_for
+from ..context import DEFAULT_RADII, context_features
+from ..events import set_status_bit
+from ..units import DEFAULT_BAND, energy_values
+
+__all__ = ["obsctx_filter", "observe", "conclude", "cross_fit_scores", "class_prior",
+           "OBSCTX_BIT", "FEATURES", "MONOTONE", "pipeline_step", "add_cli_options",
+           "options_from_args"]
+
+#: STATUS bit set by this filter.
+OBSCTX_BIT = 9
+#: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
+STATUS = {"OBSCTX": (OBSCTX_BIT, "observation-trained context: PROB_OBSCTX >= threshold")}
+#: Name of the filter in comparison tables.
+REPORT_NAME = "OBSCTX"
+
+#: The score column and its threshold (for comparison sweeps); the threshold
+#: is chosen by the filter itself, by frame shift (:func:`conclude`).
+CALIBRATION = Calibration("OBSCTX_LOSS", "max_lost", -1, card="OBCTHR", count_card="OBCNREJ",
+                          prefix="OBC", uses_shape=False)
+
+#: Context features learnt from (no own-shape feature), and the direction in
+#: which each may move the shower probability (+1 up, -1 down, 0 free).
+MONOTONE = {
+    "TRK_DIST": -1, "TRK_E": +1, "TRK_LEN": 0, "TRK_ALONG": 0, "TRK_ACROSS": -1,
+    "TRK_END": -1, "N_TRK_FRAME": +1, "E_TRK_FRAME": +1,
+    **{f"N_ISL_{r}": +1 for r in DEFAULT_RADII}, **{f"E_ISL_{r}": +1 for r in DEFAULT_RADII},
+    "N_ISL_FRAME": +1, "E_ISL_FRAME": +1,
+}
+FEATURES = tuple(MONOTONE)
+
+#: Frames per cross-fitting block, and the number of folds.
+BLOCK_FRAMES = 50
+N_FOLDS = 5
+#: Fewest same-frame events the filter learns from; below it, it flags nothing.
+MIN_EVENTS = 500
+#: Default fraction of X-ray events the filter may reject.
+DEFAULT_MAX_LOST = 0.02
+
+
+# -- learning ------------------------------------------------------------------
+
+def _classifier(seed):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    return HistGradientBoostingClassifier(
+        max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40,
+        l2_regularization=1.0, monotonic_cst=[MONOTONE[k] for k in FEATURES],
+        class_weight="balanced", early_stopping=False, random_state=seed)
+
+
+def cross_fit_scores(x_same, fold_same, x_shift, fold_shift, *, n_folds=N_FOLDS, seed=0):
+    """Density-ratio scores ``r(x)`` of same-frame and shifted rows, cross-fitted.
+
+    Parameters
+    ----------
+    x_same, x_shift : ndarray, shape (n, n_features) and (m, n_features)
+        Features of the events in their own frames and of their placements
+        in other frames.
+    fold_same, fold_shift : int ndarray, shape (n,) and (m,)
+        Fold of every row, in ``[0, n_folds)``.
+    n_folds : int
+        Number of folds (default :data:`N_FOLDS`).
+    seed : int
+        Random state of the tree ensembles.
+
+    Returns
+    -------
+    r_same, r_shift : ndarray, shape (n,) and (m,)
+        ``p_same / p_shift`` odds of the model trained without the row's fold.
+        A fold without rows of both kinds in the others is scored NaN.
+    """
+    r_same = np.full(len(x_same), np.nan)
+    r_shift = np.full(len(x_shift), np.nan)
+    for k in range(int(n_folds)):
+        tr_s, tr_h = fold_same != k, fold_shift != k
+        if not (fold_same == k).any() and not (fold_shift == k).any():
+            continue
+        if tr_s.sum() < 10 or tr_h.sum() < 10:
+            continue
+        clf = _classifier(seed + k)
+        clf.fit(np.vstack([x_same[tr_s], x_shift[tr_h]]),
+                np.r_[np.ones(tr_s.sum(), int), np.zeros(tr_h.sum(), int)])
+        for rows, x, out in ((fold_same == k, x_same, r_same),
+                             (fold_shift == k, x_shift, r_shift)):
+            if rows.any():
+                p = np.clip(clf.predict_proba(x[rows])[:, 1], 1e-6, 1 - 1e-6)
+                out[rows] = p / (1 - p)
+    return r_same, r_shift
+
+
+def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5):
+    """Lower bound of the shower fraction ``pi`` of the same-frame events.
+
+    ``pi >= (A(t) - B(t)) / (1 - B(t))`` for every cut ``t`` on the scores,
+    with ``A``/``B`` the fractions of same-frame/shifted scores ``>= t``.
+    Each cut's value is lowered by one binomial standard error of ``A - B``
+    (the largest of many noisy values would otherwise overshoot), and the
+    largest over the cuts at which ``B`` is in ``[lo, hi]`` is returned
+    (above ``hi`` the denominator ``1 - B`` amplifies the noise).
+
+    Returns
+    -------
+    float
+        In [0, 1).
+    """
+    a = np.sort(np.asarray(r_same, float)[np.isfinite(r_same)])
+    b = np.sort(np.asarray(r_shift, float)[np.isfinite(r_shift)])
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    cuts = np.quantile(b, np.linspace(1 - hi, 1 - lo, 200))
+    frac_a = 1 - np.searchsorted(a, cuts, side="left") / a.size
+    frac_b = 1 - np.searchsorted(b, cuts, side="left") / b.size
+    ok = (frac_b >= lo) & (frac_b <= hi)
+    if not ok.any():
+        return 0.0
+    fa, fb = frac_a[ok], frac_b[ok]
+    err = np.sqrt(fa * (1 - fa) / a.size + fb * (1 - fb) / b.size)
+    pi = np.max((fa - fb - err) / (1 - fb))
+    return float(np.clip(pi, 0.0, 0.999))
+
+
+def _posterior(r, pi):
+    """``1 - (1 - pi) / r``, clipped to [0, 1] (NaN stays NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(1 - (1 - pi) / r, 0.0, 1.0)
+
+
+# -- the per-chunk sample ------------------------------------------------------
+
+def _features(data, events, common):
+    ctx = context_features(data, events, split_threshold=common["split_threshold"],
+                           event_threshold=common["event_threshold"],
+                           track_energy=common["mip_threshold"])
+    return np.column_stack([np.asarray(ctx[k].value if hasattr(ctx[k], "unit") else ctx[k],
+                                       np.float32) for k in FEATURES])
+
+
+def observe(cube, events, common, options=None, *, first=0, rng=None):
+    """The learning sample of one piece of frames.
+
+    Parameters
+    ----------
+    cube : `~xcrfilter.io.FrameCube`
+        Frames [eV]; ``first`` is the index of its first frame in the observation.
+    events : `~astropy.table.Table`
+        The events found in ``cube`` (``FRAME`` from 0).
+    common : dict
+        The pipeline's thresholds (``split_threshold``, ``event_threshold``,
+        ``mip_threshold``).
+
+    Returns
+    -------
+    dict
+        ``key`` (FRAME * 2**40 + RAWY * 2**20 + RAWX of the same-frame rows,
+        FRAME counting over the observation), ``x_same``, ``fold_same``,
+        ``x_shift``, ``fold_shift``, ``source`` (same-frame row of every
+        placement).
+    """
+    data = np.asarray(cube.data, np.float32)
+    n, ny, nx = data.shape
+    empty = dict(key=np.zeros(0, np.int64), x_same=np.zeros((0, len(FEATURES)), np.float32),
+                 fold_same=np.zeros(0, int), x_shift=np.zeros((0, len(FEATURES)), np.float32),
+                 fold_shift=np.zeros(0, int), source=np.zeros(0, int))
+    if len(events) == 0:
+        return empty
+    lo, hi = DEFAULT_BAND.to_value(u.eV)
+    e = energy_values(events["ENERGY"], u.eV)
+    f = np.asarray(events["FRAME"], np.intp)
+    y = np.asarray(events["RAWY"], np.intp)
+    x = np.asarray(events["RAWX"], np.intp)
+    take = np.flatnonzero((e >= lo) & (e < hi) & (y >= 2) & (y < ny - 2) & (x >= 2)
+                          & (x < nx - 2))
+    if take.size == 0:
+        return empty
+    ev = QTable(events[take], copy=True)
+    f, y, x = f[take], y[take], x[take]
+    gframe = f + int(first)
+    block = gframe // BLOCK_FRAMES
+    fold = (block % N_FOLDS).astype(int)
+    # shifts stay inside the part of the block that this piece holds
+    bstart = np.maximum(block * BLOCK_FRAMES - int(first), 0)
+    bend = np.minimum((block + 1) * BLOCK_FRAMES - int(first), n)
+    blen = bend - bstart
+    active = data >= float(common["split_threshold"].to_value(u.eV))
+    own, _ = own_pixels(active, f, y, x)
+    rows, gs = [], []
+    for k in SHIFTS:
+        ok = blen > k
+        g = bstart + (f - bstart + k) % np.maximum(blen, 1)
+        ok &= ~covered(active, g, y, x, own)
+        rows.append(np.flatnonzero(ok))
+        gs.append(g[ok])
+    rows, gs = np.concatenate(rows), np.concatenate(gs)
+    placed = QTable(ev[rows], copy=True)
+    placed["FRAME"] = gs.astype(np.int32)
+    key = (gframe.astype(np.int64) << 40) | (y.astype(np.int64) << 20) | x.astype(np.int64)
+    return dict(key=key, x_same=_features(data, ev, common), fold_same=fold,
+                x_shift=_features(data, placed, common), fold_shift=fold[rows], source=rows)
+
+
+def _merge(payloads):
+    out = {k: [] for k in ("key", "x_same", "fold_same", "x_shift", "fold_shift", "source")}
+    offset = 0
+    for p in payloads:
+        for k in out:
+            out[k].append(p[k] + offset if k == "source" else p[k])
+        offset += len(p["key"])
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
+
+
+def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
+    """Learn from the samples of every chunk, score and flag ``events`` in place.
+
+    Parameters
+    ----------
+    events : `~astropy.table.QTable`
+        The whole observation's events (``FRAME`` over the observation).
+    payloads : list of dict
+        :func:`observe` of every piece of frames.
+    max_lost : float, optional
+        Fraction of X-ray events to reject (default :data:`DEFAULT_MAX_LOST`).
+    required : bool
+        True when the user asked for ``max_lost``: too small a sample is an
+        error.  Otherwise it is a warning, and nothing is flagged.
+    seed : int
+        Random state of the tree ensembles.
+
+    Returns
+    -------
+    dict or None
+        The calibration report (``value``, ``achieved``, ``lo``, ``hi``,
+        ``n``, ``placements``, ``target``, ``method``, ``prior``...), or
+        None when nothing could be learnt.
+
+    Raises
+    ------
+    ValueError
+        ``required`` and too few events to learn from or to estimate the loss.
+    """
+    from ..calibrate import MIN_REJECTED
+    max_lost = DEFAULT_MAX_LOST if max_lost is None else float(max_lost)
+    s = _merge(payloads)
+    n_same, n_shift = len(s["key"]), len(s["fold_shift"])
+    events["PROB_OBSCTX"] = np.full(len(events), np.nan, np.float32)
+    events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
+    set_status_bit(events, OBSCTX_BIT, np.zeros(len(events), bool))
+    short = n_same < MIN_EVENTS or n_shift * max_lost < 2 * MIN_REJECTED
+    if short:
+        msg = (f"obsctx: {n_same} events in band and {n_shift} placements in other frames; "
+               f"learning needs at least {MIN_EVENTS} events and a loss of "
+               f"{100 * max_lost:.3g}% at least {int(np.ceil(2 * MIN_REJECTED / max_lost))} "
+               "placements: give more frames")
+        if required:
+            raise ValueError(msg)
+        warnings.warn(msg + "; no event flagged", UserWarning, stacklevel=2)
+        add_history(events.meta, msg + "; no event flagged")
+        return None
+    r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
+                                       s["fold_shift"], seed=seed)
+    pi = class_prior(r_same, r_shift)
+    # each fold's model is judged by its own held-out placements: the X-ray
+    # loss at which an event is rejected is the fraction of them scoring at
+    # least as high (one scale for every fold, read off the observation)
+    loss_same = np.full(n_same, np.nan)
+    loss_shift = np.full(n_shift, np.nan)
+    for k in np.unique(s["fold_shift"]):
+        ref = np.sort(r_shift[(s["fold_shift"] == k) & np.isfinite(r_shift)])
+        if ref.size == 0:
+            continue
+        for rows, r, out in ((s["fold_same"] == k, r_same, loss_same),
+                             (s["fold_shift"] == k, r_shift, loss_shift)):
+            ok = rows & np.isfinite(r)
+            out[ok] = 1 - np.searchsorted(ref, r[ok], side="left") / ref.size
+    good = np.isfinite(loss_shift)
+    rep = threshold_for(loss_shift[good], -1, max_lost, limit=1.0)
+    keys = ((np.asarray(events["FRAME"], np.int64) << 40)
+            | (np.asarray(events["RAWY"], np.int64) << 20) | np.asarray(events["RAWX"], np.int64))
+    order = np.argsort(keys)
+    pos = order[np.searchsorted(keys[order], s["key"])]
+    prob = np.full(len(events), np.nan, np.float32)
+    prob[pos] = _posterior(r_same, pi)
+    events["PROB_OBSCTX"] = prob
+    events["PROB_OBSCTX"].description = "observation-trained shower probability of the context"
+    loss = np.full(len(events), np.nan, np.float32)
+    loss[pos] = loss_same
+    events["OBSCTX_LOSS"] = loss
+    events["OBSCTX_LOSS"].description = ("fraction of X-ray-like (frame-shifted) events scoring "
+                                         "at least as shower-like")
+    ok = np.isfinite(loss)
+    rej = np.zeros(len(events), bool)
+    rej[ok] = loss[ok] <= rep["value"]
+    set_status_bit(events, OBSCTX_BIT, rej)
+    own_rate = float(rej[pos].mean()) if pos.size else 0.0
+    rep.update(method="shift", n=int(np.unique(s["source"][good]).size),
+               placements=int(good.sum()), shifts=",".join(str(k) for k in SHIFTS),
+               rejected=int(rej.sum()), own=own_rate, excess=own_rate - rep["achieved"],
+               prior=pi, n_same=n_same)
+    meta = events.meta
+    set_card(meta, "OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold")
+    set_card(meta, "OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})")
+    set_card(meta, "OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx")
+    set_card(meta, "OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)")
+    set_card(meta, "OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")
+    add_history(meta, f"obsctx: learnt from {n_same} events in their own frames and "
+                      f"{n_shift} placements in other frames ({N_FOLDS} folds of "
+                      f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
+                      f"{rep['value']:.4f}: {int(rej.sum())} events rejected")
+    return rep
+
+
+# -- the filter and its pipeline plug-in --------------------------------------
+
+def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_threshold=260 * u.eV,
+                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
+                  detector=None, seed=0):
+    """Learn the context of cosmic-ray showers from the frames and flag events by it.
+
+    Parameters
+    ----------
+    frames : CCDData, Quantity, FITS path(s) or FrameCube
+        The observation, (n_frames, ny, nx); at least a few hundred frames
+        (:data:`MIN_EVENTS` events in 0.3-10 keV).
+    events : `~astropy.table.Table`, optional
+        Events found in ``frames``; default found here.
+    max_lost : float
+        Fraction of X-ray events the filter may reject, estimated by frame
+        shift.  Default 0.02.
+    event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
+        Event finding and context thresholds (260 eV, 80 eV, 10 keV).
+    gain, detector : optional
+        Passed to `xcrfilter.io.as_energy_cube`.
+    seed : int
+        Random state of the tree ensembles.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        A new table: the input columns, ``PROB_OBSCTX`` (float32, NaN where
+        not scored: outside 0.3-10 keV or within 2 pixels of the frame edge)
+        and STATUS bit 9; header cards ``OBCTHR``, ``OBCNREJ``, ``OBCNSCO``,
+        ``OBCPRIOR``, ``OBCFOLD``, the frame-shift loss estimate
+        (``OBCCALF``, ``OBCCALLO``, ``OBCCALHI``, ``OBCCALN``) and HISTORY.
+
+    Raises
+    ------
+    ValueError
+        Too few events to learn from, bad frames or thresholds.
+    """
+    from ..calibrate import write_calibration_cards
+    from ._probability import cube_and_events
+    cube, events = cube_and_events(
+        frames, events, "obsctx_filter", "the context is learnt from the whole observation",
+        event_threshold=event_threshold, split_threshold=split_threshold,
+        mip_threshold=mip_threshold, gain=gain, detector=detector)
+    common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
+                  mip_threshold=mip_threshold)
+    out = QTable(events, copy=True)
+    payload = observe(cube, out, common)
+    rep = conclude(out, [payload], max_lost=max_lost, required=True, seed=seed)
+    import sys
+    write_calibration_cards(out.meta, {"obsctx": sys.modules[__name__]}, {"obsctx": rep})
+    return out
+
+
+def add_cli_options(group):
+    """The filter takes its loss from ``--max-lost-xray`` (default 2 %)."""
+    return group
+
+
+def options_from_args(args):
+    return {}
+
+
+def pipeline_step(cube, events, *, max_lost=None):
+    """Pipeline step ``obsctx``: the column, unscored until the run ends (:func:`conclude`)."""
+    out = QTable(events, copy=True)
+    out["PROB_OBSCTX"] = np.full(len(out), np.nan, np.float32)
+    out["OBSCTX_LOSS"] = np.full(len(out), np.nan, np.float32)
+    set_status_bit(out, OBSCTX_BIT, np.zeros(len(out), bool))
+    return out
