@@ -757,6 +757,8 @@ def _check_output_path(path, overwrite, name="path"):
         raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
                         f"got {type(path).__name__}.")
     path = os.fspath(path)
+    from .outputs import check_regular_target
+    check_regular_target(path, name)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{name} {path!r} already exists; pass overwrite=True to "
                               f"replace it.")
