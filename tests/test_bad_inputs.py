@@ -378,3 +378,39 @@ def test_non_ascii_output_name_on_an_ascii_terminal(files, tmp_path):
                            "-q", "-o", str(out)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "\\xe4hm_events.fits" in proc.stdout and out.exists()
+
+
+# --- the API: the same bad arguments, one clear exception naming the argument
+
+def _api_frames():
+    import astropy.units as u
+    cube = np.zeros((2, 32, 32), np.float32)
+    cube[0, 8, 8] = 1500.0
+    return cube * u.eV
+
+
+@pytest.mark.parametrize("kwargs, error, expected", [
+    (dict(methods=None), TypeError, "methods must be"),
+    (dict(methods=3), TypeError, "methods must be"),
+    (dict(options=["sac"]), TypeError, "options must be a dict"),
+    (dict(methods="sac", options={"sac": 10}), TypeError, r"options\['sac'\] must be a dict"),
+    (dict(options={"sac": {"radius": 10}}), ValueError, "'sac' given but"),
+    (dict(options={"magic": {}}), ValueError, "unknown method"),
+    (dict(chunk_frames="a"), TypeError, "chunk_frames must be a positive integer"),
+    (dict(chunk_frames=2.5), TypeError, "chunk_frames must be a positive integer"),
+    (dict(mip_threshold=None), TypeError, "mip_threshold"),
+    (dict(event_threshold=None), TypeError, "event_threshold"),
+], ids=["methods-none", "methods-int", "options-list", "options-value-int",
+        "options-method-not-run", "options-unknown-method", "chunk-text", "chunk-float",
+        "mip-none", "event-none"])
+def test_run_pipeline_bad_arguments(kwargs, error, expected):
+    from xcrfilter import run_pipeline
+    with pytest.raises(error, match=expected):
+        run_pipeline(_api_frames(), **kwargs)
+
+
+@pytest.mark.parametrize("name", ["mip_threshold", "split_threshold"])
+def test_vfaint_filter_none_threshold_is_named(name):
+    from xcrfilter import vfaint_filter
+    with pytest.raises(TypeError, match=name):
+        vfaint_filter(_api_frames(), **{name: None})
