@@ -414,3 +414,27 @@ def test_vfaint_filter_none_threshold_is_named(name):
     from xcrfilter import vfaint_filter
     with pytest.raises(TypeError, match=name):
         vfaint_filter(_api_frames(), **{name: None})
+
+
+def test_read_events_bad_files_name_the_file(tmp_path):
+    import astropy.units as u
+
+    from xcrfilter import run_pipeline
+    from xcrfilter.io import read_events, write_events
+    events = run_pipeline(_api_frames(), "vfaint")
+    good = tmp_path / "ev.fits"
+    write_events(events, good)
+    raw = good.read_bytes()
+    (tmp_path / "text.fits").write_text("not a FITS file\n")
+    (tmp_path / "cut_header.fits").write_bytes(raw[:5000])
+    (tmp_path / "cut_data.fits").write_bytes(raw[:2880 * 4])
+    (tmp_path / "adir.fits").mkdir()
+    cases = [("text.fits", OSError, "not a readable FITS file"),
+             ("cut_header.fits", OSError, "truncated or corrupt"),
+             ("cut_data.fits", OSError, "truncated"),
+             ("adir.fits", ValueError, "is a directory")]
+    for name, error, match in cases:
+        with pytest.raises(error, match=match) as info:
+            read_events(tmp_path / name)
+        assert name in str(info.value)
+    assert read_events(good)["ENERGY"].unit == u.eV
