@@ -153,6 +153,13 @@ CASES = [
     ("filter-output-under-file", ["filter", "{good}", "-o", "{good}/ev.fits"], "ev.fits"),
     ("filter-mask-is-dir", ["filter", "{good}", "-o", "{out}", "--mask-output", "{adir}"],
      "adir.fits"),
+    ("filter-output-dir-is-file", ["filter", "{good}", "--output-dir", "{text}"],
+     "--output-dir"),
+    ("filter-output-dir-second-input-truncated", ["filter", "{good}", "{truncated}",
+                                                  "--output-dir", "{outdir}"],
+     "truncated.fits"),
+    ("filter-output-dir-second-input-not-fits", ["filter", "{good}", "{text}",
+                                                 "--output-dir", "{outdir}"], "text.fits"),
     # --- filter: parameters
     ("filter-unknown-method", ["filter", "{good}", "-o", "{out}", "-m", "vfaint,magic"],
      "magic"),
@@ -169,6 +176,10 @@ CASES = [
     ("filter-gain-zero", ["filter", "{good}", "-o", "{out}", "--gain", "0"], "gain"),
     ("filter-max-lost-xray-150", ["filter", "{good}", "-o", "{out}", "-m", "sac",
                                   "--max-lost-xray", "150%"], "150%"),
+    ("filter-max-lost-xray-negative", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                                       "--max-lost-xray", "-1%"], "must be in (0, 1)"),
+    ("filter-max-lost-xray-vfaint-only", ["filter", "{good}", "-o", "{out}", "-m", "vfaint",
+                                          "--max-lost-xray", "2%"], "--max-lost-xray"),
     ("filter-sac-radius-nan", ["filter", "{good}", "-o", "{out}", "-m", "sac",
                                "--sac-radius", "nan"], "radius"),
     ("filter-sac-track-size-zero", ["filter", "{good}", "-o", "{out}", "-m", "sac",
@@ -438,3 +449,12 @@ def test_read_events_bad_files_name_the_file(tmp_path):
             read_events(tmp_path / name)
         assert name in str(info.value)
     assert read_events(good)["ENERGY"].unit == u.eV
+
+
+def test_phas_options_on_image_frames_warn(files, tmp_path):
+    from astropy.utils.exceptions import AstropyUserWarning
+    out = str(tmp_path / "ev.fits")
+    with pytest.warns(AstropyUserWarning, match="--phas-order and --phas-unit apply to event "
+                      "lists and pixel tables; ignored for the image frames"):
+        assert main(["filter", files["good"], "-q", "-o", out, "--phas-order", "centre-first",
+                     "--phas-unit", "keV"]) == 0

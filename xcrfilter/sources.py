@@ -75,9 +75,9 @@ def add_input_options(parser):
     g.add_argument("--edge-status", action="store_true",
                    help="set STATUS bit 8 (EDGE) on events whose 5x5 island is cut by the "
                    "frame edge")
-    g.add_argument("--phas-order", choices=("row-major", "centre-first"), default="row-major",
+    g.add_argument("--phas-order", choices=("row-major", "centre-first"), default=None,
                    help="event lists: order of the 25 PHAS values (centre-first: centre, "
-                   "3x3 ring, outer 16, each row-major)")
+                   "3x3 ring, outer 16, each row-major; default row-major)")
     g.add_argument("--phas-unit", type=_energy_unit, default=None, metavar="UNIT",
                    help="event lists and pixel tables: unit (eV or keV) of energy columns "
                    "without TUNIT")
@@ -138,7 +138,8 @@ def filter_table_input(kind, args, names, method_options):
         if other:
             raise ValueError(f"{path} is an event list: only the vfaint filter runs on "
                              f"event lists ({', '.join(other)} need the frames).")
-        events = read_event_list(path, phas_order=args.phas_order, phas_unit=args.phas_unit)
+        events = read_event_list(path, phas_order=args.phas_order or "row-major",
+                                 phas_unit=args.phas_unit)
         return filter_event_list(events, event_threshold=args.event_threshold,
                                  split_threshold=args.split_threshold,
                                  mip_threshold=args.mip_threshold,
