@@ -181,6 +181,11 @@ def _check_finite(table, where):
                              f"{int(np.flatnonzero(bad)[0])}; energies must be finite.")
 
 
+def _free_name(table, name):
+    """``name``, or ``name_X`` when the table already has a column ``name``."""
+    return name if name not in table.colnames else f"{name}_X"
+
+
 def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
                       mip_threshold=10 * u.keV, strict=False, frame_time=None, header=None):
     """Very-faint-mode filter in event-list mode, with GRADE, PATTERN and PI.
@@ -202,12 +207,17 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
     Returns
     -------
     `~astropy.table.QTable`
-        A new table: every input column unchanged, STATUS bits 0-2 set
-        (``STATUS`` added when absent), and computed ``GRADE`` (ASCA),
-        ``PATTERN`` (EPIC-pn, 3x3 shape only) and ``PI`` (5 eV channels from
-        ``ENERGY``; from the active 3x3 sum when there is no ``ENERGY``).  A
-        computed column whose name the input already uses is written as
-        ``<NAME>_X`` (e.g. ``PATTERN_X``) so the input's stays as it was.
+        A new table: every input column unchanged except ``ENERGY``, STATUS
+        bits 0-2 set (``STATUS`` added when absent), and computed ``GRADE``
+        (ASCA), ``PATTERN`` (EPIC-pn, 3x3 shape only) and ``PI`` (5 eV
+        channels).  ``ENERGY`` is the event energy of the VF convention, the
+        sum of the active pixels (at or above the split threshold) of the
+        3x3 island, as for image frames and pixel tables: it decides bit 2
+        (MIP) and gives ``PI``, so that the same events get the same verdict
+        whatever the input format.  The file's own ``ENERGY`` (e.g. a 5x5
+        sum) is kept unchanged as ``ENERGY_IN``, next to it.  A computed
+        column whose name the input already uses is written as ``<NAME>_X``
+        (e.g. ``PATTERN_X``) so the input's stays as it was.
         ``TIME`` and the OGIP time keywords are added when the list has
         ``FRAME`` but no ``TIME`` and a frame time is known.
     """
@@ -215,13 +225,23 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
     from .ogip import add_time, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
-    out = vfaint_filter(None, events, event_threshold=event_threshold,
+    # bit 2 (and PI) use the active 3x3 sum, as for frames and pixel tables: the
+    # file's own ENERGY (a 5x5 sum for some teams) is kept as ENERGY_IN
+    given = events.copy(copy_data=False)
+    if "ENERGY" in given.colnames:
+        given.remove_column("ENERGY")
+    out = vfaint_filter(None, given, event_threshold=event_threshold,
                         split_threshold=split_threshold, mip_threshold=mip_threshold,
                         strict=strict)
     phas = out["PHAS"].to_value(u.eV).reshape(len(out), 25)
     e3, code, grade, _ = island_properties(phas, spl, strict=strict)
-    energy = out["ENERGY"] if "ENERGY" in out.colnames and isinstance(
-        out["ENERGY"], u.Quantity) else e3 * u.eV
+    energy = (e3 * u.eV).astype(np.float32)
+    if "ENERGY" in events.colnames:
+        at = events.colnames.index("ENERGY")
+        out.add_column(energy, name="ENERGY", index=at)
+        out.add_column(events["ENERGY"], name=_free_name(events, "ENERGY_IN"), index=at + 1)
+    else:
+        out["ENERGY"] = energy
     computed = {"GRADE": grade.astype(np.int16), "PATTERN": EPIC_PATTERN_LUT[code],
                 "PI": pi_channels(energy)}
     for name, values in computed.items():
