@@ -184,6 +184,9 @@ def _header_gain(header, primary, detector, where):
 def _energy_factor(unit, *, gain, detector, header_gain, where):
     """Multiplicative factor taking values in ``unit`` to eV."""
     kind = _unit_kind(unit)
+    if gain is not None and kind in ("energy", "electron"):
+        warnings.warn(f"{where} is in {unit}: the gain given is ignored (it converts adu "
+                      "frames).", AstropyUserWarning, stacklevel=3)
     if kind == "energy":
         return float((1 * unit).to_value(u.eV))
     if kind == "electron":
