@@ -209,7 +209,7 @@ def test_lacosmic_command_bare_gain_is_electrons_per_adu(tmp_path):
         {"BUNIT": "adu"})).writeto(src)
     out = tmp_path / "mask.fits"
     assert main(["lacosmic", str(src), "-o", str(out), "--gain", "1.9",
-                 "--readnoise", "5"]) == 0
+                 "--lacosmic-readnoise", "5"]) == 0
     with fits.open(out) as hdul:
         assert hdul[0].header["LACGAIN"] == pytest.approx(1.9)
         mask = np.asarray(hdul["MASK"].data, bool)

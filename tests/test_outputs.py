@@ -73,7 +73,7 @@ def test_compare_refuses_report_over_its_input(tmp_path, capsys):
     report.mkdir()
     obs = _frames_file(report / "events.fits")  # the observation has a report file's name
     before = _digest(obs)
-    assert main(["compare", str(obs), "-o", str(report), "--methods", "vfaint"]) == 1
+    assert main(["compare", str(obs), "-o", str(report), "--method", "vfaint"]) == 1
     assert "is also an input file" in capsys.readouterr().err
     assert _digest(obs) == before
 
@@ -277,3 +277,19 @@ def test_api_refuses_cam_output_over_its_input(frames, tmp_path, monkeypatch, sp
         run_pipeline(str(frames), "cam",
                      options={"cam": {"cam_output": out[spelling], "overwrite": True}})
     assert _digest(frames) == before
+
+
+def test_compare_overwrite(tmp_path, capsys):
+    """compare used to replace an earlier report silently; it now needs --overwrite."""
+    from xcrfilter.simulate import write_simulation
+    obs = tmp_path / "obs.fits"
+    write_simulation(obs, 2, shape=(32, 32), seed=3)
+    report = tmp_path / "report"
+    argv = ["compare", str(obs), "-o", str(report), "-m", "vfaint", "--pixel-frames", "0"]
+    assert main(argv) == 0
+    before = _digest(report / "table.ecsv")
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "use --overwrite" in capsys.readouterr().err
+    assert _digest(report / "table.ecsv") == before
+    assert main(argv + ["--overwrite"]) == 0

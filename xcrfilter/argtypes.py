@@ -73,6 +73,7 @@ class HelpFormatter(argparse.HelpFormatter):
         show = (action.option_strings and not action.required
                 and default is not None and default is not argparse.SUPPRESS
                 and not isinstance(default, bool)
+                and _format_default(default) != ""
                 and "default" not in text.lower())
         if show:
             text += " (default: " + _format_default(default).replace("%", "%%") + ")"

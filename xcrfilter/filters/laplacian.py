@@ -691,8 +691,6 @@ def add_arguments(parser):
                         help="gain of adu frames, e.g. 1.9electron/adu or 3.65eV/adu; bare "
                         "numbers are electron/adu, as in L.A.Cosmic and astroscrappy; "
                         "ignored (with a warning) for frames in energy or electron units")
-    parser.add_argument("--readnoise", type=float, default=None, help="read noise [electron]")
-    parser.add_argument("--satlevel", type=float, default=None, help="saturation [electron]")
     parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file")
     group = parser.add_argument_group("astroscrappy options")
@@ -711,9 +709,8 @@ def run(args):
     else:
         frames = args.input
     opts = options_from_args(args)
-    for name in ("gain", "readnoise", "satlevel"):
-        if getattr(args, name) is not None:
-            opts[name] = getattr(args, name)
+    if args.gain is not None:
+        opts["gain"] = args.gain
     ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
     write_mask(args.output, ccd, overwrite=args.overwrite)
     print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
