@@ -458,3 +458,16 @@ def test_phas_options_on_image_frames_warn(files, tmp_path):
                       "lists and pixel tables; ignored for the image frames"):
         assert main(["filter", files["good"], "-q", "-o", out, "--phas-order", "centre-first",
                      "--phas-unit", "keV"]) == 0
+
+
+def test_messages_read_as_english(files, tmp_path, capsys):
+    """'frames frames are 3 x 3 pixels' and 'sac need the frames' were garbled."""
+    assert main(["filter", files["tiny"], "-o", str(tmp_path / "a.fits")]) == 1
+    err = capsys.readouterr().err
+    assert "frames frames" not in err and "the frames are 3 x 3 pixels" in err
+    assert main(["filter", files["evstr"], "-m", "vfaint,sac", "-o",
+                 str(tmp_path / "b.fits")]) == 1
+    assert "(sac needs the frames)" in capsys.readouterr().err
+    assert main(["filter", files["evstr"], files["evnophas"], "-o",
+                 str(tmp_path / "c.fits")]) == 1
+    assert "use --output-dir" in capsys.readouterr().err

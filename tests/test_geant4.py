@@ -203,3 +203,9 @@ def test_frame_outputs_refused_for_a_pixel_table_before_any_work(
     assert main(argv + [a.format(cam=tmp_path / "cam.fits") for a in extra]) == 1
     assert expected in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pix.fits"]
+
+
+def test_unit_warning_names_the_option(tmp_path):
+    path = _pixel_table(tmp_path / "pix.fits")
+    with pytest.warns(Warning, match="ENERGY has no TUNIT: read in keV.*give --phas-unit"):
+        filter_pixel_table(path, "vfaint")

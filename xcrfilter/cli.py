@@ -91,7 +91,8 @@ def _add_filter_parser(sub):
     p.add_argument("--mask-output", metavar="MASK.fits", default=None,
                    help="also write a compact mask file marking the 3x3 pixels of "
                    "rejected events (tile-compressed uint8 MASK extensions, one per chunk "
-                   "of frames; no copy of the frames)")
+                   "of frames; no copy of the frames); image frames only, refused for event "
+                   "lists and pixel tables")
     p.add_argument("--overwrite", action="store_true", help="overwrite output files")
     p.add_argument("--chunk-frames", type=int, default=200, metavar="N",
                    help="frames processed at a time (bounds memory)")

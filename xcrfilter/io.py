@@ -219,7 +219,7 @@ def _check_shape(shape, name):
         raise ValueError(f"{name} is empty: the cube has 0 frames (shape {tuple(shape)}).")
     if shape[-1] < MIN_FRAME_SIZE or shape[-2] < MIN_FRAME_SIZE:
         raise ValueError(
-            f"{name} frames are {shape[-2]} x {shape[-1]} pixels; frames must be at least "
+            f"{name}: the frames are {shape[-2]} x {shape[-1]} pixels; they must be at least "
             f"{MIN_FRAME_SIZE} x {MIN_FRAME_SIZE} pixels (the 5 x 5 event window).")
 
 
