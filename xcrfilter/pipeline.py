@@ -313,15 +313,15 @@ def _check_options(options, names):
     if unknown:
         raise ValueError(f"options: unknown method(s) {unknown}; choose from "
                          f"{', '.join(METHODS)}.")
-    unused = [name for name in options if name not in names]
-    if unused:
-        raise ValueError(f"options: {', '.join(repr(n) for n in unused)} given but the "
-                         f"method(s) {', '.join(unused)} do not run (methods: "
-                         f"{', '.join(names)}); add them to methods or drop their options.")
     for name, opts in options.items():
         if opts is not None and not isinstance(opts, Mapping):
             raise TypeError(f"options[{name!r}] must be a dict of keyword arguments of the "
                             f"{name} filter, got {opts!r}.")
+    unused = [name for name in options if name not in names]
+    if unused:
+        given = "; ".join(f"options[{n!r}] = {sorted(options[n] or {})}" for n in unused)
+        raise ValueError(f"options for method(s) that do not run: {given} (methods: "
+                         f"{', '.join(names)}); add them to methods or drop their options.")
     return {name: dict(opts or {}) for name, opts in options.items()}
 
 
