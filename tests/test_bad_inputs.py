@@ -153,6 +153,13 @@ CASES = [
     ("filter-output-under-file", ["filter", "{good}", "-o", "{good}/ev.fits"], "ev.fits"),
     ("filter-mask-is-dir", ["filter", "{good}", "-o", "{out}", "--mask-output", "{adir}"],
      "adir.fits"),
+    ("filter-output-dir-is-file", ["filter", "{good}", "--output-dir", "{text}"],
+     "--output-dir"),
+    ("filter-output-dir-second-input-truncated", ["filter", "{good}", "{truncated}",
+                                                  "--output-dir", "{outdir}"],
+     "truncated.fits"),
+    ("filter-output-dir-second-input-not-fits", ["filter", "{good}", "{text}",
+                                                 "--output-dir", "{outdir}"], "text.fits"),
     # --- filter: parameters
     ("filter-unknown-method", ["filter", "{good}", "-o", "{out}", "-m", "vfaint,magic"],
      "magic"),
@@ -169,6 +176,10 @@ CASES = [
     ("filter-gain-zero", ["filter", "{good}", "-o", "{out}", "--gain", "0"], "gain"),
     ("filter-max-lost-xray-150", ["filter", "{good}", "-o", "{out}", "-m", "sac",
                                   "--max-lost-xray", "150%"], "150%"),
+    ("filter-max-lost-xray-negative", ["filter", "{good}", "-o", "{out}", "-m", "sac",
+                                       "--max-lost-xray", "-1%"], "must be in (0, 1)"),
+    ("filter-max-lost-xray-vfaint-only", ["filter", "{good}", "-o", "{out}", "-m", "vfaint",
+                                          "--max-lost-xray", "2%"], "--max-lost-xray"),
     ("filter-sac-radius-nan", ["filter", "{good}", "-o", "{out}", "-m", "sac",
                                "--sac-radius", "nan"], "radius"),
     ("filter-sac-track-size-zero", ["filter", "{good}", "-o", "{out}", "-m", "sac",
@@ -211,10 +222,10 @@ CASES = [
     ("lacosmic-adu-no-gain", ["lacosmic", "{adunogain}", "-o", "{out}"], "gain"),
     ("lacosmic-text-aduoffs-card", ["lacosmic", "{textoffs}", "-o", "{out}"], "ADUOFFS"),
     ("lacosmic-1e39-ev-pixel", ["lacosmic", "{huge}", "-o", "{out}"], "out of range"),
-    ("lacosmic-readnoise-negative", ["lacosmic", "{good}", "-o", "{out}", "--readnoise",
-                                     "-1"], "readnoise"),
-    ("lacosmic-satlevel-zero", ["lacosmic", "{good}", "-o", "{out}", "--satlevel", "0"],
-     "satlevel"),
+    ("lacosmic-readnoise-negative", ["lacosmic", "{good}", "-o", "{out}",
+                                     "--lacosmic-readnoise", "-1"], "readnoise"),
+    ("lacosmic-satlevel-zero", ["lacosmic", "{good}", "-o", "{out}", "--lacosmic-satlevel",
+                                "0"], "satlevel"),
     ("lacosmic-psfsize-even", ["lacosmic", "{good}", "-o", "{out}", "--lacosmic-fsmode",
                                "convolve", "--lacosmic-psfsize", "4"], "psfsize"),
     ("lacosmic-output-read-only-dir", ["lacosmic", "{good}", "-o", "{ro}/lac.fits"],
@@ -223,26 +234,26 @@ CASES = [
     ("lacosmic-no-input", ["lacosmic", "-o", "{out}"], "input"),
     # --- compare
     ("compare-truth-missing", ["compare", "{good}", "--truth", "{missing}", "-o", "{outdir}",
-                               "--methods", "vfaint"], "missing.fits"),
+                               "--method", "vfaint"], "missing.fits"),
     ("compare-truncated", ["compare", "{truncated}", "--truth", "{sim}", "-o", "{outdir}",
-                           "--methods", "vfaint"], "truncated.fits"),
-    ("compare-no-truth-non-ascii", ["compare", "{unicode}", "-o", "{outdir}", "--methods",
+                           "--method", "vfaint"], "truncated.fits"),
+    ("compare-no-truth-non-ascii", ["compare", "{unicode}", "-o", "{outdir}", "--method",
                                     "vfaint"], "ähm_ö.fits: no truth labels"),
-    ("compare-truth-shape", ["compare", "{simshape}", "-o", "{outdir}", "--methods",
+    ("compare-truth-shape", ["compare", "{simshape}", "-o", "{outdir}", "--method",
                              "vfaint"], "truth labels (2, 32, 32)"),
     ("compare-bunit-parsec", ["compare", "{parsecs}", "--truth", "{sim}", "-o", "{outdir}",
-                              "--methods", "vfaint"], "BUNIT"),
-    ("compare-max-frames-zero", ["compare", "{sim}", "-o", "{outdir}", "--methods", "vfaint",
+                              "--method", "vfaint"], "BUNIT"),
+    ("compare-max-frames-zero", ["compare", "{sim}", "-o", "{outdir}", "--method", "vfaint",
                                  "--max-frames", "0"], "max-frames"),
-    ("compare-chunk-zero", ["compare", "{sim}", "-o", "{outdir}", "--methods", "vfaint",
+    ("compare-chunk-zero", ["compare", "{sim}", "-o", "{outdir}", "--method", "vfaint",
                             "--chunk-frames", "0"], "chunk"),
-    ("compare-pixel-frames-negative", ["compare", "{sim}", "-o", "{outdir}", "--methods",
+    ("compare-pixel-frames-negative", ["compare", "{sim}", "-o", "{outdir}", "--method",
                                        "vfaint", "--pixel-frames", "-2"], "pixel-frames"),
-    ("compare-unknown-method", ["compare", "{sim}", "-o", "{outdir}", "--methods", "magic"],
+    ("compare-unknown-method", ["compare", "{sim}", "-o", "{outdir}", "--method", "magic"],
      "magic"),
-    ("compare-output-is-file", ["compare", "{sim}", "-o", "{good}", "--methods", "vfaint"],
+    ("compare-output-is-file", ["compare", "{sim}", "-o", "{good}", "--method", "vfaint"],
      "good.fits"),
-    ("compare-output-read-only-dir", ["compare", "{sim}", "-o", "{ro}/report", "--methods",
+    ("compare-output-read-only-dir", ["compare", "{sim}", "-o", "{ro}/report", "--method",
                                       "vfaint"], "report"),
     # --- simulate
     ("simulate-zero-frames", ["simulate", "--frames", "0", "-o", "{out}"], "frames"),
@@ -257,7 +268,7 @@ CASES = [
     ("simulate-set-not-a-number", ["simulate", "--frames", "1", "--shape", "32", "32",
                                    "--set", "cr_rate=lots", "-o", "{out}"], "cr_rate"),
     ("simulate-chunk-zero", ["simulate", "--frames", "1", "--shape", "32", "32",
-                             "--chunk-size", "0", "-o", "{out}"], "chunk"),
+                             "--chunk-frames", "0", "-o", "{out}"], "chunk"),
     ("simulate-xray-energy-parsec", ["simulate", "--frames", "1", "--xray-energy", "5pc",
                                      "-o", "{out}"], "5pc"),
     ("simulate-output-exists", ["simulate", "--frames", "1", "--shape", "32", "32",
@@ -348,7 +359,7 @@ def test_bad_input_fails_cleanly(files, tmp_path, capsys, argv, expected):
     (["filter", "{good}", "-q", "-o", "{ro}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
     (["filter", "{good}", "-q", "-o", "{nodir}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
     (["lacosmic", "{good}", "-o", "{ro}/lac.fits"], "xcrfilter.filters.laplacian.lacosmic_mask"),
-    (["compare", "{sim}", "-o", "{good}", "--methods", "vfaint"],
+    (["compare", "{sim}", "-o", "{good}", "--method", "vfaint"],
      "xcrfilter.compare_cli.compare_chunks"),
     (["demo", "--frames", "2", "-q", "-o", "{ro}/demo"], "xcrfilter.simulate.write_simulation"),
 ], ids=["filter-read-only", "filter-no-dir", "lacosmic-read-only", "compare-dir-is-file",
@@ -378,3 +389,86 @@ def test_non_ascii_output_name_on_an_ascii_terminal(files, tmp_path):
                            "-q", "-o", str(out)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "\\xe4hm_events.fits" in proc.stdout and out.exists()
+
+
+# --- the API: the same bad arguments, one clear exception naming the argument
+
+def _api_frames():
+    import astropy.units as u
+    cube = np.zeros((2, 32, 32), np.float32)
+    cube[0, 8, 8] = 1500.0
+    return cube * u.eV
+
+
+@pytest.mark.parametrize("kwargs, error, expected", [
+    (dict(methods=None), TypeError, "methods must be"),
+    (dict(methods=3), TypeError, "methods must be"),
+    (dict(options=["sac"]), TypeError, "options must be a dict"),
+    (dict(methods="sac", options={"sac": 10}), TypeError, r"options\['sac'\] must be a dict"),
+    (dict(options={"sac": {"radius": 10}}), ValueError,
+     r"method\(s\) that do not run: options\['sac'\] = \['radius'\]"),
+    (dict(options={"magic": {}}), ValueError, "unknown method"),
+    (dict(chunk_frames="a"), TypeError, "chunk_frames must be a positive integer"),
+    (dict(chunk_frames=2.5), TypeError, "chunk_frames must be a positive integer"),
+    (dict(mip_threshold=None), TypeError, "mip_threshold"),
+    (dict(event_threshold=None), TypeError, "event_threshold"),
+], ids=["methods-none", "methods-int", "options-list", "options-value-int",
+        "options-method-not-run", "options-unknown-method", "chunk-text", "chunk-float",
+        "mip-none", "event-none"])
+def test_run_pipeline_bad_arguments(kwargs, error, expected):
+    from xcrfilter import run_pipeline
+    with pytest.raises(error, match=expected):
+        run_pipeline(_api_frames(), **kwargs)
+
+
+@pytest.mark.parametrize("name", ["mip_threshold", "split_threshold"])
+def test_vfaint_filter_none_threshold_is_named(name):
+    from xcrfilter import vfaint_filter
+    with pytest.raises(TypeError, match=name):
+        vfaint_filter(_api_frames(), **{name: None})
+
+
+def test_read_events_bad_files_name_the_file(tmp_path):
+    import astropy.units as u
+
+    from xcrfilter import run_pipeline
+    from xcrfilter.io import read_events, write_events
+    events = run_pipeline(_api_frames(), "vfaint")
+    good = tmp_path / "ev.fits"
+    write_events(events, good)
+    raw = good.read_bytes()
+    (tmp_path / "text.fits").write_text("not a FITS file\n")
+    (tmp_path / "cut_header.fits").write_bytes(raw[:5000])
+    (tmp_path / "cut_data.fits").write_bytes(raw[:2880 * 4])
+    (tmp_path / "adir.fits").mkdir()
+    cases = [("text.fits", OSError, "not a readable FITS file"),
+             ("cut_header.fits", OSError, "truncated or corrupt"),
+             ("cut_data.fits", OSError, "truncated"),
+             ("adir.fits", ValueError, "is a directory")]
+    for name, error, match in cases:
+        with pytest.raises(error, match=match) as info:
+            read_events(tmp_path / name)
+        assert name in str(info.value)
+    assert read_events(good)["ENERGY"].unit == u.eV
+
+
+def test_phas_options_on_image_frames_warn(files, tmp_path):
+    from astropy.utils.exceptions import AstropyUserWarning
+    out = str(tmp_path / "ev.fits")
+    with pytest.warns(AstropyUserWarning, match="--phas-order and --phas-unit apply to event "
+                      "lists and pixel tables; ignored for the image frames"):
+        assert main(["filter", files["good"], "-q", "-o", out, "--phas-order", "centre-first",
+                     "--phas-unit", "keV"]) == 0
+
+
+def test_messages_read_as_english(files, tmp_path, capsys):
+    """'frames frames are 3 x 3 pixels' and 'sac need the frames' were garbled."""
+    assert main(["filter", files["tiny"], "-o", str(tmp_path / "a.fits")]) == 1
+    err = capsys.readouterr().err
+    assert "frames frames" not in err and "the frames are 3 x 3 pixels" in err
+    assert main(["filter", files["evstr"], "-m", "vfaint,sac", "-o",
+                 str(tmp_path / "b.fits")]) == 1
+    assert "(sac needs the frames)" in capsys.readouterr().err
+    assert main(["filter", files["evstr"], files["evnophas"], "-o",
+                 str(tmp_path / "c.fits")]) == 1
+    assert "use --output-dir" in capsys.readouterr().err

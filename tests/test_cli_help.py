@@ -43,8 +43,30 @@ def test_help_text_and_one_default(name):
             assert "default" not in text.lower(), f"{label}: {text!r}"
         if action.default is None:
             assert "(default: None)" not in text, f"{label}: {text!r}"
+        assert "(default: )" not in text, f"{label}: {text!r}"
     # the whole page renders (a stray '%' in a help text breaks it)
     assert parser.format_help().startswith("usage: xcrfilter " + name)
+
+
+#: one spelling per idea on every command: (the spelling, spellings that are gone)
+VOCABULARY = {"method": ({"-m", "--method"}, {"--methods"}),
+              "quiet": ({"-q", "--quiet"}, {"--no-progress"}),
+              "chunk_frames": ({"--chunk-frames"}, {"--chunk-size"}),
+              "lacosmic_readnoise": ({"--lacosmic-readnoise"}, {"--readnoise"}),
+              "lacosmic_satlevel": ({"--lacosmic-satlevel"}, {"--satlevel"})}
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_one_vocabulary(name):
+    parser = _subparsers()[name]
+    spellings = {s for a in _options(parser) for s in a.option_strings}
+    for dest, (spelling, gone) in VOCABULARY.items():
+        assert not (gone & spellings), f"{name}: {sorted(gone & spellings)}"
+        for action in _options(parser):
+            if action.dest == dest:
+                assert set(action.option_strings) == spelling, (name, action.option_strings)
+    if name != "train":  # train resumes into its model directory (--restart)
+        assert "--overwrite" in spellings, f"{name} has no --overwrite"
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)

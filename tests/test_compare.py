@@ -174,7 +174,7 @@ def test_cli_run_with_labels_extension(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     compare.add_arguments(parser)
     args = parser.parse_args([str(path), "-o", str(tmp_path / "rep"),
-                              "--methods", "vfaint,sac", "--sac-radius", "8",
+                              "--method", "vfaint,sac", "--sac-radius", "8",
                               "--chunk-frames", "1"])
     assert compare.run(args) == 0
     out = capsys.readouterr().out
@@ -222,7 +222,7 @@ def test_compare_streams_frames_as_filter_does(tmp_path, monkeypatch):
     read = stream.FrameStream.read
     monkeypatch.setattr(stream.FrameStream, "read",
                         lambda self, a, b: reads.append((a, b)) or read(self, a, b))
-    assert main(["compare", str(path), "-o", str(tmp_path / "rep"), "--methods", "vfaint,sac",
+    assert main(["compare", str(path), "-o", str(tmp_path / "rep"), "--method", "vfaint,sac",
                  "--chunk-frames", "2"]) == 0
     assert reads == [(0, 2), (2, 4), (4, 5)]
     assert main(["filter", str(path), "-o", str(tmp_path / "ev.fits"), "-q",

@@ -85,13 +85,15 @@ def test_geant4_event_list_verdicts_and_columns(tmp_path):
     assert dict(zip(names, got)) == dict(zip(names, expect))
     assert np.asarray(ev["GRADE"]).tolist() == [v[3] for v in ISLANDS.values()]
     assert np.asarray(ev["PATTERN_X"]).tolist() == [v[4] for v in ISLANDS.values()]
-    # every input column kept, in order, with its values (energies now in eV)
+    # every input column kept, in order, with its values (energies now in eV); the
+    # file's ENERGY as ENERGY_IN, ENERGY the active 3x3 sum (bit 2 and PI)
     with fits.open(src) as hdul:
         data = hdul[1].data
         for name in data.columns.names:
             assert name in ev.colnames
             if name in ("ENERGY", "PHA"):
-                np.testing.assert_allclose(ev[name].to_value(u.keV), data[name], rtol=1e-6)
+                got_in = ev["ENERGY_IN" if name == "ENERGY" else name]
+                np.testing.assert_allclose(got_in.to_value(u.keV), data[name], rtol=1e-6)
             elif name == "PHAS":
                 rm = ev["PHAS"].to_value(u.keV)
                 for k, (dy, dx) in enumerate(_CF):
@@ -99,7 +101,12 @@ def test_geant4_event_list_verdicts_and_columns(tmp_path):
                                                rtol=1e-6)
             else:
                 np.testing.assert_array_equal(np.asarray(ev[name]), data[name])
-    assert ev.colnames[:10] == [c.upper() for c in data.columns.names]
+    assert [c for c in ev.colnames if c != "ENERGY_IN"][:10] == \
+        [c.upper() for c in data.columns.names]
+    assert ev.colnames.index("ENERGY_IN") == ev.colnames.index("ENERGY") + 1
+    rm = ev["PHAS"].to_value(u.eV).reshape(-1, 5, 5)[:, 1:4, 1:4].reshape(-1, 9)
+    np.testing.assert_allclose(ev["ENERGY"].to_value(u.eV),
+                               np.where(rm >= 100.0, rm, 0).sum(axis=1), rtol=1e-6)
     assert ev.meta["TEXPFRAM"][0] == 0.005
     np.testing.assert_allclose(ev["TIME"].to_value(u.s), 0.005 * np.asarray(ev["FRAME"]))
     np.testing.assert_array_equal(np.asarray(ev["PI"]),
@@ -116,15 +123,6 @@ def test_strict_thresholds_on_an_event_list(tmp_path):
     assert ev.meta["VFSTRICT"][0] is True
     k = list(ISLANDS).index("double_up")
     assert ev["PATTERN_X"][k] == 1
-
-
-def test_wrong_order_gives_other_verdicts(tmp_path):
-    src = _geant4_event_list(tmp_path / "evt.fits")
-    out = tmp_path / "rm.fits"
-    assert _run(src, "-o", out, "--phas-unit", "keV", "--event-threshold", "100eV",
-                "--split-threshold", "100eV") == 0
-    got = np.asarray(read_events(out)["STATUS"])
-    assert not np.array_equal(got, [v[2] for v in ISLANDS.values()])
 
 
 def test_event_list_errors(tmp_path, capsys):
@@ -160,3 +158,46 @@ def test_to_row_major_inverts_centre_first():
     np.testing.assert_array_equal(to_row_major(cf, "centre-first"), rm)
     with pytest.raises(ValueError, match="phas_order"):
         to_row_major(cf, "spiral")
+
+
+def test_event_list_and_frames_give_the_same_verdict(tmp_path):
+    """Bit 2 (MIP) uses the active 3x3 sum whatever the input: an event whose 5x5 sum
+    (the file's ENERGY, as the Geant4 team writes it) is above 10 keV and its 3x3 sum
+    below used to be rejected from the event list and accepted from the frames."""
+    from xcrfilter import run_pipeline
+    cube = np.zeros((1, 32, 32), np.float32)
+    cube[0, 10, 10] = 6000.0           # centre of a double
+    cube[0, 10, 11] = 3900.0           # 3x3: 9.9 keV in all
+    cube[0, 12, 12] = 200.0            # outer ring, active: the 5x5 sum is 10.1 keV
+    cube[0, 20, 20] = 9900.0           # a single ...
+    cube[0, 22, 22] = 200.0            # ... with an active outer pixel: 5x5 sum 10.1 keV
+    frames_ev = run_pipeline(cube * u.eV, "vfaint")
+    phas = frames_ev["PHAS"].to_value(u.eV).reshape(-1, 25)
+    cols = [fits.Column("FRAME", "J", array=np.asarray(frames_ev["FRAME"])),
+            fits.Column("RAWX", "I", array=np.asarray(frames_ev["RAWX"])),
+            fits.Column("RAWY", "I", array=np.asarray(frames_ev["RAWY"])),
+            fits.Column("ENERGY", "E", unit="eV", array=np.where(phas >= 80, phas, 0).sum(1)),
+            fits.Column("PHAS", "25E", unit="eV", array=phas)]
+    src = tmp_path / "evt.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="EVENTS")]
+                 ).writeto(src)
+    out = tmp_path / "out.fits"
+    assert _run(src, "-o", out) == 0
+    ev = read_events(out)
+    assert ev["ENERGY_IN"].to_value(u.eV).tolist() == [10100.0, 10100.0]
+    assert ev["ENERGY"].to_value(u.eV).tolist() == [9900.0, 9900.0]
+    assert np.asarray(ev["STATUS"]).tolist() == np.asarray(frames_ev["STATUS"]).tolist()
+    assert np.asarray(ev["STATUS"]).tolist() == [2, 0]   # bit 1 for the double only
+
+
+def test_wrong_phas_order_is_refused_naming_the_one_that_fits(tmp_path, capsys):
+    """A centre-first list read row-major used to be filtered silently (397 of the 1007
+    STATUS values of a real WFI Geant4 run flipped)."""
+    src = _geant4_event_list(tmp_path / "evt.fits")
+    out = tmp_path / "out.fits"
+    wrong = [a for a in TARGET if a not in ("--phas-order", "centre-first")]
+    assert _run(src, "-o", out, *wrong) == 1
+    err = capsys.readouterr().err
+    assert "is not the largest of its 3x3 island" in err and "--phas-order centre-first" in err
+    assert not out.exists()
+    assert _run(src, "-o", out, *TARGET) == 0

@@ -184,3 +184,28 @@ def test_filter_command_on_a_pixel_table(tmp_path):
     assert len(ev) == 4 and "TRUTH" in ev.colnames and "ACTX" in ev.colnames
     with fits.open(out) as hdul:
         assert hdul["GTI"].data["STOP"][0] == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["-m", "cam", "--cam-output", "{cam}"], "--cam-output needs image frames"),
+    (["--mask-output", "{cam}"], "--mask-output needs image frames"),
+])
+def test_frame_outputs_refused_for_a_pixel_table_before_any_work(
+        tmp_path, capsys, monkeypatch, extra, expected):
+    import xcrfilter.geant4
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the pixel table was filtered before the options were checked")
+
+    monkeypatch.setattr(xcrfilter.geant4, "filter_pixel_table", no_work)
+    path = _pixel_table(tmp_path / "pix.fits")
+    argv = ["filter", str(path), "-o", str(tmp_path / "ev.fits"), "-q", "--phas-unit", "keV"]
+    assert main(argv + [a.format(cam=tmp_path / "cam.fits") for a in extra]) == 1
+    assert expected in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pix.fits"]
+
+
+def test_unit_warning_names_the_option(tmp_path):
+    path = _pixel_table(tmp_path / "pix.fits")
+    with pytest.warns(Warning, match="ENERGY has no TUNIT: read in keV.*give --phas-unit"):
+        filter_pixel_table(path, "vfaint")

@@ -194,3 +194,43 @@ def test_filter_returns_qtable_and_rerun_replaces_bit():
     assert found.meta["LACNEVT"][0] == int(((found["STATUS"] & 8) > 0).sum()) >= 1
     with pytest.raises(ValueError, match=r"\['STATUS'\]"):
         lacosmic_filter(frames * u.eV, events[["FRAME", "RAWX", "RAWY"]])
+
+
+def test_lacosmic_command_bare_gain_is_electrons_per_adu(tmp_path):
+    """L.A.Cosmic users give the gain in electrons per count (astroscrappy's convention);
+    a bare --gain 1.9 used to be read as 1.9 eV/adu, i.e. 0.52 e-/adu."""
+    from xcrfilter.argtypes import parse_gain_electrons
+    from xcrfilter.cli import main
+    assert parse_gain_electrons("1.9") == 1.9 * u.electron / u.adu
+    assert parse_gain_electrons("3.65eV/adu") == 3.65 * u.eV / u.adu
+    saao = load_real_frame("saao")
+    src = tmp_path / "saao.fits"
+    fits.PrimaryHDU(np.asarray(saao.data, np.float32), header=fits.Header(
+        {"BUNIT": "adu"})).writeto(src)
+    out = tmp_path / "mask.fits"
+    assert main(["lacosmic", str(src), "-o", str(out), "--gain", "1.9",
+                 "--lacosmic-readnoise", "5"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["LACGAIN"] == pytest.approx(1.9)
+        mask = np.asarray(hdul["MASK"].data, bool)
+    direct, _ = astroscrappy.detect_cosmics(np.asarray(saao.data, np.float32), gain=1.9,
+                                            readnoise=5.0, satlevel=np.inf)
+    np.testing.assert_array_equal(mask, direct)
+
+
+def test_gain_on_energy_frames_warns(tmp_path):
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from xcrfilter.cli import main
+    from xcrfilter.io import as_energy_cube
+    frames = _xray_like(n=1)
+    with pytest.warns(AstropyUserWarning, match="gain is ignored"):
+        lacosmic_mask(frames * u.eV, gain=3.65 * u.eV / u.adu)
+    with pytest.warns(AstropyUserWarning, match="the gain given is ignored"):
+        as_energy_cube(frames * u.eV, gain=3.65 * u.eV / u.adu)
+    src = tmp_path / "ev.fits"
+    fits.PrimaryHDU(frames.astype(np.float32), header=fits.Header({"BUNIT": "eV"})
+                    ).writeto(src)
+    with pytest.warns(AstropyUserWarning, match="the gain given is ignored"):
+        assert main(["filter", str(src), "-q", "-o", str(tmp_path / "e.fits"),
+                     "--gain", "3.65eV/adu"]) == 0

@@ -82,3 +82,37 @@ def test_foreign_network_and_forest_name_the_file(model_dir, tmp_path):
     write_checksums(other)
     with pytest.raises(ModelFileError, match="forest.skops"):
         _load_uncached(other)
+
+
+def _edit_network_input(model_dir, batch_shape):
+    """Rewrite the input shape in densenet.keras's layer graph (weights unchanged)."""
+    import zipfile
+    path = model_dir / "densenet.keras"
+    with zipfile.ZipFile(path) as z:
+        items = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(items["config.json"])
+    config["config"]["layers"][0]["config"]["batch_shape"] = batch_shape
+    items["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in items.items():
+            z.writestr(name, data)
+    write_checksums(model_dir)
+
+
+@pytest.mark.parametrize("batch_shape, match", [
+    ([None, 32, 32, 1], r"densenet.keras: the network takes 32x32 pixel inputs, but "
+                        r"model.json says window 64"),
+    ([None, None, None, 2], r"densenet.keras: the network takes 2 input channels"),
+    ([None, 64, 64], r"densenet.keras: input layer .* has shape"),
+])
+def test_network_input_against_model_json(model_dir, batch_shape, match):
+    """A network built for 32x32 tiles under a model.json saying 64 used to be scored
+    without an error, and a 2-channel one failed only inside JAX."""
+    _edit_network_input(model_dir, batch_shape)
+    with pytest.raises(ModelFileError, match=match):
+        _load_uncached(model_dir)
+
+
+def test_network_for_the_window_loads(model_dir):
+    _edit_network_input(model_dir, [None, 64, 64, 1])
+    assert _load_uncached(model_dir).network.window == 64

@@ -169,6 +169,26 @@ def test_mjdref_from_date_obs_and_date_obs_from_mjdref():
         add_time(QTable({"FRAME": np.array([5])}), fits.Header({"TIMEDEL": 1.0}), n_frames=2)
 
 
+@pytest.mark.parametrize("cards, frame_times, tstart", [
+    ({"TSTART": 100.0}, None, 100.0),
+    ({}, np.array([50.0, 50.005, 50.01, 50.015]), 50.0),
+], ids=["tstart", "frame-times"])
+def test_mjdref_from_date_obs_with_tstart_or_frame_times(cards, frame_times, tstart):
+    """DATE-OBS with TSTART or frame times used to leave MJDREF unset and write the false
+    HISTORY line 'the input has no MJDREF, MJDREFI or DATE-OBS keyword'."""
+    from astropy.table import QTable
+    ev = QTable({"FRAME": np.array([0, 2], np.int32)})
+    header = fits.Header({"DATE-OBS": "2037-03-01T00:00:00", "FRAMTIME": 0.005, **cards})
+    add_time(ev, header, n_frames=4,
+             frame_times=None if frame_times is None else frame_times * u.s)
+    mjd = Time("2037-03-01T00:00:00", scale="utc").tt.mjd - tstart / 86400.0
+    assert ev.meta["MJDREFI"][0] + ev.meta["MJDREFF"][0] == pytest.approx(mjd, abs=1e-9)
+    assert ev.meta["TSTART"][0] == tstart and ev.meta["TIMESYS"][0] == "TT"
+    assert not any("has no MJDREF" in line for line in ev.meta["HISTORY"])
+    assert any(line.endswith("MJDREFI/MJDREFF from DATE-OBS: TIME = TSTART is at DATE-OBS")
+               for line in ev.meta["HISTORY"])
+
+
 def test_pi_channels_width_and_overflow():
     e = np.array([0.0, 4.99, 5.0, 1486.7, 20474.9, 20475.0, 1e6]) * u.eV
     np.testing.assert_array_equal(pi_channels(e), [0, 0, 1, 297, 4094, 4095, 4095])

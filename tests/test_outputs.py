@@ -73,7 +73,7 @@ def test_compare_refuses_report_over_its_input(tmp_path, capsys):
     report.mkdir()
     obs = _frames_file(report / "events.fits")  # the observation has a report file's name
     before = _digest(obs)
-    assert main(["compare", str(obs), "-o", str(report), "--methods", "vfaint"]) == 1
+    assert main(["compare", str(obs), "-o", str(report), "--method", "vfaint"]) == 1
     assert "is also an input file" in capsys.readouterr().err
     assert _digest(obs) == before
 
@@ -216,3 +216,80 @@ def test_train_refuses_model_files_over_its_inputs(tmp_path, capsys):
                  "-o", str(model)]) == 1
     assert "is also an input file" in capsys.readouterr().err
     assert _digest(tiles) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="this platform has no FIFOs")
+@pytest.mark.parametrize("extra", [["-o", "{fifo}"], ["-o", "{link}"],
+                                   ["-o", "{ev}", "--mask-output", "{fifo}"]],
+                         ids=["output-fifo", "output-link-to-fifo", "mask-output-fifo"])
+def test_filter_never_replaces_a_non_regular_file(frames, tmp_path, capsys, extra):
+    """``-o /dev/full --overwrite`` used to rename the events onto the device node; a
+    FIFO stands for any non-regular target here (the test must not touch /dev)."""
+    import stat
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)
+    os.symlink(fifo, tmp_path / "link.fits")
+    names = {"fifo": str(fifo), "link": str(tmp_path / "link.fits"),
+             "ev": str(tmp_path / "ev.fits")}
+    argv = ["filter", str(frames), "-q", "--overwrite"] + [a.format(**names) for a in extra]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and ("pipe.fits" in err or "link.fits" in err)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["in.fits", "link.fits", "pipe.fits"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="this platform has no FIFOs")
+def test_api_writers_never_replace_a_non_regular_file(frames, tmp_path):
+    import stat
+
+    from xcrfilter import run_pipeline
+    from xcrfilter.io import write_events
+    from xcrfilter.simulate import write_simulation
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        with atomic_write(fifo, overwrite=True) as part:
+            open(part, "wb").close()
+    events = run_pipeline(str(frames), "vfaint")
+    with pytest.raises(ValueError, match="pipe.fits.*not a regular file"):
+        write_events(events, fifo, overwrite=True)
+    with pytest.raises(ValueError, match="pipe.fits.*not a regular file"):
+        write_simulation(fifo, 1, shape=(32, 32), overwrite=True, seed=1)
+    with pytest.raises(ValueError, match="not a regular file"):
+        check_outputs({"-o": fifo}, overwrite=True)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["in.fits", "pipe.fits"]
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "link"])
+def test_api_refuses_cam_output_over_its_input(frames, tmp_path, monkeypatch, spelling):
+    """``cam_filter("in.fits", cam_output="in.fits", overwrite=True)`` used to replace the
+    frames with their CAM maps; the API refuses what the command line refuses."""
+    from xcrfilter import cam_filter, run_pipeline
+    monkeypatch.chdir(tmp_path)
+    os.symlink(frames, tmp_path / "link.fits")
+    out = {"same": str(frames), "relative": "in.fits", "link": str(tmp_path / "link.fits")}
+    before = _digest(frames)
+    with pytest.raises(ValueError, match="cam_output .* is also an input file"):
+        cam_filter(str(frames), cam_output=out[spelling], overwrite=True)
+    with pytest.raises(ValueError, match="cam_output.* is also an input file"):
+        run_pipeline(str(frames), "cam",
+                     options={"cam": {"cam_output": out[spelling], "overwrite": True}})
+    assert _digest(frames) == before
+
+
+def test_compare_overwrite(tmp_path, capsys):
+    """compare used to replace an earlier report silently; it now needs --overwrite."""
+    from xcrfilter.simulate import write_simulation
+    obs = tmp_path / "obs.fits"
+    write_simulation(obs, 2, shape=(32, 32), seed=3)
+    report = tmp_path / "report"
+    argv = ["compare", str(obs), "-o", str(report), "-m", "vfaint", "--pixel-frames", "0"]
+    assert main(argv) == 0
+    before = _digest(report / "table.ecsv")
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "use --overwrite" in capsys.readouterr().err
+    assert _digest(report / "table.ecsv") == before
+    assert main(argv + ["--overwrite"]) == 0

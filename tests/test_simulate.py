@@ -300,7 +300,7 @@ def _cli(argv):
 def test_cli(tmp_path, capsys):
     out = tmp_path / "o.fits"
     argv = ["--frames", "5", "--shape", "32", "32", "--seed", "2", "-o", str(out),
-            "--xray-energy", "5.9keV", "--readout-noise", "5", "--no-progress"]
+            "--xray-energy", "5.9keV", "--readout-noise", "5", "-q"]
     assert _cli(argv) == 0
     with fits.open(out) as hdul:
         h = hdul[0].header

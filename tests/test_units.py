@@ -75,7 +75,8 @@ def test_lacosmic_command_gain_option(tmp_path, capsys):
     hdu = fits.PrimaryHDU(data)
     hdu.header["BUNIT"] = "adu"
     hdu.writeto(tmp_path / "a.fits")
-    for text in ("7.3", "7.3eV/adu", "2electron/adu"):
+    # a bare number is electron/adu on the lacosmic command (L.A.Cosmic's convention)
+    for text in ("2", "7.3eV/adu", "2electron/adu"):
         out = tmp_path / f"m{text.replace('/', '_')}.fits"
         assert main(["lacosmic", str(tmp_path / "a.fits"), "-o", str(out),
                      "--gain", text]) == 0

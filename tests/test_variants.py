@@ -119,12 +119,12 @@ def test_simulate_cli_randomize_and_preset(tmp_path):
     from xcrfilter.cli import main
     out = tmp_path / "r.fits"
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--randomize",
-                 "--seed", "1", "--no-progress", "-o", str(out)]) == 0
+                 "--seed", "1", "-q", "-o", str(out)]) == 0
     h = fits.getheader(out)
     assert h["RANDPHYS"] is True and h["RNDPAR14"] == "cr_rate:0.5:3"
     out2 = tmp_path / "w.fits"
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--preset", "wide",
-                 "--seed", "1", "--no-progress", "-o", str(out2)]) == 0
+                 "--seed", "1", "-q", "-o", str(out2)]) == 0
     assert fits.getheader(out2)["SECSCALE"] == 120.0
     assert main(["simulate", "--frames", "5", "--randomize", "--preset", "wide",
                  "-o", str(tmp_path / "x.fits")]) == 2

@@ -10,8 +10,9 @@ import argparse
 
 import astropy.units as u
 
-__all__ = ["parse_energy", "parse_gain", "positive_int", "non_negative_int", "positive_float",
-           "open_fraction", "HelpFormatter", "ENERGY_UNIT_HELP"]
+__all__ = ["parse_energy", "parse_gain", "parse_gain_electrons", "positive_int",
+           "non_negative_int", "positive_float", "open_fraction", "HelpFormatter",
+           "ENERGY_UNIT_HELP"]
 
 
 def parse_energy(text):
@@ -72,6 +73,7 @@ class HelpFormatter(argparse.HelpFormatter):
         show = (action.option_strings and not action.required
                 and default is not None and default is not argparse.SUPPRESS
                 and not isinstance(default, bool)
+                and _format_default(default) != ""
                 and "default" not in text.lower())
         if show:
             text += " (default: " + _format_default(default).replace("%", "%%") + ")"
@@ -103,6 +105,21 @@ def parse_gain(text):
     if not q.value > 0:
         raise argparse.ArgumentTypeError(f"gain must be positive, got {text!r}")
     return q
+
+
+def parse_gain_electrons(text):
+    """``--gain`` of ``xcrfilter lacosmic``: as :func:`parse_gain`, bare numbers electron/adu.
+
+    L.A.Cosmic (van Dokkum 2001) and astroscrappy state the gain in
+    electrons per count; a bare number on the ``lacosmic`` command means the
+    same.  ``3.65eV/adu`` is still read as an energy per adu.
+    """
+    s = str(text).strip()
+    try:
+        bare = u.Quantity(s).unit == u.dimensionless_unscaled
+    except (TypeError, ValueError):
+        bare = False
+    return parse_gain(f"{s} electron/adu" if bare else s)
 
 
 def _int_at_least(text, minimum):

@@ -91,7 +91,8 @@ def _add_filter_parser(sub):
     p.add_argument("--mask-output", metavar="MASK.fits", default=None,
                    help="also write a compact mask file marking the 3x3 pixels of "
                    "rejected events (tile-compressed uint8 MASK extensions, one per chunk "
-                   "of frames; no copy of the frames)")
+                   "of frames; no copy of the frames); image frames only, refused for event "
+                   "lists and pixel tables")
     p.add_argument("--overwrite", action="store_true", help="overwrite output files")
     p.add_argument("--chunk-frames", type=int, default=200, metavar="N",
                    help="frames processed at a time (bounds memory)")
@@ -149,22 +150,34 @@ def _events_name(path):
 
 
 def _run_filter(args):
-    from .outputs import check_outputs
+    from .outputs import check_inputs, check_outputs
     from .pipeline import parse_methods
 
     names = parse_methods(args.method)
     for f in args.frames:
         if not os.path.exists(f):
             raise FileNotFoundError(f"input frames file {f} does not exist.")
+    _check_max_lost_xray(args, names)
     if args.output_dir is None:
         jobs = {"-o/--output": (list(args.frames), args.output)}
     else:
         if args.mask_output or getattr(args, "cam_output", None):
             raise ValueError("--mask-output and --cam-output name one file: with --output-dir "
                              "(one event file per input) filter one input at a time for them.")
+        if os.path.lexists(args.output_dir) and not os.path.isdir(args.output_dir):
+            raise NotADirectoryError(f"--output-dir {args.output_dir} exists and is not a "
+                                     "directory; name a directory (created when missing).")
         jobs = {f"--output-dir ({f})": ([f], os.path.join(args.output_dir, _events_name(f)))
                 for f in args.frames}
-        os.makedirs(args.output_dir, exist_ok=True)
+    # every input readable and complete, and of a kind the options fit, before any work
+    check_inputs(args.frames)  # no directory, device or FIFO is opened
+    kinds = _check_inputs_readable(args, [frames for frames, _ in jobs.values()])
+    if args.output_dir is not None:
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"--output-dir {args.output_dir}: cannot create the directory "
+                          f"({exc.strerror}).") from None
     # every output against every input and every other output, before any work
     check_outputs(dict({key: out for key, (_, out) in jobs.items()},
                        **{"--mask-output": args.mask_output,
@@ -179,25 +192,74 @@ def _run_filter(args):
                 clients.append(_dask_client(args, stack))
             return clients[0]
 
-        for frames, output in jobs.values():
+        for (frames, output), kind in zip(jobs.values(), kinds):
             _filter_observation(argparse.Namespace(**dict(vars(args), frames=frames,
-                                                          output=output)), names, client_of)
+                                                          output=output)), names, client_of,
+                                kind)
     return 0
 
 
-def _filter_observation(args, names, client_of):
-    """Filter ``args.frames`` as one observation into ``args.output``."""
+def _check_max_lost_xray(args, names):
+    """``--max-lost-xray`` calibrates sac, cam, morph and obsctx: refuse it without any of them."""
+    if args.max_lost_xray is None:
+        return
+    from .registry import filter_module
+    if not any(hasattr(filter_module(n), "CALIBRATION") for n in names):
+        raise ValueError(f"--max-lost-xray calibrates the filters with a threshold (sac, cam, "
+                         f"morph, obsctx); -m {','.join(names)} has none of them: add one or drop "
+                         "--max-lost-xray.")
+
+
+def _check_inputs_readable(args, observations):
+    """The input kind of each observation; every input file opened and checked first.
+
+    Frames files are opened as `~xcrfilter.stream.FrameStream` (headers,
+    sizes: a truncated file is found here), so that a bad second input of
+    ``--output-dir`` fails before the first output is written.  Options that
+    do not apply to the kind are refused (``--cam-output`` on pixel tables)
+    or warned about (``--phas-order``/``--phas-unit`` on frames).
+    """
+    import warnings
+
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from .sources import input_kind
+    from .stream import FrameStream
+    kinds = []
+    for frames in observations:
+        kind = input_kind(frames)
+        if kind == "frames":
+            FrameStream(frames[0] if len(frames) == 1 else list(frames), gain=args.gain,
+                        chunk_frames=args.chunk_frames, name="FRAMES")
+            ignored = [opt for opt, value in (("--phas-order", args.phas_order),
+                                              ("--phas-unit", args.phas_unit))
+                       if value is not None]
+            if ignored:
+                warnings.warn(f"{' and '.join(ignored)} apply to event lists and pixel tables; "
+                              f"ignored for the image frames of {frames[0]}.",
+                              AstropyUserWarning, stacklevel=2)
+        else:
+            if args.mask_output:
+                raise ValueError(f"--mask-output needs image frames; {frames[0]} is a "
+                                 f"{'pixel table' if kind == 'pixels' else 'event list'}.")
+            if kind == "pixels" and getattr(args, "cam_output", None):
+                raise ValueError(f"--cam-output needs image frames; {frames[0]} is a pixel "
+                                 "table (frames of several chips): filter without "
+                                 "--cam-output.")
+        kinds.append(kind)
+    return kinds
+
+
+def _filter_observation(args, names, client_of, kind):
+    """Filter ``args.frames`` (input ``kind``) as one observation into ``args.output``."""
     from ._meta import set_card
     from .io import write_events
     from .pipeline import run_pipeline
     from .registry import options_from_args
 
-    from .sources import filter_table_input, frame_pipeline_options, input_kind
-    kind = input_kind(args.frames)
+    from .sources import filter_table_input, frame_pipeline_options
     if kind != "frames":
         # event list or pixel-deposit table (xcrfilter.sources)
-        if args.mask_output:
-            raise ValueError("--mask-output needs image frames, not a table input.")
         events = filter_table_input(kind, args, names, options_from_args(args, names))
         write_events(events, args.output, overwrite=args.overwrite,
                      input_files=list(args.frames))
@@ -275,6 +337,37 @@ def build_parser():
     return parser
 
 
+def _value_options(parser):
+    """Option strings of ``parser`` and its sub-commands that take exactly one value."""
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _value_options(sub)
+        elif action.option_strings and action.nargs is None:
+            found.update(action.option_strings)
+    return found
+
+
+def _join_negative_values(parser, argv):
+    """``--opt -1%`` -> ``--opt=-1%``: a negative-looking value is the option's value.
+
+    argparse takes ``-1%`` (or ``-2keV``) for an option name and answers
+    "expected one argument"; joined, the option's own check can say what
+    range the value must be in.
+    """
+    takes_value = _value_options(parser)
+    out = []
+    for i, arg in enumerate(argv):
+        prev = out[-1] if out else None
+        if (prev in takes_value and prev.startswith("--") and len(arg) > 1
+                and arg[0] == "-" and (arg[1].isdigit() or arg[1] == ".")):
+            out[-1] = f"{prev}={arg}"
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv=None):
     """Entry point of the ``xcrfilter`` console script."""
     for stream in (sys.stdout, sys.stderr):
@@ -283,7 +376,8 @@ def main(argv=None):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(parser, sys.argv[1:] if argv is None
+                                                   else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

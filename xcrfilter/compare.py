@@ -473,7 +473,8 @@ def _run_methods(cube, names, options, thresholds):
             names.remove(name)
     while True:
         try:
-            events = run_pipeline(cube, names, options=options, **thresholds)
+            events = run_pipeline(cube, names, options={k: v for k, v in options.items()
+                                                        if k in names}, **thresholds)
             return events, names, skipped
         except Exception as exc:  # noqa: BLE001 - an optional method failing is reported
             name = _failing_optional(names, exc)

@@ -51,9 +51,11 @@ def add_arguments(parser):
                         "observation)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="report directory (tables, figures, events)")
-    parser.add_argument("--methods", default="all",
+    parser.add_argument("-m", "--method", default="all",
                         help="comma-separated filters to compare, or all (the default); "
                         "unavailable ones are skipped")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the report files of an earlier run in DIR")
     from .argtypes import non_negative_int, parse_energy, positive_int
     parser.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                         help="use only the first N frames (default: all)")
@@ -101,7 +103,7 @@ def run(args):
     from .pipeline import parse_methods
     from .registry import FILTERS, options_from_args
     # all: every registered filter, those that cannot run reported as skipped
-    methods = None if args.methods.strip().lower() == "all" else parse_methods(args.methods)
+    methods = None if args.method.strip().lower() == "all" else parse_methods(args.method)
     options = options_from_args(args, methods or list(FILTERS))
     if options.get("cam", {}).get("cam_output") is not None:
         raise ValueError("--cam-output: xcrfilter compare writes no CAM maps; use "
@@ -110,7 +112,7 @@ def run(args):
     # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
                    for name in REPORT_FILES}, [args.observation, args.truth],
-                  overwrite=True, create_dirs=True)
+                  overwrite=args.overwrite, create_dirs=True)
     chunks = _file_chunks(args.observation, args.truth or args.observation,
                           args.chunk_frames, args.max_frames)
     report = compare_chunks(chunks, methods, options=options,

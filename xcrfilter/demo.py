@@ -301,7 +301,12 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4), sharey=True,
                              squeeze=False)
     for ax, m in zip(axes[0], methods):
-        plot_spectrum(events, rejected(events, m), truth=truth, ax=ax, title=m)
+        # a filter with a scored band (PROB_* NaN outside it) judges no other event
+        column = {"CAM": "PROB_CR", "MORPH": "PROB_MORPH"}.get(m)
+        unscored = (np.isnan(np.asarray(events[column], float))
+                    if column in events.colnames else None)
+        plot_spectrum(events, rejected(events, m), truth=truth, ax=ax, title=m,
+                      unscored=unscored)
     for ax in axes[0][1:]:
         ax.set_ylabel("")
     fig.suptitle("Events accepted and rejected by each method (dashed: 0.3 and 10 keV)")

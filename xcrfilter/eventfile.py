@@ -9,11 +9,13 @@ pairs plus HISTORY lines.  Written atomically (`xcrfilter.outputs`).
 from __future__ import annotations
 
 import os
+import warnings
 
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
+from astropy.utils.exceptions import AstropyUserWarning
 
 from .io import (_add_text_lines, _apply_meta, _check_output_path, _creator_cards,
                  _header_to_meta, _input_file_cards, _is_path, _write_hdul)
@@ -195,6 +197,24 @@ def _find_events_hdu(hdul, where):
                      f"(EXTNAME = 'EVENTS' or HDUCLAS1 = 'EVENTS').")
 
 
+def _fits_size_is_odd(where):
+    """True when an uncompressed file is not a whole number of FITS blocks."""
+    with open(where, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    return not gzipped and os.path.getsize(where) % 2880 != 0
+
+
+def _check_complete(hdul, index, where):
+    """OSError naming ``where`` if the data of HDU ``index`` runs past the end of the file."""
+    info = hdul.fileinfo(index)
+    if getattr(info["file"], "compression", None):  # gzip: sizes are not comparable
+        return
+    have = os.path.getsize(where) - info["datLoc"]
+    if have < hdul[index].size:
+        raise OSError(f"the file is truncated: the events table needs {hdul[index].size} "
+                      f"bytes, the file holds {max(have, 0)}")
+
+
 def read_events(path):
     """Read an event file written by :func:`write_events` (or any OGIP event file).
 
@@ -220,7 +240,10 @@ def read_events(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file has no ``EVENTS`` extension.
+        If the file has no ``EVENTS`` extension, or is a directory, a device
+        or a FIFO.
+    OSError
+        If the file is not FITS, or is truncated.
     """
     if not _is_path(path):
         raise TypeError(f"path must be a file path (str or pathlib.Path), got "
@@ -228,10 +251,29 @@ def read_events(path):
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"path: event file {where!r} does not exist.")
-    with fits.open(where, mode="readonly", memmap=False) as hdul:
-        hdu = _find_events_hdu(hdul, where)
-        header = hdu.header.copy()
-        raw = Table.read(hdu, unit_parse_strict="silent")
+    from .outputs import check_inputs
+    try:
+        check_inputs([where])  # a directory, device or FIFO: refused before reading
+    except ValueError as exc:
+        raise ValueError(f"path: event {exc}") from None
+    with warnings.catch_warnings():
+        # astropy only warns about a truncated file: the checks below raise instead
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            with fits.open(where, mode="readonly", memmap=False) as hdul:
+                hdu = _find_events_hdu(hdul, where)
+                _check_complete(hdul, hdul.index_of(hdu), where)
+                header = hdu.header.copy()
+                raw = Table.read(hdu, unit_parse_strict="silent")
+        except ValueError as exc:
+            if "has no EVENTS" in str(exc) and _fits_size_is_odd(where):
+                raise OSError(f"path: event file {where!r} is truncated or corrupt (its size, "
+                              f"{os.path.getsize(where)} bytes, is not a whole number of "
+                              "2880-byte FITS blocks).") from None
+            raise
+        except OSError as exc:
+            raise OSError(f"path: event file {where!r} is not a readable FITS file "
+                          f"({exc}).") from None
     table = QTable()
     for i, name in enumerate(raw.colnames, start=1):
         data = np.array(raw[name])

@@ -148,6 +148,7 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
                 unit = unit_given
                 notes.append(f"{name} had no TUNIT: read in {unit}")
         if name.upper() == "PHAS":
+            _check_phas_order(data, phas_order, where)
             data = to_row_major(data, phas_order)
             if phas_order != "row-major":
                 notes.append(f"PHAS reordered from {phas_order} to row-major")
@@ -167,6 +168,44 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
     return table
 
 
+#: row-major indices of the 3x3 island around the centre (index 12)
+_IDX_3X3 = np.array([6, 7, 8, 11, 12, 13, 16, 17, 18])
+
+
+def _centre_not_max(phas, order):
+    """Events whose centre pixel is not a positive 3x3 maximum in ``order``, and events."""
+    rm = to_row_major(np.asarray(phas, np.float64), order)
+    finite = np.isfinite(rm).all(axis=1)
+    rm = rm[finite]
+    centre = rm[:, 12]
+    return int(np.count_nonzero((centre < rm[:, _IDX_3X3].max(axis=1)) | (centre <= 0))), \
+        len(rm)
+
+
+def _check_phas_order(phas, order, where):
+    """Refuse a ``phas_order`` that puts most centres below a neighbour when another fits.
+
+    The seed of an event is the largest pixel of its 3x3 island (event
+    finders of every mission, this package's included); read in the wrong
+    order, ``PHAS`` puts another pixel at the centre for most events.
+    """
+    if len(phas) == 0:
+        return
+    bad, n = _centre_not_max(phas, order)
+    if n == 0 or bad <= n / 2:
+        return
+    for other in PHAS_ORDERS:
+        if other == order:
+            continue
+        bad_other, _ = _centre_not_max(phas, other)
+        if bad_other <= n / 2:
+            raise ValueError(
+                f"{where}: with phas_order {order!r} (--phas-order) the centre pixel of PHAS "
+                f"is not the largest of its 3x3 island in {bad} of {n} events; with "
+                f"{other!r} it is in all but {bad_other}: give --phas-order {other} "
+                f"(phas_order={other!r}).")
+
+
 def _check_finite(table, where):
     for name in table.colnames:
         if name.upper() not in _ENERGY_COLUMNS:
@@ -179,6 +218,27 @@ def _check_finite(table, where):
             raise ValueError(f"{where}: {name} has NaN or infinite values in "
                              f"{int(bad.sum())} event(s), first at row "
                              f"{int(np.flatnonzero(bad)[0])}; energies must be finite.")
+
+
+def _check_input_energy(energy):
+    """The input's ``ENERGY`` (kept as ``ENERGY_IN``): finite numbers in an energy unit."""
+    unit = getattr(energy, "unit", None)
+    kind = np.asarray(getattr(energy, "value", energy)).dtype.kind
+    if kind not in "fiu":
+        raise ValueError(f"events column 'ENERGY' must hold numbers, got dtype "
+                         f"{np.asarray(energy).dtype}.")
+    if unit is None or not u.Unit(unit).is_equivalent(u.eV):
+        raise ValueError(f"events column 'ENERGY' must be in an energy unit (eV, keV; "
+                         f"--phas-unit for a column without TUNIT), got {unit}.")
+    bad = ~np.isfinite(np.asarray(getattr(energy, "value", energy), np.float64))
+    if bad.any():
+        raise ValueError(f"events column 'ENERGY' has NaN or infinite values in "
+                         f"{int(bad.sum())} event(s); energies must be finite.")
+
+
+def _free_name(table, name):
+    """``name``, or ``name_X`` when the table already has a column ``name``."""
+    return name if name not in table.colnames else f"{name}_X"
 
 
 def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
@@ -202,12 +262,17 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
     Returns
     -------
     `~astropy.table.QTable`
-        A new table: every input column unchanged, STATUS bits 0-2 set
-        (``STATUS`` added when absent), and computed ``GRADE`` (ASCA),
-        ``PATTERN`` (EPIC-pn, 3x3 shape only) and ``PI`` (5 eV channels from
-        ``ENERGY``; from the active 3x3 sum when there is no ``ENERGY``).  A
-        computed column whose name the input already uses is written as
-        ``<NAME>_X`` (e.g. ``PATTERN_X``) so the input's stays as it was.
+        A new table: every input column unchanged except ``ENERGY``, STATUS
+        bits 0-2 set (``STATUS`` added when absent), and computed ``GRADE``
+        (ASCA), ``PATTERN`` (EPIC-pn, 3x3 shape only) and ``PI`` (5 eV
+        channels).  ``ENERGY`` is the event energy of the VF convention, the
+        sum of the active pixels (at or above the split threshold) of the
+        3x3 island, as for image frames and pixel tables: it decides bit 2
+        (MIP) and gives ``PI``, so that the same events get the same verdict
+        whatever the input format.  The file's own ``ENERGY`` (e.g. a 5x5
+        sum) is kept unchanged as ``ENERGY_IN``, next to it.  A computed
+        column whose name the input already uses is written as ``<NAME>_X``
+        (e.g. ``PATTERN_X``) so the input's stays as it was.
         ``TIME`` and the OGIP time keywords are added when the list has
         ``FRAME`` but no ``TIME`` and a frame time is known.
     """
@@ -215,13 +280,24 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
     from .ogip import add_time, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
-    out = vfaint_filter(None, events, event_threshold=event_threshold,
+    # bit 2 (and PI) use the active 3x3 sum, as for frames and pixel tables: the
+    # file's own ENERGY (a 5x5 sum for some teams) is kept as ENERGY_IN
+    given = events.copy(copy_data=False)
+    if "ENERGY" in given.colnames:
+        _check_input_energy(given["ENERGY"])
+        given.remove_column("ENERGY")
+    out = vfaint_filter(None, given, event_threshold=event_threshold,
                         split_threshold=split_threshold, mip_threshold=mip_threshold,
                         strict=strict)
     phas = out["PHAS"].to_value(u.eV).reshape(len(out), 25)
     e3, code, grade, _ = island_properties(phas, spl, strict=strict)
-    energy = out["ENERGY"] if "ENERGY" in out.colnames and isinstance(
-        out["ENERGY"], u.Quantity) else e3 * u.eV
+    energy = (e3 * u.eV).astype(np.float32)
+    if "ENERGY" in events.colnames:
+        at = events.colnames.index("ENERGY")
+        out.add_column(energy, name="ENERGY", index=at)
+        out.add_column(events["ENERGY"], name=_free_name(events, "ENERGY_IN"), index=at + 1)
+    else:
+        out["ENERGY"] = energy
     computed = {"GRADE": grade.astype(np.int16), "PATTERN": EPIC_PATTERN_LUT[code],
                 "PI": pi_channels(energy)}
     for name, values in computed.items():

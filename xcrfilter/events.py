@@ -223,13 +223,16 @@ def set_status_bit(table, bit, where):
     table["STATUS"] = status
 
 
-def check_thresholds(event_threshold, split_threshold, mip_threshold=None):
+def check_thresholds(event_threshold, split_threshold, mip_threshold):
     """Validate thresholds and return them in eV as floats.
+
+    Every threshold is required: None is refused with the argument's name
+    (the MIP threshold sets STATUS bit 2, it cannot be switched off).
 
     Raises
     ------
     TypeError, astropy.units.UnitConversionError
-        If a threshold is not an energy Quantity.
+        If a threshold is not an energy Quantity (None included).
     ValueError
         If a threshold is not positive, or ``split_threshold >
         event_threshold``, or ``event_threshold >= mip_threshold``.  A split
@@ -241,12 +244,10 @@ def check_thresholds(event_threshold, split_threshold, mip_threshold=None):
     if spl > evt:
         raise ValueError(f"split_threshold ({split_threshold}) must not exceed "
                          f"event_threshold ({event_threshold}).")
-    mip = None
-    if mip_threshold is not None:
-        mip = _as_ev(mip_threshold, "mip_threshold")
-        if mip <= evt:
-            raise ValueError(f"mip_threshold ({mip_threshold}) must be above "
-                             f"event_threshold ({event_threshold}).")
+    mip = _as_ev(mip_threshold, "mip_threshold")
+    if mip <= evt:
+        raise ValueError(f"mip_threshold ({mip_threshold}) must be above "
+                         f"event_threshold ({event_threshold}).")
     return evt, spl, mip
 
 

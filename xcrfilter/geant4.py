@@ -226,7 +226,8 @@ class _PixelTable:
             self.unit = u.keV
             self.unit_note = ("ENERGY has no TUNIT: read in keV, the convention of Geant4 "
                               "background pixel tables")
-            warnings.warn(f"{self.path}: {self.unit_note}; pass the unit to override.",
+            warnings.warn(f"{self.path}: {self.unit_note}; give --phas-unit (energy_unit=) "
+                          "to override.",
                           AstropyUserWarning, stacklevel=3)
         self.ev = float((1 * self.unit).to_value(u.eV))
         self.frame = np.asarray(self.data[names["FRAME"]], dtype=np.int64)

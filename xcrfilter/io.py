@@ -184,6 +184,9 @@ def _header_gain(header, primary, detector, where):
 def _energy_factor(unit, *, gain, detector, header_gain, where):
     """Multiplicative factor taking values in ``unit`` to eV."""
     kind = _unit_kind(unit)
+    if gain is not None and kind in ("energy", "electron"):
+        warnings.warn(f"{where} is in {unit}: the gain given is ignored (it converts adu "
+                      "frames).", AstropyUserWarning, stacklevel=3)
     if kind == "energy":
         return float((1 * unit).to_value(u.eV))
     if kind == "electron":
@@ -216,7 +219,7 @@ def _check_shape(shape, name):
         raise ValueError(f"{name} is empty: the cube has 0 frames (shape {tuple(shape)}).")
     if shape[-1] < MIN_FRAME_SIZE or shape[-2] < MIN_FRAME_SIZE:
         raise ValueError(
-            f"{name} frames are {shape[-2]} x {shape[-1]} pixels; frames must be at least "
+            f"{name}: the frames are {shape[-2]} x {shape[-1]} pixels; they must be at least "
             f"{MIN_FRAME_SIZE} x {MIN_FRAME_SIZE} pixels (the 5 x 5 event window).")
 
 
@@ -757,6 +760,8 @@ def _check_output_path(path, overwrite, name="path"):
         raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
                         f"got {type(path).__name__}.")
     path = os.fspath(path)
+    from .outputs import check_regular_target
+    check_regular_target(path, name)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{name} {path!r} already exists; pass overwrite=True to "
                               f"replace it.")

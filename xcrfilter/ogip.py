@@ -324,15 +324,6 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
     unit = _time_unit(header)
     dts = dt.to_value(u.s)
     tstart_kw = _header_get(header, "TSTART")
-    if _mjdref_days(meta) is None and card_value(meta, "DATE-OBS") is not None \
-            and tstart_kw is None and frame_times is None:
-        from astropy.time import Time
-        scale = str(card_value(meta, "TIMESYS") or "UTC").strip().lower()
-        scale = {"tdt": "tt", "et": "tt"}.get(scale, scale)
-        mjd = Time(str(card_value(meta, "DATE-OBS")), scale=scale).tt.mjd
-        set_card(meta, "MJDREFI", int(np.floor(mjd)), "[d] MJD reference day (integer part)")
-        set_card(meta, "MJDREFF", float(mjd - np.floor(mjd)), "[d] MJD reference (fraction)")
-        set_card(meta, "TIMESYS", "TT", "time system of TIME and MJDREF")
     if frame_times is not None:
         ft = u.Quantity(frame_times, u.s).to_value(u.s).astype(np.float64)
         if ft.shape != (n_frames,):
@@ -343,6 +334,16 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
     else:
         tstart = 0.0 if tstart_kw is None else float((float(tstart_kw) * unit).to_value(u.s))
         starts = tstart + np.arange(n_frames, dtype=np.float64) * dts
+    if _mjdref_days(meta) is None and card_value(meta, "DATE-OBS") is not None:
+        # DATE-OBS is the start of the observation, TSTART its time from MJDREF
+        from astropy.time import Time
+        scale = str(card_value(meta, "TIMESYS") or "UTC").strip().lower()
+        scale = {"tdt": "tt", "et": "tt"}.get(scale, scale)
+        mjd = Time(str(card_value(meta, "DATE-OBS")), scale=scale).tt.mjd - tstart / 86400.0
+        set_card(meta, "MJDREFI", int(np.floor(mjd)), "[d] MJD reference day (integer part)")
+        set_card(meta, "MJDREFF", float(mjd - np.floor(mjd)), "[d] MJD reference (fraction)")
+        set_card(meta, "TIMESYS", "TT", "time system of TIME and MJDREF")
+        add_history(meta, "MJDREFI/MJDREFF from DATE-OBS: TIME = TSTART is at DATE-OBS")
     events["TIME"] = (starts[frames] if len(frames) else np.zeros(0)) * u.s
     if n_frames:
         gstart, gstop = _merge_intervals(starts, starts + dts, tol=1e-6 * dts)

@@ -19,7 +19,8 @@ import os
 import stat
 import tempfile
 
-__all__ = ["check_inputs", "check_outputs", "atomic_write", "PART_SUFFIX"]
+__all__ = ["check_inputs", "check_outputs", "check_regular_target",
+           "input_files_of", "check_api_output", "atomic_write", "PART_SUFFIX"]
 
 #: Suffix of a file being written (renamed away when complete).
 PART_SUFFIX = ".part"
@@ -63,6 +64,32 @@ def check_inputs(inputs):
         if not stat.S_ISREG(mode):
             raise ValueError(f"input file {where} is not a regular file (a device, FIFO or "
                              "socket); give a file.")
+
+
+def check_regular_target(path, name="output"):
+    """Refuse an output path that exists and is not a regular file.
+
+    Outputs are only ever regular files: a directory, a device such as
+    ``/dev/full``, a FIFO or a socket (also behind a symbolic link) is
+    refused whatever ``overwrite`` says, since renaming a finished file
+    onto it would replace the device or FIFO itself.
+
+    Raises
+    ------
+    ValueError
+        ``path`` exists and is not a regular file.
+    """
+    where = os.fspath(path)
+    try:
+        mode = os.stat(where).st_mode
+    except OSError:
+        return  # does not exist (or a dangling link): a new file
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{name} {where} is a directory, not a file.")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{name} {where} is not a regular file (a device, FIFO or socket); "
+                         "outputs are only ever written to regular files, whatever "
+                         "--overwrite (overwrite=True) says.")
 
 
 def _check_writable(name, path, create_dirs):
@@ -135,12 +162,43 @@ def check_outputs(outputs, inputs=(), *, overwrite=False, create_dirs=False):
             raise ValueError(f"{name} {os.fspath(path)} is the same file as {seen[key][0]} "
                              f"{seen[key][1]}; every output needs its own file.")
         seen[key] = (name, os.fspath(path))
-        if os.path.isdir(os.fspath(path)):
-            raise ValueError(f"{name} {os.fspath(path)} is a directory, not a file.")
+        check_regular_target(path, name)
         if os.path.exists(os.fspath(path)) and not overwrite:
             raise FileExistsError(f"{name} {os.fspath(path)} exists; use --overwrite "
                                   "(overwrite=True) to replace it.")
         _check_writable(name, path, create_dirs)
+
+
+def input_files_of(frames):
+    """The file names behind ``frames`` of a filter function (API), as a list.
+
+    A path, a list of paths, a `~xcrfilter.io.FrameCube` or
+    `~xcrfilter.stream.FrameStream` read from files give their files; arrays
+    and other in-memory frames give ``[]``.
+    """
+    if isinstance(frames, (str, os.PathLike)):
+        return [os.fspath(frames)]
+    if isinstance(frames, (list, tuple)) and frames and all(
+            isinstance(f, (str, os.PathLike)) for f in frames):
+        return [os.fspath(f) for f in frames]
+    names = getattr(frames, "filenames", None)
+    if isinstance(names, (list, tuple)):
+        return [os.fspath(f) for f in names if isinstance(f, (str, os.PathLike))]
+    return []
+
+
+def check_api_output(name, path, frames, *, overwrite=False):
+    """What the command line checks, for one output path of a filter function.
+
+    Refuses ``path`` when it is one of the files ``frames`` was read from
+    (whatever its spelling), is not a regular file, exists without
+    ``overwrite`` or cannot be created (:func:`check_outputs`).  Called
+    before any work; input files that no longer exist are not checked again.
+    """
+    if path is None or not isinstance(path, (str, os.PathLike)):
+        return
+    inputs = [f for f in input_files_of(frames) if os.path.exists(f)]
+    check_outputs({name: path}, inputs, overwrite=overwrite)
 
 
 @contextlib.contextmanager
@@ -163,8 +221,12 @@ def atomic_write(path, *, overwrite=False):
     FileExistsError
         ``path`` exists and ``overwrite`` is False (checked before and after
         writing).
+    ValueError
+        ``path`` exists and is not a regular file (a directory, device, FIFO
+        or socket), whatever ``overwrite`` says.
     """
     path = os.fspath(path)
+    check_regular_target(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
     part = path + PART_SUFFIX
@@ -172,6 +234,7 @@ def atomic_write(path, *, overwrite=False):
         yield part
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"{path} appeared while it was being written.")
+        check_regular_target(path)
         os.replace(part, path)
     except BaseException:
         with contextlib.suppress(OSError):

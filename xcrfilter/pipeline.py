@@ -8,9 +8,10 @@ table.  Filters never call each other.
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import astropy.units as u
 import numpy as np
@@ -85,13 +86,18 @@ def parse_methods(spec):
 
     Raises
     ------
+    TypeError
+        For anything but a string or a list of strings (None, a number).
     ValueError
         For an empty list or an unknown name.
     """
     if isinstance(spec, str):
         items = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    elif isinstance(spec, (list, tuple)) and all(isinstance(s, str) for s in spec):
+        items = [s.strip().lower() for s in spec]
     else:
-        items = [str(s).strip().lower() for s in spec]
+        raise TypeError("methods must be a filter name, a comma-separated string such as "
+                        f"'vfaint,sac' or a list of names, got {spec!r}.")
     if not items:
         raise ValueError("method: give at least one filter method, e.g. 'vfaint' or 'all'.")
     if "all" in items:
@@ -365,6 +371,37 @@ def _own_frame_rejection(events, module):
     return float(rej[sel].mean()) if sel.any() else 0.0
 
 
+def _check_options(options, names):
+    """``options`` as a new dict of dicts, checked against the methods ``names``.
+
+    Raises
+    ------
+    TypeError
+        ``options`` is not a dict, or the options of a method are not a dict.
+    ValueError
+        Options of an unknown method, or of a method that does not run.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError("options must be a dict of method name to a dict of keyword "
+                        f"arguments, e.g. {{'sac': {{'radius': 10}}}}, got {options!r}.")
+    unknown = sorted(set(options) - set(METHODS))
+    if unknown:
+        raise ValueError(f"options: unknown method(s) {unknown}; choose from "
+                         f"{', '.join(METHODS)}.")
+    for name, opts in options.items():
+        if opts is not None and not isinstance(opts, Mapping):
+            raise TypeError(f"options[{name!r}] must be a dict of keyword arguments of the "
+                            f"{name} filter, got {opts!r}.")
+    unused = [name for name in options if name not in names]
+    if unused:
+        given = "; ".join(f"options[{n!r}] = {sorted(options[n] or {})}" for n in unused)
+        raise ValueError(f"options for method(s) that do not run: {given} (methods: "
+                         f"{', '.join(names)}); add them to methods or drop their options.")
+    return {name: dict(opts or {}) for name, opts in options.items()}
+
+
 def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
@@ -467,17 +504,21 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         For bad frames, thresholds, method names or options.
     """
     names = parse_methods(methods)
-    options = dict(options or {})
-    unknown = set(options) - set(METHODS)
-    if unknown:
-        raise ValueError(f"options: unknown method(s) {sorted(unknown)}.")
+    options = _check_options(options, names)
     check_thresholds(event_threshold, split_threshold, mip_threshold)
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, numbers.Integral):
+        raise TypeError(f"chunk_frames must be a positive integer, got {chunk_frames!r}.")
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
     modules = {name: load_method(name) for name in names}
     if client is not None and options.get("cam", {}).get("cam_output") is not None:
         raise ValueError("cam_output (--cam-output) is written by one process: run without "
                          "a dask client to write CAM maps.")
+    from .outputs import check_api_output
+    for name, opts in options.items():
+        # an output the run writes is never one of its inputs (as on the command line)
+        check_api_output(f"options[{name!r}]['cam_output']", opts.get("cam_output"), frames,
+                         overwrite=bool(opts.get("overwrite")))
     _start_modules(modules, options)
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold, detector=detector)

@@ -57,20 +57,24 @@ def plot_roc(roc, points=None, *, ax=None, title=None):
     for row in points if points is not None else []:
         ax.plot(100 * row["FPR"], 100 * row["RECALL"], "o", ms=7, mec="k",
                 color=COLORS.get(row["METHOD"]), label=f"{row['METHOD']} at its defaults")
-    ax.set_xscale("symlog", linthresh=1.0)
+    # 0 % and the percent region both matter: linear up to 1 %, logarithmic above,
+    # and the axis says so
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 101)
-    ax.set_xlabel("lost X-ray signal (X-ray events rejected) [%]")
+    ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("lost X-ray signal (X-ray events rejected) [%]\n"
+                  "linear from 0 to 1 % (dotted line), logarithmic above")
     ax.set_ylabel("CR events rejected (recall) [%]")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right", framealpha=0.9)
     return ax
 
 
 def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, title=None,
-                  bins=None):
+                  bins=None, unscored=None):
     """Energy spectrum of the accepted and the rejected events.
 
     Parameters
@@ -88,6 +92,11 @@ def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, titl
     title : str, optional
     bins : array, optional
         Bin edges [keV].  Default 40 logarithmic bins from 0.1 to 1000 keV.
+    unscored : bool array, shape (n_events,), optional
+        Events the method does not judge (e.g. the CAM filter outside its
+        scored band, ``PROB_CR`` NaN).  They are not rejected, so they are
+        in the accepted curves; they are also drawn in grey and counted in
+        a note, so that the panel does not pass them off as judged.
 
     Returns
     -------
@@ -110,6 +119,11 @@ def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, titl
     for label, sel, color, ls in groups:
         h, _ = np.histogram(e[sel], bins)
         ax.stairs(h, bins, color=color, ls=ls, lw=1.5, label=f"{label} ({int(sel.sum())})")
+    if unscored is not None and np.any(unscored):
+        unscored = np.asarray(unscored, bool)
+        h, _ = np.histogram(e[unscored], bins)
+        ax.stairs(h, bins, color="0.55", lw=3, alpha=0.5, zorder=0,
+                  label=f"not scored, counted as accepted ({int(unscored.sum())})")
     for edge in band:
         ax.axvline(edge, color="0.5", ls="--", lw=0.8)
     ax.set_xscale("log")
@@ -120,6 +134,48 @@ def plot_spectrum(events, rejected, *, truth=None, band=_BAND_KEV, ax=None, titl
         ax.set_title(title)
     ax.legend(fontsize=7)
     return ax
+
+
+#: label offsets [points] tried in turn, beside the marker (10 points wide)
+_LABEL_OFFSETS = ((7, 5), (7, -13), (-7, 5), (-7, -13), (-4, 12), (-4, -20))
+
+
+def _place_labels(ax, x, y, texts, fontsize=7):
+    """Annotate ``(x, y)`` with ``texts``, each where it overlaps no marker or earlier label.
+
+    Label boxes are estimated in points (0.65 em per character, 1.2 em
+    high, plus a margin) from the limits already set; of the offsets tried, the first
+    free one is used, else the one overlapping least.
+    """
+    to_pt = 72.0 / ax.figure.dpi
+    # the markers (10 points) are taken, as are the labels placed so far
+    placed = [(px - 6, py - 6, px + 6, py + 6)
+              for px, py in ax.transData.transform(np.column_stack([x, y])) * to_pt]
+
+    def overlap(a, b):
+        dx = min(a[2], b[2]) - max(a[0], b[0])
+        dy = min(a[3], b[3]) - max(a[1], b[1])
+        return max(dx, 0.0) * max(dy, 0.0)
+
+    for xi, yi, text in zip(x, y, texts):
+        if not text:
+            continue
+        px, py = ax.transData.transform((xi, yi)) * to_pt
+        w, h = 0.65 * fontsize * len(text) + 4, 1.2 * fontsize + 2  # with a margin
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            x0 = px + dx if dx >= 0 else px + dx - w
+            box = (x0, py + dy, x0 + w, py + dy + h)
+            cost = sum(overlap(box, other) for other in placed)
+            if best is None or cost < best[0]:
+                best = (cost, box, (dx, dy))
+            if cost == 0:
+                break
+        _, box, (dx, dy) = best
+        placed.append(box)
+        ax.annotate(text, (xi, yi), xytext=(dx, dy), textcoords="offset points",
+                    ha="left" if dx >= 0 else "right", va="bottom", fontsize=fontsize,
+                    color="k", annotation_clip=True)
 
 
 def plot_frame_verdicts(frame, events, methods, *, ax=None, title=None, vmin_kev=0.08,
@@ -170,13 +226,11 @@ def plot_frame_verdicts(frame, events, methods, *, ax=None, title=None, vmin_kev
             label=f"accepted by every method ({int(kept.sum())})")
     ax.plot(x[~kept], y[~kept], "s", mfc="none", mec="k", ms=10, mew=1.2,
             label=f"rejected ({int((~kept).sum())})" + ("; label: by which" if labels else ""))
-    for xi, yi, n in zip(x, y, names):
-        if n and labels:
-            ax.annotate("+".join(n), (xi, yi), xytext=(6, 6), textcoords="offset points",
-                        fontsize=7, color="k", annotation_clip=True)
     if center is not None and half_size is not None:
         ax.set_xlim(center[0] - half_size, center[0] + half_size)
         ax.set_ylim(center[1] - half_size, center[1] + half_size)
+    if labels:
+        _place_labels(ax, x, y, ["+".join(n) for n in names])
     ax.set_xlabel("RAWX [pixel]")
     ax.set_ylabel("RAWY [pixel]")
     if title:

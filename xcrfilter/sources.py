@@ -75,9 +75,9 @@ def add_input_options(parser):
     g.add_argument("--edge-status", action="store_true",
                    help="set STATUS bit 8 (EDGE) on events whose 5x5 island is cut by the "
                    "frame edge")
-    g.add_argument("--phas-order", choices=("row-major", "centre-first"), default="row-major",
+    g.add_argument("--phas-order", choices=("row-major", "centre-first"), default=None,
                    help="event lists: order of the 25 PHAS values (centre-first: centre, "
-                   "3x3 ring, outer 16, each row-major)")
+                   "3x3 ring, outer 16, each row-major; default row-major)")
     g.add_argument("--phas-unit", type=_energy_unit, default=None, metavar="UNIT",
                    help="event lists and pixel tables: unit (eV or keV) of energy columns "
                    "without TUNIT")
@@ -105,8 +105,9 @@ def input_kind(paths):
         kinds.append("events" if is_event_list(p) else "pixels" if is_pixel_table(p)
                      else "frames")
     if len(paths) > 1 and set(kinds) != {"frames"}:
-        raise ValueError("give one event list or pixel table at a time (frames files can be "
-                         "several).")
+        raise ValueError("-o/--output takes one event list or pixel table at a time (frames "
+                         "files can be several); use --output-dir DIR to filter several, one "
+                         "event file each.")
     return kinds[0]
 
 
@@ -137,8 +138,10 @@ def filter_table_input(kind, args, names, method_options):
         other = [n for n in names if n != "vfaint"]
         if other:
             raise ValueError(f"{path} is an event list: only the vfaint filter runs on "
-                             f"event lists ({', '.join(other)} need the frames).")
-        events = read_event_list(path, phas_order=args.phas_order, phas_unit=args.phas_unit)
+                             f"event lists ({', '.join(other)} "
+                             f"{'needs' if len(other) == 1 else 'need'} the frames).")
+        events = read_event_list(path, phas_order=args.phas_order or "row-major",
+                                 phas_unit=args.phas_unit)
         return filter_event_list(events, event_threshold=args.event_threshold,
                                  split_threshold=args.split_threshold,
                                  mip_threshold=args.mip_threshold,

@@ -20,7 +20,7 @@ def main():
     parser.add_argument("--frames", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=43)
     parser.add_argument("--chunk", type=int, default=200)
-    parser.add_argument("--methods", default="vfaint,sac,cam")
+    parser.add_argument("-m", "--method", default="vfaint,sac,cam")
     parser.add_argument("--cam-model", default=None,
                         help="CAM model directory or shipped name (context, paper)")
     parser.add_argument("-o", "--output", required=True)
@@ -29,7 +29,7 @@ def main():
     chunks = ((c.frames * u.eV, c.labels)
               for c in iter_frames(args.frames, seed=args.seed, chunk_size=args.chunk))
     options = {"cam": {"model": args.cam_model}} if args.cam_model else None
-    report = compare_chunks(chunks, args.methods.split(","), pixel_frames=0,
+    report = compare_chunks(chunks, args.method.split(","), pixel_frames=0,
                             outdir=args.output, options=options)
     print_report(report, f"{report.n_frames} frames (seed {args.seed}), "
                          f"{len(report.events)} events; methods: "

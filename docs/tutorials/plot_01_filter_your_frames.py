@@ -21,6 +21,7 @@ import astropy.units as u
 import matplotlib.pyplot as plt
 import numpy as np
 from astropy.io import fits
+from regions import CirclePixelRegion, PixCoord, RegionMeta, RegionVisual, Regions
 
 from xcrfilter.io import read_events, write_events
 from xcrfilter.pipeline import METHOD_BITS, run_pipeline
@@ -76,17 +77,18 @@ back = read_events(events_file)
 print(f"read back {len(back)} events, columns {back.colnames[:8]} ...")
 
 # %%
-# A ds9 region file is plain text: one circle per event of frame 0, green
-# when accepted, red when rejected.  ds9 counts pixels from 1, the event
-# table from 0.
+# ds9 regions for the events of frame 0, written with the astropy
+# ``regions`` package: one circle per event, green when accepted, red when
+# rejected, labelled with its energy.  ``PixCoord`` counts pixels from 0,
+# as the event table does; ``regions`` writes the 1-based ds9 convention.
 frame = 0
+marks = Regions([
+    CirclePixelRegion(PixCoord(float(row["RAWX"]), float(row["RAWY"])), radius=3,
+                      meta=RegionMeta(text=f"{row['ENERGY'].to_value(u.keV):.2f} keV"),
+                      visual=RegionVisual(color="green" if row["STATUS"] == 0 else "red"))
+    for row in events[np.asarray(events["FRAME"]) == frame]])
 regions_file = os.path.join(workdir, "frame0.reg")
-with open(regions_file, "w") as fh:
-    fh.write("# Region file format: DS9 version 4.1\nimage\n")
-    for row in events[np.asarray(events["FRAME"]) == frame]:
-        color = "green" if row["STATUS"] == 0 else "red"
-        fh.write(f"circle({row['RAWX'] + 1},{row['RAWY'] + 1},3) # color={color} "
-                 f"text={{{row['ENERGY'].to_value(u.keV):.2f} keV}}\n")
+marks.write(regions_file, format="ds9", overwrite=True)
 with open(regions_file) as fh:
     print(fh.read())
 

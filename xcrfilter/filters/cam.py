@@ -252,10 +252,16 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     TypeError
         Bad frames, events, threshold or model types.
     ValueError
-        Threshold outside [0, 1], events that do not fit the frames.
+        Threshold outside [0, 1], events that do not fit the frames;
+        ``cam_output`` that is one of the input files or not a regular file
+        (checked before any work, as on the command line).
+    FileExistsError
+        ``cam_output`` exists and ``overwrite`` is False.
     xcrfilter.ml.forest.ModelFileError
         Missing, corrupt or foreign model files.
     """
+    from ..outputs import check_api_output
+    check_api_output("cam_output", cam_output, frames, overwrite=overwrite)
     cube, events = cube_and_events(
         frames, events, "cam_filter", "the network looks at the pixels around each event",
         event_threshold=event_threshold, split_threshold=split_threshold,

@@ -41,6 +41,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
+from astropy.utils.exceptions import AstropyUserWarning
 
 from .._meta import add_history, set_card
 from ..events import set_status_bit
@@ -197,6 +198,10 @@ def _counts_setup(unit, header, gain, readnoise, detector):
     if not np.isfinite(rn) or rn < 0:
         raise ValueError(f"readnoise must be finite and >= 0 electron, got {readnoise!r}.")
     if unit.is_equivalent(u.eV):
+        if gain is not None:
+            as_gain(gain, pair_energy=det.pair_energy)  # validated, then not needed
+            warnings.warn(f"frames are in {unit}: gain is ignored (it converts adu frames).",
+                          AstropyUserWarning, stacklevel=3)
         return unit.to(u.eV) / pair, 1.0, rn, "electron", pair
     if unit == u.electron:
         if gain is not None:
@@ -681,12 +686,11 @@ def add_arguments(parser):
                         help="output FITS: data, MASK extension and LAC* header cards")
     parser.add_argument("--unit", type=_unit_arg, default=None,
                         help="unit of the data when the header has no BUNIT, e.g. adu")
-    from ..argtypes import parse_gain
-    parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
-                        help="gain of adu frames, e.g. 3.65eV/adu or 1.9electron/adu (bare "
-                        "numbers are eV/adu, as everywhere in xcrfilter)")
-    parser.add_argument("--readnoise", type=float, default=None, help="read noise [electron]")
-    parser.add_argument("--satlevel", type=float, default=None, help="saturation [electron]")
+    from ..argtypes import parse_gain_electrons
+    parser.add_argument("--gain", type=parse_gain_electrons, default=None, metavar="G",
+                        help="gain of adu frames, e.g. 1.9electron/adu or 3.65eV/adu; bare "
+                        "numbers are electron/adu, as in L.A.Cosmic and astroscrappy; "
+                        "ignored (with a warning) for frames in energy or electron units")
     parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file")
     group = parser.add_argument_group("astroscrappy options")
@@ -705,9 +709,8 @@ def run(args):
     else:
         frames = args.input
     opts = options_from_args(args)
-    for name in ("gain", "readnoise", "satlevel"):
-        if getattr(args, name) is not None:
-            opts[name] = getattr(args, name)
+    if args.gain is not None:
+        opts["gain"] = args.gain
     ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
     write_mask(args.output, ccd, overwrite=args.overwrite)
     print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "

@@ -330,6 +330,22 @@ def load_network(model_dir):
                              f"({type(exc).__name__}: {exc})") from exc
 
 
+def _check_input_shape(net, model_dir):
+    """The network's input against what xcrfilter feeds it (1 channel, ``window`` pixels)."""
+    graph = getattr(net, "graph", None)
+    if not hasattr(graph, "input_shape"):
+        return
+    rows, cols, channels = graph.input_shape()
+    where = model_dir / NETWORK_FILE
+    if channels != 1:
+        raise ModelFileError(f"{where}: the network takes {channels} input channels; "
+                             "xcrfilter gives it 1 (the scaled log energy of the frame)")
+    if (rows, cols) != (None, None) and (rows, cols) != (net.window, net.window):
+        raise ModelFileError(f"{where}: the network takes {rows}x{cols} pixel inputs, but "
+                             f"{META_FILE} says window {net.window}; the files do not belong "
+                             "together")
+
+
 def _load_uncached(model_dir, verify=True):
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -342,6 +358,7 @@ def _load_uncached(model_dir, verify=True):
         raise ModelFileError(f"{model_dir / NETWORK_FILE}: the network has {n_out} output "
                              f"classes, {META_FILE} and xcrfilter expect {len(CLASS_NAMES)} "
                              f"({', '.join(CLASS_NAMES)})")
+    _check_input_shape(net, model_dir)
     if net.window % net.stride:
         raise ModelFileError(f"{model_dir / META_FILE}: window {net.window} is not a multiple "
                              f"of the network's output stride {net.stride}")

@@ -125,6 +125,25 @@ class LayerGraph:
         self.bias = self.params[LOGITS_LAYER].get("bias", np.zeros(self.kernel.shape[1],
                                                                    np.float32))
 
+    def input_shape(self):
+        """``(rows, columns, channels)`` of the network's input (None: any size).
+
+        Raises
+        ------
+        ModelFileError
+            No input layer, several, or one without a 4-D ``batch_shape``.
+        """
+        inputs = [layer for layer in self.layers if layer["class_name"] == "InputLayer"]
+        if len(inputs) != 1:
+            raise ModelFileError(f"{self.source}: {len(inputs)} input layers; the CAM frame "
+                                 "classifier has one")
+        cfg = inputs[0]["config"]
+        shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+        if not isinstance(shape, (list, tuple)) or len(shape) != 4:
+            raise ModelFileError(f"{self.source}: input layer {inputs[0]['name']!r} has shape "
+                                 f"{shape!r}; expected (batch, rows, columns, channels)")
+        return tuple(None if v is None else int(v) for v in shape[1:])
+
     def _check(self, name, cls, cfg):
         def bad(what):
             raise ModelFileError(f"{self.source}: layer {name!r} ({cls}) has {what}, which "

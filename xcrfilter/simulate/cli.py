@@ -65,13 +65,13 @@ def add_arguments(parser):
                         "0.2-10 keV)")
     parser.add_argument("--readout-noise", type=float, default=None,
                         help="readout noise rms [electron] (default: the WFI 7 e-)")
-    parser.add_argument("--chunk-size", type=int, default=64,
+    parser.add_argument("--chunk-frames", type=int, default=64, metavar="N",
                         help="frames simulated and written at a time")
     from ..argtypes import parse_gain
     parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
                         help="write adu with this gain, e.g. 3.65eV/adu or 1electron/adu "
                         "(bare numbers are eV/adu; default: write eV)")
-    parser.add_argument("--set", dest="set_params", action="append", default=[],
+    parser.add_argument("--set", dest="set_params", action="append", default=None,
                         metavar="NAME=VALUE",
                         help="set any SimulationParameters field, e.g. --set photon_mean=0.02 "
                              "(repeatable)")
@@ -91,7 +91,7 @@ def add_arguments(parser):
                         metavar="PRESET",
                         help="with --randomize: leave out the distinctive physics of this "
                              "preset (leave-one-physics-out training)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace the output")
     return parser
 
@@ -120,7 +120,7 @@ def run(args):
         det = DetectorModel.wfi(**det_kw)
         explicit = {k: v for k, v in (("xray_rate", args.xray_rate),
                                       ("cr_rate", args.cr_rate)) if v is not None}
-        params = params.replace(**explicit, **_parse_sets(getattr(args, "set_params", [])))
+        params = params.replace(**explicit, **_parse_sets(getattr(args, "set_params", None) or []))
         physics = None
         if getattr(args, "randomize", False):
             if args.preset or explicit or getattr(args, "set_params", None):
@@ -137,8 +137,8 @@ def run(args):
                                                       pair_energy=det.pair_energy)
         info = write_simulation(args.output, args.frames, seed=args.seed, detector=det,
                                 params=params, spectrum=args.xray_energy,
-                                chunk_size=args.chunk_size, gain=gain,
-                                overwrite=args.overwrite, progress=not args.no_progress,
+                                chunk_size=args.chunk_frames, gain=gain,
+                                overwrite=args.overwrite, progress=not args.quiet,
                                 physics=physics)
     except (ValueError, TypeError, FileExistsError, OSError) as exc:
         print(f"xcrfilter simulate: error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from astropy.io import fits
 from astropy.table import QTable, vstack
 
 from .core import BLOCK_FRAMES, FrameSimulator, iter_frames
+from ..outputs import check_regular_target
 
 __all__ = ["write_simulation", "read_truth", "simulation_header"]
 
@@ -103,6 +104,7 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     path = os.fspath(path)
+    check_regular_target(path, "path")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use overwrite=True / --overwrite)")
     sim = FrameSimulator(detector, params, spectrum, shape)
@@ -200,6 +202,7 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
             first = fits.PrimaryHDU().header.tostring().encode("ascii")
             fh.seek(end)
             fh.write(raw[len(first):])
+        check_regular_target(path, "path")
         os.replace(tmp, path)
     finally:
         if bar is not None:
