@@ -81,17 +81,17 @@ def best_at_loss(score, sign, is_x, is_cr, kept_by_vf, max_lost):
     return best
 
 
-def run_one(name, args, seed):
+def run_one(name, args, seed, n_frames, rich=None):
     params, det = preset(name)
     t0 = time.perf_counter()
-    rich, rich_lab, seen = rich_run(name, args.cr_events, seed)
+    rich, rich_lab, seen = rich or rich_run(name, args.cr_events, seed)
     n_rich = len(rich)
     truth = {}
 
     def blocks():
         for a in range(0, n_rich, 200):
             yield rich[a:a + 200] * u.eV
-        for chunk in iter_frames(args.frames, seed=seed + 1000, detector=det, params=params,
+        for chunk in iter_frames(n_frames, seed=seed + 1000, detector=det, params=params,
                                  chunk_size=200):
             truth[chunk.first_frame] = chunk.labels
             yield chunk.frames * u.eV
@@ -125,7 +125,7 @@ def run_one(name, args, seed):
         score = np.asarray(ev[cal.column], float)
         bv, bres = best_at_loss(score, cal.sign, is_x, is_cr, kept, args.max_lost)
         rows.append(dict(
-            preset=name, method=m, rich_frames=n_rich, simulated=seen, ordinary=args.frames,
+            preset=name, method=m, rich_frames=n_rich, simulated=seen, ordinary=n_frames,
             n_cr=int(is_cr.sum()), n_cr_vf_kept=int((is_cr & kept).sum()),
             n_xray=int(is_x.sum()), value=float(card_value(ev.meta, cal.card)),
             estimate=card_value(ev.meta, f"{cal.prefix}CALF"),
@@ -133,13 +133,14 @@ def run_one(name, args, seed):
             best_value=bv, best_resid=bres,
             prior=card_value(ev.meta, "OBCPRIOR") if m == "obsctx" else np.nan,
             wall_s=wall))
-    return rows
+    return rows, (rich, rich_lab, seen)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["paper"])
-    p.add_argument("--frames", type=int, default=2500, help="ordinary frames")
+    p.add_argument("--frames", type=int, nargs="+", default=[2500],
+                   help="ordinary frames (several: one run each, the same rich run)")
     p.add_argument("--cr-events", type=int, default=400, help="in-band CR events, rich run")
     p.add_argument("--seed", type=int, default=500)
     p.add_argument("--methods", default="sac,obsctx")
@@ -148,16 +149,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = []
     for i, name in enumerate(args.presets):
-        rows += run_one(name, args, args.seed + 10 * i)
-        t = Table(rows=rows)
-        for c in ("estimate", "true_lost", "resid", "best_resid", "prior", "value",
-                  "best_value"):
-            t[c].format = ".4f"
-        t["wall_s"].format = ".0f"
-        t.pprint(max_width=250, max_lines=200)
-        sys.stdout.flush()
-        if args.output:
-            t.write(args.output, overwrite=True)
+        rich = None
+        for n_frames in args.frames:
+            new, rich = run_one(name, args, args.seed + 10 * i, n_frames, rich)
+            rows += new
+            t = Table(rows=rows)
+            for c in ("estimate", "true_lost", "resid", "best_resid", "prior", "value",
+                      "best_value"):
+                t[c].format = ".4f"
+            t["wall_s"].format = ".0f"
+            t.pprint(max_width=250, max_lines=200)
+            sys.stdout.flush()
+            if args.output:
+                t.write(args.output, overwrite=True)
     return 0
 
 

@@ -38,18 +38,18 @@ def _synthetic(n_same, n_shift, prior, seed):
 def test_prior_of_a_known_mixture():
     """The positive-unlabelled learner recovers the shower fraction it was given."""
     for prior in (0.1, 0.3):
-        same, shift, fs, fh = _synthetic(3000, 9000, prior, seed=int(prior * 100))
+        same, shift, fs, fh = _synthetic(1500, 4500, prior, seed=int(prior * 100))
         r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
         est = obsctx.class_prior(r_same, r_shift)
         assert prior - 0.04 < est < prior + 0.03, (prior, est)
     # nothing to learn: shifted and same-frame rows alike
-    same, shift, fs, fh = _synthetic(3000, 9000, 0.0, seed=7)
+    same, shift, fs, fh = _synthetic(1500, 4500, 0.0, seed=7)
     r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
     assert obsctx.class_prior(r_same, r_shift) < 0.04
 
 
 def test_no_score_depends_on_its_own_row_in_training():
-    same, shift, fs, fh = _synthetic(1500, 4500, 0.2, seed=3)
+    same, shift, fs, fh = _synthetic(1000, 3000, 0.2, seed=3)
     r_same, _ = obsctx.cross_fit_scores(same, fs, shift, fh)
     # change every shifted row of fold 0: training data of the other folds only
     shift2 = shift.copy()
@@ -135,7 +135,7 @@ def test_too_few_events():
 
 
 def test_api_function_equals_pipeline():
-    data, _, _ = _with_secondaries(600, seed=13)
+    data, _, _ = _with_secondaries(300, seed=13)
     a = obsctx.obsctx_filter(data * u.eV, max_lost=0.05)
     b = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05, chunk_frames=600)
     np.testing.assert_array_equal(np.asarray(a["STATUS"]), np.asarray(b["STATUS"]))
