@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.cli import main, parse_energy
-from xcrfilter.io import read_events
+from xcrfilter.argtypes import parse_energy
+from xcrfilter.cli import main
+from xcrfilter.eventfile import read_events
 from xcrfilter.pipeline import parse_methods, run_pipeline
 
 

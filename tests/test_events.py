@@ -266,7 +266,7 @@ def test_strict_thresholds_use_greater_than():
 
 
 def test_edge_status_bit_is_optional():
-    from xcrfilter.events import STATUS_BITS
+    from xcrfilter.registry import STATUS_BITS
     frame = np.zeros((12, 12), np.float32)
     frame[1, 6] = 1000.0                        # 5x5 island cut by the bottom edge
     frame[6, 6] = 1000.0

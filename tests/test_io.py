@@ -11,8 +11,9 @@ from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from xcrfilter.detector import DetectorModel
-from xcrfilter.io import (FrameCube, as_energy_cube, read_cam_maps, read_events, read_frames,
-                          write_cam_maps, write_events, write_mask)
+from xcrfilter.eventfile import read_events, write_events
+from xcrfilter.io import FrameCube, as_energy_cube, read_frames
+from xcrfilter.products import read_cam_maps, write_cam_maps, write_mask
 
 
 def _frames(shape=(2, 8, 9), seed=0):

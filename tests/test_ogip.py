@@ -11,8 +11,8 @@ from astropy.io import fits
 from astropy.time import Time
 
 from xcrfilter.cli import main
-from xcrfilter.events import STATUS_BIT_DOC, STATUS_BITS
-from xcrfilter.io import read_events, read_gti, write_events
+from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
+from xcrfilter.eventfile import read_events, read_gti, write_events
 from xcrfilter.ogip import (PI_CHANNELS, add_time, frame_time_from_header, pi_channels,
                             read_frame_times)
 

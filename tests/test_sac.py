@@ -80,12 +80,12 @@ def test_events_only_mode():
 
 def test_plugin_and_bad_input():
     parser = argparse.ArgumentParser()
-    sac.add_cli_options(parser.add_argument_group("sac"))
-    opts = sac.options_from_args(parser.parse_args(["--sac-radius", "3",
-                                                    "--sac-track-energy", "12keV"]))
+    sac.FILTER.add_cli_options(parser.add_argument_group("sac"))
+    opts = sac.FILTER.options_from_args(parser.parse_args(["--sac-radius", "3",
+                                                           "--sac-track-energy", "12keV"]))
     assert opts["radius"] == 3.0 and opts["track_energy"] == 12 * u.keV
     # bare numbers are eV, like every energy option
-    bare = sac.options_from_args(parser.parse_args(["--sac-track-energy", "12000"]))
+    bare = sac.FILTER.options_from_args(parser.parse_args(["--sac-track-energy", "12000"]))
     assert bare["track_energy"] == 12 * u.keV
     from collections import namedtuple
     Cube = namedtuple("Cube", ["data", "mask", "header", "filenames", "was_2d"])

@@ -11,7 +11,8 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from xcrfilter.cli import main
-from xcrfilter.io import as_energy_cube, read_events
+from xcrfilter.io import as_energy_cube
+from xcrfilter.eventfile import read_events
 from xcrfilter.maskfile import MaskWriter, read_mask
 from xcrfilter.masks import mask_events
 from xcrfilter.pipeline import _work_pieces, available_methods, run_pipeline
@@ -370,7 +371,7 @@ def test_missing_distributed_is_one_line(files, tmp_path, capsys, monkeypatch, o
 def test_cam_maps_appended_per_chunk(sim, tmp_path):
     assert "cam" in available_methods()   # the CAM model ships with the package
     from xcrfilter.filters.cam import cam_maps
-    from xcrfilter.io import read_cam_maps
+    from xcrfilter.products import read_cam_maps
     frames = np.asarray(sim.frames[:5], np.float32) * u.eV
     out = tmp_path / "maps.fits"
     run_pipeline(frames, "cam", chunk_frames=2, options={"cam": {"cam_output": out}})

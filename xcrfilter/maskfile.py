@@ -17,8 +17,8 @@ import os
 import numpy as np
 from astropy.io import fits
 
-from ._meta import set_card
-from .masks import WHICH, _select, event_pixel_mask
+from .meta import set_card
+from .masks import WHICH, select_events, event_pixel_mask
 from .outputs import atomic_write
 
 __all__ = ["MaskWriter", "read_mask"]
@@ -96,7 +96,7 @@ class MaskWriter:
             Events found in these frames (``FRAME`` over the whole input,
             ``RAWX``, ``RAWY``, ``STATUS``).
         """
-        chosen = _select(events, self.which, self.bits)
+        chosen = select_events(events, self.which, self.bits)
         frame = np.asarray(events["FRAME"])[chosen] - int(first_frame)
         mask = event_pixel_mask((int(n_frames),) + self.frame_shape, frame,
                                 np.asarray(events["RAWX"])[chosen],

@@ -23,8 +23,9 @@ import numpy as np
 from astropy.io import fits
 from regions import CirclePixelRegion, PixCoord, RegionMeta, RegionVisual, Regions
 
-from xcrfilter.io import read_events, write_events
-from xcrfilter.pipeline import METHOD_BITS, run_pipeline
+from xcrfilter.eventfile import read_events, write_events
+from xcrfilter.pipeline import run_pipeline
+from xcrfilter.registry import METHOD_BITS
 from xcrfilter.plots import plot_frame_verdicts
 from xcrfilter.simulate import write_simulation
 
