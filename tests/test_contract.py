@@ -40,6 +40,8 @@ def test_every_filter_is_declared(name):
     assert isinstance(spec, registry.Filter) and spec.name == name
     assert set(spec.shared) <= set(registry.SHARED_INPUTS)
     assert spec.bits == registry.method_bits(name) == registry.METHOD_BITS[name]
+    # its header keywords start with its prefix (count cards, e.g. MRPNREJ)
+    assert all(card.startswith(spec.prefix) for card in spec.count_cards)
     if spec.calibration is not None:
         assert spec.calibration.option in {p.name for p in spec.params}
         # the calibration reads the same declaration from the filter module
@@ -133,3 +135,39 @@ def test_output_options_declared():
     args = parser.parse_args(["obs.fits", "-o", "rep", "--cam-output", "maps.fits"])
     with pytest.raises(ValueError, match="--cam-output: xcrfilter compare writes no cam"):
         compare_cli.run(args)
+
+
+def test_meta_holds_plain_values(tmp_path):
+    """Event-table keywords are plain values, as astropy reads tables; their comments
+    are kept aside and written back as card comments."""
+    from astropy.io import fits
+
+    from xcrfilter.eventfile import read_events, write_events
+    from xcrfilter.meta import CARD_COMMENTS, card_comment
+    events = run_pipeline(_frames(), "vfaint,sac")
+    assert events.meta["EVTTHR"] * u.eV == 260 * u.eV
+    assert events.meta["SACRAD"] == 22.0
+    assert card_comment(events.meta, "SACRAD") == "[pixel] SAC rejection radius"
+    path = tmp_path / "ev.fits"
+    write_events(events, path)
+    header = fits.getheader(path, "EVENTS")
+    assert header["SACRAD"] == 22.0
+    assert header.comments["SACRAD"] == "[pixel] SAC rejection radius"
+    assert CARD_COMMENTS not in header
+    back = read_events(path)
+    assert back.meta["SACRAD"] == 22.0
+    assert card_comment(back.meta, "SACRAD") == "[pixel] SAC rejection radius"
+
+
+def test_observation_keywords_plain(tmp_path):
+    from astropy.io import fits
+
+    from xcrfilter.meta import card_comment
+    header = fits.Header()
+    header["TELESCOP"] = ("ATHENA", "mission")
+    header["BUNIT"] = "eV"
+    path = tmp_path / "frames.fits"
+    fits.PrimaryHDU(_frames().value, header=header).writeto(path)
+    events = run_pipeline(str(path), "vfaint")
+    assert events.meta["TELESCOP"] == "ATHENA"
+    assert card_comment(events.meta, "TELESCOP") == "mission"

@@ -40,7 +40,7 @@ def test_demo_writes_files_and_compact_mask(demo_dir):
         with open(demo_dir / png, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     ev = read_events(demo_dir / "demo_events.fits")
-    assert ev.meta["NFRAMES"][0] == 12 and ev.meta["FILTERS"][0] == "vfaint,sac,cam,morph"
+    assert ev.meta["NFRAMES"] == 12 and ev.meta["FILTERS"] == "vfaint,sac,cam,morph"
     assert int(np.asarray(ev["FRAME"]).max()) > 5          # several chunks, one frame index
     with fits.open(demo_dir / "demo_mask.fits") as hdul:
         hdu = hdul["MASK"]

@@ -86,8 +86,8 @@ def test_pixel_table_events_truth_and_columns(tmp_path):
         assert r["PRIMENERGY"] == pytest.approx(2.5)
     assert rows[(0, 1, 8, 8)]["PATTERN"] == 2
     np.testing.assert_allclose(ev["TIME"].to_value(u.s), 0.005 * np.asarray(ev["FRAME"]))
-    assert ev.meta["EXPOSURE"][0] == pytest.approx(0.025) and ev.meta["NFRAMES"][0] == 5
-    assert ev.meta["CHIPX1"][0] == 130 and ev.meta["NCHIPS"][0] == 2
+    assert ev.meta["EXPOSURE"] == pytest.approx(0.025) and ev.meta["NFRAMES"] == 5
+    assert ev.meta["CHIPX1"] == 130 and ev.meta["NCHIPS"] == 2
     assert any("read in keV" in h for h in ev.meta["HISTORY"])
 
 
@@ -172,7 +172,7 @@ def test_wfi_layout_recognised_without_keywords(tmp_path):
     ev = filter_pixel_table(path, "vfaint", frame_time=5 * u.ms)
     assert sorted(zip(np.asarray(ev["DETID"]).tolist(), np.asarray(ev["RAWX"]).tolist(),
                       np.asarray(ev["RAWY"]).tolist())) == [(1, 68, 90), (3, 41, 48)]
-    assert ev.meta["CHIPX2"][0] == 59 and ev["ENERGY"].unit == u.eV
+    assert ev.meta["CHIPX2"] == 59 and ev["ENERGY"].unit == u.eV
 
 
 def test_filter_command_on_a_pixel_table(tmp_path):

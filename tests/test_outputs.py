@@ -136,7 +136,7 @@ def test_non_ascii_file_names(tmp_path, capsys):
                  "-m", "vfaint,sac"]) == 0
     ev = read_events(out)
     assert len(ev) == 2
-    assert "\\xe4hm_frames.fits" in ev.meta["INFILE01"][0]
+    assert "\\xe4hm_frames.fits" in ev.meta["INFILE01"]
     assert mask.exists()
     lac = tmp_path / "ähm_lac.fits"
     assert main(["lacosmic", str(frames), "-o", str(lac)]) == 0

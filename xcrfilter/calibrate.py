@@ -443,8 +443,8 @@ def apply_threshold(events, module, value):
     int
         Events rejected.
     """
-    from .meta import set_card
     from .events import set_status_bit
+    from .meta import card_comment, set_card
     cal = module.CALIBRATION
     (bit, _), = module.STATUS.values()
     score = np.asarray(events[cal.column], float)
@@ -452,12 +452,10 @@ def apply_threshold(events, module, value):
     rej = np.zeros(len(events), bool)
     rej[ok] = score[ok] <= value if cal.sign < 0 else score[ok] >= value
     set_status_bit(events, bit, rej)
-    old = events.meta.get(cal.card)
-    set_card(events.meta, cal.card, float(value), old[1] if isinstance(old, tuple) else "")
+    set_card(events.meta, cal.card, float(value), card_comment(events.meta, cal.card))
     if cal.count_card is not None:
-        old = events.meta.get(cal.count_card)
         set_card(events.meta, cal.count_card, int(rej.sum()),
-                 old[1] if isinstance(old, tuple) else "")
+                 card_comment(events.meta, cal.count_card))
     return int(rej.sum())
 
 

@@ -52,9 +52,11 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     ----------
     events : `~astropy.table.Table` or `~astropy.table.QTable`
         One row per event (columns as in ``xcrfilter.events.find_events``).
-        ``events.meta`` keywords are written to the ``EVENTS`` header: values
-        plain or ``(value, comment)`` tuples (scalar Quantities are written as
-        their value with ``[unit]`` prepended to the comment); ``HISTORY``
+        ``events.meta`` keywords are written to the ``EVENTS`` header: plain
+        values with their comments in ``meta["CARD_COMMENTS"]`` (as
+        :func:`xcrfilter.meta.set_card` records them), or ``(value,
+        comment)`` tuples (scalar Quantities are written as their value with
+        ``[unit]`` prepended to the comment); ``HISTORY``
         and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
         time intervals (``START``, ``STOP``, as :func:`xcrfilter.ogip.add_time`
         makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
@@ -231,8 +233,10 @@ def read_events(path):
         order (integer ``PHA``/``PI`` columns in ``chan`` as plain integers;
         a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12);
         ``meta`` holds every non-structural keyword of the ``EVENTS`` header
-        as ``(value, comment)`` (or the plain value when the comment is
-        empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
+        as a plain value, as astropy reads a table (``meta["EVTTHR"] * u.eV``
+        works), their comments in ``meta["CARD_COMMENTS"]``
+        (:func:`xcrfilter.meta.card_comment`), and ``HISTORY`` /
+        ``COMMENT`` as lists of str.  Column
         keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
         ``meta``: :func:`write_events` regenerates them.
 

@@ -28,7 +28,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from .meta import add_history, card_value
+from .meta import CARD_COMMENTS, add_history, card_value, set_card
 from .events import EPIC_PATTERN_LUT, IDX_OUTER, check_thresholds, island_properties
 from .io import header_to_meta
 
@@ -158,10 +158,12 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
             table[name] = data
     _check_finite(table, where)
     meta = header_to_meta(header)
-    for key, value in header_to_meta(primary).items():
-        if key not in ("HISTORY", "COMMENT"):
-            meta.setdefault(key, value)
-    meta["PHASORDR"] = ("row-major", "PHAS layout (centre at index 12)")
+    inherited = header_to_meta(primary)
+    comments = inherited.pop(CARD_COMMENTS, {})
+    for key, value in inherited.items():
+        if key not in ("HISTORY", "COMMENT") and key not in meta:
+            set_card(meta, key, value, comments.get(key, ""))
+    set_card(meta, "PHASORDR", "row-major", "PHAS layout (centre at index 12)")
     table.meta = meta
     for note in notes:
         add_history(table.meta, f"read_event_list: {note}")

@@ -455,8 +455,8 @@ def _pixel_meta(meta, table, chipname):
     out.update(meta)
     set_card(out, "NFRAMES", table.n_frames(), "frames of the observation")
     set_card(out, "NCHIPS", len(table.geometry.ids), f"chips ({chipname} column)")
-    for key, value in table.geometry.cards().items():
-        out[key] = value
+    for key, (value, comment) in table.geometry.cards().items():
+        set_card(out, key, value, comment)
     history = list(card_value(out, "HISTORY", []) or [])
     out["HISTORY"] = history
     add_history(out, f"pixel-deposit table {os.path.basename(table.path)}: "

@@ -38,7 +38,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .meta import fits_text, set_card
+from .meta import CARD_COMMENTS, fits_text, set_card
 
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
            "FRAME_ROWS_KEY"]
@@ -119,7 +119,10 @@ def _meta_to_header(meta):
     header = fits.Header()
     if not meta:
         return header
+    comments = dict(meta).get(CARD_COMMENTS) or {}
     for key, value in dict(meta).items():
+        if str(key).upper() == CARD_COMMENTS:
+            continue
         try:
             if isinstance(value, tuple) and len(value) == 2:
                 header[str(key)] = value
@@ -128,7 +131,7 @@ def _meta_to_header(meta):
                     header.add_history(str(line)) if str(key).upper() == "HISTORY" \
                         else header.add_comment(str(line))
             else:
-                header[str(key)] = value
+                header[str(key)] = (value, comments.get(str(key).upper(), ""))
         except (ValueError, TypeError, KeyError):
             continue
     return header
@@ -651,9 +654,8 @@ def _plain(value):
     return value
 
 
-def split_value(key, value):
-    """(value, comment) from a plain value or a (value, comment) tuple."""
-    comment = ""
+def split_value(key, value, comment=""):
+    """(value, comment) from a plain value (and its ``comment``) or a (value, comment) tuple."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
         value, comment = value
     if isinstance(value, u.Quantity) and value.size == 1:
@@ -693,21 +695,29 @@ def _join_text_lines(chunks):
 
 
 def apply_meta(header, meta, *, skip=()):
-    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too)."""
+    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too).
+
+    Comments come from ``meta[CARD_COMMENTS]`` (`xcrfilter.meta`) or from
+    ``(value, comment)`` tuples.
+    """
+    comments = meta.get(CARD_COMMENTS) or {}
     for key, value in meta.items():
         ukey = str(key).upper()
+        if ukey == CARD_COMMENTS:
+            continue
         if ukey in ("HISTORY", "COMMENT"):
             lines = [value] if isinstance(value, str) else list(value)
             add_text_lines(header, ukey, lines)
             continue
         if ukey in skip or _is_structural(ukey):
             continue
-        value, comment = split_value(ukey, value)
+        value, comment = split_value(ukey, value, comments.get(ukey, ""))
         set_card(header, ukey, value, comment)
 
 
 def header_to_meta(header):
-    """``Table.meta``-style dict: ``(value, comment)`` tuples, HISTORY/COMMENT lists."""
+    """``Table.meta``-style dict: plain values, comments in ``meta[CARD_COMMENTS]``
+    (`xcrfilter.meta`), HISTORY/COMMENT lists."""
     meta = {}
     for card in header.cards:
         key = card.keyword
@@ -716,7 +726,7 @@ def header_to_meta(header):
             continue
         if _is_structural(key):
             continue
-        meta[key] = (card.value, card.comment) if card.comment else card.value
+        set_card(meta, key, card.value, card.comment)
     for key in ("HISTORY", "COMMENT"):
         if key in meta:
             meta[key] = _join_text_lines(meta[key])

@@ -132,19 +132,12 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     if include_bad_pixels:
         mask |= cube.mask
     header = cube.header.copy()
-    meta = {}
-    set_card(meta, "MASKWHCH", which, "mask marks the 3x3 pixels of these events")
+    set_card(header, "MASKWHCH", which, "mask marks the 3x3 pixels of these events")
     bits_text = "ALL" if bits is None else ",".join(str(b) for b in np.atleast_1d(bits))
-    set_card(meta, "MASKBITS", bits_text[:68], "STATUS bits counted as rejection")
-    set_card(meta, "NMASKEV", int(chosen.sum()), "number of masked events")
-    set_card(meta, "MASKBAD", bool(include_bad_pixels), "input bad pixels also masked")
-    add_history(meta, f"xcrfilter.masks.mask_events(which={which!r}, bits={bits!r})")
-    for key, value in meta.items():
-        if key == "HISTORY":
-            for line in value:
-                header.add_history(line)
-        else:
-            header[key] = value
+    set_card(header, "MASKBITS", bits_text[:68], "STATUS bits counted as rejection")
+    set_card(header, "NMASKEV", int(chosen.sum()), "number of masked events")
+    set_card(header, "MASKBAD", bool(include_bad_pixels), "input bad pixels also masked")
+    add_history(header, f"xcrfilter.masks.mask_events(which={which!r}, bits={bits!r})")
     header["BUNIT"] = "eV"
     data, out_mask = cube.data, mask
     if cube.was_2d:

@@ -304,7 +304,9 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
     """
     meta = events.meta
     for key, value in observation_cards(header).items():
-        meta.setdefault(key, value)
+        if key not in meta:
+            value, comment = value if isinstance(value, tuple) else (value, "")
+            set_card(meta, key, value, comment)
     dt = frame_time_from_header(header, frame_time)
     if dt is None:
         if not warn:

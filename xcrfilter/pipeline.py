@@ -17,7 +17,7 @@ import numpy as np
 from astropy.table import vstack
 
 from . import registry
-from .meta import add_history, card_value, set_card
+from .meta import add_history, card_comment, card_value, set_card
 from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
@@ -577,9 +577,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
     for key, total in counts.items():
         # count cards of the plug-ins hold per-chunk numbers: write totals
-        old = out.meta.get(key)
-        comment = old[1] if isinstance(old, tuple) else ""
-        set_card(out.meta, key, total, comment)
+        set_card(out.meta, key, total, card_comment(out.meta, key))
     before = len(out.meta.get("HISTORY", []))
     if shift:
         for name in observers:

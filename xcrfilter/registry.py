@@ -181,6 +181,11 @@ class Filter:
         The threshold :mod:`xcrfilter.calibrate` may set.
     report_name : str, optional
         Its name in comparison tables (default the name in upper case).
+    card_prefix : str, optional
+        Prefix of its header keywords, e.g. ``SAC`` (``SACRAD``) or ``MRP``
+        (``MRPTHR``); default the first three letters of the name in upper
+        case.  Keywords written for the filter by others (e.g. the
+        calibration's ``<prefix>CALV``) use it too.
     count_cards : tuple of str
         Header keywords holding counts, summed by the pipeline over chunks.
     is_available : callable, optional
@@ -211,6 +216,7 @@ class Filter:
     shared: tuple = ()
     calibration: Calibration | None = None
     report_name: str | None = None
+    card_prefix: str | None = None
     count_cards: tuple = ()
     is_available: Callable | None = None
     model_param: str | None = None
@@ -242,6 +248,11 @@ class Filter:
     def label(self):
         """Name in comparison tables, e.g. ``VF`` or ``SAC``."""
         return self.report_name or self.name.upper()
+
+    @property
+    def prefix(self):
+        """Prefix of its header keywords (:attr:`card_prefix`, default e.g. ``SAC``)."""
+        return self.card_prefix or self.name[:3].upper()
 
     @property
     def bits(self):

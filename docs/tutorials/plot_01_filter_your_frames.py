@@ -52,7 +52,7 @@ with fits.open(frames_file) as hdul:
 # does the same from the shell.
 events = run_pipeline(frames_file, "vfaint,sac", event_threshold=260 * u.eV,
                       split_threshold=80 * u.eV, mip_threshold=10 * u.keV)
-print(f"{len(events)} events in {events.meta['NFRAMES'][0]} frames")
+print(f"{len(events)} events in {events.meta['NFRAMES']} frames")
 events["FRAME", "RAWX", "RAWY", "ENERGY", "GRADE", "STATUS", "SAC_DIST"][:8]
 
 # %%

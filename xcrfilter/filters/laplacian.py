@@ -394,13 +394,7 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
     if det.was_2d:
         out_data, out_mask = out_data[0], out_mask[0]
     meta = det.header.copy() if isinstance(det.header, fits.Header) else fits.Header()
-    card_meta = {}
-    _write_cards(card_meta, det.params, det.n_cr, det.version)
-    for key, value in card_meta.items():
-        if key != "HISTORY":
-            meta[key] = value
-    for line in card_meta.get("HISTORY", []):
-        meta.add_history(line)
+    _write_cards(meta, det.params, det.n_cr, det.version)
     from astropy.nddata import CCDData
     return CCDData(out_data, unit=det.unit, mask=out_mask, meta=meta)
 

@@ -165,6 +165,7 @@ def pipeline_step(cube, events, *, threshold=None, model=None, split_threshold=N
 #: The filter's declaration (`xcrfilter.registry`).
 FILTER = Filter(
     name="morph", step=pipeline_step, status=STATUS, shared=("split_threshold",),
+    card_prefix="MRP",
     params=(
         Param("threshold", None, "morph CR-probability threshold in [0, 1] (default: the "
               "model's)", type=float, metavar="P"),

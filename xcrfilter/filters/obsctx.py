@@ -437,6 +437,7 @@ def pipeline_step(cube, events, *, max_lost=None):
 #: run) and takes its loss from ``--max-lost-xray`` (default 2 %).
 FILTER = Filter(
     name="obsctx", step=pipeline_step, status=STATUS, report_name=REPORT_NAME,
+    card_prefix="OBC",
     params=(Param("max_lost", None, "X-ray loss at which events are rejected (default: "
                   "--max-lost-xray, else 2%)", cli=False),),
     calibration=CALIBRATION,

@@ -28,7 +28,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from ..meta import add_history, card_value, set_card
+from ..meta import CARD_COMMENTS, add_history, card_comment, card_value, set_card
 from ..argtypes import parse_energy
 from ..events import set_status_bit
 from ..registry import Calibration, Filter, Param
@@ -205,8 +205,8 @@ def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, tr
     _write_cards(meta, params)
     header = fits.Header()
     for key, value in meta.items():
-        if key not in ("HISTORY", "SACRAD"):
-            header[key] = value
+        if key not in ("HISTORY", "SACRAD", CARD_COMMENTS):  # no radius for a pixel mask
+            set_card(header, key, value, card_comment(meta, key))
     from astropy.nddata import CCDData
     return CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
                    meta=header)

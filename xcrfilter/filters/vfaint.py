@@ -217,4 +217,5 @@ def pipeline_step(cube, events, *, event_threshold=260 * u.eV, split_threshold=8
 #: The filter's declaration: it has no options of its own, it uses the
 #: pipeline's thresholds and threshold convention.
 FILTER = Filter(name="vfaint", step=pipeline_step, status=STATUS, report_name="VF",
+                card_prefix="VF",
                 shared=("event_threshold", "split_threshold", "mip_threshold", "strict"))
