@@ -77,3 +77,28 @@ html_theme_options = {
     "use_edit_page_button": False,
 }
 html_context = {"default_mode": "light"}
+
+
+# -- generated tables ------------------------------------------------------------
+def _write_filter_options(path):
+    """The table of every filter parameter, from the filters' declarations
+    (`xcrfilter.registry.options_table`), included by ``architecture.rst``."""
+    from xcrfilter.registry import options_table
+
+    def cell(text):
+        return str(text).replace("|", "\\|").replace("*", "\\*") or " "
+
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 10 22 14 10 12 32", "",
+             "   * - filter", "     - option", "     - keyword", "     - unit",
+             "     - default", "     - meaning"]
+    for name, option, keyword, unit, default, text in options_table():
+        lines += [f"   * - ``{name}``", f"     - ``{option}``" if option else "     - (Python)",
+                  f"     - ``{keyword}``", f"     - {cell(unit)}", f"     - {cell(default)}",
+                  f"     - {cell(text)}"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+_write_filter_options(os.path.join(os.path.dirname(__file__), "generated",
+                                   "filter_options.inc"))

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 from xcrfilter import registry  # noqa: E402
-from xcrfilter._meta import card_value  # noqa: E402
+from xcrfilter.meta import card_value  # noqa: E402
 from xcrfilter.pipeline import run_pipeline  # noqa: E402
 from xcrfilter.simulate import iter_frames, preset  # noqa: E402
 
@@ -66,7 +66,7 @@ def run_one(name, n_frames, seed, methods, max_lost, calibration, xray_rate=None
     vf = (status & registry.method_bits("vfaint")) != 0
     rows = []
     for m in methods:
-        cal = registry.filter_module(m).CALIBRATION
+        cal = registry.filter_spec(m).calibration
         rej = (status & registry.method_bits(m)) != 0
         x, c = is_x & band, is_cr & band
         rows.append(dict(

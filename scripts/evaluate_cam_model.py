@@ -62,7 +62,7 @@ def cmd_prepare(args):
 def _table1(model, tiles_path):
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
     from xcrfilter.ml.densenet import CLASS_NAMES
-    from xcrfilter.ml.training import load_tiles
+    from xcrfilter.ml.stage1 import load_tiles
     x, y, _ = load_tiles(tiles_path)
     probs, _ = model.network.windows(x)
     pred = probs.argmax(axis=1)

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 from xcrfilter import registry  # noqa: E402
-from xcrfilter._meta import card_value  # noqa: E402
+from xcrfilter.meta import card_value  # noqa: E402
 from xcrfilter.events import find_events  # noqa: E402
 from xcrfilter.io import as_energy_cube  # noqa: E402
 from xcrfilter.pipeline import run_pipeline  # noqa: E402
@@ -119,8 +119,7 @@ def run_one(name, args, seed, n_frames, rich=None):
     kept = ~vf
     rows = []
     for m in methods:
-        mod = registry.filter_module(m)
-        cal = mod.CALIBRATION
+        cal = registry.filter_spec(m).calibration
         rej = (status & registry.method_bits(m)) != 0
         score = np.asarray(ev[cal.column], float)
         bv, bres = best_at_loss(score, cal.sign, is_x, is_cr, kept, args.max_lost)

@@ -120,7 +120,7 @@ def cmd_stage1(args):
     """Stage 1 only (the first half of ``train``; same code path)."""
     import json
     from pathlib import Path
-    from xcrfilter.ml.training import load_tiles, train_network
+    from xcrfilter.ml.stage1 import load_tiles, train_network
     x, y, scaler = load_tiles(args.tiles)
     _, _, info = train_network(x, y, args.output, scaler=scaler, epochs=args.epochs,
                                batch_size=args.batch_size, patience=args.patience,
@@ -136,7 +136,7 @@ def cmd_finalize(args):
 
     Used for the shipped model: its stage-1 run (``train`` with
     ``--time-limit``) predates the batch-norm recalibration step that
-    :func:`xcrfilter.ml.training.train_network` now applies, and its
+    :func:`xcrfilter.ml.stage1.train_network` now applies, and its
     validation loss during training was distorted by lagging batch-norm
     statistics (momentum 0.99 then), so early stopping would have restored an
     early epoch.  This takes the weights of the last finished epoch from
@@ -148,10 +148,10 @@ def cmd_finalize(args):
     import json
     from pathlib import Path
     from xcrfilter.ml.densenet import build_densenet, count_params
-    from xcrfilter.ml.training import _split, load_tiles, recalibrate_batchnorm
+    from xcrfilter.ml.stage1 import load_tiles, recalibrate_batchnorm, split_tiles
     out = Path(args.output)
     x, y, scaler = load_tiles(args.tiles)
-    tr, va = _split(len(x), 0.1, np.random.default_rng(args.seed))
+    tr, va = split_tiles(len(x), 0.1, np.random.default_rng(args.seed))
     xtr = scaler.transform(x[tr])[..., None]
     xva = scaler.transform(x[va])[..., None]
     model = build_densenet(seed=args.seed)
@@ -181,7 +181,7 @@ def cmd_stage2(args):
     import json
     from pathlib import Path
     from xcrfilter.ml.model import CamModel, load_network
-    from xcrfilter.ml.training import fit_stage2
+    from xcrfilter.ml.stage2 import fit_stage2
     t0 = time.time()
     out = Path(args.output)
     network = load_network(out)
@@ -210,7 +210,7 @@ def cmd_card(args):
     import json
     from pathlib import Path
     from xcrfilter.ml.model import write_checksums
-    from xcrfilter.ml.training import model_card
+    from xcrfilter.ml.stage2 import model_card
     out = Path(args.output)
     if args.resave_network:
         # same weights in a network built by the current build_densenet (NumPy

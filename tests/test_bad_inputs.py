@@ -432,7 +432,7 @@ def test_read_events_bad_files_name_the_file(tmp_path):
     import astropy.units as u
 
     from xcrfilter import run_pipeline
-    from xcrfilter.io import read_events, write_events
+    from xcrfilter.eventfile import read_events, write_events
     events = run_pipeline(_api_frames(), "vfaint")
     good = tmp_path / "ev.fits"
     write_events(events, good)

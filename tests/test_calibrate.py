@@ -3,7 +3,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter._meta import card_value
+from xcrfilter.meta import card_value
 from xcrfilter.calibrate import inject_xrays, parse_fraction
 from xcrfilter.pipeline import run_pipeline
 from xcrfilter.simulate import SimulationParameters, simulate_frames

@@ -12,7 +12,7 @@ from astropy.io import fits  # noqa: E402
 pytest.importorskip("keras")
 pytest.importorskip("imblearn")
 
-from xcrfilter._meta import card_value  # noqa: E402
+from xcrfilter.meta import card_value  # noqa: E402
 from xcrfilter.filters import cam as camf  # noqa: E402
 from xcrfilter.ml.model import default_model_dir, load_model  # noqa: E402
 
@@ -36,15 +36,15 @@ def _frames(n=2, size=128, seed=0):
 
 def test_cli_options_roundtrip():
     p = argparse.ArgumentParser()
-    camf.add_cli_options(p.add_argument_group("cam"))
+    camf.FILTER.add_cli_options(p.add_argument_group("cam"))
     a = p.parse_args(["--threshold", "0.6", "--cam-output", "c.fits",
                       "--cam-band", "0.5keV", "8000"])
-    o = camf.options_from_args(a)
+    o = camf.FILTER.options_from_args(a)
     assert o["threshold"] == 0.6 and o["cam_output"] == "c.fits"
     # units accepted, bare numbers are eV
     assert u.allclose(o["band"], [0.5, 8] * u.keV)
     assert o["band"].unit == u.eV
-    assert camf.options_from_args(p.parse_args([])) == {}
+    assert camf.FILTER.options_from_args(p.parse_args([])) == {}
 
 
 def test_bad_arguments():
@@ -58,7 +58,7 @@ def test_bad_arguments():
     from astropy.table import QTable
     with pytest.raises(TypeError, match="needs the frames"):
         camf.cam_filter(QTable({"FRAME": [0]}))
-    from xcrfilter.ml.forest import ModelFileError
+    from xcrfilter.ml.checksums import ModelFileError
     with pytest.raises(ModelFileError, match="does not exist"):
         camf.cam_filter(_frames(1) * u.eV, model="/nonexistent/model")
 

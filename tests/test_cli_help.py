@@ -6,7 +6,8 @@ import re
 import astropy.units as u
 import pytest
 
-from xcrfilter.cli import ENERGY_UNIT_HELP, HelpFormatter, build_parser, main, parse_energy
+from xcrfilter.argtypes import ENERGY_UNIT_HELP, HelpFormatter, parse_energy
+from xcrfilter.cli import build_parser, main
 
 
 def _subparsers():

@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from xcrfilter import compare
+from xcrfilter import compare, compare_cli
 from xcrfilter.compare import (band_masks, compare_filters, knee_point, pixel_confusion,
                                rejected, scan_sigclip)
 
@@ -81,7 +81,7 @@ def _direct(events, truth, bits, lo, hi):
 
 
 def test_report_numbers_equal_direct_computation(tmp_path):
-    from xcrfilter.io import read_events
+    from xcrfilter.eventfile import read_events
 
     frames, labels = toy_observation()
     rep = compare_filters(frames * u.eV, labels, ["vfaint", "lacosmic", "sac"],
@@ -172,11 +172,11 @@ def test_cli_run_with_labels_extension(tmp_path, capsys):
     fits.HDUList([fits.PrimaryHDU(frames, header=hdr),
                   fits.ImageHDU(labels, name="LABELS")]).writeto(path)
     parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
+    compare_cli.add_arguments(parser)
     args = parser.parse_args([str(path), "-o", str(tmp_path / "rep"),
                               "--method", "vfaint,sac", "--sac-radius", "8",
                               "--chunk-frames", "1"])
-    assert compare.run(args) == 0
+    assert compare_cli.run(args) == 0
     out = capsys.readouterr().out
     assert "Band 0.3-10 keV" in out and "VF+SAC" in out
     t = Table.read(tmp_path / "rep" / "table.ecsv")
@@ -212,7 +212,7 @@ def test_compare_streams_frames_as_filter_does(tmp_path, monkeypatch):
     """
     import xcrfilter.stream as stream
     from xcrfilter.cli import main
-    from xcrfilter.io import read_events
+    from xcrfilter.eventfile import read_events
     frames, labels = toy_observation(n=5)
     path = tmp_path / "obs.fits"
     hdr = fits.Header([("BUNIT", "adu"), ("GAIN", 3.65), ("ADUOFFS", 100.0)])

@@ -9,7 +9,7 @@ from scipy.stats import binomtest
 
 from xcrfilter.cli import main
 from xcrfilter.demo import MIN_COUNT, format_report
-from xcrfilter.io import read_events
+from xcrfilter.eventfile import read_events
 from xcrfilter.masks import event_pixel_mask
 from xcrfilter.metrics import fraction_interval
 
@@ -40,7 +40,7 @@ def test_demo_writes_files_and_compact_mask(demo_dir):
         with open(demo_dir / png, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     ev = read_events(demo_dir / "demo_events.fits")
-    assert ev.meta["NFRAMES"][0] == 12 and ev.meta["FILTERS"][0] == "vfaint,sac,cam"
+    assert ev.meta["NFRAMES"] == 12 and ev.meta["FILTERS"] == "vfaint,sac,cam,morph"
     assert int(np.asarray(ev["FRAME"]).max()) > 5          # several chunks, one frame index
     with fits.open(demo_dir / "demo_mask.fits") as hdul:
         hdu = hdul["MASK"]
@@ -64,7 +64,7 @@ def test_demo_report_counts(demo_dir):
     truth = np.asarray(ev["TRUTH"])
     table = Table.read(demo_dir / "demo_table.ecsv")
     full = table[table["BAND"] == "0.3-10"]
-    assert list(full["METHOD"]) == ["VF", "SAC", "CAM", "VF+SAC", "VF+CAM"]
+    assert list(full["METHOD"]) == ["VF", "SAC", "CAM", "MORPH", "VF+SAC", "VF+CAM", "VF+MORPH"]
     e = u.Quantity(ev["ENERGY"]).to_value(u.keV)
     inband = (e >= 0.3) & (e < 10)
     assert (full["N_CR"] == np.count_nonzero(inband & (truth == 2))).all()

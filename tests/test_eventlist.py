@@ -9,7 +9,7 @@ from astropy.io import fits
 
 from xcrfilter.cli import main
 from xcrfilter.eventlist import read_event_list, to_row_major
-from xcrfilter.io import read_events
+from xcrfilter.eventfile import read_events
 
 # (dy, dx) in the centre-first order, written from its definition: the centre,
 # the 3x3 ring row-major from (-1, -1), the outer 16 row-major from (-2, -2)
@@ -107,7 +107,7 @@ def test_geant4_event_list_verdicts_and_columns(tmp_path):
     rm = ev["PHAS"].to_value(u.eV).reshape(-1, 5, 5)[:, 1:4, 1:4].reshape(-1, 9)
     np.testing.assert_allclose(ev["ENERGY"].to_value(u.eV),
                                np.where(rm >= 100.0, rm, 0).sum(axis=1), rtol=1e-6)
-    assert ev.meta["TEXPFRAM"][0] == 0.005
+    assert ev.meta["TEXPFRAM"] == 0.005
     np.testing.assert_allclose(ev["TIME"].to_value(u.s), 0.005 * np.asarray(ev["FRAME"]))
     np.testing.assert_array_equal(np.asarray(ev["PI"]),
                                   np.floor(ev["ENERGY"].to_value(u.eV) / 5.0 + 1e-6))
@@ -120,7 +120,7 @@ def test_strict_thresholds_on_an_event_list(tmp_path):
     ev = read_events(out)
     k = list(ISLANDS).index("split_at_threshold")
     assert ev["PATTERN_X"][k] == 0 and ev["GRADE"][k] == 0 and ev["STATUS"][k] == 0
-    assert ev.meta["VFSTRICT"][0] is True
+    assert ev.meta["VFSTRICT"] is True
     k = list(ISLANDS).index("double_up")
     assert ev["PATTERN_X"][k] == 1
 

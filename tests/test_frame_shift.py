@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from xcrfilter import calibrate
-from xcrfilter._meta import card_value
+from xcrfilter import calibrate, registry
+from xcrfilter.meta import card_value
 from xcrfilter.pipeline import run_pipeline
 
 SIZE = 64
@@ -142,8 +142,8 @@ def _recording_filter(uses_shape):
         out["SCORE"] = np.asarray(out["ENERGY"].to_value(u.eV), float)
         return out
 
-    cal = calibrate.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
-                                prefix="REC", uses_shape=uses_shape)
+    cal = registry.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
+                               prefix="REC", uses_shape=uses_shape)
     return types.SimpleNamespace(pipeline_step=pipeline_step, CALIBRATION=cal,
                                  STATUS={"REC": (9, "test")}), calls
 

@@ -7,11 +7,12 @@ import pytest
 from astropy.io import fits
 
 from xcrfilter.cli import main
-from xcrfilter.events import STATUS_BITS, find_events
+from xcrfilter.events import find_events
+from xcrfilter.registry import STATUS_BITS
 from xcrfilter.filters.vfaint import vfaint_filter
 from xcrfilter.geant4 import (WFI_GEANT4, ChipGeometry, filter_pixel_table, is_pixel_table,
                               iter_frame_groups, iter_training_chunks)
-from xcrfilter.io import read_events
+from xcrfilter.eventfile import read_events
 
 ORIGINS = ((100, 10), (130, 10))      # two 16 x 16 chips, ACTX/ACTY of their pixel (0, 0)
 SHAPE = (16, 16)
@@ -85,8 +86,8 @@ def test_pixel_table_events_truth_and_columns(tmp_path):
         assert r["PRIMENERGY"] == pytest.approx(2.5)
     assert rows[(0, 1, 8, 8)]["PATTERN"] == 2
     np.testing.assert_allclose(ev["TIME"].to_value(u.s), 0.005 * np.asarray(ev["FRAME"]))
-    assert ev.meta["EXPOSURE"][0] == pytest.approx(0.025) and ev.meta["NFRAMES"][0] == 5
-    assert ev.meta["CHIPX1"][0] == 130 and ev.meta["NCHIPS"][0] == 2
+    assert ev.meta["EXPOSURE"] == pytest.approx(0.025) and ev.meta["NFRAMES"] == 5
+    assert ev.meta["CHIPX1"] == 130 and ev.meta["NCHIPS"] == 2
     assert any("read in keV" in h for h in ev.meta["HISTORY"])
 
 
@@ -133,8 +134,8 @@ def test_training_chunks_labels(tmp_path):
     assert l0[1, 0, 7] == 1
     assert l1[0, 8, 8] == l1[0, 8, 9] == 2 and (l1[1, 3, 3:6] == 2).all()
     assert int((l0 > 0).sum() + (l1 > 0).sum()) == 7
-    from xcrfilter.ml.training import _frame_sources
-    names, it = _frame_sources([path])
+    from xcrfilter.ml.stage2 import frame_sources
+    names, it = frame_sources([path])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert sum(len(fr) for fr, _ in it) == 4 and names == [str(path)]
@@ -171,7 +172,7 @@ def test_wfi_layout_recognised_without_keywords(tmp_path):
     ev = filter_pixel_table(path, "vfaint", frame_time=5 * u.ms)
     assert sorted(zip(np.asarray(ev["DETID"]).tolist(), np.asarray(ev["RAWX"]).tolist(),
                       np.asarray(ev["RAWY"]).tolist())) == [(1, 68, 90), (3, 41, 48)]
-    assert ev.meta["CHIPX2"][0] == 59 and ev["ENERGY"].unit == u.eV
+    assert ev.meta["CHIPX2"] == 59 and ev["ENERGY"].unit == u.eV
 
 
 def test_filter_command_on_a_pixel_table(tmp_path):

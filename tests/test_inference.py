@@ -19,7 +19,8 @@ import astropy.units as u  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from xcrfilter.ml.forest import ModelFileError, load_forest, save_forest  # noqa: E402
+from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
+from xcrfilter.ml.forest import load_forest, save_forest  # noqa: E402
 from xcrfilter.ml.model import default_model_dir, event_windows, load_model  # noqa: E402
 from xcrfilter.ml.netgraph import graph_from_keras, read_keras_file  # noqa: E402
 

@@ -12,7 +12,8 @@ from xcrfilter.ml.cam import CamNetwork, receptive_field, upsample_bilinear  # n
 from xcrfilter.ml.densenet import build_densenet, count_params  # noqa: E402
 from xcrfilter.ml.features import (FEATURE_NAMES, cam_window_stats, event_features,  # noqa: E402
                                    safe_divide)
-from xcrfilter.ml.forest import ModelFileError, build_forest, load_forest, save_forest  # noqa: E402
+from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
+from xcrfilter.ml.forest import build_forest, load_forest, save_forest  # noqa: E402
 from xcrfilter.ml.model import event_windows  # noqa: E402
 from xcrfilter.scaling import LogEnergyScaler  # noqa: E402
 

@@ -12,10 +12,11 @@ import pytest  # noqa: E402
 pytest.importorskip("keras")
 pytest.importorskip("imblearn")
 
-from xcrfilter._meta import card_value  # noqa: E402
-from xcrfilter.ml.forest import ModelFileError  # noqa: E402
+from xcrfilter.meta import card_value  # noqa: E402
+from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
 from xcrfilter.ml.model import load_model  # noqa: E402
-from xcrfilter.ml.training import load_tiles, lr_schedule, train  # noqa: E402
+from xcrfilter.ml.stage1 import load_tiles, lr_schedule  # noqa: E402
+from xcrfilter.ml.training import train  # noqa: E402
 
 TINY = dict(initial_filters=4, growth_rate=2, layers_per_block=1)
 
@@ -168,7 +169,7 @@ def test_foreign_model_directory(tiny_model, tmp_path):
 def test_recalibrate_batchnorm_sets_exact_statistics():
     import keras
     from xcrfilter.ml.densenet import build_densenet
-    from xcrfilter.ml.training import recalibrate_batchnorm
+    from xcrfilter.ml.stage1 import recalibrate_batchnorm
     m = build_densenet(seed=0, **TINY)
     bn = m.get_layer("init_bn")
     bn.moving_mean.assign(np.full(bn.moving_mean.shape, 100.0, np.float32))
@@ -198,7 +199,7 @@ def test_pipeline_chunks_append_cam_maps(tiny_model, tmp_path):
 
 
 def test_load_tiles_reads_the_simulator_tile_format(tmp_path):
-    from xcrfilter.ml.training import load_tiles
+    from xcrfilter.ml.stage1 import load_tiles
     from xcrfilter.simulate import build_tile_dataset
     path = tmp_path / "tiles.npz"
     build_tile_dataset(3, str(path), seed=11)

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 pytest.importorskip("keras")
 
-from xcrfilter.ml.forest import ModelFileError  # noqa: E402
+from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
 from xcrfilter.ml.model import (_load_uncached, default_model_dir, file_sha256,  # noqa: E402
                                 write_checksums)
 

@@ -5,9 +5,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter._meta import card_value
+from xcrfilter.meta import card_value
 from xcrfilter.filters.morph import MORPH_BIT, morph_filter
-from xcrfilter.ml.forest import ModelFileError
+from xcrfilter.ml.checksums import ModelFileError
 from xcrfilter.ml.morph import (event_dataset, load_morph_model, save_morph_model,
                                 threshold_for_fpr, train_forest)
 from xcrfilter.context import MODEL_FEATURES, feature_matrix

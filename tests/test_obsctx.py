@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from test_frame_shift import SIZE, _frames
-from xcrfilter._meta import card_value
+from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
 from xcrfilter.pipeline import run_pipeline
 

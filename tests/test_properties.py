@@ -161,4 +161,4 @@ def test_chunked_processing_equals_whole(cube, chunk):
             np.testing.assert_array_equal(np.asarray(other[col]), np.asarray(whole[col]),
                                           err_msg=col)
         assert other.meta["NFRAMES"] == whole.meta["NFRAMES"]
-    assert int(whole.meta["NFRAMES"][0]) == 5
+    assert int(whole.meta["NFRAMES"]) == 5

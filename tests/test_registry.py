@@ -1,5 +1,6 @@
 """One registry line per filter: STATUS bits, method masks, header cards, CLI help
 and the comparison all derive from the filters' own declarations."""
+import dataclasses
 import re
 from pathlib import Path
 
@@ -7,8 +8,10 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter import compare, pipeline, registry
-from xcrfilter.events import FINDING_STATUS, STATUS_BIT_DOC, STATUS_BITS
+from xcrfilter import compare, metrics, registry
+from xcrfilter.events import FINDING_STATUS
+from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
+from xcrfilter.meta import CARD_COMMENTS, card_comment
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -24,7 +27,7 @@ def test_every_bit_declared_once():
     assert dict(STATUS_BITS) == {"GRADE": 0, "OUTER_RING": 1, "ENERGY": 2, "LACOSMIC": 3,
                                  "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8, "OBSCTX": 9}
     # each filter's mask is the OR of its bits, and the masks do not overlap
-    masks = [pipeline.METHOD_BITS[name] for name in registry.FILTERS]
+    masks = [registry.METHOD_BITS[name] for name in registry.FILTERS]
     assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 9]
     assert sum(masks) == np.bitwise_or.reduce(masks)
     assert registry.status_bits()["EDGE"][2] == "find_events"
@@ -33,12 +36,14 @@ def test_every_bit_declared_once():
 
 
 def test_compare_knows_every_filter():
-    assert dict(compare.METHOD_BITS) == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4,
-                                         "CAM": 1 << 5, "MORPH": 1 << 6, "OBSCTX": 1 << 9}
+    masks = {label: metrics.method_mask(label) for label in registry.report_names()}
+    assert masks == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5,
+                     "MORPH": 1 << 6, "OBSCTX": 1 << 9}
+    assert metrics.method_mask("VF+SAC") == 0b111 | 1 << 4
     events = {"STATUS": np.array([0, 1 << 6, 1 << 0 | 1 << 6, 1 << 4])}
-    assert compare.rejected(events, "MORPH").tolist() == [False, True, True, False]
-    assert compare.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]
-    assert compare.rejected(events, "VF+SAC").tolist() == [False, False, True, True]
+    assert metrics.rejected(events, "MORPH").tolist() == [False, True, True, False]
+    assert metrics.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]
+    assert metrics.rejected(events, "VF+SAC").tolist() == [False, False, True, True]
 
 
 def test_compare_table_has_morph(tmp_path):
@@ -49,30 +54,53 @@ def test_compare_table_has_morph(tmp_path):
     assert set(rep.table["METHOD"]) == {"VF", "MORPH", "VF+MORPH"}
     assert set(rep.roc["CURVE"]) == {"MORPH", "VF+MORPH"}
     full = rep.table[(rep.table["METHOD"] == "MORPH") & (rep.table["BAND"] == "0.3-10")][0]
-    rej = compare.rejected(rep.events, "MORPH")
+    rej = metrics.rejected(rep.events, "MORPH")
     e = rep.events["ENERGY"].to_value(u.keV)
     inband = (e >= 0.3) & (e < 10)
     assert full["TP"] == np.count_nonzero(rej & inband & (rep.truth == 2))
     assert full["FP"] == np.count_nonzero(rej & inband & (rep.truth == 1))
 
 
-def test_optional_filter_that_fails_is_skipped():
+def test_optional_filter_without_model_is_skipped(monkeypatch):
     from test_compare import toy_observation
     frames, labels = toy_observation(n=1)
+    spec = registry.filter_spec("cam")
+    monkeypatch.setattr(registry.filter_module("cam"), "FILTER",
+                        dataclasses.replace(spec, is_available=lambda: False))
     rep = compare.compare_filters(frames * u.eV, labels, ["vfaint", "sac", "cam"],
-                                  options={"cam": {"model": "/nonexistent"}}, pixel_frames=0)
+                                  pixel_frames=0)
     assert rep.methods == ["VF", "SAC"]
-    assert list(rep.skipped) == ["cam"] and "does not exist" in rep.skipped["cam"]
+    assert rep.skipped == {"cam": "no model installed"}
+
+
+def test_compare_fails_loudly_naming_the_filter(monkeypatch):
+    """Only a missing model is skipped: a model given that does not exist, or a bug in a
+    filter, stops the comparison with the filter named."""
+    from test_compare import toy_observation
+    frames, labels = toy_observation(n=1)
+    with pytest.raises(Exception, match="does not exist") as info:
+        compare.compare_filters(frames * u.eV, labels, ["vfaint", "sac", "cam"],
+                                options={"cam": {"model": "/nonexistent"}}, pixel_frames=0)
+    assert "'cam' filter" in " ".join(getattr(info.value, "__notes__", []))
+
+    def broken(cube, events, **kwargs):
+        raise KeyError("a bug")
+    spec = registry.filter_spec("sac")
+    monkeypatch.setattr(registry.filter_module("sac"), "FILTER",
+                        dataclasses.replace(spec, step=broken))
+    with pytest.raises(KeyError, match="a bug") as info:
+        compare.compare_filters(frames * u.eV, labels, ["vfaint", "sac"], pixel_frames=0)
+    assert "'sac' filter" in " ".join(info.value.__notes__)
 
 
 def test_header_cards_and_help_derived():
     from xcrfilter.cli import build_parser
     from xcrfilter.ogip import status_bit_cards
     meta = {}
-    status_bit_cards(meta)
+    status_bit_cards(meta, registry.status_bits())
     expected = {f"STATUS{bit}": name for name, bit in STATUS_BITS.items()}
-    assert {k: v[0] for k, v in meta.items()} == expected
-    assert meta["STATUS6"][1] == STATUS_BIT_DOC["MORPH"]
+    assert {k: v for k, v in meta.items() if k != CARD_COMMENTS} == expected
+    assert card_comment(meta, "STATUS6") == STATUS_BIT_DOC["MORPH"]
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["filter"]
                     .description.split())
     for name, bit in STATUS_BITS.items():

@@ -15,7 +15,8 @@ except ImportError:  # pragma: no cover - running from a source tree without a b
         __version__ = "unknown"
 
 from .detector import DetectorModel  # noqa: E402
-from .events import STATUS_BITS, find_events  # noqa: E402
+from .events import find_events  # noqa: E402
+from .registry import STATUS_BITS  # noqa: E402
 
 #: Public names imported on first use (module ``__getattr__``), so that
 #: ``import xcrfilter`` stays fast: name -> module defining it.
@@ -29,8 +30,8 @@ _LAZY = {
     "morph_filter": "xcrfilter.filters.morph",
     "run_pipeline": "xcrfilter.pipeline",
     "read_frames": "xcrfilter.io",
-    "read_events": "xcrfilter.io",
-    "write_events": "xcrfilter.io",
+    "read_events": "xcrfilter.eventfile",
+    "write_events": "xcrfilter.eventfile",
     "simulate_frames": "xcrfilter.simulate",
 }
 

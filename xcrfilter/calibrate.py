@@ -45,18 +45,16 @@ simulator's X-ray shapes and on the first chunk being typical.
 
 Either way the achieved fraction is reported with its 68 % binomial
 (Wilson) interval.  Filters take part through their ``CALIBRATION``
-attribute, a :class:`Calibration`.
+attribute, a :class:`~xcrfilter.registry.Calibration`.
 """
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import astropy.units as u
 import numpy as np
 from astropy.stats import binom_conf_interval
 from scipy import ndimage
 
-__all__ = ["Calibration", "SHIFTS", "inject_xrays", "calibrate", "parse_fraction",
+__all__ = ["SHIFTS", "inject_xrays", "calibrate", "parse_fraction",
            "shifted_scores", "threshold_for", "apply_threshold", "MIN_REJECTED", "own_pixels",
            "covered", "write_calibration_cards"]
 
@@ -73,37 +71,6 @@ MIN_REJECTED = 10
 #: whole observation, and per frame (each costs one scored copy of a frame).
 MAX_SHAPE_SAMPLE = 20000
 MAX_SHAPE_PER_FRAME = 2
-
-
-class Calibration(NamedTuple):
-    """How a filter's threshold is calibrated (a filter's ``CALIBRATION``).
-
-    Attributes
-    ----------
-    column : str
-        Score column the filter writes, e.g. ``"SAC_DIST"``.
-    option : str
-        The keyword of its pipeline step the calibrated value goes to.
-    sign : int
-        +1: events with ``score >= value`` are rejected (probabilities);
-        -1: events with ``score <= value`` are rejected (distances).
-    card : str
-        Header keyword of the threshold (rewritten with the calibrated value).
-    count_card : str or None
-        Header keyword counting the rejected events (rewritten).
-    prefix : str
-        Three letters for the calibration keywords (``<prefix>CALV`` ...).
-    uses_shape : bool
-        True when the score depends on the event's own pixels, not only on
-        its context (then events are pasted into other frames).
-    """
-    column: str
-    option: str
-    sign: int
-    card: str
-    count_card: str | None
-    prefix: str
-    uses_shape: bool
 
 
 def parse_fraction(text):
@@ -307,8 +274,9 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
 
     Parameters
     ----------
-    module : module
-        A filter with ``pipeline_step`` and a :class:`Calibration` as ``CALIBRATION``.
+    module : `~xcrfilter.registry.Filter` or module
+        A filter with ``pipeline_step`` and a
+        :class:`~xcrfilter.registry.Calibration` as ``CALIBRATION``.
     cube : `~xcrfilter.io.FrameCube`
         Frames [eV] of one chunk (at least 2 frames give a sample).
     events : `~astropy.table.Table`
@@ -475,8 +443,8 @@ def apply_threshold(events, module, value):
     int
         Events rejected.
     """
-    from ._meta import set_card
     from .events import set_status_bit
+    from .meta import card_comment, set_card
     cal = module.CALIBRATION
     (bit, _), = module.STATUS.values()
     score = np.asarray(events[cal.column], float)
@@ -484,12 +452,10 @@ def apply_threshold(events, module, value):
     rej = np.zeros(len(events), bool)
     rej[ok] = score[ok] <= value if cal.sign < 0 else score[ok] >= value
     set_status_bit(events, bit, rej)
-    old = events.meta.get(cal.card)
-    set_card(events.meta, cal.card, float(value), old[1] if isinstance(old, tuple) else "")
+    set_card(events.meta, cal.card, float(value), card_comment(events.meta, cal.card))
     if cal.count_card is not None:
-        old = events.meta.get(cal.count_card)
         set_card(events.meta, cal.count_card, int(rej.sum()),
-                 old[1] if isinstance(old, tuple) else "")
+                 card_comment(events.meta, cal.count_card))
     return int(rej.sum())
 
 
@@ -506,7 +472,7 @@ def write_calibration_cards(meta, modules, calibrated):
         Filter name -> report of :func:`calibrate`, :func:`threshold_for`
         (frame shift) or a learning filter.
     """
-    from ._meta import add_history, set_card
+    from .meta import add_history, set_card
     for name, rep in calibrated.items():
         cal = modules[name].CALIBRATION
         key = cal.prefix

@@ -21,8 +21,9 @@ import sys
 
 import astropy.units as u
 
-__all__ = ["main", "parse_energy", "parse_gain", "build_parser", "HelpFormatter",
-           "ENERGY_UNIT_HELP"]
+from .argtypes import HelpFormatter, parse_energy, parse_gain, positive_int
+
+__all__ = ["main", "build_parser"]
 
 # sub-command -> module providing add_arguments(parser) and run(args)
 _DELEGATES = {
@@ -36,11 +37,6 @@ _DELEGATES = {
                  "L.A.Cosmic (astroscrappy) cosmic-ray mask of one image, e.g. the real "
                  "CCD frames shipped with astroscrappy and ccdproc (--real gmos|saao)"),
 }
-
-
-# argument types and help layout: xcrfilter.argtypes (re-exported here)
-from .argtypes import (ENERGY_UNIT_HELP, HelpFormatter, _format_default,  # noqa: E402,F401
-                       parse_energy, parse_gain, positive_int)
 
 
 def _add_threshold_options(parser):
@@ -203,8 +199,8 @@ def _check_max_lost_xray(args, names):
     """``--max-lost-xray`` calibrates sac, cam, morph and obsctx: refuse it without any of them."""
     if args.max_lost_xray is None:
         return
-    from .registry import filter_module
-    if not any(hasattr(filter_module(n), "CALIBRATION") for n in names):
+    from .registry import filter_spec
+    if not any(filter_spec(n).calibration is not None for n in names):
         raise ValueError(f"--max-lost-xray calibrates the filters with a threshold (sac, cam, "
                          f"morph, obsctx); -m {','.join(names)} has none of them: add one or drop "
                          "--max-lost-xray.")
@@ -252,8 +248,8 @@ def _check_inputs_readable(args, observations):
 
 def _filter_observation(args, names, client_of, kind):
     """Filter ``args.frames`` (input ``kind``) as one observation into ``args.output``."""
-    from ._meta import set_card
-    from .io import write_events
+    from .eventfile import write_events
+    from .meta import set_card
     from .pipeline import run_pipeline
     from .registry import options_from_args
 
@@ -300,11 +296,11 @@ def _filter_observation(args, names, client_of, kind):
 def _print_summary(events, names, output):
     import numpy as np
 
-    from .pipeline import METHOD_BITS
+    from .registry import method_bits
     status = np.asarray(events["STATUS"])
     print(f"{len(events)} events written to {output}")
     for name in names:
-        nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
+        nrej = int(np.count_nonzero(status & method_bits(name)))
         print(f"  {name:9s} rejects {nrej:7d}  accepts {len(events) - nrej:7d}")
     print(f"  all       accepts {int(np.count_nonzero(status == 0)):7d}")
 

@@ -12,7 +12,7 @@ its union with VF (VF+SAC, VF+LACOSMIC, VF+CAM, VF+MORPH).
 Definitions (CR = positive class, events with truth X-ray or CR only):
 
 * an event is *rejected* by a method when any of the method's ``STATUS``
-  bits is set (:data:`METHOD_BITS`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
+  bits is set (:func:`xcrfilter.metrics.method_mask`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
   CAM: 5, MORPH: 6; a union rejects when either member does);
 * TP = CR rejected, FN = CR accepted, FP = X-ray rejected, TN = X-ray accepted;
 * precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2PR/(P+R);
@@ -41,9 +41,10 @@ import numpy as np
 from astropy.table import Table
 
 from . import registry
+from .metrics import rejected
 from .units import DEFAULT_BAND, energy_values
 
-__all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event_truth_labels",
+__all__ = ["BANDS", "FULL_BAND", "band_masks", "event_truth_labels",
            "compare_table", "format_table", "print_report", "pixel_confusion",
            "scan_sigclip", "knee_point", "roc_sweeps", "compare_filters", "compare_chunks",
            "CompareReport", "write_report"]
@@ -52,16 +53,6 @@ __all__ = ["BANDS", "FULL_BAND", "METHOD_BITS", "band_masks", "rejected", "event
 BANDS = ((0.3, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 10.0))
 #: Full evaluation range, keV (seed paper Sec. 3.4).
 FULL_BAND = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
-
-
-def _report_bits():
-    return {label: registry.method_bits(name) for label, name in registry.report_names().items()}
-
-
-#: STATUS bit mask of each method under its report name (``VF``, ``LACOSMIC``,
-#: ``SAC``, ``CAM``, ``MORPH``, ...): a read-only view of the registered
-#: filters' ``STATUS`` declarations (`xcrfilter.registry`).
-METHOD_BITS = registry.View(_report_bits, "STATUS bit mask of each method, by report name.")
 
 
 # --------------------------------------------------------------------------
@@ -92,20 +83,6 @@ def band_masks(energy, bands=BANDS, full=FULL_BAND):
     return out
 
 
-def _method_bits(name):
-    bits = 0
-    for part in name.split("+"):
-        if part not in METHOD_BITS:
-            raise ValueError(f"unknown method {part!r}; choose from {sorted(METHOD_BITS)}.")
-        bits |= METHOD_BITS[part]
-    return bits
-
-
-def rejected(events, method):
-    """True where ``method`` (e.g. ``"VF"``, ``"VF+SAC"``) rejects the event."""
-    return (np.asarray(events["STATUS"]).astype(np.int64) & _method_bits(method)) != 0
-
-
 def event_truth_labels(events, labels):
     """Truth class of each event = label of its central pixel (0 noise, 1 X-ray, 2 CR).
 
@@ -133,12 +110,12 @@ def _counts(is_cr, is_xray, rej):
 
 def available_report_methods(events):
     """Single methods whose filter ran on ``events`` (from ``meta['FILTERS']``)."""
-    from ._meta import card_value
+    from .meta import card_value
     ran = card_value(events.meta, "FILTERS", None)
     if ran:
         ran = [s.strip() for s in str(ran).split(",")]
         return [label for label, name in registry.report_names().items() if name in ran]
-    return list(METHOD_BITS)
+    return list(registry.report_names())
 
 
 def _require_columns(events, names, where):
@@ -386,10 +363,10 @@ def roc_sweeps(events, truth, *, radii=None, thresholds=None, band=FULL_BAND):
         thresholds = np.linspace(0.0, 1.0, 101)
     rows = []
     for label, name in registry.report_names().items():
-        cal = getattr(registry.filter_module(name), "CALIBRATION", None)
-        if cal is None or cal.column not in events.colnames:
+        calibration = registry.filter_spec(name).calibration
+        if calibration is None or calibration.column not in events.colnames:
             continue
-        column, sign = cal.column, cal.sign
+        column, sign = calibration.column, calibration.sign
         score = np.asarray(events[column], float)
         for p in (radii if sign < 0 else thresholds):
             rej = score <= p if sign < 0 else score >= p
@@ -444,44 +421,25 @@ class CompareReport:
         return format_table(self.table)
 
 
-def _failing_optional(names, exc):
-    """The optional method (one with ``is_available``, e.g. a model) that raised ``exc``."""
-    import traceback
-    files = {os.path.realpath(f.filename) for f in traceback.extract_tb(exc.__traceback__)}
-    for name in names:
-        module = registry.filter_module(name)
-        if hasattr(module, "is_available") and os.path.realpath(module.__file__) in files:
-            return name
-    return None
-
-
 def _run_methods(cube, names, options, thresholds):
-    """Run the pipeline with as many of ``names`` as can run; return (events, ran, skipped).
+    """Run the pipeline with ``names``; return (events, ran, skipped).
 
-    An optional method (one whose module has ``is_available``, e.g. a filter
-    that needs a model) is skipped when it has no model (neither installed
-    nor given in ``options``) or when it raises; the reason goes to
-    ``skipped``.  Errors of the other methods are raised.
+    An optional filter (one that needs a model,
+    :meth:`~xcrfilter.registry.Filter.available`) is skipped when it has no
+    model, neither installed nor given in ``options``; the reason goes to
+    ``skipped``.  Any error of a filter that runs is raised, naming the
+    filter (a note on the exception, shown with its traceback).
     """
     from .pipeline import run_pipeline
     skipped = {}
     names = list(names)
     for name in list(names):
-        check = getattr(registry.filter_module(name), "is_available", None)
-        if check is not None and "model" not in options.get(name, {}) and not check():
+        if not registry.filter_spec(name).available(options.get(name)):
             skipped[name] = "no model installed"
             names.remove(name)
-    while True:
-        try:
-            events = run_pipeline(cube, names, options={k: v for k, v in options.items()
-                                                        if k in names}, **thresholds)
-            return events, names, skipped
-        except Exception as exc:  # noqa: BLE001 - an optional method failing is reported
-            name = _failing_optional(names, exc)
-            if name is None:
-                raise
-            skipped[name] = f"{type(exc).__name__}: {exc}"
-            names.remove(name)
+    events = run_pipeline(cube, names, options={k: v for k, v in options.items()
+                                                if k in names}, **thresholds)
+    return events, names, skipped
 
 
 def compare_filters(frames, truth_labels, methods=None, *, options=None,
@@ -670,7 +628,7 @@ def write_report(report, outdir, *, frames=None, labels=None, overwrite=True):
         for name, reason in report.skipped.items():
             fh.write(f"skipped {name}: {reason}\n")
     try:
-        from .io import write_events
+        from .eventfile import write_events
         ev = report.events.copy()
         ev["TRUTH"] = report.truth.astype(np.int16)
         write_events(ev, os.path.join(outdir, "events.fits"), overwrite=overwrite)
@@ -700,26 +658,3 @@ def print_report(report, header=None):
         print(_pixel_text(report.pixel))
     for name, reason in report.skipped.items():
         print(f"skipped {name}: {reason}")
-
-
-# --------------------------------------------------------------------------
-# figures (xcrfilter.compare_plots) and the command (xcrfilter.compare_cli),
-# importable from here as before
-# --------------------------------------------------------------------------
-_MOVED = {"make_figures": "xcrfilter.compare_plots",
-          "add_arguments": "xcrfilter.compare_cli", "run": "xcrfilter.compare_cli",
-          "main": "xcrfilter.compare_cli", "_file_chunks": "xcrfilter.compare_cli",
-          "_read_truth_labels": "xcrfilter.compare_cli"}
-
-
-def __getattr__(name):
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'xcrfilter.compare' has no attribute {name!r}")
-    import importlib
-    return getattr(importlib.import_module(module), name)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from xcrfilter.compare_cli import main
-    raise SystemExit(main())

@@ -101,13 +101,16 @@ def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
 def run(args):
     """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
     from .pipeline import parse_methods
-    from .registry import FILTERS, options_from_args
+    from .registry import FILTERS, filter_spec, options_from_args
     # all: every registered filter, those that cannot run reported as skipped
     methods = None if args.method.strip().lower() == "all" else parse_methods(args.method)
     options = options_from_args(args, methods or list(FILTERS))
-    if options.get("cam", {}).get("cam_output") is not None:
-        raise ValueError("--cam-output: xcrfilter compare writes no CAM maps; use "
-                         "xcrfilter filter.")
+    for name, opts in options.items():
+        spec = filter_spec(name)
+        for param in spec.output_options(opts):
+            option = next(p for p in spec.params if p.name == param).option(name)
+            raise ValueError(f"{option}: xcrfilter compare writes no {name} filter "
+                             "outputs; use xcrfilter filter.")
     from .outputs import check_outputs
     # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)

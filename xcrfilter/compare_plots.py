@@ -11,11 +11,13 @@ import os
 import astropy.units as u
 import numpy as np
 
-from .compare import FULL_BAND, rejected
+from .metrics import rejected
 from .plots import COLORS, plot_roc
-from .units import energy_values
+from .units import DEFAULT_BAND, energy_values
 
 __all__ = ["make_figures"]
+
+FULL_BAND = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
 
 
 def make_figures(report, outdir, *, frames=None, labels=None):

@@ -42,6 +42,7 @@ import numpy as np
 from astropy.table import QTable
 from scipy.spatial import cKDTree
 
+from .meta import set_card
 from .units import as_energy, energy_values
 
 __all__ = ["context_features", "context_kwargs", "CONTEXT_FEATURES", "MODEL_FEATURES",
@@ -301,10 +302,10 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
         out[k] = cols[k].astype(np.float32) * unit if unit != u.dimensionless_unscaled \
             else cols[k].astype(np.float32)
         out[k].info.description = doc
-    out.meta["CTXSPLIT"] = (split, "[eV] split threshold of the context features")
-    out.meta["CTXEVTHR"] = (evt_thr, "[eV] min pixel of a sibling island")
-    out.meta["CTXTRKE"] = (emin, "[eV] track energy threshold")
-    out.meta["CTXTRKN"] = (size_min, "[pixel] track size threshold")
+    set_card(out.meta, "CTXSPLIT", split, "[eV] split threshold of the context features")
+    set_card(out.meta, "CTXEVTHR", evt_thr, "[eV] min pixel of a sibling island")
+    set_card(out.meta, "CTXTRKE", emin, "[eV] track energy threshold")
+    set_card(out.meta, "CTXTRKN", size_min, "[pixel] track size threshold")
     return out
 
 

@@ -4,7 +4,7 @@ Simulates an observation of 512 x 512 frames at the rates of Poliszczuk et
 al. (one X-ray and one cosmic-ray primary per frame, 7 e- readout noise),
 streams it chunk by chunk through :func:`xcrfilter.pipeline.run_pipeline`
 (the code path of ``xcrfilter filter``) with the very-faint-mode (VF),
-self-anti-coincidence (SAC) and CAM filters, scores every event against the
+self-anti-coincidence (SAC), CAM and morph filters, scores every event against the
 simulator's truth and writes:
 
 * ``demo_frames.fits``: the first frames of the observation with their
@@ -47,8 +47,6 @@ DEFAULT_FRAMES = 800
 MIN_COUNT = 30
 #: Frames of the observation also written to ``demo_frames.fits``.
 SAMPLE_FRAMES = 10
-_BITS = {"vfaint": ("VF", 0b111), "sac": ("SAC", 1 << 4), "cam": ("CAM", 1 << 5),
-         "lacosmic": ("LACOSMIC", 1 << 3)}
 _FILES = ("demo_frames.fits", "demo_events.fits", "demo_mask.fits", "demo_table.ecsv",
           "demo_roc.png", "demo_spectrum.png", "demo_frame.png")
 
@@ -156,7 +154,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
         If an output file exists and ``overwrite`` is False.
     """
     from .compare import compare_table
-    from .io import write_events
+    from .eventfile import write_events
     from .pipeline import available_methods, run_pipeline
     from .simulate import event_truth, write_simulation
 
@@ -169,7 +167,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     check_outputs({f"-o/--output-dir {name}": path for name, path in paths.items()},
                   overwrite=overwrite, create_dirs=True)
     os.makedirs(output_dir, exist_ok=True)
-    wanted = ["vfaint", "sac", "cam"] + (["lacosmic"] if with_lacosmic else [])
+    wanted = ["vfaint", "sac", "cam", "morph"] + (["lacosmic"] if with_lacosmic else [])
     usable = available_methods()
     names = [m for m in wanted if m in usable]
     for m in wanted:
@@ -241,7 +239,7 @@ def format_report(events, truth, table, band="0.3-10"):
     -------
     str
     """
-    from .compare import rejected
+    from .metrics import rejected
     t = table[table["BAND"] == band]
     lo_kev, hi_kev = float(t["E_LO"][0]), float(t["E_HI"][0])
     e = energy_values(events["ENERGY"], u.keV)
@@ -258,7 +256,7 @@ def format_report(events, truth, table, band="0.3-10"):
     lines.append(f"* fewer than {MIN_COUNT} events: the percentage is uncertain, see its "
                  "interval.")
     if n_cr < MIN_COUNT:
-        from ._meta import card_value
+        from .meta import card_value
         n_frames = int(card_value(events.meta, "NFRAMES", 0))
         more = (f": about {int(np.ceil(MIN_COUNT * n_frames / n_cr))} frames would hold "
                 f"{MIN_COUNT}" if n_cr and n_frames else "")
@@ -285,7 +283,8 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .compare import rejected, roc_sweeps
+    from .compare import roc_sweeps
+    from .metrics import method_mask, rejected
     from .plots import plot_frame_verdicts, plot_roc, plot_spectrum
     from .simulate import iter_frames
 
@@ -319,7 +318,7 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     for chunk in iter_frames(k + 1, seed=seed, chunk_size=chunk_frames):
         frame = chunk.frames[-1]
     sel = np.asarray(events["FRAME"]) == k
-    bits = {m: _method_bits(m) for m in methods}
+    bits = {m: method_mask(m) for m in methods}  # report names: VF, SAC, CAM, MORPH...
     # zoom on an in-band CR event of the frame (else on its first event)
     cr = sel & (truth == 2) & (e >= 0.3) & (e < 10)
     i = int(np.flatnonzero(cr if cr.any() else sel)[0])
@@ -333,10 +332,6 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
                         f"{center[0]:.0f}, {center[1]:.0f} "
                         f"({'CR' if truth[i] == 2 else 'X-ray'}, {e[i]:.2f} keV)")
     _save(fig, paths["demo_frame.png"])
-
-
-def _method_bits(name):
-    return next(bits for label, bits in _BITS.values() if label == name)
 
 
 def _save(fig, path):

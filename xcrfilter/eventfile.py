@@ -17,8 +17,9 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .io import (_add_text_lines, _apply_meta, _check_output_path, _creator_cards,
-                 _header_to_meta, _input_file_cards, _is_path, _write_hdul)
+from .io import (add_text_lines, apply_meta, check_output_path, creator_cards,
+                 header_to_meta, input_file_cards, is_path, write_hdul)
+from .registry import status_bits
 
 __all__ = ["write_events", "read_events", "read_gti"]
 
@@ -51,9 +52,11 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     ----------
     events : `~astropy.table.Table` or `~astropy.table.QTable`
         One row per event (columns as in ``xcrfilter.events.find_events``).
-        ``events.meta`` keywords are written to the ``EVENTS`` header: values
-        plain or ``(value, comment)`` tuples (scalar Quantities are written as
-        their value with ``[unit]`` prepended to the comment); ``HISTORY``
+        ``events.meta`` keywords are written to the ``EVENTS`` header: plain
+        values with their comments in ``meta["CARD_COMMENTS"]`` (as
+        :func:`xcrfilter.meta.set_card` records them), or ``(value,
+        comment)`` tuples (scalar Quantities are written as their value with
+        ``[unit]`` prepended to the comment); ``HISTORY``
         and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
         time intervals (``START``, ``STOP``, as :func:`xcrfilter.ogip.add_time`
         makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
@@ -92,7 +95,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table or QTable, got "
                         f"{type(events).__name__}.")
-    path = _check_output_path(path, overwrite)
+    path = check_output_path(path, overwrite)
     table = Table(events, copy=True)
     meta = dict(events.meta)
     meta_gti = meta.pop("GTI", None)
@@ -105,7 +108,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
                                        name=name, unit=u.eV, description=col.description)
     _complete_time(table, meta)
     if "STATUS" in table.colnames:
-        ogip.status_bit_cards(meta)
+        ogip.status_bit_cards(meta, status_bits())
     if "PHAS" in table.colnames and np.shape(table["PHAS"])[1:] == (25,):
         table["PHAS"] = table["PHAS"].reshape(len(table), 5, 5)
     for name in ("PHA", "PI"):
@@ -118,21 +121,21 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
     header["HDUCLAS1"] = ("EVENTS", "extension contains events")
     header["HDUCLAS2"] = ("ALL", "all events; STATUS bits mark rejections")
-    _creator_cards(header)
-    _apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
-                         ("HISTORY", "COMMENT")},
-                skip=("EXTNAME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CREATOR", "DATE"))
+    creator_cards(header)
+    apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
+                        ("HISTORY", "COMMENT")},
+               skip=("EXTNAME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CREATOR", "DATE"))
     if input_files:
-        _input_file_cards(header, input_files)
+        input_file_cards(header, input_files)
     ogip.apply_column_keywords(header, table, meta)
     if "COMMENT" in meta:
-        _apply_meta(header, {"COMMENT": meta["COMMENT"]})
+        apply_meta(header, {"COMMENT": meta["COMMENT"]})
     lines = list(meta.get("HISTORY", []))
     if isinstance(lines, str):
         lines = [lines]
     if history:
         lines += [history] if isinstance(history, str) else list(history)
-    _add_text_lines(header, "HISTORY", lines)
+    add_text_lines(header, "HISTORY", lines)
 
     shared = fits.Header()
     for key in ogip.OBSERVATION_KEYWORDS + ogip.TIME_KEYWORDS + _TIME_CARDS:
@@ -140,15 +143,15 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
             shared[key] = (header[key], header.comments[key])
     primary = fits.PrimaryHDU()
     primary.header.extend(shared, end=True)
-    _creator_cards(primary.header)
+    creator_cards(primary.header)
     hdus = [primary, hdu]
     if gti is None and "TSTART" in header and "TSTOP" in header:
         gti = ogip.gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
     if gti is not None:
         ghdu = ogip.gti_hdu(gti, shared)
-        _creator_cards(ghdu.header)
+        creator_cards(ghdu.header)
         hdus.append(ghdu)
-    _write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
+    write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
 
 
 #: Time keywords of the EVENTS header copied to the primary and GTI headers.
@@ -158,7 +161,7 @@ _TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "
 
 def _complete_time(table, meta):
     """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
-    from ._meta import card_value
+    from .meta import card_value
     tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
     if "TIME" in table.colnames or "FRAME" not in table.colnames \
             or tstart is None or dt is None:
@@ -230,8 +233,10 @@ def read_events(path):
         order (integer ``PHA``/``PI`` columns in ``chan`` as plain integers;
         a 5x5 ``PHAS`` as shape (n, 25), row-major, centre at index 12);
         ``meta`` holds every non-structural keyword of the ``EVENTS`` header
-        as ``(value, comment)`` (or the plain value when the comment is
-        empty), and ``HISTORY`` / ``COMMENT`` as lists of str.  Column
+        as a plain value, as astropy reads a table (``meta["EVTTHR"] * u.eV``
+        works), their comments in ``meta["CARD_COMMENTS"]``
+        (:func:`xcrfilter.meta.card_comment`), and ``HISTORY`` /
+        ``COMMENT`` as lists of str.  Column
         keywords (``TTYPEn``, ``TUNITn``, ``TLMINn``, ...) are not copied to
         ``meta``: :func:`write_events` regenerates them.
 
@@ -245,7 +250,7 @@ def read_events(path):
     OSError
         If the file is not FITS, or is truncated.
     """
-    if not _is_path(path):
+    if not is_path(path):
         raise TypeError(f"path must be a file path (str or pathlib.Path), got "
                         f"{type(path).__name__}.")
     where = os.fspath(path)
@@ -288,5 +293,5 @@ def read_events(path):
             table[name] = u.Quantity(data, unit, copy=False)
         else:
             table[name] = data
-    table.meta = _header_to_meta(header)
+    table.meta = header_to_meta(header)
     return table

@@ -28,9 +28,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from ._meta import add_history, card_value
+from .meta import CARD_COMMENTS, add_history, card_value, set_card
 from .events import EPIC_PATTERN_LUT, IDX_OUTER, check_thresholds, island_properties
-from .io import _header_to_meta
+from .io import header_to_meta
 
 __all__ = ["PHAS_ORDERS", "CENTRE_FIRST_ORDER", "is_event_list", "read_event_list",
            "to_row_major", "filter_event_list"]
@@ -101,7 +101,7 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
         Every column of the table, in the file's order (``PHAS`` as (n, 25)
         row-major Quantity; energy columns as Quantities); ``meta`` the
         table's keywords (and those of the primary header not in it) as
-        :func:`xcrfilter.io.read_events` gives them, plus ``PHASORDR`` and a
+        :func:`xcrfilter.eventfile.read_events` gives them, plus ``PHASORDR`` and a
         HISTORY line when the order or unit was converted.
 
     Raises
@@ -157,11 +157,13 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
         else:
             table[name] = data
     _check_finite(table, where)
-    meta = _header_to_meta(header)
-    for key, value in _header_to_meta(primary).items():
-        if key not in ("HISTORY", "COMMENT"):
-            meta.setdefault(key, value)
-    meta["PHASORDR"] = ("row-major", "PHAS layout (centre at index 12)")
+    meta = header_to_meta(header)
+    inherited = header_to_meta(primary)
+    comments = inherited.pop(CARD_COMMENTS, {})
+    for key, value in inherited.items():
+        if key not in ("HISTORY", "COMMENT") and key not in meta:
+            set_card(meta, key, value, comments.get(key, ""))
+    set_card(meta, "PHASORDR", "row-major", "PHAS layout (centre at index 12)")
     table.meta = meta
     for note in notes:
         add_history(table.meta, f"read_event_list: {note}")

@@ -13,11 +13,10 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from . import registry as _registry
-from ._meta import add_history, set_card
+from .meta import add_history, set_card
 
 __all__ = ["find_events", "asca_grade", "pattern_code", "is_accepted_shape",
-           "STATUS_BITS", "STATUS_BIT_DOC", "FINDING_STATUS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
+           "FINDING_STATUS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
            "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds",
            "set_status_bit"]
 
@@ -27,15 +26,6 @@ FINDING_STATUS = {
     "EDGE": (8, "5x5 island cut by the frame edge (optional)"),
 }
 EDGE_BIT = FINDING_STATUS["EDGE"][0]
-
-#: STATUS bit numbers, NAME -> bit, of every registered filter and of event
-#: finding (an event is accepted by a method when its bits are 0).  A
-#: read-only view of :data:`xcrfilter.registry.STATUS_BITS`.
-STATUS_BITS = _registry.STATUS_BITS
-
-#: Meaning of each STATUS bit, written to event-file headers (``STATUSn``
-#: keywords).  A read-only view of :data:`xcrfilter.registry.STATUS_BIT_DOC`.
-STATUS_BIT_DOC = _registry.STATUS_BIT_DOC
 
 # 5x5 window offsets, row-major, index 12 = centre.
 _DY, _DX = np.divmod(np.arange(25), 5)
@@ -354,9 +344,9 @@ def island_properties(phas, split_ev, strict=False):
 
 def _pha_width(header, gain):
     """Energy of one PHA channel [eV]: the gain for frames in adu, else 1 eV."""
-    from .io import _check_gain
+    from .io import check_gain
     if gain is not None:
-        return float(_check_gain(gain, "gain").to_value(u.eV / u.adu))
+        return float(check_gain(gain, "gain").to_value(u.eV / u.adu))
     bunit = str(header.get("BUNIT", "") if header is not None else "").strip().lower()
     if bunit in ("adu", "adus", "dn") and header.get("GAIN") is not None:
         return float(header["GAIN"])
@@ -398,7 +388,7 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
         above (``>=``), as the Athena WFI Geant4 background team counts.
         Default False.
     edge_status : bool, optional
-        Set STATUS bit ``EDGE`` (:data:`STATUS_BITS`) on events whose 5x5
+        Set STATUS bit ``EDGE`` (:data:`xcrfilter.registry.STATUS_BITS`) on events whose 5x5
         island is cut by the frame edge (``EDGE`` column True).  Default
         False: the bit stays 0 and only the ``EDGE`` column marks them.
 

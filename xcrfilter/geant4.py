@@ -28,8 +28,8 @@ from astropy.io import fits
 from astropy.table import vstack
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ._meta import add_history, card_value, set_card
-from .io import FrameCube, _header_to_meta
+from .meta import add_history, card_value, set_card
+from .io import FrameCube, header_to_meta
 
 __all__ = ["ChipGeometry", "WFI_GEANT4", "XRAY_PRIMARY_CODES", "is_pixel_table",
            "iter_frame_groups", "iter_training_chunks", "filter_pixel_table",
@@ -449,14 +449,14 @@ def _add_truth_columns(events, table, rows):
 
 
 def _pixel_meta(meta, table, chipname):
-    out = dict(_header_to_meta(table.header))
+    out = dict(header_to_meta(table.header))
     for key in ("NFRAMES",):
         out.pop(key, None)
     out.update(meta)
     set_card(out, "NFRAMES", table.n_frames(), "frames of the observation")
     set_card(out, "NCHIPS", len(table.geometry.ids), f"chips ({chipname} column)")
-    for key, value in table.geometry.cards().items():
-        out[key] = value
+    for key, (value, comment) in table.geometry.cards().items():
+        set_card(out, key, value, comment)
     history = list(card_value(out, "HISTORY", []) or [])
     out["HISTORY"] = history
     add_history(out, f"pixel-deposit table {os.path.basename(table.path)}: "

@@ -38,6 +38,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from .meta import CARD_COMMENTS, fits_text, set_card
+
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
            "FRAME_ROWS_KEY"]
 
@@ -96,7 +98,7 @@ _UNIT_ALIASES = {
 # Frames in
 # --------------------------------------------------------------------------
 
-def _clean_header(header):
+def clean_header(header):
     """Copy of ``header`` without structural keywords."""
     out = fits.Header()
     if header is None:
@@ -113,11 +115,14 @@ def _clean_header(header):
 def _meta_to_header(meta):
     """Build a FITS header from an NDData ``meta`` mapping (unrepresentable items skipped)."""
     if isinstance(meta, fits.Header):
-        return _clean_header(meta)
+        return clean_header(meta)
     header = fits.Header()
     if not meta:
         return header
+    comments = dict(meta).get(CARD_COMMENTS) or {}
     for key, value in dict(meta).items():
+        if str(key).upper() == CARD_COMMENTS:
+            continue
         try:
             if isinstance(value, tuple) and len(value) == 2:
                 header[str(key)] = value
@@ -126,13 +131,13 @@ def _meta_to_header(meta):
                     header.add_history(str(line)) if str(key).upper() == "HISTORY" \
                         else header.add_comment(str(line))
             else:
-                header[str(key)] = value
+                header[str(key)] = (value, comments.get(str(key).upper(), ""))
         except (ValueError, TypeError, KeyError):
             continue
     return header
 
 
-def _parse_bunit(bunit, where):
+def parse_bunit(bunit, where):
     if bunit is None or str(bunit).strip() == "":
         raise ValueError(
             f"{where} has no BUNIT keyword; add BUNIT = 'eV', 'keV', 'electron' or 'adu' "
@@ -166,7 +171,7 @@ def _unit_kind(unit):
     return None
 
 
-def _check_gain(gain, name, pair_energy=None):
+def check_gain(gain, name, pair_energy=None):
     """Validate a gain Quantity; returns it in eV/adu (`xcrfilter.units.as_gain`)."""
     from .units import PAIR_ENERGY, as_gain
     return as_gain(gain, name, pair_energy=PAIR_ENERGY if pair_energy is None else pair_energy)
@@ -195,9 +200,9 @@ def _energy_factor(unit, *, gain, detector, header_gain, where):
     if kind == "adu":
         pair = detector.pair_energy if detector is not None else None
         if gain is not None:
-            g = _check_gain(gain, "gain", pair)
+            g = check_gain(gain, "gain", pair)
         elif detector is not None and detector.gain is not None:
-            g = _check_gain(detector.gain, "detector.gain", pair)
+            g = check_gain(detector.gain, "detector.gain", pair)
         elif header_gain is not None:
             g = header_gain  # already in eV/adu (_header_gain)
         else:
@@ -210,7 +215,7 @@ def _energy_factor(unit, *, gain, detector, header_gain, where):
         f"{where} has unit {unit!s}; expected {_ACCEPTED_UNITS}.")
 
 
-def _check_shape(shape, name):
+def check_shape(shape, name):
     if len(shape) not in (2, 3):
         raise ValueError(
             f"{name} must be a 2-D frame (rows, columns) or a 3-D cube "
@@ -247,7 +252,7 @@ def _to_cube(values, mask, factor, name):
     values = np.asarray(values)
     if values.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}.")
-    _check_shape(values.shape, name)
+    check_shape(values.shape, name)
     if values.dtype == np.float32 and factor == 1.0 and mask is None:
         if _surely_finite(values):
             data = values.view()
@@ -296,7 +301,7 @@ def _to_cube(values, mask, factor, name):
     return data, bad, False
 
 
-def _default_detector(detector):
+def default_detector(detector):
     if detector is None:
         from .detector import DetectorModel
         return DetectorModel.wfi()
@@ -307,11 +312,11 @@ def _default_detector(detector):
     return detector
 
 
-def _is_path(obj):
+def is_path(obj):
     return isinstance(obj, (str, os.PathLike))
 
 
-def _image_hdu(hdul, where, name):
+def image_hdu(hdul, where, name):
     """Index of the first HDU with 2-D or 3-D image data."""
     for i, hdu in enumerate(hdul):
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) \
@@ -371,20 +376,20 @@ def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detecto
         of the float32 range.
     """
     primary = fits.Header() if primary is None else primary
-    detector = _default_detector(detector)
+    detector = default_detector(detector)
     bunit = header.get("BUNIT", primary.get("BUNIT"))
-    unit = _parse_bunit(bunit, where)
+    unit = parse_bunit(bunit, where)
     factor = _energy_factor(unit, gain=gain, detector=detector,
                             header_gain=_header_gain(header, primary, detector, where)
                             if _unit_kind(unit) == "adu" else None, where=where)
-    offset = _adu_offset(header, primary, where) if _unit_kind(unit) == "adu" else 0.0
+    offset = adu_offset(header, primary, where) if _unit_kind(unit) == "adu" else 0.0
     if offset != 0.0:
         # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
         values = np.asarray(values, dtype=np.float32) - np.float32(offset)
     return _to_cube(values, mask, factor, where)
 
 
-def _adu_offset(header, primary=None, where="frames"):
+def adu_offset(header, primary=None, where="frames"):
     """The bias offset ``ADUOFFS`` [adu] of adu frames (image header, else primary), or 0.
 
     Raises
@@ -414,7 +419,7 @@ def _read_fits(path, *, gain, detector, name):
     except OSError as exc:
         raise OSError(f"{name}: cannot read {where!r} as a FITS file ({exc}).") from None
     with hdul:
-        idx = _image_hdu(hdul, where, name)
+        idx = image_hdu(hdul, where, name)
         hdu = hdul[idx]
         header = hdu.header
         primary = hdul[0].header
@@ -425,8 +430,8 @@ def _read_fits(path, *, gain, detector, name):
                 break
         data, bad, was_2d = hdu_to_energy(hdu.data, header, primary, mask=mask, gain=gain,
                                           detector=detector, where=f"{name} ({where})")
-        out_header = _clean_header(primary) if idx != 0 else fits.Header()
-        for card in _clean_header(header).cards:
+        out_header = clean_header(primary) if idx != 0 else fits.Header()
+        for card in clean_header(header).cards:
             out_header.append(card, end=True)
     return data, bad, out_header, was_2d
 
@@ -500,7 +505,7 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         if data.ndim != 3:
             raise ValueError(f"{name} (FrameCube) data must be 3-D (frames, rows, columns), "
                              f"got shape {data.shape}.")
-        _check_shape(data.shape, name)
+        check_shape(data.shape, name)
         mask = (np.zeros(data.shape, dtype=bool) if frames.mask is None
                 else np.array(np.broadcast_to(frames.mask, data.shape), dtype=bool))
         header = fits.Header() if frames.header is None else frames.header.copy()
@@ -508,12 +513,12 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
                          bool(frames.was_2d))
     if isinstance(frames, (list, tuple)):
         return _cube_from_paths(list(frames), gain=gain, detector=detector, name=name)
-    if _is_path(frames):
-        det = _default_detector(detector)
+    if is_path(frames):
+        det = default_detector(detector)
         data, mask, header, was_2d = _read_fits(frames, gain=gain, detector=det, name=name)
         return FrameCube(data, mask, header, [os.fspath(frames)], was_2d)
     if is_nddata(frames):
-        det = _default_detector(detector)
+        det = default_detector(detector)
         unit = frames.unit
         if unit is None:
             raise TypeError(
@@ -526,7 +531,7 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         data, mask, was_2d = _to_cube(frames.data, frames.mask, factor, name)
         return FrameCube(data, mask, header, [], was_2d)
     if isinstance(frames, u.Quantity):
-        det = _default_detector(detector)
+        det = default_detector(detector)
         factor = _energy_factor(frames.unit, gain=gain, detector=det, header_gain=None,
                                 where=name)
         mask = getattr(frames, "mask", None)
@@ -545,10 +550,10 @@ def _cube_from_paths(paths, *, gain, detector, name):
     if len(paths) == 0:
         raise ValueError(f"{name} is an empty list; expected at least one FITS file path.")
     for i, p in enumerate(paths):
-        if not _is_path(p):
+        if not is_path(p):
             raise TypeError(f"{name}[{i}] must be a FITS file path (str or pathlib.Path), "
                             f"got {type(p).__name__}.")
-    det = _default_detector(detector)
+    det = default_detector(detector)
     datas, masks, header, names = [], [], None, []
     frame_shape = None
     was_2d = False
@@ -596,8 +601,8 @@ def read_frames(source, *, gain=None, detector=None):
         header.add_history(f"xcrfilter.io.read_frames: converted from BUNIT={old} to eV")
     for i, fname in enumerate(cube.filenames, start=1):
         if i <= 99:
-            _set_card(header, f"INFILE{i:02d}", os.path.basename(fname)[-68:],
-                      "input frame file")
+            set_card(header, f"INFILE{i:02d}", os.path.basename(fname)[-68:],
+                     "input frame file")
     from astropy.nddata import CCDData
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
 
@@ -649,9 +654,8 @@ def _plain(value):
     return value
 
 
-def _split_value(key, value):
-    """(value, comment) from a plain value or a (value, comment) tuple."""
-    comment = ""
+def split_value(key, value, comment=""):
+    """(value, comment) from a plain value (and its ``comment``) or a (value, comment) tuple."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
         value, comment = value
     if isinstance(value, u.Quantity) and value.size == 1:
@@ -664,24 +668,11 @@ def _split_value(key, value):
     return value, comment
 
 
-def _fits_text(text):
-    """``text`` as printable ASCII for a FITS card (non-ASCII escaped, e.g. ``\\xe4``).
-
-    FITS headers hold ASCII only; file names such as ``ähm_frames.fits`` are
-    written with Python's backslash escapes (``\\xe4hm_frames.fits``).
-    """
-    text = str(text)
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c if c.isascii() and c.isprintable() else
-                   c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def _add_text_lines(header, kind, lines):
+def add_text_lines(header, kind, lines):
     """Add HISTORY/COMMENT ``lines``; long lines are chunked with an ``&`` marker."""
     add = header.add_history if kind == "HISTORY" else header.add_comment
     for line in lines:
-        text = _fits_text(line)
+        text = fits_text(line)
         while len(text) > _CARD_TEXT:
             add(text[:_CARD_TEXT - 1] + _CONTINUE_MARK)
             text = text[_CARD_TEXT - 1:]
@@ -689,7 +680,7 @@ def _add_text_lines(header, kind, lines):
 
 
 def _join_text_lines(chunks):
-    """Inverse of :func:`_add_text_lines`."""
+    """Inverse of :func:`add_text_lines`."""
     lines, pending = [], ""
     for chunk in chunks:
         chunk = str(chunk).rstrip()
@@ -703,43 +694,30 @@ def _join_text_lines(chunks):
     return lines
 
 
-def _apply_meta(header, meta, *, skip=()):
-    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too)."""
+def apply_meta(header, meta, *, skip=()):
+    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too).
+
+    Comments come from ``meta[CARD_COMMENTS]`` (`xcrfilter.meta`) or from
+    ``(value, comment)`` tuples.
+    """
+    comments = meta.get(CARD_COMMENTS) or {}
     for key, value in meta.items():
         ukey = str(key).upper()
+        if ukey == CARD_COMMENTS:
+            continue
         if ukey in ("HISTORY", "COMMENT"):
             lines = [value] if isinstance(value, str) else list(value)
-            _add_text_lines(header, ukey, lines)
+            add_text_lines(header, ukey, lines)
             continue
         if ukey in skip or _is_structural(ukey):
             continue
-        value, comment = _split_value(ukey, value)
-        _set_card(header, ukey, value, comment)
+        value, comment = split_value(ukey, value, comments.get(ukey, ""))
+        set_card(header, ukey, value, comment)
 
 
-def _set_card(header, key, value, comment):
-    """Set a card, shortening the comment so the card fits in 80 characters.
-
-    Long string values still use astropy's CONTINUE convention; non-ASCII
-    text is escaped (:func:`_fits_text`).
-    """
-    if isinstance(value, str):
-        value = _fits_text(value)
-    if comment:
-        comment = _fits_text(comment)
-    if comment and not (isinstance(value, str) and len(value) > 68):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base = len(fits.Card(key, value).image.rstrip())
-        room = 80 - base - 3
-        comment = comment[:room] if room >= 4 else ""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        header[key] = (value, comment)
-
-
-def _header_to_meta(header):
-    """``Table.meta``-style dict: ``(value, comment)`` tuples, HISTORY/COMMENT lists."""
+def header_to_meta(header):
+    """``Table.meta``-style dict: plain values, comments in ``meta[CARD_COMMENTS]``
+    (`xcrfilter.meta`), HISTORY/COMMENT lists."""
     meta = {}
     for card in header.cards:
         key = card.keyword
@@ -748,15 +726,15 @@ def _header_to_meta(header):
             continue
         if _is_structural(key):
             continue
-        meta[key] = (card.value, card.comment) if card.comment else card.value
+        set_card(meta, key, card.value, card.comment)
     for key in ("HISTORY", "COMMENT"):
         if key in meta:
             meta[key] = _join_text_lines(meta[key])
     return meta
 
 
-def _check_output_path(path, overwrite, name="path"):
-    if not _is_path(path):
+def check_output_path(path, overwrite, name="path"):
+    if not is_path(path):
         raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
                         f"got {type(path).__name__}.")
     path = os.fspath(path)
@@ -768,43 +746,24 @@ def _check_output_path(path, overwrite, name="path"):
     return path
 
 
-def _write_hdul(hdul, path, overwrite, **kwargs):
+def write_hdul(hdul, path, overwrite, **kwargs):
     """Write ``hdul`` atomically (``path.part``, then renamed; `xcrfilter.outputs`)."""
     from .outputs import atomic_write
     with atomic_write(path, overwrite=overwrite) as part:
         hdul.writeto(part, overwrite=True, **kwargs)
 
 
-def _creator_cards(header):
-    _set_card(header, "CREATOR", f"xcrfilter {_package_version()}"[:68], "software")
+def creator_cards(header):
+    set_card(header, "CREATOR", f"xcrfilter {_package_version()}"[:68], "software")
     header["DATE"] = (_utc_now(), "file creation date (UTC)")
 
 
-def _input_file_cards(header, input_files):
+def input_file_cards(header, input_files):
     files = [os.fspath(f) for f in input_files]
     header["NINFILES"] = (len(files), "number of input frame files")
     for i, fname in enumerate(files, start=1):
         text = fname if len(fname) <= 68 else os.path.basename(fname)[-68:]
         if i <= 99:
-            _set_card(header, f"INFILE{i:02d}", text, "input frame file")
+            set_card(header, f"INFILE{i:02d}", text, "input frame file")
         else:
             header.add_comment(f"input file {i}: {fname}")
-
-
-# --------------------------------------------------------------------------
-# Event files (xcrfilter.eventfile) and products (xcrfilter.products), still
-# importable from here
-# --------------------------------------------------------------------------
-_MOVED = {name: "xcrfilter.eventfile" for name in (
-    "write_events", "read_events", "read_gti", "_TIME_CARDS", "_complete_time",
-    "_find_events_hdu")}
-_MOVED.update({name: "xcrfilter.products" for name in (
-    "write_cam_maps", "read_cam_maps", "write_mask", "_cards_to_header", "_cam_extname")})
-
-
-def __getattr__(name):
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'xcrfilter.io' has no attribute {name!r}")
-    import importlib
-    return getattr(importlib.import_module(module), name)

@@ -17,8 +17,8 @@ import os
 import numpy as np
 from astropy.io import fits
 
-from ._meta import set_card
-from .masks import WHICH, _select, event_pixel_mask
+from .meta import set_card
+from .masks import WHICH, select_events, event_pixel_mask
 from .outputs import atomic_write
 
 __all__ = ["MaskWriter", "read_mask"]
@@ -74,13 +74,11 @@ class MaskWriter:
         self._txn = atomic_write(self.path, overwrite=self.overwrite)
         self._part = self._txn.__enter__()
         primary = fits.PrimaryHDU(header=self.header)
-        meta = {}
-        set_card(meta, "MASKWHCH", self.which, "mask marks the 3x3 pixels of these events")
+        set_card(primary.header, "MASKWHCH", self.which,
+                 "mask marks the 3x3 pixels of these events")
         bits = "ALL" if self.bits is None else ",".join(
             str(b) for b in np.atleast_1d(self.bits))
-        set_card(meta, "MASKBITS", bits[:68], "STATUS bits counted as rejection")
-        for key, (value, comment) in meta.items():
-            primary.header[key] = (value, comment)
+        set_card(primary.header, "MASKBITS", bits[:68], "STATUS bits counted as rejection")
         primary.header["MASKLAY"] = ("MASK extensions", "one uint8 image per chunk; FRAME0")
         fits.HDUList([primary]).writeto(self._part, overwrite=True)
         return self
@@ -96,7 +94,7 @@ class MaskWriter:
             Events found in these frames (``FRAME`` over the whole input,
             ``RAWX``, ``RAWY``, ``STATUS``).
         """
-        chosen = _select(events, self.which, self.bits)
+        chosen = select_events(events, self.which, self.bits)
         frame = np.asarray(events["FRAME"])[chosen] - int(first_frame)
         mask = event_pixel_mask((int(n_frames),) + self.frame_shape, frame,
                                 np.asarray(events["RAWX"])[chosen],

@@ -10,9 +10,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ._meta import add_history, set_card
+from .meta import add_history, set_card
 from .io import as_energy_cube
-from .metrics import _bit_mask
+from .metrics import bit_mask
 
 __all__ = ["mask_events", "event_pixel_mask", "WHICH"]
 
@@ -20,7 +20,7 @@ __all__ = ["mask_events", "event_pixel_mask", "WHICH"]
 WHICH = ("rejected", "accepted", "all")
 
 
-def _select(events, which, bits):
+def select_events(events, which, bits):
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}.")
     n = len(events)
@@ -33,7 +33,7 @@ def _select(events, which, bits):
     if status.dtype.kind not in "iu":
         raise TypeError(f"events['STATUS'] must be integer bit flags, got dtype "
                         f"{status.dtype}.")
-    hit = (status.astype(np.int64) & _bit_mask(bits)) != 0
+    hit = (status.astype(np.int64) & bit_mask(bits)) != 0
     return hit if which == "rejected" else ~hit
 
 
@@ -86,7 +86,7 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
         Mask the pixels of rejected events (any of ``bits`` set, default),
         accepted events (none of ``bits`` set) or every event.
     bits : int, str or iterable of int/str, optional
-        STATUS bit numbers or names (``xcrfilter.events.STATUS_BITS``, e.g.
+        STATUS bit numbers or names (``xcrfilter.registry.STATUS_BITS``, e.g.
         ``["GRADE", "OUTER_RING"]``) that count as a rejection.  Default: all.
     gain, detector : optional
         Passed to :func:`~xcrfilter.io.as_energy_cube`.
@@ -117,7 +117,7 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     missing = [c for c in ("FRAME", "RAWX", "RAWY") if c not in events.colnames]
     if missing:
         raise ValueError(f"events lacks column(s) {missing}; needs FRAME, RAWX, RAWY.")
-    chosen = _select(events, which, bits)
+    chosen = select_events(events, which, bits)
     cube = as_energy_cube(frames, gain=gain, detector=detector, name="frames")
     nf, ny, nx = cube.data.shape
     frame = np.asarray(events["FRAME"])[chosen]
@@ -132,19 +132,12 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     if include_bad_pixels:
         mask |= cube.mask
     header = cube.header.copy()
-    meta = {}
-    set_card(meta, "MASKWHCH", which, "mask marks the 3x3 pixels of these events")
+    set_card(header, "MASKWHCH", which, "mask marks the 3x3 pixels of these events")
     bits_text = "ALL" if bits is None else ",".join(str(b) for b in np.atleast_1d(bits))
-    set_card(meta, "MASKBITS", bits_text[:68], "STATUS bits counted as rejection")
-    set_card(meta, "NMASKEV", int(chosen.sum()), "number of masked events")
-    set_card(meta, "MASKBAD", bool(include_bad_pixels), "input bad pixels also masked")
-    add_history(meta, f"xcrfilter.masks.mask_events(which={which!r}, bits={bits!r})")
-    for key, value in meta.items():
-        if key == "HISTORY":
-            for line in value:
-                header.add_history(line)
-        else:
-            header[key] = value
+    set_card(header, "MASKBITS", bits_text[:68], "STATUS bits counted as rejection")
+    set_card(header, "NMASKEV", int(chosen.sum()), "number of masked events")
+    set_card(header, "MASKBAD", bool(include_bad_pixels), "input bad pixels also masked")
+    add_history(header, f"xcrfilter.masks.mask_events(which={which!r}, bits={bits!r})")
     header["BUNIT"] = "eV"
     data, out_mask = cube.data, mask
     if cube.was_2d:

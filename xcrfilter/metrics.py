@@ -35,9 +35,11 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from .registry import STATUS_BITS, method_bits, report_names
 from .units import DEFAULT_BAND, as_band
 
-__all__ = ["Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
+__all__ = ["method_mask", "rejected",
+           "Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
            "f1_score", "lost_xray_signal", "unrejected_cr_background",
            "for_relative_improvement", "summary", "select_band", "event_metrics",
            "rejected_by", "roc_curve", "threshold_at_fpr", "table2", "TABLE2_ROWS",
@@ -342,19 +344,18 @@ def rejected_by(events, bits=None):
     events : `~astropy.table.Table`
         With an integer ``STATUS`` column.
     bits : int, str or iterable of int/str, optional
-        Bit numbers or names of ``xcrfilter.events.STATUS_BITS`` (e.g.
+        Bit numbers or names of ``xcrfilter.registry.STATUS_BITS`` (e.g.
         ``"GRADE"``, ``5``).  Default: any bit.
     """
     if "STATUS" not in getattr(events, "colnames", ()):
         raise ValueError("events has no STATUS column.")
     status = np.asarray(events["STATUS"]).astype(np.int64)
-    return (status & _bit_mask(bits)) != 0
+    return (status & bit_mask(bits)) != 0
 
 
-def _bit_mask(bits):
+def bit_mask(bits):
     if bits is None:
         return np.int64(-1)
-    from .events import STATUS_BITS
     if isinstance(bits, (int, np.integer, str)):
         bits = [bits]
     mask = 0
@@ -553,3 +554,24 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
     table.meta["band"] = str(u.Quantity(band).to(u.keV)) if events is not None else "all"
     table.meta["reference"] = reference
     return table
+
+
+def method_mask(name):
+    """STATUS bit mask of a report method, e.g. ``"VF"`` or ``"VF+SAC"`` (a union).
+
+    The report names (``VF``, ``LACOSMIC``, ``SAC``, ``CAM``, ``MORPH``) are
+    the filters' :attr:`~xcrfilter.registry.Filter.label`; their bits come
+    from :func:`xcrfilter.registry.method_bits`.
+    """
+    labels = report_names()
+    bits = 0
+    for part in name.split("+"):
+        if part not in labels:
+            raise ValueError(f"unknown method {part!r}; choose from {sorted(labels)}.")
+        bits |= method_bits(labels[part])
+    return bits
+
+
+def rejected(events, method):
+    """True where ``method`` (e.g. ``"VF"``, ``"VF+SAC"``) rejects the event."""
+    return (np.asarray(events["STATUS"]).astype(np.int64) & method_mask(method)) != 0

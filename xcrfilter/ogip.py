@@ -13,7 +13,7 @@ Sources of the conventions used here:
 * The HEASARC ``HDUCLASn`` classification: ``HDUCLASS = 'OGIP'``,
   ``HDUCLAS1 = 'EVENTS'`` or ``'GTI'``.
 * The FITS checksum convention (FITS Standard 4.0, Appendix J):
-  ``CHECKSUM``/``DATASUM`` in every HDU (written by :func:`xcrfilter.io.write_events`).
+  ``CHECKSUM``/``DATASUM`` in every HDU (written by :func:`xcrfilter.eventfile.write_events`).
 * ``PHA`` and ``PI`` as OGIP spectral files use them (OGIP/92-007): ``PHA`` the
   uncalibrated summed pulse height in detector channels, ``PI`` the
   gain-corrected channel; here ``PI`` channels are :data:`PI_CHANNEL_WIDTH`
@@ -25,6 +25,7 @@ start time of every frame.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import astropy.units as u
@@ -33,7 +34,7 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ._meta import add_history, card_value, set_card
+from .meta import add_history, card_value, set_card
 
 __all__ = ["PI_CHANNEL_WIDTH", "PI_CHANNELS", "OBSERVATION_KEYWORDS", "TIME_KEYWORDS",
            "FRAME_TIME_KEYWORDS", "frame_time_from_header", "observation_cards",
@@ -303,7 +304,9 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
     """
     meta = events.meta
     for key, value in observation_cards(header).items():
-        meta.setdefault(key, value)
+        if key not in meta:
+            value, comment = value if isinstance(value, tuple) else (value, "")
+            set_card(meta, key, value, comment)
     dt = frame_time_from_header(header, frame_time)
     if dt is None:
         if not warn:
@@ -379,21 +382,26 @@ def add_time(events, header=None, *, frame_time=None, frame_times=None, n_frames
     return True
 
 
-def status_bit_cards(meta):
+def status_bit_cards(meta, bits):
     """Record the meaning of every STATUS bit in ``meta`` (keywords ``STATUSn``).
 
-    The bit numbers and meanings are those the registered filters and event
-    finding declare (:func:`xcrfilter.registry.status_bits`): keyword
-    ``STATUSn`` holds the bit's name, its comment the meaning.
+    Parameters
+    ----------
+    meta : dict
+        ``Table.meta`` of the events.
+    bits : dict
+        ``{NAME: (bit, meaning, owner)}``, e.g.
+        :func:`xcrfilter.registry.status_bits`: keyword ``STATUSn`` holds
+        the bit's name, its comment the meaning.
     """
-    from .registry import status_bits
-    for name, (bit, doc, _) in status_bits().items():
+    for name, (bit, doc, _) in bits.items():
         set_card(meta, f"STATUS{bit}", name, doc[:47])
 
 
-def _status_max(values):
-    from .events import STATUS_BITS
-    top = (1 << (max(STATUS_BITS.values()) + 1)) - 1
+def _status_max(values, meta):
+    """Largest legal STATUS: every bit named by a ``STATUSn`` card of ``meta`` set."""
+    declared = [int(k[6:]) for k in meta if re.fullmatch(r"STATUS\d+", str(k).upper())]
+    top = (1 << (max(declared) + 1)) - 1 if declared else 0
     return max(top, int(values.max()) if len(values) else 0)
 
 
@@ -426,7 +434,7 @@ def column_limits(table, meta):
             a, b = fixed[key]
             lo, hi = min(a, lo), max(b, hi)
         elif key == "STATUS":
-            lo, hi = min(0, lo), _status_max(col)
+            lo, hi = min(0, lo), _status_max(col, meta)
         elif key == "PHA":
             mip = card_value(meta, "MIPTHR")
             width = card_value(meta, "PHAWIDTH")

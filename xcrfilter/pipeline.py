@@ -7,7 +7,6 @@ table.  Filters never call each other.
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 import os
 from collections import deque
@@ -18,7 +17,7 @@ import numpy as np
 from astropy.table import vstack
 
 from . import registry
-from ._meta import add_history, card_value, set_card
+from .meta import add_history, card_comment, card_value, set_card
 from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
 from .io import FrameCube, as_energy_cube
@@ -28,25 +27,12 @@ from .stream import FrameStream
 __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
            "run_pipeline"]
 
-#: Filter name -> module implementing the plug-in interface
-#: (``add_cli_options``, ``options_from_args``, ``pipeline_step``; optional
-#: ``is_available()`` and ``COUNT_CARDS``, the header keywords holding counts
-#: that the pipeline sums over chunks of frames).  The same dict as
-#: :data:`xcrfilter.registry.FILTERS`.
+#: Filter name -> module declaring it (:data:`xcrfilter.registry.FILTERS`).
 METHODS = registry.FILTERS
 
 
-def _method_bits():
-    return {name: registry.method_bits(name) for name in registry.FILTERS}
-
-
-#: STATUS bit mask of each method (bits 0-2 all belong to ``vfaint``); a
-#: read-only view derived from the filters' ``STATUS`` declarations.
-METHOD_BITS = registry.View(_method_bits, "STATUS bit mask of each pipeline method.")
-
-
 def load_method(name):
-    """Import and return the plug-in module of filter ``name``.
+    """The :class:`~xcrfilter.registry.Filter` declaration of filter ``name``.
 
     Raises
     ------
@@ -55,29 +41,24 @@ def load_method(name):
     ImportError
         If the module cannot be imported (e.g. a missing optional dependency).
     """
-    module = registry.filter_module(name)
-    if not hasattr(module, "pipeline_step"):
-        raise ImportError(f"{METHODS[name]} does not provide a pipeline step.")
-    return module
+    return registry.filter_spec(name)
 
 
 def available_methods():
     """Names of the filters usable on this installation.
 
-    A filter is usable when its module imports and, if the module defines
-    ``is_available()``, that returns True (the CAM filter needs its model).
+    A filter is usable when its module imports and it is available
+    (:meth:`~xcrfilter.registry.Filter.available`: the CAM and morph
+    filters need their shipped models).
     """
     names = []
     for name in METHODS:
         try:
-            module = load_method(name)
+            spec = load_method(name)
         except ImportError:
             continue
-        # a plug-in may need more than its module, e.g. a shipped model file
-        check = getattr(module, "is_available", None)
-        if check is not None and not check():
-            continue
-        names.append(name)
+        if spec.available():
+            names.append(name)
     return names
 
 
@@ -110,15 +91,6 @@ def parse_methods(spec):
         if name not in out:
             out.append(name)
     return out
-
-
-def _call_step(module, cube, events, common, options):
-    step = module.pipeline_step
-    params = inspect.signature(step).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in common.items() if takes_any or k in params}
-    kwargs.update(options or {})
-    return step(cube, events, **kwargs)
 
 
 def _slice_cube(cube, start, stop):
@@ -189,7 +161,7 @@ def _process_chunk(sub, start, names, common, options, *, gain, strict, edge_sta
     named in ``shift["names"]`` its frame-shift sample ``(scores,
     n_events)`` (:func:`xcrfilter.calibrate.shifted_scores`).
     """
-    modules = {name: load_method(name) for name in names}
+    specs = {name: load_method(name) for name in names}
     out = []
     shifted = {}
     for offset, piece in _work_pieces(sub, common["event_threshold"], max_active):
@@ -197,21 +169,26 @@ def _process_chunk(sub, start, names, common, options, *, gain, strict, edge_sta
                              common["mip_threshold"], gain=gain, strict=strict,
                              edge_status=edge_status)
         if shift:
-            _shift_sample(shifted, piece, events, start + offset, modules, common, options,
+            _shift_sample(shifted, piece, events, start + offset, specs, common, options,
                           shift)
-        for name, module in modules.items():
-            events = _call_step(module, piece, events, common, options.get(name))
+        for name, spec in specs.items():
+            try:
+                events = spec.run(piece, events, common, options.get(name))
+            except Exception as exc:
+                exc.add_note(f"xcrfilter: raised by the {name!r} filter")
+                raise
         events["FRAME"] += np.int32(start + offset)
         out.append((start + offset, piece.data.shape[0], events))
     n_masked = int(np.count_nonzero(sub.mask)) if sub.mask is not None else 0
     return n_masked, out, shifted
 
 
-def _shift_sample(samples, piece, events, first, modules, common, options, shift):
+def _shift_sample(samples, piece, events, first, specs, common, options, shift):
     """Add the frame-shift samples of ``piece`` (first frame ``first``) to ``samples``.
 
     Filters calibrated by frame shift add ``(scores, n_events)``; filters
-    that learn from the observation (``observe``) add what they observe.
+    that learn from the observation (:attr:`~xcrfilter.registry.Filter.observe`)
+    add what they observe.
     """
     from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
     n = piece.data.shape[0]
@@ -222,10 +199,10 @@ def _shift_sample(samples, piece, events, first, modules, common, options, shift
     for name in shift["names"]:
         rng = np.random.default_rng([int(shift["seed"]), int(first), len(name)])
         samples.setdefault(name, []).append(shifted_scores(
-            modules[name], piece, events, common, options.get(name), rng=rng,
+            specs[name], piece, events, common, options.get(name), rng=rng,
             max_shape_events=cap))
     for name in shift["observers"]:
-        samples.setdefault(name, []).append(modules[name].observe(
+        samples.setdefault(name, []).append(specs[name].observe(
             piece, events, common, options.get(name), first=first))
 
 
@@ -313,26 +290,24 @@ def _collect(results, on_chunk, bar, parts, counts, count_cards, state):
                 bar.update(n_piece)
 
 
-def _start_modules(modules, options):
+def _start_filters(specs, options):
     """Let each filter open what it writes over a run (``start_run``) in its options."""
-    for name, module in modules.items():
-        start = getattr(module, "start_run", None)
-        if start is not None:
-            options[name] = start(options.get(name))
+    for name, spec in specs.items():
+        if spec.start_run is not None:
+            options[name] = spec.start_run(options.get(name))
 
 
-def _finish_modules(modules, options, ok):
+def _finish_filters(specs, options, ok):
     """Let each filter close what it writes over a run (``finish_run``), or drop it."""
-    for name, module in modules.items():
-        finish = getattr(module, "finish_run", None)
-        if finish is not None:
-            finish(options.get(name), ok=ok)
+    for name, spec in specs.items():
+        if spec.finish_run is not None:
+            spec.finish_run(options.get(name), ok=ok)
 
 
-def _apply_shift_calibration(out, modules, shifted, max_lost, calibrated):
+def _apply_shift_calibration(out, specs, shifted, max_lost, calibrated):
     """Choose each filter's threshold from its frame-shift sample and apply it to ``out``."""
     from .calibrate import MIN_REJECTED, SHIFTS, apply_threshold, threshold_for
-    for name, module in modules.items():
+    for name, spec in specs.items():
         payloads = shifted.get(name, [])
         scores = np.concatenate([p[0] for p in payloads]) if payloads else np.zeros(0)
         used = int(sum(p[1] for p in payloads))
@@ -343,30 +318,30 @@ def _apply_shift_calibration(out, modules, shifted, max_lost, calibrated):
                 f"placements of {used} events; estimating a loss of {100 * max_lost:.3g}% "
                 f"needs at least {need} (at least {MIN_REJECTED} rejected): give more "
                 "frames, ask a larger fraction, or calibrate by injection")
-        column = np.asarray(out[module.CALIBRATION.column], float)
+        column = np.asarray(out[spec.calibration.column], float)
         finite = np.concatenate([scores[np.isfinite(scores)], column[np.isfinite(column)]])
         limit = float(finite.max()) if finite.size else 0.0
-        rep = threshold_for(scores, module.CALIBRATION.sign, max_lost, limit=limit)
+        rep = threshold_for(scores, spec.calibration.sign, max_lost, limit=limit)
         rep.update(method="shift", n=int(used), placements=int(scores.size),
                    shifts=",".join(str(k) for k in SHIFTS))
-        rep["rejected"] = apply_threshold(out, module, rep["value"])
+        rep["rejected"] = apply_threshold(out, spec, rep["value"])
         # the same cut on the events in their own frames: what it rejects
         # beyond the shifted (chance) rate is correlated with the frame's
         # charge, i.e. particle-shower events
-        own = _own_frame_rejection(out, module)
+        own = _own_frame_rejection(out, spec)
         rep["own"] = own
         rep["excess"] = own - rep["achieved"]
         calibrated[name] = rep
 
 
-def _own_frame_rejection(events, module):
+def _own_frame_rejection(events, spec):
     """Fraction of the 0.3-10 keV events whose own-frame score the filter rejects."""
     from .units import DEFAULT_BAND, energy_values
     e = energy_values(events["ENERGY"], u.eV)
     lo, hi = DEFAULT_BAND.to_value(u.eV)
-    score = np.asarray(events[module.CALIBRATION.column], float)
+    score = np.asarray(events[spec.calibration.column], float)
     sel = (e >= lo) & (e < hi) & ~np.isnan(score)
-    (bit, _), = module.STATUS.values()
+    (bit, _), = spec.status.values()
     rej = (np.asarray(events["STATUS"]).astype(np.int64) >> bit) & 1
     return float(rej[sel].mean()) if sel.any() else 0.0
 
@@ -505,26 +480,30 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     """
     names = parse_methods(methods)
     options = _check_options(options, names)
+    for name, opts in options.items():
+        load_method(name).check_options(opts)
     check_thresholds(event_threshold, split_threshold, mip_threshold)
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, numbers.Integral):
         raise TypeError(f"chunk_frames must be a positive integer, got {chunk_frames!r}.")
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
-    modules = {name: load_method(name) for name in names}
-    if client is not None and options.get("cam", {}).get("cam_output") is not None:
-        raise ValueError("cam_output (--cam-output) is written by one process: run without "
-                         "a dask client to write CAM maps.")
+    specs = {name: load_method(name) for name in names}
+    if client is not None:
+        for name, spec in specs.items():
+            for param in spec.output_options(options.get(name)):
+                raise ValueError(f"{param} ({name} filter) is written by one process: run "
+                                 "without a dask client to write it.")
     from .outputs import check_api_output
-    for name, opts in options.items():
+    for name, spec in specs.items():
         # an output the run writes is never one of its inputs (as on the command line)
-        check_api_output(f"options[{name!r}]['cam_output']", opts.get("cam_output"), frames,
-                         overwrite=bool(opts.get("overwrite")))
-    _start_modules(modules, options)
+        opts = options.get(name) or {}
+        for param in spec.output_options(opts):
+            check_api_output(f"options[{name!r}][{param!r}]", opts[param], frames,
+                             overwrite=bool(opts.get("overwrite")))
+    _start_filters(specs, options)
+    # the inputs every filter may ask for (Filter.shared)
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
-                  mip_threshold=mip_threshold, detector=detector)
-    if strict and "vfaint" in modules:
-        # the VF filter re-derives active pixels: same threshold convention
-        options["vfaint"] = dict(options.get("vfaint") or {}, strict=True)
+                  mip_threshold=mip_threshold, detector=detector, strict=bool(strict))
     total = None
     if isinstance(frames, (str, os.PathLike)) or (
             isinstance(frames, (list, tuple)) and frames
@@ -544,15 +523,14 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         bar = tqdm(total=total, unit="frame", desc="filtering")
     parts = []
     counts = {}
-    count_cards = {key: name for name, module in modules.items()
-                   for key in getattr(module, "COUNT_CARDS", ())}
+    count_cards = {key: name for name, spec in specs.items() for key in spec.count_cards}
     state = dict(header=None, meta=None, n=0, n_masked=0, samples={}, pieces=[])
     calibrated = {}
     # filters that learn from the whole observation, and those calibrated on it
-    observers = [name for name, module in modules.items() if hasattr(module, "observe")]
+    observers = [name for name, spec in specs.items() if spec.observe is not None]
     to_calibrate = [] if max_lost_xray is None else [
-        name for name, module in modules.items()
-        if hasattr(module, "CALIBRATION") and name not in observers]
+        name for name, spec in specs.items()
+        if spec.calibration is not None and name not in observers]
     if calibration not in ("shift", "injection"):
         raise ValueError(f"calibration must be 'shift' or 'injection', got {calibration!r}.")
     shift = None
@@ -568,7 +546,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
             from .calibrate import calibrate
             for name in to_calibrate:
                 options[name], calibrated[name] = calibrate(
-                    modules[name], sub, common, options.get(name), float(max_lost_xray))
+                    specs[name], sub, common, options.get(name), float(max_lost_xray))
 
     work = dict(gain=gain, strict=strict, edge_status=edge_status,
                 max_active=max_active_pixels, shift=shift)
@@ -583,9 +561,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     except BaseException:
         if bar is not None:
             bar.close()  # an error message then starts on a line of its own
-        _finish_modules(modules, options, ok=False)
+        _finish_filters(specs, options, ok=False)
         raise
-    _finish_modules(modules, options, ok=True)
+    _finish_filters(specs, options, ok=True)
     header, meta, n, n_masked = state["header"], state["meta"], state["n"], state["n_masked"]
     if bar is not None:
         bar.close()
@@ -599,18 +577,16 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     set_card(out.meta, "FILTERS", ",".join(names), "filters applied (STATUS bits)")
     for key, total in counts.items():
         # count cards of the plug-ins hold per-chunk numbers: write totals
-        old = out.meta.get(key)
-        comment = old[1] if isinstance(old, tuple) else ""
-        set_card(out.meta, key, total, comment)
+        set_card(out.meta, key, total, card_comment(out.meta, key))
     before = len(out.meta.get("HISTORY", []))
     if shift:
         for name in observers:
-            rep = modules[name].conclude(out, state["samples"].get(name, []),
-                                         max_lost=max_lost_xray,
-                                         required=max_lost_xray is not None, seed=int(seed))
+            rep = specs[name].conclude(out, state["samples"].get(name, []),
+                                       max_lost=max_lost_xray,
+                                       required=max_lost_xray is not None, seed=int(seed))
             if rep is not None:
                 calibrated[name] = rep
-        _apply_shift_calibration(out, {n: modules[n] for n in shift["names"]},
+        _apply_shift_calibration(out, {n: specs[n] for n in shift["names"]},
                                  state["samples"], float(max_lost_xray or 0), calibrated)
         if deferred is not None:
             frame_col = np.asarray(out["FRAME"])
@@ -627,10 +603,10 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         add_history(out.meta, f"find_events: {len(out)} events in {n} frames "
                               f"(processed in chunks of at most {int(chunk_frames)} frames)")
         for name in names:
-            nrej = int(np.count_nonzero(status & METHOD_BITS[name]))
+            nrej = int(np.count_nonzero(status & registry.method_bits(name)))
             add_history(out.meta, f"{name}: {nrej} of {len(out)} events rejected")
         out.meta["HISTORY"].extend(learnt)
-    write_calibration_cards(out.meta, modules, calibrated)
+    write_calibration_cards(out.meta, specs, calibrated)
     # observation and time keywords: header of the (last) input block
     add_time(out, header, frame_time=frame_time, frame_times=frame_times, n_frames=n,
              warn=False)

@@ -14,8 +14,8 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
-from .io import (_add_text_lines, _apply_meta, _check_output_path, _clean_header,
-                 _creator_cards, _split_value, _write_hdul)
+from .io import (add_text_lines, apply_meta, check_output_path, clean_header,
+                 creator_cards, split_value, write_hdul)
 
 __all__ = ["write_cam_maps", "read_cam_maps", "write_mask", "CamMapWriter"]
 
@@ -26,9 +26,9 @@ def _cards_to_header(header_cards, name="header_cards"):
     if header_cards is None:
         return header
     if isinstance(header_cards, fits.Header):
-        return _clean_header(header_cards)
+        return clean_header(header_cards)
     if hasattr(header_cards, "items"):
-        _apply_meta(header, dict(header_cards))
+        apply_meta(header, dict(header_cards))
         return header
     for item in header_cards:
         if isinstance(item, fits.Card):
@@ -40,9 +40,9 @@ def _cards_to_header(header_cards, name="header_cards"):
         key, value = str(item[0]).upper(), item[1]
         comment = item[2] if len(item) == 3 else ""
         if key in ("HISTORY", "COMMENT"):
-            _add_text_lines(header, key, [value])
+            add_text_lines(header, key, [value])
         else:
-            value, qcomment = _split_value(key, (value, comment) if comment else value)
+            value, qcomment = split_value(key, (value, comment) if comment else value)
             header[key] = (value, qcomment)
     return header
 
@@ -57,7 +57,7 @@ def _cam_headers(classes, header_cards):
     cards = _cards_to_header(header_cards)
     primary = fits.Header()
     primary.extend(cards, end=True)
-    _creator_cards(primary)
+    creator_cards(primary)
     primary["NCAMMAPS"] = (len(classes), "number of CAM image extensions")
     extensions = {}
     for i, cls in enumerate(classes, start=1):
@@ -107,13 +107,13 @@ def write_cam_maps(path, maps, header_cards=None, *, overwrite=False):
     if not isinstance(maps, dict) or len(maps) == 0:
         raise TypeError(f"maps must be a non-empty dict of class name to ndarray, got "
                         f"{type(maps).__name__}{'' if maps else ' (empty)'}.")
-    path = _check_output_path(path, overwrite)
+    path = check_output_path(path, overwrite)
     primary, extensions = _cam_headers(list(maps), header_cards)
     hdus = [fits.PrimaryHDU(header=primary)]
     for (cls, arr), (extname, hdr) in zip(maps.items(), extensions.items()):
         arr = _map_array(cls, arr, (2, 3))
         hdus.append(fits.ImageHDU(arr.astype(np.float32), header=hdr, name=extname))
-    _write_hdul(fits.HDUList(hdus), path, overwrite)
+    write_hdul(fits.HDUList(hdus), path, overwrite)
 
 
 def _map_array(cls, arr, ndims):
@@ -252,9 +252,9 @@ def write_mask(path, ccd, *, overwrite=False, header_cards=None):
         raise TypeError(f"ccd must be a CCDData, got {type(ccd).__name__}.")
     if ccd.mask is None:
         raise ValueError("ccd has no mask; write_mask needs ccd.mask (True = masked pixel).")
-    path = _check_output_path(path, overwrite)
+    path = check_output_path(path, overwrite)
     hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty=None, hdu_flags=None)
     hdul[0].header.extend(_cards_to_header(header_cards), update=True)
-    _creator_cards(hdul[0].header)
+    creator_cards(hdul[0].header)
     hdul["MASK"].header["HDUCLAS2"] = ("MASK", "1 = masked pixel")
-    _write_hdul(hdul, path, overwrite)
+    write_hdul(hdul, path, overwrite)

@@ -16,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .io import (FrameCube, _check_shape, _clean_header, _default_detector, _image_hdu,
+from .io import (FrameCube, check_shape, clean_header, default_detector, image_hdu,
                  hdu_to_energy)
 
 __all__ = ["FrameStream", "frames_per_chunk"]
@@ -76,13 +76,13 @@ class _Source:
             raise OSError(f"{name}: cannot read {self.path!r} as a FITS file "
                           f"({exc}).") from None
         shape = tuple(hdu_shape(self.header))
-        _check_shape(shape, self.where)
+        check_shape(shape, self.where)
         self.was_2d = len(shape) == 2
         self.shape = (1,) + shape if self.was_2d else shape
         self.raw = _raw_layout(self.path, self.header, hdul.fileinfo(self.hdu_index))
         self.n_frames = self.shape[0]
-        out = _clean_header(self.primary) if self.hdu_index != 0 else fits.Header()
-        for card in _clean_header(self.header).cards:
+        out = clean_header(self.primary) if self.hdu_index != 0 else fits.Header()
+        for card in clean_header(self.header).cards:
             out.append(card, end=True)
         self.out_header = out
 
@@ -181,7 +181,7 @@ def _image_hdu_header(hdul, where, name):
                 and hdu.name not in ("MASK", "DQ", "UNCERT", "ERR") \
                 and len(hdu_shape(hdu.header)) in (2, 3):
             return i
-    return _image_hdu(hdul, where, name)  # raises the usual message
+    return image_hdu(hdul, where, name)  # raises the usual message
 
 
 def _section(hdu, start, stop, was_2d):
@@ -264,7 +264,7 @@ class FrameStream:
         self.header = self.sources[0].out_header
         self.was_2d = single and self.sources[0].was_2d
         self.gain = gain
-        self.detector = _default_detector(detector)
+        self.detector = default_detector(detector)
         self.chunk = frames_per_chunk(shape, chunk_frames, chunk_pixels)
 
     def __len__(self):

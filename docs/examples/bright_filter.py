@@ -1,16 +1,19 @@
 """A tiny example filter: flag events at or above an energy limit (STATUS bit 7).
 
-It follows the contract of every xcrfilter filter and is a pipeline plug-in;
+It follows the contract of every xcrfilter filter and declares itself with
+public names only (:class:`xcrfilter.registry.Filter`);
 ``docs/writing_a_filter.rst`` walks through it and the test suite runs it.
 """
 import astropy.units as u
 from astropy.table import QTable, Table
 
-from xcrfilter._meta import add_history, set_card
+from xcrfilter.argtypes import parse_energy
 from xcrfilter.events import set_status_bit
+from xcrfilter.meta import add_history, set_card
+from xcrfilter.registry import Filter, Param
 from xcrfilter.units import as_energy, energy_values
 
-#: STATUS bit set by this filter (a free bit of ``xcrfilter.events.STATUS_BITS``).
+#: STATUS bit set by this filter (a free bit of ``xcrfilter.registry.STATUS_BITS``).
 BRIGHT_BIT = 7
 #: Its STATUS bits, NAME -> (bit, meaning): the registry, the event-file
 #: headers (``STATUS7``), ``xcrfilter filter --help`` and the comparison read them.
@@ -57,20 +60,18 @@ def bright_filter(frames, events=None, *, limit=8 * u.keV):
     return out
 
 
-# -- pipeline plug-in -----------------------------------------------------------
+# -- the declaration: what the pipeline, the command line and the comparison read --
 
-def add_cli_options(group):
-    """The ``--bright-limit`` option of ``xcrfilter filter``."""
-    from xcrfilter.argtypes import parse_energy
-    group.add_argument("--bright-limit", type=parse_energy, default=8 * u.keV, metavar="E",
-                       help="flag events at or above this energy")
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from the parsed options."""
-    return {"limit": args.bright_limit}
-
-
-def pipeline_step(cube, events, *, limit=8 * u.keV, **_):
+def pipeline_step(cube, events, *, limit=8 * u.keV):
     """Pipeline step: the events of one chunk of frames, already found."""
     return bright_filter(cube, events, limit=limit)
+
+
+FILTER = Filter(
+    name="bright",
+    step=pipeline_step,
+    status=STATUS,
+    params=(Param("limit", 8 * u.keV, "flag events at or above this energy", "eV",
+                  type=parse_energy, metavar="E"),),   # --bright-limit
+    count_cards=COUNT_CARDS,
+)

@@ -23,8 +23,9 @@ import numpy as np
 from astropy.io import fits
 from regions import CirclePixelRegion, PixCoord, RegionMeta, RegionVisual, Regions
 
-from xcrfilter.io import read_events, write_events
-from xcrfilter.pipeline import METHOD_BITS, run_pipeline
+from xcrfilter.eventfile import read_events, write_events
+from xcrfilter.pipeline import run_pipeline
+from xcrfilter.registry import METHOD_BITS
 from xcrfilter.plots import plot_frame_verdicts
 from xcrfilter.simulate import write_simulation
 
@@ -51,7 +52,7 @@ with fits.open(frames_file) as hdul:
 # does the same from the shell.
 events = run_pipeline(frames_file, "vfaint,sac", event_threshold=260 * u.eV,
                       split_threshold=80 * u.eV, mip_threshold=10 * u.keV)
-print(f"{len(events)} events in {events.meta['NFRAMES'][0]} frames")
+print(f"{len(events)} events in {events.meta['NFRAMES']} frames")
 events["FRAME", "RAWX", "RAWY", "ENERGY", "GRADE", "STATUS", "SAC_DIST"][:8]
 
 # %%

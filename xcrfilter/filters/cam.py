@@ -27,21 +27,18 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable, Table
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.table import QTable, Table  # noqa: E402
+from ..argtypes import parse_energy
+from ..meta import add_history, set_card
+from ..products import CamMapWriter, write_cam_maps
+from ..registry import Calibration, Filter, Param
+from ..units import DEFAULT_BAND, as_band, as_probability, energy_values
+from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
 
-from .._meta import add_history, set_card  # noqa: E402
-from ..calibrate import Calibration  # noqa: E402
-from ..units import as_probability  # noqa: E402
-from ._probability import cube_and_events, flag_probability, get_model  # noqa: E402
-from ..products import CamMapWriter, write_cam_maps  # noqa: E402
-from ..units import DEFAULT_BAND, as_band, energy_values  # noqa: E402
-
-__all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "add_cli_options",
-           "options_from_args", "pipeline_step"]
+__all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "pipeline_step", "FILTER"]
 
 #: Calibration of the threshold on the observation (`xcrfilter.calibrate`):
 #: the score column, the option it sets, +1 because high probabilities are
@@ -167,7 +164,17 @@ def finish_run(options, ok=True):
         writer.close() if ok else writer.abort()
 
 
-def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_classes):
+def _model_split_ev(cam):
+    """Split threshold [eV] the model's features use (None: they use none)."""
+    if cam.context_names:
+        return float(cam.context_kw["split_threshold"].to_value(u.eV))
+    if cam.feature_set == "extended":
+        return float(cam.split_threshold_ev)
+    return None
+
+
+def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_classes,
+           split_threshold=None):
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
     missing = [c for c in ("FRAME", "RAWX", "RAWY", "ENERGY", "STATUS") if c not in events.colnames]
@@ -185,6 +192,7 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
     set_card(meta, "CAMEHI", band_ev[1], "[eV] CAM scored band upper edge (exclusive)")
     set_card(meta, "CAMNSCO", n_scored, "events scored by the CAM filter")
     set_card(meta, "CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)")
+    record_split_threshold(meta, "CAM", "cam", _model_split_ev(cam), split_threshold)
     add_history(meta, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, threshold "
                       f"{threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV: "
                       f"{n_rej} of {n_scored} scored events rejected")
@@ -257,7 +265,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
         (checked before any work, as on the command line).
     FileExistsError
         ``cam_output`` exists and ``overwrite`` is False.
-    xcrfilter.ml.forest.ModelFileError
+    xcrfilter.ml.checksums.ModelFileError
         Missing, corrupt or foreign model files.
     """
     from ..outputs import check_api_output
@@ -269,55 +277,62 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     cam = _get_model(model)
     thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
-    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes))
+    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
+                  split_threshold)
 
 
-# -- pipeline plug-in ---------------------------------------------------------
-
-def add_cli_options(group):
-    """Add the ``--cam-*`` options of ``xcrfilter filter``."""
-    group.add_argument("--cam-threshold", "--threshold", dest="cam_threshold", type=float,
-                       default=None, metavar="P",
-                       help="CR-probability threshold in [0, 1] (default: the model's)")
-    group.add_argument("--cam-model", dest="cam_model", default=None, metavar="DIR|NAME",
-                       help="model directory, or a shipped model by name: 'context' (network "
-                       "and whole-frame context features, trained on randomised physics; "
-                       "used when the option is absent) or 'paper' (the seed paper's ten "
-                       "features)")
-    group.add_argument("--cam-output", dest="cam_output", default=None, metavar="CAMS.fits",
-                       help="write CAM_XRAY and CAM_CR maps of every frame to this FITS file")
-    from ..argtypes import parse_energy
-    group.add_argument("--cam-band", dest="cam_band", type=parse_energy, nargs=2, default=None,
-                       metavar=("LO", "HI"),
-                       help="scored energy band [LO, HI) (default: 0.3keV 10keV)")
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--cam-*`` options."""
-    opts = {}
-    if getattr(args, "cam_threshold", None) is not None:
-        opts["threshold"] = args.cam_threshold
-    if getattr(args, "cam_model", None) is not None:
-        opts["model"] = args.cam_model
-    if getattr(args, "cam_output", None) is not None:
-        opts["cam_output"] = args.cam_output
-        opts["overwrite"] = bool(getattr(args, "overwrite", False))
-    if getattr(args, "cam_band", None) is not None:
-        opts["band"] = u.Quantity(args.cam_band).to(u.eV)
-    return opts
-
+# -- the declaration (xcrfilter.registry) -------------------------------------
 
 def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
-                  band=DEFAULT_BAND, overwrite=False, map_classes=("XRAY", "CR"), **_):
+                  band=DEFAULT_BAND, overwrite=False, map_classes=("XRAY", "CR"),
+                  split_threshold=None):
     """Pipeline step ``cam``: ``PROB_CR`` and STATUS bit 5 (see :func:`cam_filter`).
 
     ``cube`` is a `~xcrfilter.io.FrameCube` and ``events`` the events found
     in it; returns a new table.  With ``cam_output`` (a
     `~xcrfilter.products.CamMapWriter` opened by :func:`start_run`), the
     chunks of a run are appended to one file, written when the run ends
-    (:func:`finish_run`).
+    (:func:`finish_run`).  ``split_threshold`` (the run's) is compared with
+    the model's: a different one is warned about and recorded
+    (``CAMSPLRQ``), the model's is used.
     """
     cam = _get_model(model)
     thr = as_probability(threshold, cam.threshold)
     band_ev = _check_band(band)
-    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes))
+    return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
+                  split_threshold)
+
+
+def _extra_options(args, options):
+    """``--overwrite`` of the command applies to ``--cam-output``."""
+    if options.get("cam_output") is not None:
+        return {"overwrite": bool(getattr(args, "overwrite", False))}
+    return {}
+
+
+def _to_ev(band):
+    return u.Quantity(band).to(u.eV)
+
+
+#: The filter's declaration (`xcrfilter.registry`).
+FILTER = Filter(
+    name="cam", step=pipeline_step, status=STATUS, shared=("split_threshold",),
+    params=(
+        Param("threshold", None, "CR-probability threshold in [0, 1] (default: the model's)",
+              type=float, metavar="P", aliases=("--threshold",)),
+        Param("model", None, "model directory, or a shipped model by name: 'context' "
+              "(network and whole-frame context features, trained on randomised physics; "
+              "used when the option is absent) or 'paper' (the seed paper's ten features)",
+              metavar="DIR|NAME"),
+        Param("cam_output", None, "write CAM_XRAY and CAM_CR maps of every frame to this "
+              "FITS file", metavar="CAMS.fits", flag="--cam-output", output=True),
+        Param("band", None, "scored energy band [LO, HI) (default: 0.3keV 10keV)", "eV",
+              type=parse_energy, nargs=2, metavar=("LO", "HI"), convert=_to_ev),
+        Param("overwrite", False, "overwrite cam_output", cli=False),
+        Param("map_classes", ("XRAY", "CR"), "classes of the CAM maps written", cli=False),
+    ),
+    calibration=CALIBRATION,
+    count_cards=COUNT_CARDS,
+    is_available=is_available, model_param="model",
+    start_run=start_run, finish_run=finish_run, extra_options=_extra_options,
+)

@@ -43,14 +43,15 @@ from astropy.io import fits
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .._meta import add_history, set_card
+from ..meta import add_history, set_card
 from ..events import set_status_bit
 from ..io import is_nddata
+from ..registry import Filter, Param
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
            "LACOSMIC_DEFAULTS", "mask_to_events", "add_cli_options", "options_from_args",
-           "pipeline_step", "add_arguments", "run"]
+           "pipeline_step", "FILTER", "add_arguments", "run"]
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
@@ -137,7 +138,7 @@ def _as_frames(frames, unit):
         header = frames.header if frames.header is not None else fits.Header()
         return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from ..io import _adu_offset, _parse_bunit
+        from ..io import adu_offset, parse_bunit
         where = f"frames ({os.fspath(frames)})"
         try:
             hdul = fits.open(frames)
@@ -151,11 +152,11 @@ def _as_frames(frames, unit):
             data = np.array(hdu.data, dtype=np.float64)
         if unit is None:
             # the BUNIT reading of every command (xcrfilter.io)
-            unit = _parse_bunit(header.get("BUNIT"), where)
+            unit = parse_bunit(header.get("BUNIT"), where)
         unit = u.Unit(unit)
         if unit == u.adu:
             # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
-            data = data - _adu_offset(header, None, where)
+            data = data - adu_offset(header, None, where)
         return data, unit, None, header, data.ndim == 2, False
     if is_nddata(frames):
         if frames.unit is None and unit is None:
@@ -393,13 +394,7 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
     if det.was_2d:
         out_data, out_mask = out_data[0], out_mask[0]
     meta = det.header.copy() if isinstance(det.header, fits.Header) else fits.Header()
-    card_meta = {}
-    _write_cards(card_meta, det.params, det.n_cr, det.version)
-    for key, value in card_meta.items():
-        if key != "HISTORY":
-            meta[key] = value
-    for line in card_meta.get("HISTORY", []):
-        meta.add_history(line)
+    _write_cards(meta, det.params, det.n_cr, det.version)
     from astropy.nddata import CCDData
     return CCDData(out_data, unit=det.unit, mask=out_mask, meta=meta)
 
@@ -590,55 +585,9 @@ def _write_cards(meta, params, n_cr, version, n_events=None):
 
 
 # --------------------------------------------------------------------------
-# pipeline plug-in (see xcrfilter.pipeline.METHODS)
+# the declaration (xcrfilter.registry)
 # --------------------------------------------------------------------------
-def add_cli_options(group):
-    """Add the ``--lacosmic-*`` options to an argparse group of ``xcrfilter filter``."""
-    d = LACOSMIC_DEFAULTS
-    group.add_argument("--lacosmic-sigclip", type=float, default=d["sigclip"], metavar="S",
-                       help="Laplacian-to-noise limit for cosmic-ray pixels")
-    group.add_argument("--lacosmic-sigfrac", type=float, default=d["sigfrac"], metavar="F",
-                       help="fraction of sigclip for the neighbours of cosmic-ray pixels")
-    group.add_argument("--lacosmic-objlim", type=float, default=d["objlim"], metavar="C",
-                       help="minimum contrast of Laplacian to fine-structure image")
-    group.add_argument("--lacosmic-niter", type=int, default=d["niter"], metavar="N",
-                       help="number of detection iterations")
-    group.add_argument("--lacosmic-readnoise", type=float, default=None, metavar="RN",
-                       help="read noise [electron] (default: the detector model's)")
-    group.add_argument("--lacosmic-satlevel", type=float, default=None, metavar="LEVEL",
-                       help="saturation level [electron] (default: no saturation)")
-    group.add_argument("--lacosmic-cleantype", choices=_CLEANTYPES, default=d["cleantype"],
-                       help="how masked pixels are replaced in the cleaned image")
-    group.add_argument("--lacosmic-fsmode", choices=_FSMODES, default=d["fsmode"],
-                       help="fine-structure image: 3x3 and 7x7 medians, or a PSF convolution")
-    group.add_argument("--lacosmic-psfmodel", choices=_PSFMODELS, default=d["psfmodel"],
-                       help="PSF model of --lacosmic-fsmode convolve")
-    group.add_argument("--lacosmic-psffwhm", type=float, default=d["psffwhm"], metavar="FWHM",
-                       help="PSF full width at half maximum [pixel] (fsmode convolve)")
-    group.add_argument("--lacosmic-psfsize", type=int, default=d["psfsize"], metavar="N",
-                       help="PSF kernel size, odd [pixel] (fsmode convolve)")
-    group.add_argument("--lacosmic-psfbeta", type=float, default=d["psfbeta"], metavar="BETA",
-                       help="Moffat beta of --lacosmic-psfmodel moffat")
-    group.add_argument("--lacosmic-no-sepmed", dest="lacosmic_sepmed", action="store_false",
-                       help="use the full (not separable) median filter")
-
-
-_OPTION_NAMES = ("sigclip", "sigfrac", "objlim", "niter", "readnoise", "satlevel",
-                 "cleantype", "fsmode", "psfmodel", "psffwhm", "psfsize", "psfbeta", "sepmed")
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--lacosmic-*`` options."""
-    opts = {}
-    for name in _OPTION_NAMES:
-        value = getattr(args, f"lacosmic_{name}", None)
-        if value is not None:
-            opts[name] = value
-    return opts
-
-
-def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_threshold=None,
-                  mip_threshold=None, **options):
+def pipeline_step(cube, events, *, detector=None, **options):
     """Pipeline step ``lacosmic``: STATUS bit 3 from the L.A.Cosmic mask.
 
     Parameters
@@ -649,11 +598,9 @@ def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_th
         Events of ``cube``; not modified.
     detector : `~xcrfilter.detector.DetectorModel`, optional
         Pair energy and read noise (default WFI preset).
-    event_threshold, split_threshold, mip_threshold
-        Accepted from the pipeline and ignored (the Laplacian mask does not
-        depend on the event thresholds).
     **options
-        Keyword arguments of :func:`lacosmic_filter`.
+        The parameters of :data:`FILTER` (keywords of :func:`lacosmic_mask`);
+        the registry rejects any other.
 
     Returns
     -------
@@ -663,14 +610,65 @@ def pipeline_step(cube, events, *, detector=None, event_threshold=None, split_th
     return lacosmic_filter(cube, events, detector=detector, **options)
 
 
+_D = LACOSMIC_DEFAULTS
+
+#: The filter's declaration (`xcrfilter.registry`): the astroscrappy keywords.
+FILTER = Filter(
+    name="lacosmic", step=pipeline_step, status=STATUS, shared=("detector",),
+    count_cards=COUNT_CARDS,
+    params=(
+        Param("sigclip", _D["sigclip"], "Laplacian-to-noise limit for cosmic-ray pixels",
+              type=float, metavar="S"),
+        Param("sigfrac", _D["sigfrac"], "fraction of sigclip for the neighbours of cosmic-ray "
+              "pixels", type=float, metavar="F"),
+        Param("objlim", _D["objlim"], "minimum contrast of Laplacian to fine-structure image",
+              type=float, metavar="C"),
+        Param("niter", _D["niter"], "number of detection iterations", type=int, metavar="N"),
+        Param("readnoise", None, "read noise (default: the detector model's)", "electron",
+              type=float, metavar="RN"),
+        Param("satlevel", None, "saturation level (default: no saturation)", "electron",
+              type=float, metavar="LEVEL"),
+        Param("cleantype", _D["cleantype"], "how masked pixels are replaced in the cleaned "
+              "image", choices=_CLEANTYPES),
+        Param("fsmode", _D["fsmode"], "fine-structure image: 3x3 and 7x7 medians, or a PSF "
+              "convolution", choices=_FSMODES),
+        Param("psfmodel", _D["psfmodel"], "PSF model of --lacosmic-fsmode convolve",
+              choices=_PSFMODELS),
+        Param("psffwhm", _D["psffwhm"], "PSF full width at half maximum (fsmode convolve)",
+              "pixel", type=float, metavar="FWHM"),
+        Param("psfsize", _D["psfsize"], "PSF kernel size, odd (fsmode convolve)", "pixel",
+              type=int, metavar="N"),
+        Param("psfbeta", _D["psfbeta"], "Moffat beta of --lacosmic-psfmodel moffat",
+              type=float, metavar="BETA"),
+        Param("sepmed", True, "use the full (not separable) median filter", negate=True),
+        Param("gain", None, "gain of adu frames", "electron/adu", cli=False),
+        Param("pssl", _D["pssl"], "previously subtracted sky level", "count", cli=False),
+        Param("psfk", None, "user PSF kernel (ndarray)", cli=False),
+        Param("inbkg", None, "background image (ndarray)", cli=False),
+        Param("invar", None, "variance image (ndarray)", cli=False),
+        Param("unit", None, "unit of plain-array frames", cli=False),
+    ),
+)
+
+
+def add_cli_options(group):
+    """Add the ``--lacosmic-*`` options (those of :data:`FILTER`) to an argparse group."""
+    return FILTER.add_cli_options(group)
+
+
+def options_from_args(args):
+    """Keyword arguments of :func:`pipeline_step` from parsed ``--lacosmic-*`` options."""
+    return FILTER.options_from_args(args)
+
+
 # --------------------------------------------------------------------------
 # stand-alone command: xcrfilter lacosmic / python -m xcrfilter.filters.laplacian
 # --------------------------------------------------------------------------
 def _unit_arg(text):
     """``--unit``: read as a BUNIT is (`xcrfilter.io`)."""
-    from ..io import _parse_bunit
+    from ..io import parse_bunit
     try:
-        return _parse_bunit(text, "unit")
+        return parse_bunit(text, "unit")
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a unit of frames; expected eV, "
                                          "keV, electron or adu") from None
@@ -699,7 +697,7 @@ def add_arguments(parser):
 
 def run(args):
     """Run the ``lacosmic`` command; prints the CR pixel count.  Returns 0."""
-    from ..io import write_mask
+    from ..products import write_mask
     from ..outputs import check_outputs
     check_outputs({"-o/--output": args.output}, [] if args.real else [args.input],
                   overwrite=args.overwrite)

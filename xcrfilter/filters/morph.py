@@ -21,13 +21,12 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from .._meta import add_history, set_card
-from ..calibrate import Calibration
+from ..meta import add_history, set_card
+from ..registry import Calibration, Filter, Param
 from ..units import as_probability, energy_values
-from ._probability import cube_and_events, flag_probability, get_model
+from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
 
-__all__ = ["morph_filter", "MORPH_BIT", "add_cli_options", "options_from_args",
-           "pipeline_step", "is_available"]
+__all__ = ["morph_filter", "MORPH_BIT", "pipeline_step", "is_available", "FILTER"]
 
 #: STATUS bit set by this filter.
 MORPH_BIT = 6
@@ -56,7 +55,7 @@ def _get_model(model):
     return get_model(model, load_morph_model, MorphModel)
 
 
-def _apply(data_ev, events, model, threshold):
+def _apply(data_ev, events, model, threshold, split_threshold=None):
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table/QTable, got {type(events).__name__}")
     missing = [c for c in ("FRAME", "RAWX", "RAWY", "ENERGY", "PHAS", "GRADE", "STATUS")
@@ -86,6 +85,9 @@ def _apply(data_ev, events, model, threshold):
     set_card(meta, "MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)")
     set_card(meta, "MRPNSCO", n_scored, "events scored by the morph filter")
     set_card(meta, "MRPNREJ", n_rej, f"events rejected by morph (bit {MORPH_BIT})")
+    record_split_threshold(meta, "MRP", "morph",
+                           float(model.context_kw["split_threshold"].to_value(u.eV)),
+                           split_threshold)
     add_history(meta, f"morph_filter: model {model.name} sha256 {model.sha256[:16]}, threshold "
                       f"{threshold:.4f}: {n_rej} of {n_scored} scored events "
                       "rejected")
@@ -134,7 +136,7 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
     ValueError
         Threshold outside [0, 1], missing columns, NaN energies, events that
         do not fit the frames.
-    xcrfilter.ml.forest.ModelFileError
+    xcrfilter.ml.checksums.ModelFileError
         Missing, corrupt or foreign model files.
     """
     cube, events = cube_and_events(
@@ -143,32 +145,34 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
         mip_threshold=mip_threshold, gain=gain, detector=detector)
     model = _get_model(model)
     thr = as_probability(threshold, model.threshold)
-    return _apply(np.asarray(cube.data, np.float32), events, model, thr)
+    return _apply(np.asarray(cube.data, np.float32), events, model, thr, split_threshold)
 
 
-# -- pipeline plug-in ---------------------------------------------------------
+# -- the declaration (xcrfilter.registry) -------------------------------------
 
-def add_cli_options(group):
-    """Add the ``--morph-*`` options of ``xcrfilter filter``."""
-    group.add_argument("--morph-threshold", dest="morph_threshold", type=float, default=None,
-                       metavar="P",
-                       help="morph CR-probability threshold in [0, 1] (default: the model's)")
-    group.add_argument("--morph-model", dest="morph_model", default=None, metavar="DIR",
-                       help="morph model directory (default: the shipped model)")
+def pipeline_step(cube, events, *, threshold=None, model=None, split_threshold=None):
+    """Pipeline step ``morph``: ``PROB_MORPH`` and STATUS bit 6 (see :func:`morph_filter`).
 
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--morph-*`` options."""
-    opts = {}
-    if getattr(args, "morph_threshold", None) is not None:
-        opts["threshold"] = args.morph_threshold
-    if getattr(args, "morph_model", None) is not None:
-        opts["model"] = args.morph_model
-    return opts
-
-
-def pipeline_step(cube, events, *, threshold=None, model=None, **_):
-    """Pipeline step ``morph``: ``PROB_MORPH`` and STATUS bit 6 (see :func:`morph_filter`)."""
+    ``split_threshold`` (the run's) is compared with the model's: a
+    different one is warned about and recorded (``MRPSPLRQ``), the model's
+    is used.
+    """
     model = _get_model(model)
     thr = as_probability(threshold, model.threshold)
-    return _apply(np.asarray(cube.data, np.float32), events, model, thr)
+    return _apply(np.asarray(cube.data, np.float32), events, model, thr, split_threshold)
+
+
+#: The filter's declaration (`xcrfilter.registry`).
+FILTER = Filter(
+    name="morph", step=pipeline_step, status=STATUS, shared=("split_threshold",),
+    card_prefix="MRP",
+    params=(
+        Param("threshold", None, "morph CR-probability threshold in [0, 1] (default: the "
+              "model's)", type=float, metavar="P"),
+        Param("model", None, "morph model directory (default: the shipped model)",
+              metavar="DIR"),
+    ),
+    calibration=CALIBRATION,
+    count_cards=COUNT_CARDS,
+    is_available=is_available, model_param="model",
+)

@@ -59,15 +59,15 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from .._meta import add_history, set_card
-from ..calibrate import SHIFTS, Calibration, covered, own_pixels, threshold_for
+from ..calibrate import SHIFTS, covered, own_pixels, threshold_for
 from ..context import DEFAULT_RADII, context_features
 from ..events import set_status_bit
+from ..meta import add_history, set_card
+from ..registry import Calibration, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["obsctx_filter", "observe", "conclude", "cross_fit_scores", "class_prior",
-           "OBSCTX_BIT", "FEATURES", "MONOTONE", "pipeline_step", "add_cli_options",
-           "options_from_args"]
+           "OBSCTX_BIT", "FEATURES", "MONOTONE", "pipeline_step", "FILTER"]
 
 #: STATUS bit set by this filter.
 OBSCTX_BIT = 9
@@ -413,7 +413,7 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
         Too few events to learn from, bad frames or thresholds.
     """
     from ..calibrate import write_calibration_cards
-    from ._probability import cube_and_events
+    from .probability import cube_and_events
     cube, events = cube_and_events(
         frames, events, "obsctx_filter", "the context is learnt from the whole observation",
         event_threshold=event_threshold, split_threshold=split_threshold,
@@ -423,18 +423,8 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     out = QTable(events, copy=True)
     payload = observe(cube, out, common)
     rep = conclude(out, [payload], max_lost=max_lost, required=True, seed=seed)
-    import sys
-    write_calibration_cards(out.meta, {"obsctx": sys.modules[__name__]}, {"obsctx": rep})
+    write_calibration_cards(out.meta, {"obsctx": FILTER}, {"obsctx": rep})
     return out
-
-
-def add_cli_options(group):
-    """The filter takes its loss from ``--max-lost-xray`` (default 2 %)."""
-    return group
-
-
-def options_from_args(args):
-    return {}
 
 
 def pipeline_step(cube, events, *, max_lost=None):
@@ -444,3 +434,16 @@ def pipeline_step(cube, events, *, max_lost=None):
     out["OBSCTX_LOSS"] = np.full(len(out), np.nan, np.float32)
     set_status_bit(out, OBSCTX_BIT, np.zeros(len(out), bool))
     return out
+
+
+#: The filter's declaration (`xcrfilter.registry`): it learns from the whole
+#: observation (``observe`` in every chunk, ``conclude`` at the end of the
+#: run) and takes its loss from ``--max-lost-xray`` (default 2 %).
+FILTER = Filter(
+    name="obsctx", step=pipeline_step, status=STATUS, report_name=REPORT_NAME,
+    card_prefix="OBC",
+    params=(Param("max_lost", None, "X-ray loss at which events are rejected (default: "
+                  "--max-lost-xray, else 2%)", cli=False),),
+    calibration=CALIBRATION,
+    observe=observe, conclude=conclude,
+)

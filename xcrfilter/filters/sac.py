@@ -28,13 +28,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from .._meta import add_history, card_value, set_card
-from ..calibrate import Calibration
+from ..meta import CARD_COMMENTS, add_history, card_comment, card_value, set_card
+from ..argtypes import parse_energy
 from ..events import set_status_bit
+from ..registry import Calibration, Filter, Param
 from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
-           "add_cli_options", "options_from_args", "pipeline_step"]
+           "pipeline_step", "FILTER"]
 
 #: Calibration of the radius on the observation (`xcrfilter.calibrate`): the
 #: score column, the option it sets, -1 because events at small distances
@@ -204,8 +205,8 @@ def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, tr
     _write_cards(meta, params)
     header = fits.Header()
     for key, value in meta.items():
-        if key not in ("HISTORY", "SACRAD"):
-            header[key] = value
+        if key not in ("HISTORY", "SACRAD", CARD_COMMENTS):  # no radius for a pixel mask
+            set_card(header, key, value, card_comment(meta, key))
     from astropy.nddata import CCDData
     return CCDData(data[0] if was_2d else data, unit=u.eV, mask=mask[0] if was_2d else mask,
                    meta=header)
@@ -382,38 +383,35 @@ def _write_cards(meta, params, n_events=None, events_only=False):
 
 
 # --------------------------------------------------------------------------
-# pipeline plug-in (see xcrfilter.pipeline.METHODS)
+# the declaration (xcrfilter.registry)
 # --------------------------------------------------------------------------
-def add_cli_options(group):
-    """Add the ``--sac-*`` options to an argparse group of ``xcrfilter filter``."""
-    from ..argtypes import parse_energy
-    group.add_argument("--sac-radius", type=float, default=SAC_DEFAULTS["radius"], metavar="R",
-                       help="rejection radius around tracks [pixel]")
-    group.add_argument("--sac-track-energy", type=parse_energy, default=None, metavar="E",
-                       help="minimum summed energy of a track (default: --mip-threshold)")
-    group.add_argument("--sac-track-size", type=int, default=SAC_DEFAULTS["track_size"],
-                       metavar="N", help="minimum track size [pixel]")
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--sac-*`` options."""
-    opts = dict(radius=args.sac_radius, track_size=args.sac_track_size)
-    if getattr(args, "sac_track_energy", None) is not None:
-        opts["track_energy"] = args.sac_track_energy
-    return opts
-
-
 def pipeline_step(cube, events, *, radius=SAC_DEFAULTS["radius"], track_energy=None,
                   track_size=SAC_DEFAULTS["track_size"], split_threshold=None,
-                  mip_threshold=None, event_threshold=None, detector=None):
+                  mip_threshold=None):
     """Pipeline step ``sac``: STATUS bit 4 near particle tracks (see :func:`sac_filter`).
 
     The pipeline's ``split_threshold`` defines active pixels and its
-    ``mip_threshold`` is the default ``track_energy``; ``event_threshold`` and
-    ``detector`` are accepted and not used.  Returns a new events table;
-    ``events`` is not modified.
+    ``mip_threshold`` is the default ``track_energy``.  Returns a new events
+    table; ``events`` is not modified.
     """
     if track_energy is None:
         track_energy = mip_threshold
     return sac_filter(cube, events, radius=radius, track_energy=track_energy,
                       track_size=track_size, split_threshold=split_threshold)
+
+
+#: The filter's declaration (`xcrfilter.registry`).
+FILTER = Filter(
+    name="sac", step=pipeline_step, status=STATUS,
+    shared=("split_threshold", "mip_threshold"),
+    params=(
+        Param("radius", SAC_DEFAULTS["radius"], "rejection radius around tracks", "pixel",
+              type=float, metavar="R"),
+        Param("track_energy", None, "minimum summed energy of a track (default: "
+              "--mip-threshold)", "eV", type=parse_energy, metavar="E"),
+        Param("track_size", SAC_DEFAULTS["track_size"], "minimum track size", "pixel",
+              type=int, metavar="N"),
+    ),
+    calibration=CALIBRATION,
+    count_cards=COUNT_CARDS,
+)

@@ -20,10 +20,11 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from .._meta import add_history, card_value, set_card
+from ..meta import add_history, card_value, set_card
 from ..events import check_thresholds, find_events, island_properties, is_accepted_shape
+from ..registry import Filter, status_mask
 
-__all__ = ["vfaint_filter", "vfaint_flags", "STATUS"]
+__all__ = ["vfaint_filter", "vfaint_flags", "STATUS", "FILTER"]
 
 #: STATUS bits of this filter, NAME -> (bit, meaning) (`xcrfilter.registry`).
 STATUS = {
@@ -31,13 +32,11 @@ STATUS = {
     "OUTER_RING": (1, "VF: non-single with active 5x5 outer pixel"),
     "ENERGY": (2, "VF: energy outside [event, MIP threshold)"),
 }
-#: Name of the filter in comparison tables (`xcrfilter.compare`).
-REPORT_NAME = "VF"
 
 _BIT_GRADE = np.int32(1 << STATUS["GRADE"][0])
 _BIT_RING = np.int32(1 << STATUS["OUTER_RING"][0])
 _BIT_ENERGY = np.int32(1 << STATUS["ENERGY"][0])
-_VF_BITS = _BIT_GRADE | _BIT_RING | _BIT_ENERGY
+_VF_BITS = np.int32(status_mask(STATUS))
 
 
 def vfaint_flags(phas, energy, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
@@ -205,20 +204,18 @@ def _events_from_table(table):
     return QTable(table, copy=True)
 
 
-# -- pipeline plug-in ---------------------------------------------------------
-
-def add_cli_options(group):
-    """The VF filter uses the common thresholds of ``xcrfilter filter``."""
-    return group
-
-
-def options_from_args(args):
-    return {}
-
+# -- the declaration (xcrfilter.registry) ------------------------------------
 
 def pipeline_step(cube, events, *, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
-                  mip_threshold=10 * u.keV, strict=False, **_):
+                  mip_threshold=10 * u.keV, strict=False):
     """Pipeline form of :func:`vfaint_filter` on already-found events."""
     return vfaint_filter(None, events, event_threshold=event_threshold,
                          split_threshold=split_threshold, mip_threshold=mip_threshold,
                          strict=strict)
+
+
+#: The filter's declaration: it has no options of its own, it uses the
+#: pipeline's thresholds and threshold convention.
+FILTER = Filter(name="vfaint", step=pipeline_step, status=STATUS, report_name="VF",
+                card_prefix="VF",
+                shared=("event_threshold", "split_threshold", "mip_threshold", "strict"))

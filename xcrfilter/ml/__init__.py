@@ -27,10 +27,10 @@ _EXPORTS = {
     "FEATURE_NAMES": "features", "event_features": "features", "safe_divide": "features",
     "cam_window_stats": "features",
     "build_forest": "forest", "load_forest": "forest", "save_forest": "forest",
-    "ModelFileError": "forest",
+    "ModelFileError": "checksums",
     "CamModel": "model", "load_model": "model", "default_model_dir": "model",
-    "train": "training", "train_network": "training", "train_forest": "training",
-    "event_dataset": "training",
+    "train": "training", "train_network": "stage1", "train_forest": "stage2",
+    "event_dataset": "stage2",
 }
 
 __all__ = sorted(_EXPORTS)

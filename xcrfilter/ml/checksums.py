@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .forest import ModelFileError
-
-__all__ = ["SUMS_FILE", "file_sha256", "write_checksums", "verify_checksums"]
+__all__ = ["ModelFileError", "SUMS_FILE", "file_sha256", "write_checksums",
+           "verify_checksums"]
 
 SUMS_FILE = "SHA256SUMS"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, foreign or fails its checksum."""
 
 
 def file_sha256(path):

@@ -93,7 +93,7 @@ def run(args):
     import os
 
     from ..outputs import check_outputs
-    from .forest import ModelFileError
+    from .checksums import ModelFileError
     from .model import CHECKED_FILES, SUMS_FILE
     from .training import train
 

@@ -24,15 +24,11 @@ kernel of the ``logits`` layer.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
 
 # class order and layer names, defined where inference (without Keras) reads them
-from .netgraph import CLASS_NAMES, FEATURES_LAYER, LOGITS_LAYER  # noqa: E402
+from .netgraph import CLASS_NAMES, FEATURES_LAYER, LOGITS_LAYER
 
 __all__ = ["CLASS_NAMES", "build_densenet", "count_params", "FEATURES_LAYER", "LOGITS_LAYER",
            "NumpyInitializer"]

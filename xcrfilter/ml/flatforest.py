@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .forest import ModelFileError
+from .checksums import ModelFileError
 
 __all__ = ["FlatForest", "FORMAT"]
 

@@ -26,7 +26,9 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["TRUSTED_TYPES", "ModelFileError", "build_forest", "save_forest", "load_forest",
+from .checksums import ModelFileError
+
+__all__ = ["TRUSTED_TYPES", "build_forest", "save_forest", "load_forest",
            "check_forest"]
 
 #: Types (beyond skops' defaults) a forest file may contain.
@@ -36,10 +38,6 @@ TRUSTED_TYPES = [
     "imblearn.under_sampling._prototype_selection._random_under_sampler.RandomUnderSampler",
     "sklearn.tree._tree.Tree",
 ]
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, corrupt, foreign or fails its checksum."""
 
 
 def build_forest(n_estimators=1000, max_features=3, min_samples_leaf=1, max_depth=None,

@@ -21,22 +21,21 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from ..scaling import LogEnergyScaler  # noqa: E402
-from .netgraph import CLASS_NAMES  # noqa: E402
+from ..scaling import LogEnergyScaler
+from .netgraph import CLASS_NAMES
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
-    extra_features  # noqa: E402
-from .checksums import SUMS_FILE, cache_key, file_sha256, verify_checksums  # noqa: E402, F401
-from .checksums import write_checksums as _write_checksums  # noqa: E402
-from .forest import ModelFileError, check_forest, load_forest, save_forest  # noqa: E402
+    extra_features
+from .checksums import (SUMS_FILE, ModelFileError, cache_key, file_sha256,  # noqa: F401
+                        verify_checksums)
+from .checksums import write_checksums as _write_checksums
+from .forest import check_forest, load_forest, save_forest
 
-__all__ = ["CamModel", "load_model", "default_model_dir", "ModelFileError", "FORMAT",
+__all__ = ["CamModel", "load_model", "default_model_dir", "FORMAT",
            "file_sha256", "write_checksums", "event_windows"]
 
 FORMAT = "xcrfilter-cam-model"

@@ -31,7 +31,8 @@ from astropy.table import QTable
 
 from ..context import context_features, context_kwargs, feature_matrix
 from .checksums import cache_key, verify_checksums, write_checksums
-from .forest import ModelFileError, build_forest, check_forest, load_forest, save_forest
+from .checksums import ModelFileError
+from .forest import build_forest, check_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
            "event_dataset", "train_forest", "threshold_for_fpr", "FORMAT"]

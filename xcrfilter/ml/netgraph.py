@@ -16,7 +16,7 @@ rounding (tested).
 
 Only the layers that :func:`xcrfilter.ml.densenet.build_densenet` uses are
 understood; any other layer, option or file layout raises
-`~xcrfilter.ml.forest.ModelFileError`.
+`~xcrfilter.ml.checksums.ModelFileError`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from .forest import ModelFileError
+from .checksums import ModelFileError
 
 __all__ = ["CLASS_NAMES", "FEATURES_LAYER", "LOGITS_LAYER", "LayerGraph", "read_keras_file",
            "graph_from_keras"]

@@ -12,17 +12,15 @@ per-epoch backup from which an interrupted run resumes.  Stage 2 is
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from ..scaling import LogEnergyScaler  # noqa: E402
-from .densenet import CLASS_NAMES, build_densenet, count_params  # noqa: E402
+from ..scaling import LogEnergyScaler
+from .densenet import CLASS_NAMES, build_densenet, count_params
 
 __all__ = ["load_tiles", "train_network", "recalibrate_batchnorm", "lr_schedule"]
 
@@ -102,7 +100,7 @@ def load_tiles(path):
     return tiles, remap[labels], scaler
 
 
-def _split(n, fraction, rng):
+def split_tiles(n, fraction, rng):
     idx = rng.permutation(n)
     n_val = int(round(n * fraction))
     return idx[n_val:], idx[:n_val]
@@ -155,7 +153,7 @@ def train_network(tiles, labels, output, *, scaler=None, epochs=30, batch_size=6
     output.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(int(seed))
     rng = np.random.default_rng(seed)
-    tr, va = _split(len(tiles), val_fraction, rng)
+    tr, va = split_tiles(len(tiles), val_fraction, rng)
     if scaler is None:
         scaler = LogEnergyScaler.fit(tiles[tr])
     (output / "scaling.json").write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")

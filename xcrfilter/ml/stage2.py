@@ -14,19 +14,17 @@ with its model card (:func:`fit_stage2`).  Stage 1 is
 """
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from ..units import DEFAULT_BAND  # noqa: E402
-from .densenet import CLASS_NAMES  # noqa: E402
-from .features import EXTRA_FEATURE_NAMES, FEATURE_NAMES  # noqa: E402
+from ..units import DEFAULT_BAND
+from .densenet import CLASS_NAMES
+from .features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
 
 __all__ = ["event_dataset", "train_forest", "fit_stage2", "model_card", "versions",
            "DEFAULT_BAND_EV"]
@@ -122,7 +120,7 @@ def train_forest(X, y, *, n_estimators=1000, max_features=3, min_samples_leaf=1,
     return forest, time.time() - t0
 
 
-def _frame_sources(frames):
+def frame_sources(frames):
     """(descriptions, iterator of (frames_ev, labels)) from paths or chunks."""
     if isinstance(frames, (str, Path)):
         frames = [frames]

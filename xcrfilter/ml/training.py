@@ -7,28 +7,22 @@ frame classifier on labelled 64 x 64 tiles.  Stage 2
 balanced random forest and its threshold.
 
 :func:`train` runs both and writes a model directory with a model card and
-checksums (see :mod:`xcrfilter.ml.model`).  The functions of both stages
-stay importable from here.
+checksums (see :mod:`xcrfilter.ml.model`).  The functions of each stage
+live in its own module.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from .stage1 import (_split, load_tiles, lr_schedule, recalibrate_batchnorm,  # noqa: E402,F401
-                     train_network)
-from .stage2 import (DEFAULT_BAND_EV, _frame_sources, event_dataset,  # noqa: E402,F401
-                     fit_stage2, model_card, train_forest, versions)
+from .stage1 import load_tiles, train_network
+from .stage2 import DEFAULT_BAND_EV, event_dataset, fit_stage2, frame_sources
 
-__all__ = ["load_tiles", "train_network", "event_dataset", "train_forest", "train", "fit_stage2",
-           "recalibrate_batchnorm", "model_card",
-           "lr_schedule", "versions", "DEFAULT_BAND_EV"]
+__all__ = ["train"]
 
 
 def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, patience=5,
@@ -100,7 +94,7 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
             "feature_set": feature_set, "safe_divide_eps": 1e-3, "split_threshold_ev": 80.0}
     cam = CamModel(network, None, meta, "training", output)
 
-    frame_files, chunks = _frame_sources(frames)
+    frame_files, chunks = frame_sources(frames)
     ev_all, X_all = [], []
     offset = 0
     t0 = time.time()
