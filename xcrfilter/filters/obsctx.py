@@ -42,10 +42,21 @@ score depends on itself in training.  Interleaved blocks give every fold
 the whole observation (two runs of different rates given together are
 learnt from together).
 
-**Threshold.**  ``STATUS`` bit :data:`OBSCTX_BIT` is set where
-``PROB_OBSCTX >= threshold``, the threshold that rejects ``max_lost`` (2 %
-by default, or the pipeline's ``max_lost_xray``) of the held-out shifted
-placements: the X-ray loss read off the observation itself.
+**Threshold.**  Each fold's model is judged by its own held-out
+placements: ``OBSCTX_LOSS`` of an event is the fraction of them scoring at
+least as shower-like, the X-ray loss at which the event would be rejected.
+``STATUS`` bit :data:`OBSCTX_BIT` is set where ``OBSCTX_LOSS <=`` the
+threshold that rejects ``max_lost`` (2 % by default, or the pipeline's
+``max_lost_xray``) of the placements: the X-ray loss read off the
+observation itself.
+
+**Which ranking.**  Where the showers are a small share of the events (many
+X-rays per frame), the learnt ranking can be noisier than the plain
+distance to the nearest track.  Both are calibrated to the same loss, and
+the one that rejects more events in their own frames is used (header card
+``OBCRANK``): at equal X-ray loss, the own-frame rejection is ``(1 - pi)
+loss + pi recall``, so the observation itself tells which removes more
+showers.  ``PROB_OBSCTX`` is always the learnt model's probability.
 
 The filter learns at the end of a run (the pipeline hands it every chunk's
 sample through :func:`observe` and calls :func:`conclude`); its pipeline
@@ -183,6 +194,25 @@ def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5):
     err = np.sqrt(fa * (1 - fa) / a.size + fb * (1 - fb) / b.size)
     pi = np.max((fa - fb - err) / (1 - fb))
     return float(np.clip(pi, 0.0, 0.999))
+
+
+def _held_out_loss(r_same, fold_same, r_shift, fold_shift):
+    """X-ray loss at which each row is rejected: its fold's placements scoring as high.
+
+    Each fold's model is judged by its own held-out placements, so the loss
+    is on one scale for every fold, read off the observation.
+    """
+    loss_same = np.full(len(r_same), np.nan)
+    loss_shift = np.full(len(r_shift), np.nan)
+    for k in np.unique(fold_shift):
+        ref = np.sort(r_shift[(fold_shift == k) & np.isfinite(r_shift)])
+        if ref.size == 0:
+            continue
+        for rows, r, out in ((fold_same == k, r_same, loss_same),
+                             (fold_shift == k, r_shift, loss_shift)):
+            ok = rows & np.isfinite(r)
+            out[ok] = 1 - np.searchsorted(ref, r[ok], side="left") / ref.size
+    return loss_same, loss_shift
 
 
 def _posterior(r, pi):
@@ -324,21 +354,22 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
                                        s["fold_shift"], seed=seed)
     pi = class_prior(r_same, r_shift)
-    # each fold's model is judged by its own held-out placements: the X-ray
-    # loss at which an event is rejected is the fraction of them scoring at
-    # least as high (one scale for every fold, read off the observation)
-    loss_same = np.full(n_same, np.nan)
-    loss_shift = np.full(n_shift, np.nan)
-    for k in np.unique(s["fold_shift"]):
-        ref = np.sort(r_shift[(s["fold_shift"] == k) & np.isfinite(r_shift)])
-        if ref.size == 0:
-            continue
-        for rows, r, out in ((s["fold_same"] == k, r_same, loss_same),
-                             (s["fold_shift"] == k, r_shift, loss_shift)):
-            ok = rows & np.isfinite(r)
-            out[ok] = 1 - np.searchsorted(ref, r[ok], side="left") / ref.size
-    good = np.isfinite(loss_shift)
-    rep = threshold_for(loss_shift[good], -1, max_lost, limit=1.0)
+    # Two rankings, each held out and calibrated to the same X-ray loss: the
+    # learnt one, and the distance to the nearest track alone (SAC's).  At
+    # equal loss, the one that rejects more events in their own frames
+    # rejects more shower products (own-frame rejection = (1 - pi) loss +
+    # pi recall), so the observation itself chooses, without truth.
+    candidates = {}
+    dist = s["x_same"][:, FEATURES.index("TRK_DIST")].astype(float)
+    dist_h = s["x_shift"][:, FEATURES.index("TRK_DIST")].astype(float)
+    for name, (rs, rh) in (("LEARNT", (r_same, r_shift)), ("DISTANCE", (-dist, -dist_h))):
+        loss_same, loss_shift = _held_out_loss(rs, s["fold_same"], rh, s["fold_shift"])
+        good = np.isfinite(loss_shift)
+        rep = threshold_for(loss_shift[good], -1, max_lost, limit=1.0)
+        own = float(np.mean(np.nan_to_num(loss_same, nan=2.0) <= rep["value"]))
+        candidates[name] = (own, loss_same, good, rep)
+    choice = max(candidates, key=lambda k: candidates[k][0])
+    _, loss_same, good, rep = candidates[choice]
     keys = ((np.asarray(events["FRAME"], np.int64) << 40)
             | (np.asarray(events["RAWY"], np.int64) << 20) | np.asarray(events["RAWX"], np.int64))
     order = np.argsort(keys)
@@ -360,13 +391,18 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     rep.update(method="shift", n=int(np.unique(s["source"][good]).size),
                placements=int(good.sum()), shifts=",".join(str(k) for k in SHIFTS),
                rejected=int(rej.sum()), own=own_rate, excess=own_rate - rep["achieved"],
-               prior=pi, n_same=n_same)
+               prior=pi, n_same=n_same, ranking=choice,
+               own_rates={k: v[0] for k, v in candidates.items()})
     meta = events.meta
+    set_card(meta, "OBCRANK", choice, "obsctx ranking: LEARNT or DISTANCE (to a track)")
     set_card(meta, "OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold")
     set_card(meta, "OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})")
     set_card(meta, "OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx")
     set_card(meta, "OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)")
     set_card(meta, "OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")
+    add_history(meta, "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
+        f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items()) + f": {choice.lower()} "
+        "ranking used")
     add_history(meta, f"obsctx: learnt from {n_same} events in their own frames and "
                       f"{n_shift} placements in other frames ({N_FOLDS} folds of "
                       f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
