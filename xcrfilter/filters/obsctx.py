@@ -146,6 +146,15 @@ def cross_fit_scores(x_same, fold_same, x_shift, fold_shift, *, n_folds=N_FOLDS,
         ``p_same / p_shift`` odds of the model trained without the row's fold.
         A fold without rows of both kinds in the others is scored NaN.
     """
+    # one OpenMP thread: these small fits are 18x faster on a shared two-core
+    # machine (1.2 s against 21 s for 6000 rows and 5 folds) than with a
+    # thread per core spinning at every tree
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _cross_fit(x_same, fold_same, x_shift, fold_shift, n_folds, seed)
+
+
+def _cross_fit(x_same, fold_same, x_shift, fold_shift, n_folds, seed):
     r_same = np.full(len(x_same), np.nan)
     r_shift = np.full(len(x_shift), np.nan)
     for k in range(int(n_folds)):
