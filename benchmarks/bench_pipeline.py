@@ -109,6 +109,7 @@ def cam_rates(events_per_frame, n_frames=40):
     """CAM and VF filter time on the same simulated frames; CAM profile."""
     import astropy.units as u
 
+    from xcrfilter._meta import card_value
     from xcrfilter.context import context_features, feature_matrix
     from xcrfilter.events import find_events
     from xcrfilter.filters import cam as camf, vfaint
@@ -126,7 +127,8 @@ def cam_rates(events_per_frame, n_frames=40):
     camf.cam_filter(cube, events, model=model, cascade=False)
     cascade = model.cascade is not None
     if cascade:
-        n_net = camf.cam_filter(cube, events, model=model, cascade=True).meta["CAMNNET"]
+        n_net = card_value(camf.cam_filter(cube, events, model=model, cascade=True).meta,
+                           "CAMNNET")
     # each filter as the pipeline runs it: find the events, then judge them;
     # best of three, alternating, as other jobs share the machine
     t_vf = t_cam = t_casc = np.inf
