@@ -104,4 +104,8 @@ def cascade_for(cam):
         raise ModelFileError(f"{where}: the cascade band was chosen with morph model "
                              f"sha256 {want[:16]}..., the installed one is "
                              f"{morph.sha256[:16]}...; run with cascade off")
+    if morph.context_kw != cam.context_kw:
+        raise ModelFileError(f"{where}: the morph model's context features "
+                             f"({morph.context_kw}) are not those of the CAM model "
+                             f"({cam.context_kw}); the cascade computes them once for both")
     return Cascade(morph, band[0], band[1])
