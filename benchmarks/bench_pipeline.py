@@ -109,7 +109,7 @@ def cam_rates(events_per_frame, n_frames=40):
     """CAM and VF filter time on the same simulated frames; CAM profile."""
     import astropy.units as u
 
-    from xcrfilter._meta import card_value
+    from xcrfilter.meta import card_value
     from xcrfilter.context import context_features, feature_matrix
     from xcrfilter.events import find_events
     from xcrfilter.filters import cam as camf, vfaint

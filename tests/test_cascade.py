@@ -9,7 +9,7 @@ import astropy.units as u  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from xcrfilter._meta import card_value  # noqa: E402
+from xcrfilter.meta import card_value  # noqa: E402
 from xcrfilter.events import find_events  # noqa: E402
 from xcrfilter.filters import cam as camf  # noqa: E402
 from xcrfilter.filters.morph import morph_filter  # noqa: E402
@@ -137,10 +137,11 @@ def test_pipeline_sums_network_counts(simulated):
 
 def test_cli_option_and_bad_values():
     p = argparse.ArgumentParser()
-    camf.add_cli_options(p.add_argument_group("cam"))
-    assert camf.options_from_args(p.parse_args(["--cam-cascade", "off"])) == {"cascade": False}
-    assert camf.options_from_args(p.parse_args(["--cam-cascade", "on"])) == {"cascade": True}
-    assert "cascade" not in camf.options_from_args(p.parse_args([]))
+    f = camf.FILTER
+    f.add_cli_options(p.add_argument_group("cam"))
+    assert f.options_from_args(p.parse_args(["--cam-cascade", "off"])) == {"cascade": False}
+    assert f.options_from_args(p.parse_args(["--cam-cascade", "on"])) == {"cascade": True}
+    assert "cascade" not in f.options_from_args(p.parse_args([]))
     with pytest.raises(SystemExit):
         p.parse_args(["--cam-cascade", "maybe"])
     frames = np.zeros((1, 64, 64), np.float32) * u.eV
