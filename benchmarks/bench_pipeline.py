@@ -13,7 +13,8 @@ Rows:
 - peak memory (maximum resident set size of the command) for inputs of
   about 1, 4 (and 16) GB, made here as 512 x 512 float32 cubes;
 - the same command on a local dask cluster of 1 and 2 workers;
-- the CAM filter at 1, 3, 10 and 30 X-ray events per frame, with the VF
+- the CAM filter at 1, 3, 10 and 30 X-ray events per frame, cascade off
+  (the network on every event) and on (`xcrfilter.ml.cascade`), with the VF
   filter on the same frames in the same run (time ratio, best of three
   alternating runs; each includes finding the events), the model load time
   (a fresh process), and where the CAM time goes at 10 events per frame.
@@ -108,6 +109,7 @@ def cam_rates(events_per_frame, n_frames=40):
     """CAM and VF filter time on the same simulated frames; CAM profile."""
     import astropy.units as u
 
+    from xcrfilter.meta import card_value
     from xcrfilter.context import context_features, feature_matrix
     from xcrfilter.events import find_events
     from xcrfilter.filters import cam as camf, vfaint
@@ -121,17 +123,26 @@ def cam_rates(events_per_frame, n_frames=40):
         xray_rate=float(events_per_frame), cr_rate=1.0))
     cube = as_energy_cube(np.asarray(sim.frames, np.float32) * u.eV)
     events = find_events(cube)
-    camf.cam_filter(cube, events, model=model)       # warm up (compiles every batch size)
+    # warm up (compiles every batch size the runs below use)
+    camf.cam_filter(cube, events, model=model, cascade=False)
+    cascade = model.cascade is not None
+    if cascade:
+        n_net = card_value(camf.cam_filter(cube, events, model=model, cascade=True).meta,
+                           "CAMNNET")
     # each filter as the pipeline runs it: find the events, then judge them;
     # best of three, alternating, as other jobs share the machine
-    t_vf = t_cam = np.inf
+    t_vf = t_cam = t_casc = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
         vfaint.vfaint_filter(cube, find_events(cube))
         t_vf = min(t_vf, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        camf.cam_filter(cube, find_events(cube), model=model)
+        camf.cam_filter(cube, find_events(cube), model=model, cascade=False)
         t_cam = min(t_cam, time.perf_counter() - t0)
+        if cascade:
+            t0 = time.perf_counter()
+            camf.cam_filter(cube, find_events(cube), model=model, cascade=True)
+            t_casc = min(t_casc, time.perf_counter() - t0)
     prof = {}
     e = events["ENERGY"].to_value(u.eV)
     sel = (e >= 300) & (e < 10000)
@@ -154,13 +165,16 @@ def cam_rates(events_per_frame, n_frames=40):
     t0 = time.perf_counter()
     model.predict_proba(X)
     prof["forest"] = time.perf_counter() - t0
-    return dict(events=len(events) / n_frames, cam_fps=n_frames / t_cam, vf_fps=n_frames / t_vf,
-                ratio=t_cam / t_vf, profile=prof, n_scored=int(sel.sum()))
+    out = dict(events=len(events) / n_frames, cam_fps=n_frames / t_cam, vf_fps=n_frames / t_vf,
+               ratio=t_cam / t_vf, profile=prof, n_scored=int(sel.sum()))
+    if cascade:
+        out.update(casc_fps=n_frames / t_casc, casc_ratio=t_casc / t_vf, n_net=int(n_net))
+    return out
 
 
 def model_load_seconds():
     code = ("import time; t=time.perf_counter(); from xcrfilter.ml.model import load_model; "
-            "load_model(); print(time.perf_counter() - t)")
+            "load_model().cascade; print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     return float(out.stdout.split()[-1])
@@ -211,9 +225,14 @@ def main(argv=None):
         rows.append(("CAM model load", f"{model_load_seconds():.1f} s", ""))
         for n_ev in [int(s) for s in args.cam_events.split(",") if s]:
             c = cam_rates(n_ev)
-            rows.append((f"CAM filter, {c['events']:.1f} events/frame",
+            rows.append((f"CAM filter, cascade off, {c['events']:.1f} events/frame",
                          f"{c['cam_fps']:,.1f} frames/s",
                          f"CAM time {c['ratio']:.0f} x VF time ({c['vf_fps']:,.0f} frames/s)"))
+            if "casc_fps" in c:
+                rows.append((f"CAM filter, cascade on, {c['events']:.1f} events/frame",
+                             f"{c['casc_fps']:,.1f} frames/s",
+                             f"CAM time {c['casc_ratio']:.0f} x VF time; network on "
+                             f"{c['n_net']} of {c['n_scored']} events"))
             if n_ev == 10:
                 prof = ", ".join(f"{k} {v:.2f} s" for k, v in c["profile"].items())
                 rows.append((f"CAM profile, {c['n_scored']} events scored", prof, ""))

@@ -14,7 +14,7 @@ _FILTERS = {  # name -> (own STATUS bit, own columns)
     "vfaint_filter": (0b111, ()),
     "lacosmic_filter": (1 << 3, ()),
     "sac_filter": (1 << 4, ("SAC_DIST",)),
-    "cam_filter": (1 << 5, ("PROB_CR",)),
+    "cam_filter": (1 << 5, ("PROB_CR", "CAM_NET")),
     "morph_filter": (1 << 6, ("PROB_MORPH",)),
 }
 

@@ -197,6 +197,12 @@ class CamModel:
         from ..context import MODEL_FEATURES
         return tuple(n for n in MODEL_FEATURES if n != "ENERGY")
 
+    @functools.cached_property
+    def cascade(self):
+        """The model's cascade (`xcrfilter.ml.cascade.Cascade`), or None without one."""
+        from .cascade import cascade_for
+        return cascade_for(self)
+
     @property
     def context_kw(self):
         """Keyword arguments of `xcrfilter.context.context_features` for this model."""
