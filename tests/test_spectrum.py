@@ -250,3 +250,32 @@ def test_gammapy_reads_counts_exposure_and_fits_mn_line(mn_products):
     area = 64 * 64 * 0.013 ** 2
     n_line = int(expected[800:1600].sum())
     assert line.amplitude.value * 0.2 * area == pytest.approx(n_line, rel=0.05)
+
+
+def test_area_counts_every_chip_of_a_pixel_table(tmp_path):
+    ev = _events(tmp_path, NCHIPS=4)
+    assert _spectrum(ev, "-o", tmp_path / "s", "--combination", "all") == 0
+    levels = QTable.read(f"{tmp_path}/s_levels.ecsv")
+    assert levels.meta["AREA"].to_value(u.cm ** 2) == pytest.approx(
+        4 * ROWS_ * COLS * 0.013 ** 2)
+
+
+def test_filter_and_compare_print_the_levels(tmp_path, capsys):
+    obs = tmp_path / "obs.fits"
+    assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--seed", "1", "-q",
+                 "-o", str(obs)]) == 0
+    assert main(["filter", str(obs), "-m", "vfaint,sac", "-o", str(tmp_path / "ev.fits"),
+                 "-q"]) == 0
+    filtered = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("background levels: exposure 0.1 s") for line in filtered)
+    assert _spectrum(tmp_path / "ev.fits", "-o", tmp_path / "s") == 0
+    spectrum = capsys.readouterr().out.splitlines()
+    names = (["none"], ["vfaint"], ["sac"], ["all"])
+    rows = [line for line in spectrum if line.split()[:1] in names]
+    assert len(rows) == 8 and set(rows) <= set(filtered)
+    assert main(["compare", str(obs), "-o", str(tmp_path / "rep"), "-m", "vfaint,sac"]) == 0
+    compared = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(compared) if line.startswith("background levels"))
+    assert compared[head + 1].split()[-2:] == ["X-ray", "CR"]
+    # the same events as filter's, with the truth split added
+    assert [line[:len(r)] for line, r in zip(compared[head + 2:head + 10], rows)] == rows

@@ -307,6 +307,9 @@ def _print_summary(events, names, output):
         nrej = int(np.count_nonzero(status & method_bits(name)))
         print(f"  {name:9s} rejects {nrej:7d}  accepts {len(events) - nrej:7d}")
     print(f"  all       accepts {int(np.count_nonzero(status == 0)):7d}")
+    from .spectra import level_lines
+    for line in level_lines(events):
+        print(line)
 
 
 def build_parser():

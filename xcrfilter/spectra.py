@@ -24,7 +24,8 @@ from ._meta import card_value
 
 __all__ = ["LEVEL_UNIT", "DEFAULT_BANDS", "parse_combination", "accepted", "pi_channel_grid",
            "pi_spectrum", "exposure_of", "pixel_size_of", "detector_area", "check_band",
-           "band_channels", "background_levels", "default_combinations", "format_levels"]
+           "band_channels", "background_levels", "default_combinations", "format_levels",
+           "level_lines"]
 
 #: Unit of a background level.
 LEVEL_UNIT = u.ct / (u.s * u.keV * u.cm ** 2)
@@ -178,12 +179,17 @@ def pixel_size_of(meta, pixel_size=None):
 
 
 def detector_area(meta, pixel_size):
-    """``FRMROWS x FRMCOLS x pixel_size**2``: the area the frames cover, in cm2."""
+    """``NCHIPS x FRMROWS x FRMCOLS x pixel_size**2``: the area the frames cover, in cm2.
+
+    ``NCHIPS`` (the chips of a Geant4 pixel table, each ``FRMROWS x FRMCOLS``)
+    is 1 when absent.
+    """
     rows, cols = card_value(meta, "FRMROWS"), card_value(meta, "FRMCOLS")
     if rows is None or cols is None:
         raise ValueError("the event file has no FRMROWS/FRMCOLS (frame shape) keywords; "
                          "give the detector area with --area.")
-    return (int(rows) * int(cols) * u.Quantity(pixel_size, u.um) ** 2).to(u.cm ** 2)
+    chips = int(card_value(meta, "NCHIPS", 1) or 1)
+    return (chips * int(rows) * int(cols) * u.Quantity(pixel_size, u.um) ** 2).to(u.cm ** 2)
 
 
 def check_band(low, high):
@@ -294,3 +300,30 @@ def format_levels(table):
             text += f" {row['LEVEL_XRAY'].value:10.4g} {row['LEVEL_CR'].value:10.4g}"
         lines.append(text)
     return lines
+
+
+def level_lines(events, truth=None):
+    """The default level table as text, for the summaries of ``filter`` and ``compare``.
+
+    Combinations :func:`default_combinations`, bands :data:`DEFAULT_BANDS`,
+    exposure and area from the header (:func:`exposure_of`,
+    :func:`detector_area`); ``truth`` (1 X-ray, 2 CR per event) splits the
+    levels.  Returns ``[]`` when the header gives no exposure or frame shape.
+    """
+    meta = events.meta
+    if "PI" not in events.colnames or "STATUS" not in events.colnames:
+        return []
+    try:
+        exposure = exposure_of(meta)
+        pixel, origin = pixel_size_of(meta)
+        area = detector_area(meta, pixel)
+        table = QTable(events[["PI", "STATUS"]], copy=False)
+        table.meta = meta
+        if truth is not None:
+            table["TRUTH"] = np.asarray(truth)
+        levels = background_levels(table, default_combinations(meta), exposure=exposure,
+                                   area=area)
+    except ValueError:  # no exposure, no frame shape, a filter without STATUS bits
+        return []
+    return ([f"background levels: exposure {exposure:.6g}, area {area:.4g} "
+             f"(pixel {pixel:g}, {origin})"] + format_levels(levels))

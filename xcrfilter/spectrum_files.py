@@ -227,8 +227,8 @@ def arf_hdulist(first, n, width, *, area, meta):
     """An ARF (CAL/GEN/92-002 ``SPECRESP``) flat at the detector's geometric ``area``.
 
     No mirror, filter or quantum efficiency: the ARF makes a fitted
-    normalisation a level per cm2 of detector, as :func:`xcrfilter.spectra.
-    background_levels` quotes it.
+    normalisation a level per cm2 of detector, as
+    :func:`xcrfilter.spectra.background_levels` quotes it.
     """
     kev = true_energy_grid(first, n, width).to_value(u.keV)
     a = float(u.Quantity(area, u.cm ** 2).value)
