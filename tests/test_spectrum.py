@@ -280,3 +280,12 @@ def test_filter_and_compare_print_the_levels(tmp_path, capsys):
     assert compared[head + 1].split()[-2:] == ["X-ray", "CR"]
     # the same events as filter's, with the truth split added
     assert [line[:len(r)] for line, r in zip(compared[head + 2:head + 10], rows)] == rows
+
+
+def test_regions_missing_is_one_clear_error_before_any_file(tmp_path, capsys, monkeypatch):
+    import sys
+    ev = _events(tmp_path)
+    monkeypatch.setitem(sys.modules, "regions", None)  # import regions -> ImportError
+    assert _spectrum(ev, "-o", tmp_path / "s", "--regions", tmp_path / "r") == 1
+    assert "--regions needs the regions package" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["ev.fits"]

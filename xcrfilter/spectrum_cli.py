@@ -131,6 +131,9 @@ def run(args):
                           exposure_of, format_levels, parse_combination, pixel_size_of)
 
     bands = [check_band(lo, hi) for lo, hi in args.band] if args.band else DEFAULT_BANDS
+    if args.regions:
+        from .spectrum_files import require_regions
+        require_regions()  # before any file is written
     check_outputs({}, [args.events])
     events, gti = read_event_file(args.events)
     meta = events.meta

@@ -29,7 +29,7 @@ from astropy.io import fits
 from ._meta import card_value
 
 __all__ = ["spectrum_hdulist", "response_hdulist", "arf_hdulist", "write_hdulist",
-           "line_sigma", "true_energy_grid", "regions_of", "write_regions"]
+           "line_sigma", "true_energy_grid", "regions_of", "write_regions", "require_regions"]
 
 #: Observation keywords copied from the event file to every product.
 _COPIED = ("TELESCOP", "INSTRUME", "DETNAM", "FILTER", "OBJECT", "OBS_ID", "DATE-OBS",
@@ -253,15 +253,23 @@ def write_hdulist(hdul, path, *, overwrite=False, history=()):
     _write_hdul(hdul, os.fspath(path), overwrite, checksum=True)
 
 
+def require_regions():
+    """The ``regions`` package (an optional dependency), or an ImportError saying so."""
+    try:
+        import regions
+    except ImportError:
+        raise ImportError("--regions needs the regions package: pip install regions") from None
+    return regions
+
+
 def regions_of(events, ok):
     """ds9 regions of the events: accepted green circles, rejected red crosses.
 
-    Image coordinates are 1-based: ``RAWX`` 0 is x = 1.
+    Image coordinates are 1-based: ``RAWX`` 0 is x = 1.  Needs the optional
+    ``regions`` package.
     """
-    try:
-        from regions import CirclePixelRegion, PixCoord, PointPixelRegion, RegionVisual, Regions
-    except ImportError:
-        raise ImportError("--regions needs the regions package: pip install regions") from None
+    require_regions()
+    from regions import CirclePixelRegion, PixCoord, PointPixelRegion, RegionVisual, Regions
     x = np.asarray(events["RAWX"], dtype=float) + 1
     y = np.asarray(events["RAWY"], dtype=float) + 1
     out = []
