@@ -125,7 +125,7 @@ def spectrum_hdulist(channels, counts, *, exposure, width, meta, combination, ma
             fits.Column("BACKSCAL", "E", array=np.ones(n, np.float32))]
     hdu = fits.BinTableHDU.from_columns(cols)
     h = hdu.header
-    _ogip(h, "SPECTRUM", "SPECTRUM", "TOTAL", "COUNT", version="1.2.1")
+    _ogip(h, "SPECTRUM", "SPECTRUM", "TOTAL", "COUNT", "TYPE:I", version="1.2.1")
     h["TLMIN1"], h["TLMAX1"] = int(channels[0]), int(channels[-1])
     _obs_cards(h, meta)
     h["EXPOSURE"] = (float(u.Quantity(exposure, u.s).value), "[s] exposure time")
