@@ -20,7 +20,7 @@ import numpy as np
 from astropy.stats import poisson_conf_interval
 from astropy.table import QTable
 
-from ._meta import card_value
+from .meta import card_value
 
 __all__ = ["LEVEL_UNIT", "DEFAULT_BANDS", "parse_combination", "accepted", "pi_channel_grid",
            "pi_spectrum", "exposure_of", "pixel_size_of", "detector_area", "check_band",
@@ -63,7 +63,7 @@ def parse_combination(text, meta):
     ValueError
         An unknown filter, or one that did not run on these events.
     """
-    from .pipeline import METHOD_BITS
+    from .registry import METHOD_BITS
     name = str(text).strip().lower()
     if name == _ALL:
         return -1

@@ -96,7 +96,7 @@ def read_event_file(path):
     """Events and GTI; ``meta`` gains ``PI_TLMIN``/``PI_TLMAX`` of the ``PI`` column."""
     from astropy.io import fits
 
-    from .io import read_events, read_gti
+    from .eventfile import read_events, read_gti
     events = read_events(path)
     if "PI" not in events.colnames or "STATUS" not in events.colnames:
         raise ValueError(f"{path}: the events have no PI or STATUS column; run xcrfilter "
@@ -112,7 +112,7 @@ def read_event_file(path):
 
 
 def _detector(meta):
-    from ._meta import card_value
+    from .meta import card_value
     from .detector import DetectorModel
     wfi = DetectorModel.wfi()
     fano = card_value(meta, "FANO")

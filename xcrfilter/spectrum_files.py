@@ -26,7 +26,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
-from ._meta import card_value
+from .meta import card_value
 
 __all__ = ["spectrum_hdulist", "response_hdulist", "arf_hdulist", "write_hdulist",
            "line_sigma", "true_energy_grid", "regions_of", "write_regions", "require_regions"]
@@ -85,10 +85,10 @@ def _ebounds_hdu(first, n, width, meta):
 
 
 def _primary(meta):
-    from .io import _creator_cards
+    from .io import creator_cards
     hdu = fits.PrimaryHDU()
     _obs_cards(hdu.header, meta)
-    _creator_cards(hdu.header)
+    creator_cards(hdu.header)
     return hdu
 
 
@@ -245,12 +245,12 @@ def arf_hdulist(first, n, width, *, area, meta):
 
 def write_hdulist(hdul, path, *, overwrite=False, history=()):
     """Write ``hdul`` atomically with ``CREATOR``, ``DATE``, HISTORY and checksums."""
-    from .io import _creator_cards, _write_hdul
+    from .io import creator_cards, write_hdul
     for hdu in hdul[1:]:
-        _creator_cards(hdu.header)
+        creator_cards(hdu.header)
         for line in history:
             hdu.header.add_history(line)
-    _write_hdul(hdul, os.fspath(path), overwrite, checksum=True)
+    write_hdul(hdul, os.fspath(path), overwrite, checksum=True)
 
 
 def require_regions():

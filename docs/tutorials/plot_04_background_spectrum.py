@@ -24,7 +24,7 @@ import numpy as np
 
 from xcrfilter.cli import main
 from xcrfilter.compare import compare_filters
-from xcrfilter.io import write_events
+from xcrfilter.eventfile import write_events
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 from xcrfilter.spectra import (accepted, background_levels, detector_area, exposure_of,
                                format_levels, parse_combination, pixel_size_of)
