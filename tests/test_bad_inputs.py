@@ -255,6 +255,16 @@ CASES = [
      "good.fits"),
     ("compare-output-read-only-dir", ["compare", "{sim}", "-o", "{ro}/report", "--method",
                                       "vfaint"], "report"),
+    # --- spectrum
+    ("spectrum-missing", ["spectrum", "{missing}", "-o", "{outdir}"], "missing.fits"),
+    ("spectrum-frames-not-events", ["spectrum", "{good}", "-o", "{outdir}"], "good.fits"),
+    ("spectrum-no-pi", ["spectrum", "{evnophas}", "-o", "{outdir}"], "no PI or STATUS"),
+    ("spectrum-fifo", ["spectrum", "{fifo}", "-o", "{outdir}"], "fifo.fits"),
+    ("spectrum-truncated", ["spectrum", "{truncated}", "-o", "{outdir}"], "truncated.fits"),
+    ("spectrum-band-parsec", ["spectrum", "{good}", "-o", "{outdir}", "--band", "2pc", "7keV"],
+     "2pc"),
+    ("spectrum-exposure-zero", ["spectrum", "{good}", "-o", "{outdir}", "--exposure", "0s"],
+     "0s"),
     # --- simulate
     ("simulate-zero-frames", ["simulate", "--frames", "0", "-o", "{out}"], "frames"),
     ("simulate-shape-tiny", ["simulate", "--frames", "1", "--shape", "4", "4", "-o", "{out}"],

@@ -6,6 +6,7 @@ Sub-commands::
     xcrfilter simulate --frames N -o obs.fits
     xcrfilter train --tiles tiles.npz --frames obs.fits --output model_dir/
     xcrfilter compare OBS.fits -o report/
+    xcrfilter spectrum EVENTS.fits -o NAME [--rmf]
     xcrfilter lacosmic IMAGE.fits -o mask.fits      (or --real gmos|saao)
     xcrfilter demo [-o DIR]
 
@@ -33,6 +34,9 @@ _DELEGATES = {
               "train the CAM filter (DenseNet frame classifier + random forest)"),
     "compare": ("xcrfilter.compare_cli",
                 "run every filter on a simulated observation and write the comparison"),
+    "spectrum": ("xcrfilter.spectrum_cli",
+                 "OGIP PHA spectra (and an RMF), background levels and ds9 regions of the "
+                 "events each filter combination accepts"),
     "lacosmic": ("xcrfilter.filters.laplacian",
                  "L.A.Cosmic (astroscrappy) cosmic-ray mask of one image, e.g. the real "
                  "CCD frames shipped with astroscrappy and ccdproc (--real gmos|saao)"),
@@ -303,6 +307,9 @@ def _print_summary(events, names, output):
         nrej = int(np.count_nonzero(status & method_bits(name)))
         print(f"  {name:9s} rejects {nrej:7d}  accepts {len(events) - nrej:7d}")
     print(f"  all       accepts {int(np.count_nonzero(status == 0)):7d}")
+    from .spectra import level_lines
+    for line in level_lines(events):
+        print(line)
 
 
 def build_parser():

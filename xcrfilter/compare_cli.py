@@ -124,6 +124,9 @@ def run(args):
                             mip_threshold=args.mip_threshold,
                             pixel_frames=args.pixel_frames, outdir=args.output)
     print_report(report)
+    from .spectra import level_lines
+    for line in level_lines(report.events, report.truth):
+        print(line)
     print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)
           + f", table.ecsv, table.txt, roc.ecsv, events.fits in {args.output}")
     return 0
