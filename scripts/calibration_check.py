@@ -101,16 +101,21 @@ def main(argv=None):
     for i, name in enumerate(args.presets):
         rows += run_one(name, args.frames, args.seed + i, args.methods.split(","),
                         args.max_lost, args.calibration, args.xray_rate, args.cr_rate)
-        t = Table(rows=rows)
-        for c in ("true_lost", "estimate", "est_lo", "est_hi", "cr_recall", "vf_cr_recall",
-                  "union_cr_recall"):
-            t[c].format = ".4f"
-        t["wall_s"].format = ".1f"
-        t.pprint(max_width=200)
-        sys.stdout.flush()
-        if args.output:
-            t.write(args.output, overwrite=True)
+        show_table(rows, ("true_lost", "estimate", "est_lo", "est_hi", "cr_recall",
+                          "vf_cr_recall", "union_cr_recall"), args.output)
     return 0
+
+
+def show_table(rows, fractions, output=None):
+    """Print the rows so far (``fractions`` to 4 decimals) and write them to ``output``."""
+    t = Table(rows=rows)
+    for c in fractions:
+        t[c].format = ".4f"
+    t["wall_s"].format = ".0f"
+    t.pprint(max_width=250, max_lines=200)
+    sys.stdout.flush()
+    if output:
+        t.write(output, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import astropy.units as u  # noqa: E402
 import numpy as np  # noqa: E402
-from astropy.table import Table  # noqa: E402
 
+from calibration_check import show_table  # noqa: E402  (scripts/, beside this one)
 from xcrfilter import registry  # noqa: E402
 from xcrfilter.meta import card_value  # noqa: E402
 from xcrfilter.events import find_events  # noqa: E402
@@ -152,15 +152,8 @@ def main(argv=None):
         for n_frames in args.frames:
             new, rich = run_one(name, args, args.seed + 10 * i, n_frames, rich)
             rows += new
-            t = Table(rows=rows)
-            for c in ("estimate", "true_lost", "resid", "best_resid", "prior", "value",
-                      "best_value"):
-                t[c].format = ".4f"
-            t["wall_s"].format = ".0f"
-            t.pprint(max_width=250, max_lines=200)
-            sys.stdout.flush()
-            if args.output:
-                t.write(args.output, overwrite=True)
+            show_table(rows, ("estimate", "true_lost", "resid", "best_resid", "prior", "value",
+                              "best_value"), args.output)
     return 0
 
 

@@ -18,7 +18,7 @@ from xcrfilter.pipeline import run_pipeline
 SIZE = 64
 
 
-def _frames(n, n_xray, *, seed, near=0.0, tracks_from=0):
+def hand_built_frames(n, n_xray, *, seed, near=0.0, tracks_from=0):
     """Frames (n, 64, 64) [eV] and the (frame, y, x) of their X-rays.
 
     ``near``: fraction of the X-rays put within 3-6 pixels of the track of
@@ -59,7 +59,7 @@ def _true_loss(events, xrays):
 
 def test_uniform_xrays_estimate_matches_true_loss():
     """X-rays independent of the tracks: the shift estimate is the true loss."""
-    data, xrays = _frames(600, 3, seed=1)
+    data, xrays = hand_built_frames(600, 3, seed=1)
     ev = run_pipeline(data * u.eV, ["sac"], max_lost_xray=0.05)
     true, _ = _true_loss(ev, xrays)
     est = card_value(ev.meta, "SACCALF")
@@ -84,7 +84,7 @@ def test_uniform_xrays_estimate_matches_true_loss():
 
 def test_xrays_near_tracks_show_as_excess():
     """X-rays put near tracks on purpose: the own-frame rate exceeds the shifted one."""
-    data, xrays = _frames(600, 3, seed=2, near=0.3)
+    data, xrays = hand_built_frames(600, 3, seed=2, near=0.3)
     ev = run_pipeline(data * u.eV, ["sac"], max_lost_xray=0.05)
     true, _ = _true_loss(ev, xrays)
     est = card_value(ev.meta, "SACCALF")
@@ -100,7 +100,7 @@ def test_xrays_near_tracks_show_as_excess():
 
 def test_first_chunk_without_tracks():
     """The first chunk holds no track: the whole observation calibrates the radius."""
-    data, xrays = _frames(600, 3, seed=3, tracks_from=200)
+    data, xrays = hand_built_frames(600, 3, seed=3, tracks_from=200)
     ev = run_pipeline(data * u.eV, ["sac"], max_lost_xray=0.05, chunk_frames=200)
     radius = card_value(ev.meta, "SACCALV")
     assert 0 < radius < 0.5 * np.hypot(SIZE, SIZE)
@@ -115,7 +115,7 @@ def test_first_chunk_without_tracks():
 
 
 def test_too_few_events_is_an_error():
-    data, _ = _frames(60, 1, seed=4)
+    data, _ = hand_built_frames(60, 1, seed=4)
     with pytest.raises(ValueError, match=r"frame-shift sample of sac .* needs at least 500"):
         run_pipeline(data * u.eV, ["sac"], max_lost_xray=0.02)
     with pytest.raises(ValueError, match="'shift' or 'injection'"):
@@ -123,7 +123,7 @@ def test_too_few_events_is_an_error():
 
 
 def test_on_chunk_gets_final_verdicts():
-    data, _ = _frames(400, 3, seed=5)
+    data, _ = hand_built_frames(400, 3, seed=5)
     seen = []
     ev = run_pipeline(data * u.eV, ["sac"], max_lost_xray=0.05, chunk_frames=100,
                       on_chunk=lambda first, n, events: seen.append((first, n, events)))
@@ -133,10 +133,10 @@ def test_on_chunk_gets_final_verdicts():
 
 
 def _recording_filter(uses_shape):
-    """A filter module whose step records what it is given; score = the event's energy."""
+    """A filter whose step records what it is given; score = the event's energy."""
     calls = []
 
-    def pipeline_step(cube, events, **_):
+    def run(cube, events, shared, options):
         calls.append((np.array(cube.data), QTable(events)))
         out = QTable(events, copy=True)
         out["SCORE"] = np.asarray(out["ENERGY"].to_value(u.eV), float)
@@ -144,7 +144,7 @@ def _recording_filter(uses_shape):
 
     cal = registry.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
                                prefix="REC", uses_shape=uses_shape)
-    return types.SimpleNamespace(pipeline_step=pipeline_step, CALIBRATION=cal,
+    return types.SimpleNamespace(run=run, CALIBRATION=cal,
                                  STATUS={"REC": (9, "test")}), calls
 
 
@@ -158,7 +158,7 @@ def _events_of(data):
 def test_shape_filter_events_pasted_into_other_frames():
     """Each placed event: its own 3 x 3 in a copy of a frame ``k`` in SHIFTS later."""
     n = 50
-    data, xrays = _frames(n, 2, seed=6)
+    data, xrays = hand_built_frames(n, 2, seed=6)
     for f, y, x in xrays:
         data[f, y, x + 1] = 300.0 + f     # a split pixel that tells the event's frame
     data[:, 0, 0] = 10.0 + np.arange(n)   # below the split threshold: tells the frame
@@ -190,7 +190,7 @@ def test_shape_filter_events_pasted_into_other_frames():
 
 
 def test_context_filter_positions_against_other_frames():
-    data, _ = _frames(50, 2, seed=7)
+    data, _ = hand_built_frames(50, 2, seed=7)
     cube, events = _events_of(data)
     module, calls = _recording_filter(uses_shape=False)
     common = dict(split_threshold=80 * u.eV, mip_threshold=10 * u.keV,

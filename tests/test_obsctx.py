@@ -5,7 +5,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from test_frame_shift import SIZE, _frames
+from test_frame_shift import SIZE, hand_built_frames
 from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
 from xcrfilter.pipeline import run_pipeline
@@ -70,7 +70,7 @@ def test_no_score_depends_on_its_own_row_in_training():
 
 def _with_secondaries(n, seed):
     """Hand-built frames plus 'secondaries': events 3-8 pixels from the track, in 40 % of frames."""
-    data, xrays = _frames(n, 2, seed=seed)
+    data, xrays = hand_built_frames(n, 2, seed=seed)
     rng = np.random.default_rng(seed + 1)
     near = []
     for f in range(n):
@@ -123,7 +123,7 @@ def test_learns_showers_of_the_observation():
 
 
 def test_too_few_events():
-    data, _ = _frames(60, 2, seed=12)
+    data, _ = hand_built_frames(60, 2, seed=12)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         ev = run_pipeline(data * u.eV, ["obsctx"])

@@ -165,12 +165,12 @@ def test_finite_huge_energy_is_out_of_range_not_non_finite():
 
 
 def test_compare_reads_frames_as_filter_does(tmp_path):
-    from xcrfilter.compare_cli import _file_chunks
+    from xcrfilter.compare_cli import file_chunks
     path = _frames_file(tmp_path / "adu.fits", bunit="adu", GAIN=3.65, ADUOFFS=100.0)
     with fits.open(path, mode="update") as hdul:
         hdul[0].data = hdul[0].data / np.float32(3.65) + np.float32(100.0)
         hdul.append(fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH"))
-    cube, _ = next(_file_chunks(str(path), str(path), 10, None))
+    cube, _ = next(file_chunks(str(path), str(path), 10, None))
     ref = as_energy_cube(str(path))
     np.testing.assert_allclose(cube.data, ref.data, atol=0.01)
     assert cube.data[0, 8, 8] == pytest.approx(1500.0, abs=0.01)
@@ -178,7 +178,7 @@ def test_compare_reads_frames_as_filter_does(tmp_path):
     with fits.open(nobunit, mode="update") as hdul:
         hdul.append(fits.ImageHDU(np.zeros((2, 32, 32), np.uint8), name="TRUTH"))
     with pytest.raises(ValueError, match="BUNIT"):
-        next(_file_chunks(str(nobunit), str(nobunit), 10, None))
+        next(file_chunks(str(nobunit), str(nobunit), 10, None))
 
 
 def test_missing_keras_backend_is_one_line(frames, tmp_path):
@@ -219,7 +219,8 @@ def test_train_refuses_model_files_over_its_inputs(tmp_path, capsys):
     assert _digest(tiles) == before
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="this platform has no FIFOs")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"),
+                    reason="os.mkfifo is missing (Windows): no FIFO to stand for a device node")
 @pytest.mark.parametrize("extra", [["-o", "{fifo}"], ["-o", "{link}"],
                                    ["-o", "{ev}", "--mask-output", "{fifo}"]],
                          ids=["output-fifo", "output-link-to-fifo", "mask-output-fifo"])
@@ -240,7 +241,8 @@ def test_filter_never_replaces_a_non_regular_file(frames, tmp_path, capsys, extr
     assert sorted(os.listdir(tmp_path)) == ["in.fits", "link.fits", "pipe.fits"]
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="this platform has no FIFOs")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"),
+                    reason="os.mkfifo is missing (Windows): no FIFO to stand for a device node")
 def test_api_writers_never_replace_a_non_regular_file(frames, tmp_path):
     import stat
 

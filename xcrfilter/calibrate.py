@@ -156,9 +156,9 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
 
     Parameters
     ----------
-    module : module
-        A filter plug-in with ``pipeline_step`` and ``CALIBRATION = (column,
-        option, sign)``.
+    module : `~xcrfilter.registry.Filter`
+        The filter's declaration; its ``CALIBRATION`` names the score column,
+        the option and the sign, and ``run`` scores the injected events.
     cube : `~xcrfilter.io.FrameCube`
         The frames to calibrate on (e.g. the first chunk of the observation).
     common : dict
@@ -206,10 +206,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
         mine = charge[f, y, x]
         if not mine.any():
             continue
-        kw = {k: v for k, v in common.items()}
-        kw.update(options or {})
-        kw.pop("cam_output", None)  # injected frames are scored, never written
-        out = module.pipeline_step(icube, ev[mine], **kw)
+        out = module.run(icube, ev[mine], common, _scoring_options(options))
         scores.append(np.asarray(out[column], float))
     s = np.concatenate(scores) if scores else np.zeros(0)
     s = s[~np.isnan(s)]
@@ -274,9 +271,10 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
 
     Parameters
     ----------
-    module : `~xcrfilter.registry.Filter` or module
-        A filter with ``pipeline_step`` and a
-        :class:`~xcrfilter.registry.Calibration` as ``CALIBRATION``.
+    module : `~xcrfilter.registry.Filter`
+        The filter's declaration: ``run`` scores the placed events, and
+        ``CALIBRATION`` (a :class:`~xcrfilter.registry.Calibration`) names
+        the score column and whether it looks at the event's own pixels.
     cube : `~xcrfilter.io.FrameCube`
         Frames [eV] of one chunk (at least 2 frames give a sample).
     events : `~astropy.table.Table`
@@ -324,9 +322,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
     # the event's own pixels: its 3 x 3, and the active pixels of its 5 x 5
     # connected to them (its island, as far as the 5 x 5 shows it)
     own, foreign = own_pixels(active, f[take], y[take], x[take])
-    kw = dict(common)
-    kw.update(options or {})
-    kw.pop("cam_output", None)  # placed events are scored, never written
+    opts = _scoring_options(options)
     if not cal.uses_shape:
         # every event at every shift: its position against the other frame's charge
         rows = np.repeat(np.arange(take.size), shifts.size)
@@ -337,8 +333,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
             return np.zeros(0), 0
         placed = QTable(events[take[rows]], copy=True)
         placed["FRAME"] = g.astype(np.int32)
-        score = np.asarray(module.pipeline_step(cube, placed, **_step_keywords(module, kw))
-                           [cal.column], float)
+        score = np.asarray(module.run(cube, placed, common, opts)[cal.column], float)
         good = ~np.isnan(score)  # inf: no track in the other frame, a valid score
         return score[good], int(np.unique(rows[good]).size)
     # shape filters: the event's own pixels pasted into another frame, one per copy;
@@ -377,7 +372,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
         placed = QTable(events[t], copy=True)
         placed["FRAME"] = np.arange(t.size, dtype=np.int32)
         sub = FrameCube(copies, None, cube.header, cube.filenames, False)
-        out = module.pipeline_step(sub, placed, **_step_keywords(module, kw))
+        out = module.run(sub, placed, common, opts)
         scores.append(np.asarray(out[cal.column], float))
     score = np.concatenate(scores)
     good = ~np.isnan(score)
@@ -422,13 +417,9 @@ def covered(active, frame, y, x, own):
     return (there & own).any(axis=(1, 2))
 
 
-def _step_keywords(module, kw):
-    """The keywords of ``kw`` that the filter's pipeline step takes."""
-    import inspect
-    params = inspect.signature(module.pipeline_step).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kw
-    return {k: v for k, v in kw.items() if k in params}
+def _scoring_options(options):
+    """A filter's options for scoring injected or placed events: nothing is written."""
+    return {k: v for k, v in (options or {}).items() if k != "cam_output"}
 
 
 def apply_threshold(events, module, value):

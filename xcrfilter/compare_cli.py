@@ -74,7 +74,7 @@ def add_arguments(parser):
     add_cli_options(parser)
 
 
-def _file_chunks(obs_path, truth_path, chunk_frames, max_frames):
+def file_chunks(obs_path, truth_path, chunk_frames, max_frames):
     """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped).
 
     The frames are read exactly as ``xcrfilter filter`` reads them
@@ -116,8 +116,8 @@ def run(args):
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
                    for name in REPORT_FILES}, [args.observation, args.truth],
                   overwrite=args.overwrite, create_dirs=True)
-    chunks = _file_chunks(args.observation, args.truth or args.observation,
-                          args.chunk_frames, args.max_frames)
+    chunks = file_chunks(args.observation, args.truth or args.observation,
+                         args.chunk_frames, args.max_frames)
     report = compare_chunks(chunks, methods, options=options,
                             event_threshold=args.event_threshold,
                             split_threshold=args.split_threshold,

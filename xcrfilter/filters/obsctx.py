@@ -298,9 +298,15 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     rows, gs = np.concatenate(rows), np.concatenate(gs)
     placed = QTable(ev[rows], copy=True)
     placed["FRAME"] = gs.astype(np.int32)
-    key = (gframe.astype(np.int64) << 40) | (y.astype(np.int64) << 20) | x.astype(np.int64)
+    key = _event_keys(gframe, y, x)
     return dict(key=key, x_same=_features(data, ev, common), fold_same=fold,
                 x_shift=_features(data, placed, common), fold_shift=fold[rows], source=rows)
+
+
+def _event_keys(frame, rawy, rawx):
+    """One int64 per event: FRAME * 2**40 + RAWY * 2**20 + RAWX (unique in an observation)."""
+    return ((np.asarray(frame, np.int64) << 40) | (np.asarray(rawy, np.int64) << 20)
+            | np.asarray(rawx, np.int64))
 
 
 def _merge(payloads):
@@ -379,8 +385,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         candidates[name] = (own, loss_same, good, rep)
     choice = max(candidates, key=lambda k: candidates[k][0])
     _, loss_same, good, rep = candidates[choice]
-    keys = ((np.asarray(events["FRAME"], np.int64) << 40)
-            | (np.asarray(events["RAWY"], np.int64) << 20) | np.asarray(events["RAWX"], np.int64))
+    keys = _event_keys(events["FRAME"], events["RAWY"], events["RAWX"])
     order = np.argsort(keys)
     pos = order[np.searchsorted(keys[order], s["key"])]
     prob = np.full(len(events), np.nan, np.float32)
