@@ -112,6 +112,13 @@ def run_one(name, args, seed, n_frames, rich=None):
     band = (e >= 0.3) & (e < 10)
     global LAST_T
     LAST_T = t
+    if args.save:
+        # the events with their truth (TRUTH: 0 noise, 1 X-ray, 2 CR; RICH: in the rich run)
+        keep = ev.copy()
+        keep["TRUTH"], keep["RICH"] = t, in_rich
+        keep.meta = {k: v for k, v in ev.meta.items() if k not in ("HISTORY", "GTI")}
+        os.makedirs(args.save, exist_ok=True)
+        keep.write(os.path.join(args.save, f"{name}-{n_frames}.fits"), overwrite=True)
     is_x = (t == 1) & band & ~in_rich
     is_cr = (t == 2) & band & in_rich
     status = np.asarray(ev["STATUS"]).astype(np.int64)
@@ -145,6 +152,8 @@ def main(argv=None):
     p.add_argument("--methods", default="sac,obsctx")
     p.add_argument("--max-lost", type=float, default=0.02)
     p.add_argument("-o", "--output", default=None)
+    p.add_argument("--save", metavar="DIR", default=None,
+                   help="also write each run's events with their truth to DIR")
     args = p.parse_args(argv)
     rows = []
     for i, name in enumerate(args.presets):

@@ -467,6 +467,15 @@ def write_calibration_cards(meta, modules, calibrated):
     for name, rep in calibrated.items():
         cal = modules[name].CALIBRATION
         key = cal.prefix
+        if rep["method"] == "none":
+            # too short an observation for the default calibration
+            set_card(meta, f"{key}CALM", "NONE", f"{name} calibration method")
+            set_card(meta, f"{key}CALN", rep["n"], "events placed in other frames")
+            add_history(meta, f"calibrate: {name} not calibrated: {rep['placements']} "
+                              f"frame-shift placements of {rep['n']} events, "
+                              f"{rep['need']} needed for {100 * rep['target']:.3g}%; "
+                              "default threshold kept")
+            continue
         what = "radius [pixel]" if cal.sign < 0 else "threshold"
         how = "frame shift" if rep["method"] == "shift" else "injection"
         sample = "events placed in other frames" if rep["method"] == "shift" else \

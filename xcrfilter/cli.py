@@ -60,6 +60,8 @@ def _add_threshold_options(parser):
 
 def _fraction(text):
     from .calibrate import parse_fraction
+    if str(text).strip().lower() == "none":
+        return "none"
     try:
         return parse_fraction(text)
     except ValueError as exc:
@@ -79,8 +81,11 @@ def _add_filter_parser(sub):
         formatter_class=HelpFormatter)
     p.add_argument("frames", nargs="+", metavar="FRAMES.fits",
                    help="input FITS file(s); cubes of several files are concatenated")
-    p.add_argument("-m", "--method", default="vfaint",
-                   help="comma-separated filters: " + ", ".join(registry.FILTERS) + ", or all")
+    p.add_argument("-m", "--method", default=None,
+                   help="comma-separated filters: " + ", ".join(registry.FILTERS) + ", or all "
+                   "(default: vfaint,sac on frames and pixel tables, the SAC radius "
+                   "calibrated on the observation as --max-lost-xray says; vfaint on "
+                   "event lists)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", metavar="EVENTS.fits",
                        help="output event file (several inputs are one observation: FRAME "
@@ -106,10 +111,12 @@ def _add_filter_parser(sub):
                        "tcp://host:8786 (started with 'dask scheduler' and 'dask worker'); "
                        "the workers must see the input files")
     p.add_argument("--max-lost-xray", type=_fraction, default=None, metavar="FRACTION",
-                   help="calibrate the threshold of sac, cam and morph (the SAC radius) "
-                   "on this observation so that each loses this fraction of X-ray "
-                   "events, e.g. 2%% or 0.02 (default: the models' thresholds and the "
-                   "SAC radius); see --calibration")
+                   help="calibrate the threshold of sac, cam, morph and obsctx (the SAC "
+                   "radius) on this observation so that each loses this fraction of X-ray "
+                   "events, e.g. 2%% or 0.02; see --calibration.  Default: 2%% on image "
+                   "frames, where an observation too short to estimate it keeps the "
+                   "filters' own thresholds with a warning (an explicit fraction is then "
+                   "an error); 'none': no calibration")
     p.add_argument("--calibration", choices=("shift", "injection"), default="shift",
                    help="how --max-lost-xray measures the loss: 'shift' places the "
                    "observation's own events into other frames of it, over the whole "
@@ -153,7 +160,8 @@ def _run_filter(args):
     from .outputs import check_inputs, check_outputs
     from .pipeline import parse_methods
 
-    names = parse_methods(args.method)
+    # None: the defaults of each input's kind (_default_methods)
+    names = parse_methods(args.method) if args.method is not None else None
     for f in args.frames:
         if not os.path.exists(f):
             raise FileNotFoundError(f"input frames file {f} does not exist.")
@@ -199,9 +207,44 @@ def _run_filter(args):
     return 0
 
 
+def _default_methods(kind):
+    """The methods of ``filter`` without ``--method``, for an input of ``kind``.
+
+    On frames and pixel tables the very-faint-mode filter and SAC
+    (:data:`xcrfilter.pipeline.DEFAULT_METHODS`), the context method that
+    generalises best to physics no model saw (docs: *Learning from the
+    observation*); event lists hold no frames, so only vfaint runs there.
+    """
+    from .pipeline import DEFAULT_METHODS
+    return ["vfaint"] if kind == "events" else list(DEFAULT_METHODS)
+
+
+def _max_lost_xray(args, names, kind):
+    """``(max_lost_xray, calibration_fallback)`` of a run on ``kind`` with ``names``.
+
+    Without ``--max-lost-xray``, image frames with a calibratable filter are
+    calibrated to :data:`xcrfilter.pipeline.DEFAULT_MAX_LOST_XRAY` leniently
+    (too short an observation keeps the default thresholds); an explicit
+    fraction is strict; ``none`` turns calibration off.
+    """
+    from .pipeline import DEFAULT_MAX_LOST_XRAY
+    from .registry import filter_spec
+    if args.max_lost_xray == "none":
+        return None, False
+    if args.max_lost_xray is not None:
+        if kind != "frames":
+            raise ValueError(f"--max-lost-xray calibrates on image frames; {args.frames[0]} "
+                             f"is {'a pixel table' if kind == 'pixels' else 'an event list'}: "
+                             "drop --max-lost-xray (the default thresholds apply).")
+        return args.max_lost_xray, False
+    if kind != "frames" or not any(filter_spec(n).calibration is not None for n in names):
+        return None, False
+    return DEFAULT_MAX_LOST_XRAY, True
+
+
 def _check_max_lost_xray(args, names):
     """``--max-lost-xray`` calibrates sac, cam, morph and obsctx: refuse it without any of them."""
-    if args.max_lost_xray is None:
+    if args.max_lost_xray in (None, "none") or names is None:
         return
     from .registry import filter_spec
     if not any(filter_spec(n).calibration is not None for n in names):
@@ -258,6 +301,9 @@ def _filter_observation(args, names, client_of, kind):
     from .registry import options_from_args
 
     from .sources import filter_table_input, frame_pipeline_options
+    if names is None:
+        names = _default_methods(kind)
+    max_lost_xray, fallback = _max_lost_xray(args, names, kind)
     if kind != "frames":
         # event list or pixel-deposit table (xcrfilter.sources)
         events = filter_table_input(kind, args, names, options_from_args(args, names))
@@ -284,7 +330,7 @@ def _filter_observation(args, names, client_of, kind):
                               mip_threshold=args.mip_threshold,
                               options=options_from_args(args, names),
                               chunk_frames=args.chunk_frames, progress=not args.quiet,
-                              max_lost_xray=args.max_lost_xray,
+                              max_lost_xray=max_lost_xray, calibration_fallback=fallback,
                               calibration=args.calibration, client=client,
                               on_chunk=on_chunk, **pipeline_options)
     if len(stream.filenames) > 1:
