@@ -97,8 +97,9 @@ def run_one(name, args, seed, n_frames, rich=None):
             yield chunk.frames * u.eV
 
     methods = args.methods.split(",")
+    options = {"obsctx": {"shape": "on"}} if args.obsctx_shape and "obsctx" in methods else None
     ev = run_pipeline(blocks(), ["vfaint", *methods], max_lost_xray=args.max_lost,
-                      detector=det, seed=seed)
+                      detector=det, seed=seed, options=options)
     wall = time.perf_counter() - t0
     frame = np.asarray(ev["FRAME"])
     in_rich = frame < n_rich
@@ -152,6 +153,8 @@ def main(argv=None):
     p.add_argument("--methods", default="sac,obsctx")
     p.add_argument("--max-lost", type=float, default=0.02)
     p.add_argument("-o", "--output", default=None)
+    p.add_argument("--obsctx-shape", action="store_true",
+                   help="obsctx with its shape option on (the combination)")
     p.add_argument("--save", metavar="DIR", default=None,
                    help="also write each run's events with their truth to DIR")
     args = p.parse_args(argv)
