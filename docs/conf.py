@@ -12,7 +12,6 @@ import importlib.util
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.abspath(".."))
 
 try:
@@ -20,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - older sphinx-astropy
     from sphinx_astropy.conf.v1 import *  # noqa: F401,F403
 
-import xcrfilter  # noqa: E402
+import xcrfilter
 
 # -- project -----------------------------------------------------------------
 project = "xcrfilter"

@@ -7,8 +7,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from xcrfilter import compare, compare_cli
-from xcrfilter.compare import (band_masks, compare_filters, knee_point, pixel_confusion,
+from xcrfilter.cli import compare as compare_cli
+from xcrfilter.evaluation import compare
+from xcrfilter.evaluation.compare import (band_masks, compare_filters, knee_point, pixel_confusion,
                                rejected, scan_sigclip)
 
 
@@ -81,7 +82,7 @@ def _direct(events, truth, bits, lo, hi):
 
 
 def test_report_numbers_equal_direct_computation(tmp_path):
-    from xcrfilter.eventfile import read_events
+    from xcrfilter.io.eventfile import read_events
 
     frames, labels = toy_observation()
     rep = compare_filters(frames * u.eV, labels, ["vfaint", "lacosmic", "sac"],
@@ -184,7 +185,7 @@ def test_cli_run_with_labels_extension(tmp_path, capsys):
 
 
 def test_chunked_equals_single_call():
-    from xcrfilter.compare import compare_chunks
+    from xcrfilter.evaluation.compare import compare_chunks
     frames, labels = toy_observation(n=4, seed=11)
     one = compare_filters(frames * u.eV, labels, ["vfaint", "sac"], pixel_frames=0)
     two = compare_chunks([(frames[:1] * u.eV, labels[:1]), (frames[1:] * u.eV, labels[1:])],
@@ -210,9 +211,9 @@ def test_compare_streams_frames_as_filter_does(tmp_path, monkeypatch):
     Frames in adu with GAIN and ADUOFFS: the same events and verdicts as
     ``xcrfilter filter``, and no read larger than ``--chunk-frames``.
     """
-    import xcrfilter.stream as stream
-    from xcrfilter.cli import main
-    from xcrfilter.eventfile import read_events
+    import xcrfilter.io.stream as stream
+    from xcrfilter.cli.main import main
+    from xcrfilter.io.eventfile import read_events
     frames, labels = toy_observation(n=5)
     path = tmp_path / "obs.fits"
     hdr = fits.Header([("BUNIT", "adu"), ("GAIN", 3.65), ("ADUOFFS", 100.0)])

@@ -98,7 +98,7 @@ def test_cli_options_generated_from_the_declaration(name):
         assert (p.option(name) in options) == p.cli
     # nothing given: the filter's own defaults apply
     assert spec.options_from_args(parser.parse_args([])) == {}
-    from xcrfilter.cli import build_parser
+    from xcrfilter.cli.main import build_parser
     help_text = build_parser()._subparsers._group_actions[0].choices["filter"].format_help()
     for p in spec.params:
         if p.cli:
@@ -129,7 +129,7 @@ def test_output_options_declared():
     with pytest.raises(ValueError, match="cam_output.*dask client"):
         run_pipeline(_frames(), "cam", options={"cam": {"cam_output": "x.fits"}},
                      client=object())
-    from xcrfilter import compare_cli
+    from xcrfilter.cli import compare as compare_cli
     parser = argparse.ArgumentParser()
     compare_cli.add_arguments(parser)
     args = parser.parse_args(["obs.fits", "-o", "rep", "--cam-output", "maps.fits"])
@@ -142,7 +142,7 @@ def test_meta_holds_plain_values(tmp_path):
     are kept aside and written back as card comments."""
     from astropy.io import fits
 
-    from xcrfilter.eventfile import read_events, write_events
+    from xcrfilter.io.eventfile import read_events, write_events
     from xcrfilter.meta import CARD_COMMENTS, card_comment
     events = run_pipeline(_frames(), "vfaint,sac")
     assert events.meta["EVTTHR"] * u.eV == 260 * u.eV

@@ -150,7 +150,7 @@ def _recording_filter(uses_shape):
 
 def _events_of(data):
     from xcrfilter.events import find_events
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     cube = as_energy_cube(data * u.eV)
     return cube, find_events(cube)
 

@@ -1,4 +1,4 @@
-"""Tests of xcrfilter.metrics against hand-made confusion matrices and the
+"""Tests of xcrfilter.evaluation.metrics against hand-made confusion matrices and the
 seed paper's Table 2 arithmetic (Sec. 3.4, Eqs. 2-8)."""
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from xcrfilter import metrics as m
+from xcrfilter.evaluation import metrics as m
 
 # Confusion matrices consistent with the seed paper's Table 2: 10 000 CR and
 # 711 099 X-ray events in 0.3-10 keV (CR ~1.4 % of the events).

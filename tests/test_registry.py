@@ -8,7 +8,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter import compare, metrics, registry
+from xcrfilter import registry
+from xcrfilter.evaluation import compare, metrics
 from xcrfilter.events import FINDING_STATUS
 from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
 from xcrfilter.meta import CARD_COMMENTS, card_comment
@@ -94,8 +95,8 @@ def test_compare_fails_loudly_naming_the_filter(monkeypatch):
 
 
 def test_header_cards_and_help_derived():
-    from xcrfilter.cli import build_parser
-    from xcrfilter.ogip import status_bit_cards
+    from xcrfilter.cli.main import build_parser
+    from xcrfilter.io.ogip import status_bit_cards
     meta = {}
     status_bit_cards(meta, registry.status_bits())
     expected = {f"STATUS{bit}": name for name, bit in STATUS_BITS.items()}

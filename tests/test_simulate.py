@@ -249,7 +249,7 @@ def test_build_tile_dataset_file(tmp_path):
     assert info["counts"] == [3, 3, 3, 3]
     d = load_tile_dataset(out)
     assert d["tiles"].shape == (12, 64, 64) and d["labels"].dtype == np.uint8
-    from xcrfilter.scaling import log_energy
+    from xcrfilter.ml.scaling import log_energy
     x = log_energy(d["tiles"])
     assert d["scaling_mean"] == pytest.approx(x.mean(), rel=1e-5)
     assert d["scaling_std"] == pytest.approx(x.std(), rel=1e-5)
@@ -278,7 +278,7 @@ def test_fits_round_trip(tmp_path):
     np.testing.assert_array_equal(labels, ref.labels)
     assert len(sources) == len(ref.sources)
     assert set(sources["KIND"]) <= {"xray", "primary", "secondary_track", "photon", "electron"}
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     cube = as_energy_cube(str(path))
     np.testing.assert_allclose(cube.data, ref.frames)
     with pytest.raises(FileExistsError):
@@ -291,7 +291,7 @@ def test_fits_round_trip(tmp_path):
 
 
 def _cli(argv):
-    from xcrfilter.simulate import cli
+    from xcrfilter.cli import simulate as cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     return cli.run(p.parse_args(argv))

@@ -116,7 +116,7 @@ def test_bad_ranges():
 def test_simulate_cli_randomize_and_preset(tmp_path):
     from astropy.io import fits
 
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     out = tmp_path / "r.fits"
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--randomize",
                  "--seed", "1", "-q", "-o", str(out)]) == 0

@@ -8,7 +8,7 @@ time-stamped HISTORY line.
 In a ``meta`` dict the value is stored plain, as astropy stores the
 keywords of a table it reads (``meta["EVTTHR"] * u.eV`` works), and the
 keyword's comment goes to the mapping ``meta[CARD_COMMENTS]``, which the
-event-file writer (`xcrfilter.eventfile.write_events`) turns back into card
+event-file writer (`xcrfilter.io.eventfile.write_events`) turns back into card
 comments.
 """
 from __future__ import annotations

@@ -20,9 +20,9 @@ from . import registry
 from .meta import add_history, card_comment, card_value, set_card
 from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
-from .io import FrameCube, as_energy_cube
-from .ogip import add_time
-from .stream import FrameStream
+from .io.frames import FrameCube, as_energy_cube
+from .io.ogip import add_time
+from .io.stream import FrameStream
 
 __all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
            "run_pipeline"]
@@ -101,7 +101,7 @@ def _slice_cube(cube, start, stop):
 def _chunks(frames, chunk_frames, gain, detector):
     """Yield ``(first_frame, FrameCube)`` of at most ``chunk_frames`` frames.
 
-    ``frames`` is one FrameCube, a `~xcrfilter.stream.FrameStream` or an
+    ``frames`` is one FrameCube, a `~xcrfilter.io.stream.FrameStream` or an
     iterator of blocks of frames.
     """
     blocks = [frames] if isinstance(frames, FrameCube) else frames
@@ -231,7 +231,7 @@ def _dask_results(client, frames, chunk_frames, names, common, options, work, ca
 
     Results come back in frame order; at most two tasks per worker (plus
     two) are in flight, so that neither the workers nor this process hold
-    more than a few chunks.  Frames of a `~xcrfilter.stream.FrameStream` are
+    more than a few chunks.  Frames of a `~xcrfilter.io.stream.FrameStream` are
     read by the workers (the files must be visible to them); other frames
     are sent with the task.
     """
@@ -387,11 +387,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
 
     Parameters
     ----------
-    frames : frames, an iterator of them, or a `~xcrfilter.stream.FrameStream`
-        Any input of :func:`xcrfilter.io.as_energy_cube`:
+    frames : frames, an iterator of them, or a `~xcrfilter.io.stream.FrameStream`
+        Any input of :func:`xcrfilter.io.frames.as_energy_cube`:
         One frame (ny, nx) or a cube (n_frames, ny, nx), or FITS file(s).
         FITS files are read a chunk at a time
-        (:class:`~xcrfilter.stream.FrameStream`), several files as one
+        (:class:`~xcrfilter.io.stream.FrameStream`), several files as one
         observation.
         An iterator (e.g. a generator) yields consecutive blocks of frames
         that are processed as they come, so that a stream of frames never
@@ -411,7 +411,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     chunk_frames : int, optional
         Frames processed per step (bounds memory; default 200).  FITS files
         are read in chunks of at most
-        ``xcrfilter.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
+        ``xcrfilter.io.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
     progress : bool, optional
         Show a tqdm progress bar over frames.
     seed : int, optional
@@ -471,7 +471,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         ``INSTRUME``, ``DETNAM``, ``DATE-OBS``, ``OBJECT``, time keywords)
         are carried into ``meta``; when a frame time is known, a ``TIME``
         column, the OGIP time and exposure keywords and ``meta['GTI']`` are
-        added (:func:`xcrfilter.ogip.add_time`).
+        added (:func:`xcrfilter.io.ogip.add_time`).
 
     Raises
     ------
@@ -493,7 +493,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
             for param in spec.output_options(options.get(name)):
                 raise ValueError(f"{param} ({name} filter) is written by one process: run "
                                  "without a dask client to write it.")
-    from .outputs import check_api_output
+    from .io.outputs import check_api_output
     for name, spec in specs.items():
         # an output the run writes is never one of its inputs (as on the command line)
         opts = options.get(name) or {}

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .argtypes import parse_energy
+from .cli.argtypes import parse_energy
 from .events import FINDING_STATUS
 
 __all__ = ["Filter", "Param", "Calibration", "SHARED_INPUTS", "FILTERS", "STATUS_BITS",
@@ -145,7 +145,7 @@ class Param:
         """``help`` with the unit and default, as ``--help`` and the docs show them.
 
         Energy options (``type=parse_energy``) get their unit from the help
-        formatter of the commands (`xcrfilter.argtypes.HelpFormatter`).
+        formatter of the commands (`xcrfilter.cli.argtypes.HelpFormatter`).
         """
         text = self.help
         if self.unit and self.type is not parse_energy:
@@ -168,7 +168,7 @@ class Filter:
         Method name (lower case, ``--method``).
     step : callable
         ``step(cube, events, **kwargs) -> QTable``: the events of one chunk
-        of frames (a `~xcrfilter.io.FrameCube` in eV), already found, judged
+        of frames (a `~xcrfilter.io.frames.FrameCube` in eV), already found, judged
         into a new table.  It gets the :attr:`shared` inputs and the
         declared :attr:`params` given by the user, nothing else.
     status : dict

@@ -7,7 +7,7 @@ public names only (:class:`xcrfilter.registry.Filter`);
 import astropy.units as u
 from astropy.table import QTable, Table
 
-from xcrfilter.argtypes import parse_energy
+from xcrfilter.cli.argtypes import parse_energy
 from xcrfilter.events import set_status_bit
 from xcrfilter.meta import add_history, set_card
 from xcrfilter.registry import Filter, Param

@@ -44,9 +44,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..argtypes import parse_energy
+from ..cli.argtypes import parse_energy
 from ..meta import add_history, set_card
-from ..products import CamMapWriter, write_cam_maps
+from ..io.products import CamMapWriter, write_cam_maps
 from ..registry import Calibration, Filter, Param
 from ..units import DEFAULT_BAND, as_band, as_probability, energy_values
 from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
@@ -167,7 +167,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
 
     Parameters
     ----------
-    frames : frames accepted by :func:`xcrfilter.io.as_energy_cube`
+    frames : frames accepted by :func:`xcrfilter.io.frames.as_energy_cube`
         One frame or a cube.
     model : None, path or CamModel, optional
         Default: the shipped model.
@@ -181,7 +181,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
     -------
     dict of str to ndarray, shape (n_frames, rows, cols), float32
     """
-    from ..io import FrameCube, as_energy_cube
+    from ..io.frames import FrameCube, as_energy_cube
     from ..ml.densenet import CLASS_NAMES
     cam = _get_model(model)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(frames, name="frames")
@@ -200,7 +200,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
 def start_run(options):
     """Start of a pipeline run: the ``cam`` options with ``cam_output`` opened for appending.
 
-    A ``cam_output`` path becomes a `~xcrfilter.products.CamMapWriter` that
+    A ``cam_output`` path becomes a `~xcrfilter.io.products.CamMapWriter` that
     the run's chunks append to and :func:`finish_run` closes; the state of
     the run lives in the returned options, nowhere else.
     """
@@ -310,7 +310,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     model : None, path-like or `xcrfilter.ml.model.CamModel`, optional
         Model directory; default the pretrained model shipped in
         ``xcrfilter/data/cam_model``.
-    cam_output : path-like or `~xcrfilter.products.CamMapWriter`, optional
+    cam_output : path-like or `~xcrfilter.io.products.CamMapWriter`, optional
         Write the CAM maps of ``map_classes`` (same shape as the frames) to
         this FITS file, with model, scaling, upsampling and class order in
         the headers; a ``CamMapWriter`` gets them appended (frames filtered
@@ -320,7 +320,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     event_threshold, split_threshold, mip_threshold : Quantity, optional
         Event finding (260 eV, 80 eV, 10 keV), used when ``events`` is None.
     gain, detector : optional
-        Passed to :func:`xcrfilter.io.as_energy_cube`.
+        Passed to :func:`xcrfilter.io.frames.as_energy_cube`.
     overwrite : bool, optional
         Overwrite ``cam_output``.
     map_classes : sequence of str, optional
@@ -364,7 +364,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     xcrfilter.ml.checksums.ModelFileError
         Missing, corrupt or foreign model files.
     """
-    from ..outputs import check_api_output
+    from ..io.outputs import check_api_output
     check_api_output("cam_output", cam_output, frames, overwrite=overwrite)
     cube, events = cube_and_events(
         frames, events, "cam_filter", "the network looks at the pixels around each event",
@@ -384,9 +384,9 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
                   split_threshold=None, cascade=None):
     """Pipeline step ``cam``: ``PROB_CR`` and STATUS bit 5 (see :func:`cam_filter`).
 
-    ``cube`` is a `~xcrfilter.io.FrameCube` and ``events`` the events found
+    ``cube`` is a `~xcrfilter.io.frames.FrameCube` and ``events`` the events found
     in it; returns a new table.  With ``cam_output`` (a
-    `~xcrfilter.products.CamMapWriter` opened by :func:`start_run`), the
+    `~xcrfilter.io.products.CamMapWriter` opened by :func:`start_run`), the
     chunks of a run are appended to one file, written when the run ends
     (:func:`finish_run`).  ``split_threshold`` (the run's) is compared with
     the model's: a different one is warned about and recorded

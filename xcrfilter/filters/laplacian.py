@@ -33,7 +33,6 @@ in eV, electron or adu is converted.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 
@@ -45,13 +44,12 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..meta import add_history, set_card
 from ..events import set_status_bit
-from ..io import is_nddata
+from ..io.frames import is_nddata
 from ..registry import Filter, Param
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
-           "LACOSMIC_DEFAULTS", "mask_to_events", "add_cli_options", "options_from_args",
-           "pipeline_step", "FILTER", "add_arguments", "run"]
+           "LACOSMIC_DEFAULTS", "mask_to_events", "pipeline_step", "FILTER"]
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
@@ -132,13 +130,13 @@ def _header_of(meta):
 def _as_frames(frames, unit):
     """Return (values ndarray, unit, mask or None, header, was_2d, is_cube)."""
     if hasattr(frames, "_fields") and "data" in frames._fields and "mask" in frames._fields:
-        # xcrfilter.io.FrameCube: data in eV, bad pixels already zeroed.
+        # xcrfilter.io.frames.FrameCube: data in eV, bad pixels already zeroed.
         data = np.asarray(frames.data)
         mask = None if frames.mask is None else np.asarray(frames.mask, bool)
         header = frames.header if frames.header is not None else fits.Header()
         return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from ..io import adu_offset, parse_bunit
+        from ..io.frames import adu_offset, parse_bunit
         where = f"frames ({os.fspath(frames)})"
         try:
             hdul = fits.open(frames)
@@ -151,7 +149,7 @@ def _as_frames(frames, unit):
             header = hdu.header.copy()
             data = np.array(hdu.data, dtype=np.float64)
         if unit is None:
-            # the BUNIT reading of every command (xcrfilter.io)
+            # the BUNIT reading of every command (xcrfilter.io.frames)
             unit = parse_bunit(header.get("BUNIT"), where)
         unit = u.Unit(unit)
         if unit == u.adu:
@@ -330,7 +328,7 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
     frames : `~astropy.nddata.CCDData`, `~astropy.units.Quantity`, FrameCube, str or ndarray
         One frame (ny, nx) or a cube (n_frames, ny, nx) with a unit of energy
         (eV, keV), ``electron`` or ``adu``; a FITS path (unit from ``BUNIT``);
-        an ``xcrfilter.io.FrameCube`` (eV); or a plain ndarray with ``unit=``.
+        an ``xcrfilter.io.frames.FrameCube`` (eV); or a plain ndarray with ``unit=``.
         Frames must be at least 5 x 5 pixels.
     sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, \
     psfsize, psfk, psfbeta, verbose, inbkg, invar
@@ -499,7 +497,7 @@ def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
         Events (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
         frames.  Default: found in ``frames`` with
         `xcrfilter.events.find_events` and the thresholds below (frames in
-        an energy unit, or adu with a gain, see `xcrfilter.io.as_energy_cube`).
+        an energy unit, or adu with a gain, see `xcrfilter.io.frames.as_energy_cube`).
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity` [energy]
         Event finding when ``events`` is None (defaults 260 eV, 80 eV,
         10 keV).
@@ -524,7 +522,7 @@ def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
     options.pop("return_cleaned", None)
     if events is None:
         from ..events import find_events
-        from ..io import FrameCube, as_energy_cube
+        from ..io.frames import FrameCube, as_energy_cube
         if not isinstance(frames, FrameCube):
             frames = as_energy_cube(frames, gain=options.get("gain"),
                                     detector=options.get("detector"), name="frames")
@@ -592,7 +590,7 @@ def pipeline_step(cube, events, *, detector=None, **options):
 
     Parameters
     ----------
-    cube : ``xcrfilter.io.FrameCube``
+    cube : ``xcrfilter.io.frames.FrameCube``
         Frames in eV (n_frames, ny, nx) with their bad-pixel mask.
     events : `~astropy.table.QTable`
         Events of ``cube``; not modified.
@@ -649,80 +647,3 @@ FILTER = Filter(
         Param("unit", None, "unit of plain-array frames", cli=False),
     ),
 )
-
-
-def add_cli_options(group):
-    """Add the ``--lacosmic-*`` options (those of :data:`FILTER`) to an argparse group."""
-    return FILTER.add_cli_options(group)
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--lacosmic-*`` options."""
-    return FILTER.options_from_args(args)
-
-
-# --------------------------------------------------------------------------
-# stand-alone command: xcrfilter lacosmic / python -m xcrfilter.filters.laplacian
-# --------------------------------------------------------------------------
-def _unit_arg(text):
-    """``--unit``: read as a BUNIT is (`xcrfilter.io`)."""
-    from ..io import parse_bunit
-    try:
-        return parse_bunit(text, "unit")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a unit of frames; expected eV, "
-                                         "keV, electron or adu") from None
-
-
-def add_arguments(parser):
-    """Arguments of the ``lacosmic`` command (mask of one image file)."""
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("input", nargs="?", help="FITS image (2-D or 3-D) with BUNIT")
-    src.add_argument("--real", choices=("gmos", "saao"),
-                     help="use a real CCD frame shipped with astroscrappy/ccdproc")
-    parser.add_argument("-o", "--output", required=True,
-                        help="output FITS: data, MASK extension and LAC* header cards")
-    parser.add_argument("--unit", type=_unit_arg, default=None,
-                        help="unit of the data when the header has no BUNIT, e.g. adu")
-    from ..argtypes import parse_gain_electrons
-    parser.add_argument("--gain", type=parse_gain_electrons, default=None, metavar="G",
-                        help="gain of adu frames, e.g. 1.9electron/adu or 3.65eV/adu; bare "
-                        "numbers are electron/adu, as in L.A.Cosmic and astroscrappy; "
-                        "ignored (with a warning) for frames in energy or electron units")
-    parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output file")
-    group = parser.add_argument_group("astroscrappy options")
-    add_cli_options(group)
-
-
-def run(args):
-    """Run the ``lacosmic`` command; prints the CR pixel count.  Returns 0."""
-    from ..products import write_mask
-    from ..outputs import check_outputs
-    check_outputs({"-o/--output": args.output}, [] if args.real else [args.input],
-                  overwrite=args.overwrite)
-    if args.real:
-        from ..realdata import load_real_frame
-        frames = load_real_frame(args.real)
-    else:
-        frames = args.input
-    opts = options_from_args(args)
-    if args.gain is not None:
-        opts["gain"] = args.gain
-    ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
-    write_mask(args.output, ccd, overwrite=args.overwrite)
-    print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
-          f"(sigclip={ccd.header['LACSIGCL']}, gain={ccd.header['LACGAIN']:.4g} e/count, "
-          f"readnoise={ccd.header['LACRDNS']:.4g} e) -> {args.output}")
-    return 0
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="xcrfilter lacosmic",
-                                     description="L.A.Cosmic (astroscrappy) cosmic-ray mask")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -118,7 +118,7 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding (260 eV, 80 eV, 10 keV), used when ``events`` is None.
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
 
     Returns
     -------

@@ -245,7 +245,7 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
 
     Parameters
     ----------
-    cube : `~xcrfilter.io.FrameCube`
+    cube : `~xcrfilter.io.frames.FrameCube`
         Frames [eV]; ``first`` is the index of its first frame in the observation.
     events : `~astropy.table.Table`
         The events found in ``cube`` (``FRAME`` from 0).
@@ -444,7 +444,7 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding and context thresholds (260 eV, 80 eV, 10 keV).
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
     seed : int
         Random state of the tree ensembles.
 

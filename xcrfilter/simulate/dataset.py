@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from ..scaling import log_energy
+from ..ml.scaling import log_energy
 from .core import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY, FrameSimulator
 
 __all__ = ["build_tile_dataset", "simulate_tiles", "load_tile_dataset",
@@ -182,7 +182,7 @@ def build_tile_dataset(n_per_class, path, *, tile=64, frame_shape=(512, 512), se
     -------
     dict
         ``path``, ``n``, ``counts`` per class, ``mean`` and ``std`` of
-        `xcrfilter.scaling.log_energy` over all tile pixels.
+        `xcrfilter.ml.scaling.log_energy` over all tile pixels.
 
     Notes
     -----

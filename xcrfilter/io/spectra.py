@@ -11,7 +11,7 @@ The numbers an astronomer takes from a filtered observation:
 
 Exposure, frame shape and pixel size come from the event file header
 (:func:`exposure_of`, :func:`detector_area`) or are given.  The OGIP files
-are written by :mod:`xcrfilter.spectrum_files`.
+are written by :mod:`xcrfilter.io.spectrum_files`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 from astropy.stats import poisson_conf_interval
 from astropy.table import QTable
 
-from .meta import card_value
+from ..meta import card_value
 
 __all__ = ["LEVEL_UNIT", "DEFAULT_BANDS", "parse_combination", "accepted", "pi_channel_grid",
            "pi_spectrum", "exposure_of", "pixel_size_of", "detector_area", "check_band",
@@ -63,7 +63,7 @@ def parse_combination(text, meta):
     ValueError
         An unknown filter, or one that did not run on these events.
     """
-    from .registry import METHOD_BITS
+    from ..registry import METHOD_BITS
     name = str(text).strip().lower()
     if name == _ALL:
         return -1
@@ -101,7 +101,7 @@ def pi_channel_grid(meta, n_channels=None):
     The legal range is ``TLMIN``/``TLMAX`` of ``PI`` (carried as
     ``PI_TLMIN``/``PI_TLMAX`` in ``meta`` by :func:`read_pi_limits`), else
     0 .. 4095; the width is the ``PIWIDTH`` keyword (eV) when present, else
-    :data:`xcrfilter.ogip.PI_CHANNEL_WIDTH`.
+    :data:`xcrfilter.io.ogip.PI_CHANNEL_WIDTH`.
     """
     from .ogip import PI_CHANNEL_WIDTH, PI_CHANNELS
     lo = card_value(meta, "PI_TLMIN")
@@ -134,7 +134,7 @@ def pi_spectrum(events, mask, meta=None):
 def exposure_of(meta, *, exposure=None, frame_time=None):
     """Exposure time: given, else ``EXPOSURE``/``LIVETIME``/``ONTIME``, else frames x time.
 
-    ``frame_time`` (or the header's frame time, :data:`xcrfilter.ogip.FRAME_TIME_KEYWORDS`)
+    ``frame_time`` (or the header's frame time, :data:`xcrfilter.io.ogip.FRAME_TIME_KEYWORDS`)
     times ``NFRAMES`` is used when given, and when the header has no
     exposure keyword.
 
@@ -174,7 +174,7 @@ def pixel_size_of(meta, pixel_size=None):
     value = card_value(meta, "PIXSIZE")
     if value is not None:
         return float(value) * u.um, "PIXSIZE keyword"
-    from .detector import DetectorModel
+    from ..detector import DetectorModel
     return DetectorModel.wfi().pixel_size, "WFI detector model (no PIXSIZE keyword)"
 
 

@@ -1,6 +1,6 @@
-"""Figures of a `xcrfilter.compare.CompareReport` (PNG files of the report directory).
+"""Figures of a `xcrfilter.evaluation.compare.CompareReport` (PNG files of the report directory).
 
-The numbers come from `xcrfilter.compare` (evaluation); this module only
+The numbers come from `xcrfilter.evaluation.compare` (evaluation); this module only
 draws them: ROC, unrejected background spectrum, FOR improvement per band,
 lost X-ray signal against energy and the pixel-wise Laplacian confusion.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from .metrics import rejected
 from .plots import COLORS, plot_roc
-from .units import DEFAULT_BAND, energy_values
+from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["make_figures"]
 

@@ -17,7 +17,7 @@ import os
 import numpy as np
 from astropy.io import fits
 
-from .meta import set_card
+from ..meta import set_card
 from .masks import WHICH, select_events, event_pixel_mask
 from .outputs import atomic_write
 
@@ -35,7 +35,7 @@ class MaskWriter:
         (rows, columns) of one frame [pixel].
     which : {"rejected", "accepted", "all"}, optional
         Events whose pixels are masked (see
-        :func:`xcrfilter.masks.mask_events`).  Default ``"rejected"``.
+        :func:`xcrfilter.io.masks.mask_events`).  Default ``"rejected"``.
     bits : int, str or iterable, optional
         STATUS bits counted as rejection.  Default: all.
     overwrite : bool, optional

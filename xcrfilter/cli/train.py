@@ -36,7 +36,7 @@ def _jobs(text):
 
 def add_arguments(parser):
     """Add the ``train`` options to an argparse parser (checked before any work)."""
-    from ..argtypes import non_negative_int, open_fraction, positive_float, positive_int
+    from .argtypes import non_negative_int, open_fraction, positive_float, positive_int
     parser.description = ("Train the CAM filter (DenseNet frame classifier + balanced "
                           "random forest).")
     parser.add_argument("--tiles", required=True, metavar="TILES.npz",
@@ -92,10 +92,10 @@ def run(args):
     """Run ``xcrfilter train``; returns the exit code."""
     import os
 
-    from ..outputs import check_outputs
-    from .checksums import ModelFileError
-    from .model import CHECKED_FILES, SUMS_FILE
-    from .training import train
+    from ..io.outputs import check_outputs
+    from ..ml.checksums import ModelFileError
+    from ..ml.model import CHECKED_FILES, SUMS_FILE
+    from ..ml.training import train
 
     # no model file may replace an input (tiles or frames inside the model directory)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)

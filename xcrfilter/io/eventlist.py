@@ -28,9 +28,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from .meta import CARD_COMMENTS, add_history, card_value, set_card
-from .events import EPIC_PATTERN_LUT, IDX_OUTER, check_thresholds, island_properties
-from .io import header_to_meta
+from ..meta import CARD_COMMENTS, add_history, card_value, set_card
+from ..events import EPIC_PATTERN_LUT, IDX_OUTER, check_thresholds, island_properties
+from .headers import header_to_meta
 
 __all__ = ["PHAS_ORDERS", "CENTRE_FIRST_ORDER", "is_event_list", "read_event_list",
            "to_row_major", "filter_event_list"]
@@ -101,7 +101,7 @@ def read_event_list(path, *, phas_order="row-major", phas_unit=None):
         Every column of the table, in the file's order (``PHAS`` as (n, 25)
         row-major Quantity; energy columns as Quantities); ``meta`` the
         table's keywords (and those of the primary header not in it) as
-        :func:`xcrfilter.eventfile.read_events` gives them, plus ``PHASORDR`` and a
+        :func:`xcrfilter.io.eventfile.read_events` gives them, plus ``PHASORDR`` and a
         HISTORY line when the order or unit was converted.
 
     Raises
@@ -278,7 +278,7 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
         ``TIME`` and the OGIP time keywords are added when the list has
         ``FRAME`` but no ``TIME`` and a frame time is known.
     """
-    from .filters.vfaint import vfaint_filter
+    from ..filters.vfaint import vfaint_filter
     from .ogip import add_time, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)

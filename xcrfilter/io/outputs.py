@@ -172,8 +172,8 @@ def check_outputs(outputs, inputs=(), *, overwrite=False, create_dirs=False):
 def input_files_of(frames):
     """The file names behind ``frames`` of a filter function (API), as a list.
 
-    A path, a list of paths, a `~xcrfilter.io.FrameCube` or
-    `~xcrfilter.stream.FrameStream` read from files give their files; arrays
+    A path, a list of paths, a `~xcrfilter.io.frames.FrameCube` or
+    `~xcrfilter.io.stream.FrameStream` read from files give their files; arrays
     and other in-memory frames give ``[]``.
     """
     if isinstance(frames, (str, os.PathLike)):

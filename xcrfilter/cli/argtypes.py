@@ -1,6 +1,6 @@
 """Argument types and help layout shared by every ``xcrfilter`` command.
 
-Kept apart from `xcrfilter.cli` so that the modules defining command-line
+Kept apart from `xcrfilter.cli.main` so that the modules defining command-line
 options (the filters, ``compare``, ``simulate``) do not import the command
 line itself (no import cycle).
 """

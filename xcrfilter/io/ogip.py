@@ -13,7 +13,7 @@ Sources of the conventions used here:
 * The HEASARC ``HDUCLASn`` classification: ``HDUCLASS = 'OGIP'``,
   ``HDUCLAS1 = 'EVENTS'`` or ``'GTI'``.
 * The FITS checksum convention (FITS Standard 4.0, Appendix J):
-  ``CHECKSUM``/``DATASUM`` in every HDU (written by :func:`xcrfilter.eventfile.write_events`).
+  ``CHECKSUM``/``DATASUM`` in every HDU (written by :func:`xcrfilter.io.eventfile.write_events`).
 * ``PHA`` and ``PI`` as OGIP spectral files use them (OGIP/92-007): ``PHA`` the
   uncalibrated summed pulse height in detector channels, ``PI`` the
   gain-corrected channel; here ``PI`` channels are :data:`PI_CHANNEL_WIDTH`
@@ -34,7 +34,7 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .meta import add_history, card_value, set_card
+from ..meta import add_history, card_value, set_card
 
 __all__ = ["PI_CHANNEL_WIDTH", "PI_CHANNELS", "OBSERVATION_KEYWORDS", "TIME_KEYWORDS",
            "FRAME_TIME_KEYWORDS", "frame_time_from_header", "observation_cards",

@@ -4,7 +4,7 @@
 map (:class:`CamMapWriter` writes the same file a chunk of frames at a
 time); :func:`write_mask` writes a `~astropy.nddata.CCDData` with its mask
 in a ``MASK`` extension (readable by ccdproc and ds9).  Written atomically
-(`xcrfilter.outputs`).
+(`xcrfilter.io.outputs`).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
-from .io import (add_text_lines, apply_meta, check_output_path, clean_header,
-                 creator_cards, split_value, write_hdul)
+from .headers import (add_text_lines, apply_meta, check_output_path, clean_header, creator_cards,
+                      split_value, write_hdul)
 
 __all__ = ["write_cam_maps", "read_cam_maps", "write_mask", "CamMapWriter"]
 
@@ -133,7 +133,7 @@ class CamMapWriter:
     """A CAM map file written a chunk of frames at a time (a pipeline run's ``cam_output``).
 
     Each :meth:`append` adds the maps of a chunk of frames to raw side files
-    (`xcrfilter.cubefile.CubeWriter`, nothing is re-read); :meth:`close`
+    (`xcrfilter.io.cubefile.CubeWriter`, nothing is re-read); :meth:`close`
     writes the FITS file, laid out as :func:`write_cam_maps` lays it out, and
     :meth:`abort` (or leaving a ``with`` block by an error) removes
     everything.  Nothing is created before the first :meth:`append`.
@@ -229,7 +229,7 @@ def write_mask(path, ccd, *, overwrite=False, header_cards=None):
     path : str or path-like
         Output FITS file.
     ccd : `~astropy.nddata.CCDData`
-        E.g. the output of :func:`xcrfilter.masks.mask_events`; must have a
+        E.g. the output of :func:`xcrfilter.io.masks.mask_events`; must have a
         unit and a mask.  The primary HDU holds the data (``BUNIT``), the
         ``MASK`` image extension holds the mask as uint8 (1 = masked), the
         layout ccdproc reads back with ``CCDData.read`` and ds9 can display.

@@ -28,8 +28,9 @@ from astropy.io import fits
 from astropy.table import vstack
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .meta import add_history, card_value, set_card
-from .io import FrameCube, header_to_meta
+from ..meta import add_history, card_value, set_card
+from .frames import FrameCube
+from .headers import header_to_meta
 
 __all__ = ["ChipGeometry", "WFI_GEANT4", "XRAY_PRIMARY_CODES", "is_pixel_table",
            "iter_frame_groups", "iter_training_chunks", "filter_pixel_table",
@@ -299,7 +300,7 @@ def iter_frame_groups(path, *, geometry=None, group_frames=16, energy_unit=None)
     frame_ids : ndarray of int64, shape (n,)
         Input ``FRAME`` of each frame of the cube (frames with no deposit on
         any chip are skipped: they hold no event).
-    cube : `~xcrfilter.io.FrameCube`
+    cube : `~xcrfilter.io.frames.FrameCube`
         (n, rows, columns) float32 energies in eV (deposits on one pixel summed).
     rows : ndarray of int64, shape (n, rows, columns)
         Input table row of the largest deposit on each pixel, -1 where none.
@@ -397,7 +398,7 @@ def filter_pixel_table(path, methods=("vfaint",), *, geometry=None, group_frames
         when a frame time is known.  Sorted by (FRAME, chip, RAWY, RAWX).
     """
     from .ogip import add_time
-    from .pipeline import run_pipeline
+    from ..pipeline import run_pipeline
 
     table = _PixelTable(path, geometry, energy_unit)
     try:

@@ -1,33 +1,20 @@
-"""FITS input: energy frame cubes (event files and products: see below).
+"""Frames in: energy frame cubes from every accepted frame source.
 
-Frames in
-    :func:`as_energy_cube` turns any accepted frame source (a `~astropy.units.Quantity`
-    array, a `~astropy.nddata.CCDData` / `~astropy.nddata.NDData`, a FITS file
-    path or a list of FITS paths) into a float32 cube of pixel energies in eV
-    with a boolean bad-pixel mask.
-    :func:`read_frames` returns the same as a `~astropy.nddata.CCDData`.
+:func:`as_energy_cube` turns any accepted frame source (a `~astropy.units.Quantity`
+array, a `~astropy.nddata.CCDData` / `~astropy.nddata.NDData`, a FITS file
+path or a list of FITS paths) into a float32 cube of pixel energies in eV
+with a boolean bad-pixel mask; :func:`read_frames` returns the same as a
+`~astropy.nddata.CCDData`.  Pixel values in adu or electrons are converted
+with the gain (:mod:`xcrfilter.units`), ``BUNIT`` is parsed here once
+(:func:`parse_bunit`).
 
-Events out (`xcrfilter.eventfile`, importable from here too)
-    :func:`~xcrfilter.eventfile.write_events` /
-    :func:`~xcrfilter.eventfile.read_events` write and read OGIP event
-    files (``EVENTS`` and ``GTI`` binary table extensions, OGIP/93-003
-    conventions as :mod:`xcrfilter.ogip` states them: ``TIME``, ``TUNITn``,
-    ``TLMINn``/``TLMAXn``, ``HDUCLASS`` keywords, checksums) whose header
-    keeps every threshold and choice of the filters as keyword/comment pairs
-    plus HISTORY lines; :func:`~xcrfilter.eventfile.read_gti` reads the good
-    time intervals.
-
-Other products (`xcrfilter.products`, importable from here too)
-    :func:`~xcrfilter.products.write_cam_maps` writes one float32 image HDU
-    per class activation map; :func:`~xcrfilter.products.write_mask` writes a
-    `~astropy.nddata.CCDData` with its mask in a ``MASK`` extension (readable
-    by ccdproc and ds9).
-
-Input files are always opened read-only and never modified.
+Events out are written by :mod:`xcrfilter.io.eventfile`, other products by
+:mod:`xcrfilter.io.products`; the header conventions they share are in
+:mod:`xcrfilter.io.headers`.  Input files are always opened read-only and
+never modified.
 """
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 import warnings
@@ -38,7 +25,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .meta import CARD_COMMENTS, fits_text, set_card
+from ..meta import set_card
+from .headers import clean_header, is_path, meta_to_header
 
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
            "FRAME_ROWS_KEY"]
@@ -83,11 +71,6 @@ _ACCEPTED_UNITS = "an energy (eV, keV), electron or adu"
 _ACCEPTED_FORMS = ("an astropy Quantity array, a CCDData or NDData, a FITS file path, "
                    "or a list of FITS file paths")
 
-# Keywords describing the HDU structure rather than the observation.
-_STRUCTURAL = {"SIMPLE", "BITPIX", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
-               "EXTNAME", "EXTVER", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM",
-               "ZIMAGE", "ZBITPIX", "ZCMPTYPE", "TFIELDS"}
-
 _UNIT_ALIASES = {
     "ev": u.eV, "kev": u.keV, "electron": u.electron, "electrons": u.electron,
     "e-": u.electron, "e": u.electron, "adu": u.adu, "adus": u.adu, "dn": u.adu,
@@ -97,45 +80,6 @@ _UNIT_ALIASES = {
 # --------------------------------------------------------------------------
 # Frames in
 # --------------------------------------------------------------------------
-
-def clean_header(header):
-    """Copy of ``header`` without structural keywords."""
-    out = fits.Header()
-    if header is None:
-        return out
-    for card in header.cards:
-        key = card.keyword
-        if key in _STRUCTURAL or key.startswith("NAXIS") or key.startswith("ZNAXIS") \
-                or key.startswith("ZTILE") or key.startswith("ZNAME") or key.startswith("ZVAL"):
-            continue
-        out.append(card, end=True)
-    return out
-
-
-def _meta_to_header(meta):
-    """Build a FITS header from an NDData ``meta`` mapping (unrepresentable items skipped)."""
-    if isinstance(meta, fits.Header):
-        return clean_header(meta)
-    header = fits.Header()
-    if not meta:
-        return header
-    comments = dict(meta).get(CARD_COMMENTS) or {}
-    for key, value in dict(meta).items():
-        if str(key).upper() == CARD_COMMENTS:
-            continue
-        try:
-            if isinstance(value, tuple) and len(value) == 2:
-                header[str(key)] = value
-            elif isinstance(value, (list, tuple)) and str(key).upper() in ("HISTORY", "COMMENT"):
-                for line in value:
-                    header.add_history(str(line)) if str(key).upper() == "HISTORY" \
-                        else header.add_comment(str(line))
-            else:
-                header[str(key)] = (value, comments.get(str(key).upper(), ""))
-        except (ValueError, TypeError, KeyError):
-            continue
-    return header
-
 
 def parse_bunit(bunit, where):
     if bunit is None or str(bunit).strip() == "":
@@ -173,13 +117,13 @@ def _unit_kind(unit):
 
 def check_gain(gain, name, pair_energy=None):
     """Validate a gain Quantity; returns it in eV/adu (`xcrfilter.units.as_gain`)."""
-    from .units import PAIR_ENERGY, as_gain
+    from ..units import PAIR_ENERGY, as_gain
     return as_gain(gain, name, pair_energy=PAIR_ENERGY if pair_energy is None else pair_energy)
 
 
 def _header_gain(header, primary, detector, where):
     """GAIN keyword (image header, else primary) in eV/adu, or None."""
-    from .units import header_gain
+    from ..units import header_gain
     for h in (header, primary):
         if h is not None and "GAIN" in h:
             return header_gain(h, pair_energy=detector.pair_energy, where=where)
@@ -303,17 +247,13 @@ def _to_cube(values, mask, factor, name):
 
 def default_detector(detector):
     if detector is None:
-        from .detector import DetectorModel
+        from ..detector import DetectorModel
         return DetectorModel.wfi()
-    from .detector import DetectorModel
+    from ..detector import DetectorModel
     if not isinstance(detector, DetectorModel):
         raise TypeError(f"detector must be a DetectorModel or None, got "
                         f"{type(detector).__name__}.")
     return detector
-
-
-def is_path(obj):
-    return isinstance(obj, (str, os.PathLike))
 
 
 def image_hdu(hdul, where, name):
@@ -524,7 +464,7 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
             raise TypeError(
                 f"{name} ({type(frames).__name__}) has no unit; set unit to "
                 f"{_ACCEPTED_UNITS}.")
-        header = _meta_to_header(frames.meta)
+        header = meta_to_header(frames.meta)
         factor = _energy_factor(u.Unit(unit), gain=gain, detector=det,
                                 header_gain=_header_gain(header, None, det, name)
                                 if _unit_kind(u.Unit(unit)) == "adu" else None, where=name)
@@ -598,172 +538,10 @@ def read_frames(source, *, gain=None, detector=None):
     old = header.get("BUNIT")
     header["BUNIT"] = ("eV", "pixel energies")
     if old is not None and str(old).strip().lower() != "ev":
-        header.add_history(f"xcrfilter.io.read_frames: converted from BUNIT={old} to eV")
+        header.add_history(f"xcrfilter.io.frames.read_frames: converted from BUNIT={old} to eV")
     for i, fname in enumerate(cube.filenames, start=1):
         if i <= 99:
             set_card(header, f"INFILE{i:02d}", os.path.basename(fname)[-68:],
                      "input frame file")
     from astropy.nddata import CCDData
     return CCDData(cube.data, unit=u.eV, mask=cube.mask, meta=header)
-
-
-# --------------------------------------------------------------------------
-# Shared header helpers
-# --------------------------------------------------------------------------
-
-#: Longest HISTORY / COMMENT text on one card.
-_CARD_TEXT = 72
-#: Marker ending a HISTORY / COMMENT chunk that continues on the next card.
-_CONTINUE_MARK = "&"
-
-_COLUMN_KEY_PREFIXES = ("TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO",
-                        "TDISP", "TLMIN", "TLMAX", "TDMIN", "TDMAX", "TCTYP", "TCUNI",
-                        "TCRPX", "TCRVL", "TCDLT", "TCROT", "TCRPV")
-
-
-def _package_version():
-    try:
-        from . import __version__
-        return str(__version__)
-    except Exception:
-        return "unknown"
-
-
-def _utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _is_structural(key):
-    key = key.upper()
-    if key in _STRUCTURAL or key.startswith("NAXIS") or key in ("HISTORY", "COMMENT", ""):
-        return True
-    for prefix in _COLUMN_KEY_PREFIXES:
-        if key.startswith(prefix) and key[len(prefix):].isdigit():
-            return True
-    return False
-
-
-def _plain(value):
-    """FITS-representable scalar from a meta value (numpy scalars, Quantities)."""
-    if isinstance(value, u.Quantity):
-        return _plain(value.value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    return value
-
-
-def split_value(key, value, comment=""):
-    """(value, comment) from a plain value (and its ``comment``) or a (value, comment) tuple."""
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
-        value, comment = value
-    if isinstance(value, u.Quantity) and value.size == 1:
-        unit = value.unit.to_string()
-        comment = f"[{unit}] {comment}".strip() if not comment.startswith("[") else comment
-    value = _plain(value)
-    if not (value is None or isinstance(value, (bool, int, float, str, complex))):
-        raise TypeError(f"events.meta[{key!r}] = {value!r} cannot be written as a FITS "
-                        f"keyword; use a number, string, bool or (value, comment) tuple.")
-    return value, comment
-
-
-def add_text_lines(header, kind, lines):
-    """Add HISTORY/COMMENT ``lines``; long lines are chunked with an ``&`` marker."""
-    add = header.add_history if kind == "HISTORY" else header.add_comment
-    for line in lines:
-        text = fits_text(line)
-        while len(text) > _CARD_TEXT:
-            add(text[:_CARD_TEXT - 1] + _CONTINUE_MARK)
-            text = text[_CARD_TEXT - 1:]
-        add(text)
-
-
-def _join_text_lines(chunks):
-    """Inverse of :func:`add_text_lines`."""
-    lines, pending = [], ""
-    for chunk in chunks:
-        chunk = str(chunk).rstrip()
-        if len(chunk) == _CARD_TEXT and chunk.endswith(_CONTINUE_MARK):
-            pending += chunk[:-1]
-            continue
-        lines.append(pending + chunk)
-        pending = ""
-    if pending:
-        lines.append(pending)
-    return lines
-
-
-def apply_meta(header, meta, *, skip=()):
-    """Write every keyword of ``meta`` into ``header`` (HISTORY/COMMENT lists too).
-
-    Comments come from ``meta[CARD_COMMENTS]`` (`xcrfilter.meta`) or from
-    ``(value, comment)`` tuples.
-    """
-    comments = meta.get(CARD_COMMENTS) or {}
-    for key, value in meta.items():
-        ukey = str(key).upper()
-        if ukey == CARD_COMMENTS:
-            continue
-        if ukey in ("HISTORY", "COMMENT"):
-            lines = [value] if isinstance(value, str) else list(value)
-            add_text_lines(header, ukey, lines)
-            continue
-        if ukey in skip or _is_structural(ukey):
-            continue
-        value, comment = split_value(ukey, value, comments.get(ukey, ""))
-        set_card(header, ukey, value, comment)
-
-
-def header_to_meta(header):
-    """``Table.meta``-style dict: plain values, comments in ``meta[CARD_COMMENTS]``
-    (`xcrfilter.meta`), HISTORY/COMMENT lists."""
-    meta = {}
-    for card in header.cards:
-        key = card.keyword
-        if key in ("HISTORY", "COMMENT"):
-            meta.setdefault(key, []).append(str(card.value))
-            continue
-        if _is_structural(key):
-            continue
-        set_card(meta, key, card.value, card.comment)
-    for key in ("HISTORY", "COMMENT"):
-        if key in meta:
-            meta[key] = _join_text_lines(meta[key])
-    return meta
-
-
-def check_output_path(path, overwrite, name="path"):
-    if not is_path(path):
-        raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
-                        f"got {type(path).__name__}.")
-    path = os.fspath(path)
-    from .outputs import check_regular_target
-    check_regular_target(path, name)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{name} {path!r} already exists; pass overwrite=True to "
-                              f"replace it.")
-    return path
-
-
-def write_hdul(hdul, path, overwrite, **kwargs):
-    """Write ``hdul`` atomically (``path.part``, then renamed; `xcrfilter.outputs`)."""
-    from .outputs import atomic_write
-    with atomic_write(path, overwrite=overwrite) as part:
-        hdul.writeto(part, overwrite=True, **kwargs)
-
-
-def creator_cards(header):
-    set_card(header, "CREATOR", f"xcrfilter {_package_version()}"[:68], "software")
-    header["DATE"] = (_utc_now(), "file creation date (UTC)")
-
-
-def input_file_cards(header, input_files):
-    files = [os.fspath(f) for f in input_files]
-    header["NINFILES"] = (len(files), "number of input frame files")
-    for i, fname in enumerate(files, start=1):
-        text = fname if len(fname) <= 68 else os.path.basename(fname)[-68:]
-        if i <= 99:
-            set_card(header, f"INFILE{i:02d}", text, "input frame file")
-        else:
-            header.add_comment(f"input file {i}: {fname}")

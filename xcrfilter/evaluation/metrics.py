@@ -35,8 +35,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from .registry import STATUS_BITS, method_bits, report_names
-from .units import DEFAULT_BAND, as_band
+from ..registry import STATUS_BITS, method_bits, report_names
+from ..units import DEFAULT_BAND, as_band
 
 __all__ = ["method_mask", "rejected",
            "Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
@@ -269,7 +269,7 @@ def confusion(truth_is_cr, rejected):
     The counts are those of `sklearn.metrics.confusion_matrix` with labels
     ``[False, True]`` (``[[tn, fp], [fn, tp]]``, checked by the tests); they
     are counted here with `numpy.count_nonzero`, 40-200 times faster on
-    1e3-1e6 events, because the ROC sweeps of `xcrfilter.compare` take
+    1e3-1e6 events, because the ROC sweeps of `xcrfilter.evaluation.compare` take
     hundreds of them per report.
     """
     is_cr, valid = _as_truth(truth_is_cr)

@@ -10,9 +10,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from .meta import add_history, set_card
-from .io import as_energy_cube
-from .metrics import bit_mask
+from ..meta import add_history, set_card
+from .frames import as_energy_cube
+from ..evaluation.metrics import bit_mask
 
 __all__ = ["mask_events", "event_pixel_mask", "WHICH"]
 
@@ -78,7 +78,7 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     ----------
     frames : Quantity, CCDData, NDData, FITS path or list of paths
         The frames the events were found in (any input of
-        :func:`xcrfilter.io.as_energy_cube`).
+        :func:`xcrfilter.io.frames.as_energy_cube`).
     events : `~astropy.table.Table`
         Columns ``FRAME``, ``RAWX``, ``RAWY`` (0-based) and, unless
         ``which="all"``, ``STATUS``.
@@ -89,7 +89,7 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
         STATUS bit numbers or names (``xcrfilter.registry.STATUS_BITS``, e.g.
         ``["GRADE", "OUTER_RING"]``) that count as a rejection.  Default: all.
     gain, detector : optional
-        Passed to :func:`~xcrfilter.io.as_energy_cube`.
+        Passed to :func:`~xcrfilter.io.frames.as_energy_cube`.
     include_bad_pixels : bool, optional
         Also mask the input's bad pixels (input mask, NaN, inf).  Default
         False: the mask marks event pixels only.
@@ -137,7 +137,7 @@ def mask_events(frames, events, which="rejected", bits=None, *, gain=None, detec
     set_card(header, "MASKBITS", bits_text[:68], "STATUS bits counted as rejection")
     set_card(header, "NMASKEV", int(chosen.sum()), "number of masked events")
     set_card(header, "MASKBAD", bool(include_bad_pixels), "input bad pixels also masked")
-    add_history(header, f"xcrfilter.masks.mask_events(which={which!r}, bits={bits!r})")
+    add_history(header, f"xcrfilter.io.masks.mask_events(which={which!r}, bits={bits!r})")
     header["BUNIT"] = "eV"
     data, out_mask = cube.data, mask
     if cube.was_2d:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
-from .units import DEFAULT_BAND, energy_values
+from ..units import DEFAULT_BAND, energy_values
 
 _BAND_KEV = tuple(float(e) for e in DEFAULT_BAND.to_value(u.keV))
 
@@ -34,11 +34,11 @@ def plot_roc(roc, points=None, *, ax=None, title=None):
     Parameters
     ----------
     roc : `~astropy.table.Table`
-        Output of :func:`xcrfilter.compare.roc_sweeps`: columns ``CURVE``,
+        Output of :func:`xcrfilter.evaluation.compare.roc_sweeps`: columns ``CURVE``,
         ``FPR``, ``RECALL`` (fractions).
     points : `~astropy.table.Table`, optional
         Operating points at the default settings, e.g. the rows of one band of
-        :func:`xcrfilter.compare.compare_table` (``METHOD``, ``FPR``,
+        :func:`xcrfilter.evaluation.compare.compare_table` (``METHOD``, ``FPR``,
         ``RECALL``); drawn as markers.
     ax : `~matplotlib.axes.Axes`, optional
     title : str, optional

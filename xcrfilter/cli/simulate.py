@@ -18,7 +18,7 @@ def _parse_sets(items):
     """``["name=value", ...]`` -> kwargs of `SimulationParameters` (typed)."""
     from dataclasses import fields
 
-    from .params import SimulationParameters
+    from ..simulate.params import SimulationParameters
     known = {f.name: f for f in fields(SimulationParameters) if f.metadata.get("key")}
     out = {}
     for item in items:
@@ -45,7 +45,7 @@ def _parse_sets(items):
 
 def add_arguments(parser):
     """Add the ``simulate`` options to an `argparse.ArgumentParser`."""
-    from ..argtypes import parse_energy
+    from .argtypes import parse_energy
     parser.add_argument("--frames", type=int, required=True, metavar="N",
                         help="number of frames")
     parser.add_argument("--shape", type=int, nargs=2, default=(512, 512),
@@ -67,7 +67,7 @@ def add_arguments(parser):
                         help="readout noise rms [electron] (default: the WFI 7 e-)")
     parser.add_argument("--chunk-frames", type=int, default=64, metavar="N",
                         help="frames simulated and written at a time")
-    from ..argtypes import parse_gain
+    from .argtypes import parse_gain
     parser.add_argument("--gain", type=parse_gain, default=None, metavar="G",
                         help="write adu with this gain, e.g. 3.65eV/adu or 1electron/adu "
                         "(bare numbers are eV/adu; default: write eV)")
@@ -75,7 +75,7 @@ def add_arguments(parser):
                         metavar="NAME=VALUE",
                         help="set any SimulationParameters field, e.g. --set photon_mean=0.02 "
                              "(repeatable)")
-    from .variants import PRESETS
+    from ..simulate.variants import PRESETS
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="named physics variant for evaluation: "
                              + "; ".join(f"{k}: {v['doc']}".replace("%", "%%")
@@ -99,9 +99,9 @@ def add_arguments(parser):
 def run(args):
     """Run ``xcrfilter simulate`` with parsed ``args``; returns the exit code."""
     from ..detector import DetectorModel
-    from .fitsio import write_simulation
-    from .params import SimulationParameters
-    from .variants import PhysicsRanges, RandomPhysicsSimulator, preset
+    from ..simulate.fitsio import write_simulation
+    from ..simulate.params import SimulationParameters
+    from ..simulate.variants import PhysicsRanges, RandomPhysicsSimulator, preset
 
     try:
         if args.frames < 1:

@@ -16,8 +16,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .io import (FrameCube, check_shape, clean_header, default_detector, image_hdu,
-                 hdu_to_energy)
+from .frames import FrameCube, check_shape, default_detector, image_hdu, hdu_to_energy
+from .headers import clean_header
 
 __all__ = ["FrameStream", "frames_per_chunk"]
 
@@ -207,7 +207,7 @@ class FrameStream:
     paths : path-like or list of path-like
         FITS files; each holds a 2-D frame or a 3-D cube (frames, rows,
         columns) with ``BUNIT`` (eV, keV, electron or adu), as
-        :func:`xcrfilter.io.as_energy_cube` reads them (``MASK``/``DQ``
+        :func:`xcrfilter.io.frames.as_energy_cube` reads them (``MASK``/``DQ``
         extension, ``GAIN``, ``ADUOFFS``).  Frame shapes must match.
     gain : `~astropy.units.Quantity` [eV / adu], optional
         Gain for frames in adu (overrides ``GAIN``).
@@ -280,7 +280,7 @@ class FrameStream:
         return out
 
     def read(self, start, stop):
-        """Frames ``start:stop`` (within one file) as a `~xcrfilter.io.FrameCube` [eV]."""
+        """Frames ``start:stop`` (within one file) as a `~xcrfilter.io.frames.FrameCube` [eV]."""
         k = int(np.searchsorted(self.offsets, start, side="right") - 1)
         first = int(self.offsets[k])
         if stop > self.offsets[k + 1] or start < 0:

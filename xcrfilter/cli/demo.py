@@ -28,7 +28,7 @@ import time
 import astropy.units as u
 import numpy as np
 
-from .units import energy_values
+from ..units import energy_values
 
 __all__ = ["add_arguments", "run", "run_demo", "format_report", "DESCRIPTION", "MIN_COUNT",
            "DEFAULT_FRAMES"]
@@ -82,7 +82,7 @@ def run(args):
 
 def _blocks(n_frames, seed, chunk_frames, labels, bar):
     """Simulated frames [eV] chunk by chunk; the truth goes into ``labels``."""
-    from .simulate import iter_frames
+    from ..simulate import iter_frames
     for chunk in iter_frames(n_frames, seed=seed, chunk_size=chunk_frames):
         n = chunk.frames.shape[0]
         labels[chunk.first_frame:chunk.first_frame + n] = chunk.labels
@@ -104,7 +104,7 @@ def _write_mask(path, events, shape, overwrite):
     """3 x 3 pixels of the rejected events as tile-compressed uint8 images."""
     from astropy.io import fits
 
-    from .masks import event_pixel_mask
+    from ..io.masks import event_pixel_mask
     rej = np.asarray(events["STATUS"]) != 0
     mask = event_pixel_mask(shape, np.asarray(events["FRAME"])[rej],
                             np.asarray(events["RAWX"])[rej], np.asarray(events["RAWY"])[rej])
@@ -143,7 +143,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     Returns
     -------
     table : `~astropy.table.Table`
-        :func:`xcrfilter.compare.compare_table` of the run: one row per
+        :func:`xcrfilter.evaluation.compare.compare_table` of the run: one row per
         method (and union with VF) and energy band, with the counts.
 
     Raises
@@ -153,17 +153,17 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     FileExistsError
         If an output file exists and ``overwrite`` is False.
     """
-    from .compare import compare_table
-    from .eventfile import write_events
-    from .pipeline import available_methods, run_pipeline
-    from .simulate import event_truth, write_simulation
+    from ..evaluation.compare import compare_table
+    from ..io.eventfile import write_events
+    from ..pipeline import available_methods, run_pipeline
+    from ..simulate import event_truth, write_simulation
 
     n_frames, chunk_frames = int(n_frames), int(chunk_frames)
     if n_frames < 1 or chunk_frames < 1:
         raise ValueError(f"n_frames and chunk_frames must be >= 1, got {n_frames}, "
                          f"{chunk_frames}.")
     paths = {name: os.path.join(output_dir, name) for name in _FILES}
-    from .outputs import check_outputs
+    from ..io.outputs import check_outputs
     check_outputs({f"-o/--output-dir {name}": path for name, path in paths.items()},
                   overwrite=overwrite, create_dirs=True)
     os.makedirs(output_dir, exist_ok=True)
@@ -178,7 +178,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     if "cam" in names:
         # loaded once and cached: the progress bar then shows the filtering only
         print("loading the CAM filter's model ...", flush=True)
-        from .ml.model import load_model
+        from ..ml.model import load_model
         load_model()
     write_simulation(paths["demo_frames.fits"], min(SAMPLE_FRAMES, n_frames), seed=seed,
                      overwrite=True)
@@ -213,7 +213,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
 
 def _pct(k, n):
     """``"  12/345   3.5% [2.6-4.6]"`` (68 % Wilson interval), ``*`` when n < MIN_COUNT."""
-    from .metrics import fraction_interval
+    from ..evaluation.metrics import fraction_interval
     if n == 0:
         return f"{k:>5d}/{n:<5d}    --".ljust(32)
     lo, hi = fraction_interval(k, n)
@@ -231,7 +231,7 @@ def format_report(events, truth, table, band="0.3-10"):
     truth : int array, shape (n_events,)
         0 noise, 1 X-ray, 2 CR.
     table : `~astropy.table.Table`
-        :func:`xcrfilter.compare.compare_table` of ``events``.
+        :func:`xcrfilter.evaluation.compare.compare_table` of ``events``.
     band : str, optional
         Band of ``table`` to report (default the full 0.3-10 keV).
 
@@ -239,7 +239,7 @@ def format_report(events, truth, table, band="0.3-10"):
     -------
     str
     """
-    from .metrics import rejected
+    from ..evaluation.metrics import rejected
     t = table[table["BAND"] == band]
     lo_kev, hi_kev = float(t["E_LO"][0]), float(t["E_HI"][0])
     e = energy_values(events["ENERGY"], u.keV)
@@ -256,7 +256,7 @@ def format_report(events, truth, table, band="0.3-10"):
     lines.append(f"* fewer than {MIN_COUNT} events: the percentage is uncertain, see its "
                  "interval.")
     if n_cr < MIN_COUNT:
-        from .meta import card_value
+        from ..meta import card_value
         n_frames = int(card_value(events.meta, "NFRAMES", 0))
         more = (f": about {int(np.ceil(MIN_COUNT * n_frames / n_cr))} frames would hold "
                 f"{MIN_COUNT}" if n_cr and n_frames else "")
@@ -283,10 +283,10 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .compare import roc_sweeps
-    from .metrics import method_mask, rejected
-    from .plots import plot_frame_verdicts, plot_roc, plot_spectrum
-    from .simulate import iter_frames
+    from ..evaluation.compare import roc_sweeps
+    from ..evaluation.metrics import method_mask, rejected
+    from ..evaluation.plots import plot_frame_verdicts, plot_roc, plot_spectrum
+    from ..simulate import iter_frames
 
     full = table[table["BAND"] == "0.3-10"]
     methods = [m for m in dict.fromkeys(full["METHOD"]) if "+" not in m]

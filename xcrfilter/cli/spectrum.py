@@ -6,8 +6,8 @@
 
 writes ``obs_vfaint.pha``, ``obs_all.pha`` (OGIP type I), ``obs.rmf`` and
 ``obs.arf`` (with ``--rmf``), ``obs_levels.ecsv`` (the background levels)
-and prints the level table.  Numbers: :mod:`xcrfilter.spectra`; files:
-:mod:`xcrfilter.spectrum_files`.
+and prints the level table.  Numbers: :mod:`xcrfilter.io.spectra`; files:
+:mod:`xcrfilter.io.spectrum_files`.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def read_event_file(path):
     """Events and GTI; ``meta`` gains ``PI_TLMIN``/``PI_TLMAX`` of the ``PI`` column."""
     from astropy.io import fits
 
-    from .eventfile import read_events, read_gti
+    from ..io.eventfile import read_events, read_gti
     events = read_events(path)
     if "PI" not in events.colnames or "STATUS" not in events.colnames:
         raise ValueError(f"{path}: the events have no PI or STATUS column; run xcrfilter "
@@ -112,8 +112,8 @@ def read_event_file(path):
 
 
 def _detector(meta):
-    from .meta import card_value
-    from .detector import DetectorModel
+    from ..meta import card_value
+    from ..detector import DetectorModel
     wfi = DetectorModel.wfi()
     fano = card_value(meta, "FANO")
     noise = card_value(meta, "RDNOISE")
@@ -126,13 +126,13 @@ def _detector(meta):
 
 def run(args):
     """Run ``xcrfilter spectrum``."""
-    from .outputs import check_outputs
-    from .spectra import (DEFAULT_BANDS, check_band, default_combinations, detector_area,
+    from ..io.outputs import check_outputs
+    from ..io.spectra import (DEFAULT_BANDS, check_band, default_combinations, detector_area,
                           exposure_of, format_levels, parse_combination, pixel_size_of)
 
     bands = [check_band(lo, hi) for lo, hi in args.band] if args.band else DEFAULT_BANDS
     if args.regions:
-        from .spectrum_files import require_regions
+        from ..io.spectrum_files import require_regions
         require_regions()  # before any file is written
     check_outputs({}, [args.events])
     events, gti = read_event_file(args.events)
@@ -147,12 +147,12 @@ def run(args):
     hist = [f"xcrfilter spectrum of {os.path.basename(args.events)}: exposure {exposure:.6g}, "
             f"area {area:.6g} (pixel {pixel:g}, {pixel_from})"]
     _write_spectra(args, events, gti, masks, paths, exposure, area, hist)
-    from .spectra import background_levels
+    from ..io.spectra import background_levels
     levels = background_levels(events, combos, bands,
                                exposure=exposure, area=area)
     levels.meta.update(EVENTS=os.path.basename(args.events), PIXSIZE=pixel,
                        PIXFROM=pixel_from)
-    from .outputs import atomic_write
+    from ..io.outputs import atomic_write
     with atomic_write(paths["-o (levels)"], overwrite=args.overwrite) as part:
         levels.write(part, format="ascii.ecsv", overwrite=True)
     print(f"{len(events)} events, exposure {exposure:.6g}, detector area {area:.4g} "
@@ -164,8 +164,8 @@ def run(args):
 
 
 def _write_spectra(args, events, gti, masks, paths, exposure, area, hist):
-    from . import spectrum_files as sf
-    from .spectra import accepted, pi_channel_grid, pi_spectrum
+    from ..io import spectrum_files as sf
+    from ..io.spectra import accepted, pi_channel_grid, pi_spectrum
     first, n, width = pi_channel_grid(events.meta)
     resp = anc = "NONE"
     if args.rmf:

@@ -26,7 +26,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
-from .meta import card_value
+from ..meta import card_value
 
 __all__ = ["spectrum_hdulist", "response_hdulist", "arf_hdulist", "write_hdulist",
            "line_sigma", "true_energy_grid", "regions_of", "write_regions", "require_regions"]
@@ -85,7 +85,7 @@ def _ebounds_hdu(first, n, width, meta):
 
 
 def _primary(meta):
-    from .io import creator_cards
+    from .headers import creator_cards
     hdu = fits.PrimaryHDU()
     _obs_cards(hdu.header, meta)
     creator_cards(hdu.header)
@@ -228,7 +228,7 @@ def arf_hdulist(first, n, width, *, area, meta):
 
     No mirror, filter or quantum efficiency: the ARF makes a fitted
     normalisation a level per cm2 of detector, as
-    :func:`xcrfilter.spectra.background_levels` quotes it.
+    :func:`xcrfilter.io.spectra.background_levels` quotes it.
     """
     kev = true_energy_grid(first, n, width).to_value(u.keV)
     a = float(u.Quantity(area, u.cm ** 2).value)
@@ -245,7 +245,7 @@ def arf_hdulist(first, n, width, *, area, meta):
 
 def write_hdulist(hdul, path, *, overwrite=False, history=()):
     """Write ``hdul`` atomically with ``CREATOR``, ``DATE``, HISTORY and checksums."""
-    from .io import creator_cards, write_hdul
+    from .headers import creator_cards, write_hdul
     for hdu in hdul[1:]:
         creator_cards(hdu.header)
         for line in history:

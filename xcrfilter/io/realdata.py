@@ -99,5 +99,5 @@ def load_real_frame(name):
     ccd.meta["GAIN"] = (info["gain"], "[electron/%s] gain" % info["unit"])
     ccd.meta["RDNOISE"] = (info["readnoise"], "[electron] read noise rms")
     ccd.meta["BUNIT"] = info["unit"].to_string()
-    ccd.meta["XCRFRAME"] = (name, "xcrfilter.realdata frame name")
+    ccd.meta["XCRFRAME"] = (name, "xcrfilter.io.realdata frame name")
     return ccd

@@ -28,16 +28,16 @@ __all__ = ["main", "build_parser"]
 
 # sub-command -> module providing add_arguments(parser) and run(args)
 _DELEGATES = {
-    "simulate": ("xcrfilter.simulate.cli",
+    "simulate": ("xcrfilter.cli.simulate",
                  "simulate frames of an X-ray detector with cosmic rays (FITS + truth)"),
-    "train": ("xcrfilter.ml.cli",
+    "train": ("xcrfilter.cli.train",
               "train the CAM filter (DenseNet frame classifier + random forest)"),
-    "compare": ("xcrfilter.compare_cli",
+    "compare": ("xcrfilter.cli.compare",
                 "run every filter on a simulated observation and write the comparison"),
-    "spectrum": ("xcrfilter.spectrum_cli",
+    "spectrum": ("xcrfilter.cli.spectrum",
                  "OGIP PHA spectra (and an RMF), background levels and ds9 regions of the "
                  "events each filter combination accepts"),
-    "lacosmic": ("xcrfilter.filters.laplacian",
+    "lacosmic": ("xcrfilter.cli.lacosmic",
                  "L.A.Cosmic (astroscrappy) cosmic-ray mask of one image, e.g. the real "
                  "CCD frames shipped with astroscrappy and ccdproc (--real gmos|saao)"),
 }
@@ -59,7 +59,7 @@ def _add_threshold_options(parser):
 
 
 def _fraction(text):
-    from .calibrate import parse_fraction
+    from ..calibrate import parse_fraction
     try:
         return parse_fraction(text)
     except ValueError as exc:
@@ -67,7 +67,7 @@ def _fraction(text):
 
 
 def _add_filter_parser(sub):
-    from . import registry
+    from .. import registry
     bits = "; ".join(f"{bit} {doc}" for bit, doc, _ in registry.status_bits().values())
     p = sub.add_parser(
         "filter", help="find events in FITS frames and flag cosmic-ray events",
@@ -150,8 +150,8 @@ def _events_name(path):
 
 
 def _run_filter(args):
-    from .outputs import check_inputs, check_outputs
-    from .pipeline import parse_methods
+    from ..io.outputs import check_inputs, check_outputs
+    from ..pipeline import parse_methods
 
     names = parse_methods(args.method)
     for f in args.frames:
@@ -203,7 +203,7 @@ def _check_max_lost_xray(args, names):
     """``--max-lost-xray`` calibrates sac, cam, morph and obsctx: refuse it without any of them."""
     if args.max_lost_xray is None:
         return
-    from .registry import filter_spec
+    from ..registry import filter_spec
     if not any(filter_spec(n).calibration is not None for n in names):
         raise ValueError(f"--max-lost-xray calibrates the filters with a threshold (sac, cam, "
                          f"morph, obsctx); -m {','.join(names)} has none of them: add one or drop "
@@ -213,7 +213,7 @@ def _check_max_lost_xray(args, names):
 def _check_inputs_readable(args, observations):
     """The input kind of each observation; every input file opened and checked first.
 
-    Frames files are opened as `~xcrfilter.stream.FrameStream` (headers,
+    Frames files are opened as `~xcrfilter.io.stream.FrameStream` (headers,
     sizes: a truncated file is found here), so that a bad second input of
     ``--output-dir`` fails before the first output is written.  Options that
     do not apply to the kind are refused (``--cam-output`` on pixel tables)
@@ -224,7 +224,7 @@ def _check_inputs_readable(args, observations):
     from astropy.utils.exceptions import AstropyUserWarning
 
     from .sources import input_kind
-    from .stream import FrameStream
+    from ..io.stream import FrameStream
     kinds = []
     for frames in observations:
         kind = input_kind(frames)
@@ -252,20 +252,20 @@ def _check_inputs_readable(args, observations):
 
 def _filter_observation(args, names, client_of, kind):
     """Filter ``args.frames`` (input ``kind``) as one observation into ``args.output``."""
-    from .eventfile import write_events
-    from .meta import set_card
-    from .pipeline import run_pipeline
-    from .registry import options_from_args
+    from ..io.eventfile import write_events
+    from ..meta import set_card
+    from ..pipeline import run_pipeline
+    from ..registry import options_from_args
 
     from .sources import filter_table_input, frame_pipeline_options
     if kind != "frames":
-        # event list or pixel-deposit table (xcrfilter.sources)
+        # event list or pixel-deposit table (xcrfilter.cli.sources)
         events = filter_table_input(kind, args, names, options_from_args(args, names))
         write_events(events, args.output, overwrite=args.overwrite,
                      input_files=list(args.frames))
         _print_summary(events, names, args.output)
         return 0
-    from .stream import FrameStream
+    from ..io.stream import FrameStream
     source = args.frames[0] if len(args.frames) == 1 else list(args.frames)
     # frames are read a chunk at a time: memory does not grow with the input
     stream = FrameStream(source, gain=args.gain, chunk_frames=args.chunk_frames,
@@ -275,7 +275,7 @@ def _filter_observation(args, names, client_of, kind):
     with contextlib.ExitStack() as stack:
         on_chunk = None
         if args.mask_output:
-            from .maskfile import MaskWriter
+            from ..io.maskfile import MaskWriter
             on_chunk = stack.enter_context(MaskWriter(
                 args.mask_output, stream.frame_shape, overwrite=args.overwrite)).add
         client = client_of()
@@ -300,14 +300,14 @@ def _filter_observation(args, names, client_of, kind):
 def _print_summary(events, names, output):
     import numpy as np
 
-    from .registry import method_bits
+    from ..registry import method_bits
     status = np.asarray(events["STATUS"])
     print(f"{len(events)} events written to {output}")
     for name in names:
         nrej = int(np.count_nonzero(status & method_bits(name)))
         print(f"  {name:9s} rejects {nrej:7d}  accepts {len(events) - nrej:7d}")
     print(f"  all       accepts {int(np.count_nonzero(status == 0)):7d}")
-    from .spectra import level_lines
+    from ..io.spectra import level_lines
     for line in level_lines(events):
         print(line)
 
@@ -317,7 +317,7 @@ def build_parser():
         prog="xcrfilter", formatter_class=HelpFormatter,
         description="Cosmic-ray background filters for X-ray imaging detector frames "
         "(very-faint-mode, CAM machine learning, Laplacian, self-anti-coincidence).")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"xcrfilter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_filter_parser(sub)

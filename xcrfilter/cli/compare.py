@@ -1,7 +1,7 @@
 """The ``xcrfilter compare`` command: read an observation and its truth, write the report.
 
-The evaluation is in `xcrfilter.compare`, the figures in
-`xcrfilter.compare_plots`.
+The evaluation is in `xcrfilter.evaluation.compare`, the figures in
+`xcrfilter.evaluation.compare_plots`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import astropy.units as u
 import numpy as np
 
-from .compare import REPORT_FILES, compare_chunks, print_report
+from ..evaluation.compare import REPORT_FILES, compare_chunks, print_report
 
 __all__ = ["add_arguments", "run", "main"]
 
@@ -19,10 +19,10 @@ __all__ = ["add_arguments", "run", "main"]
 def _read_truth_labels(path):
     """Pixel labels from a simulator file (``xcrfilter.simulate.read_truth``)."""
     try:
-        from .simulate import read_truth
+        from ..simulate import read_truth
     except ImportError:
         try:
-            from .simulate.fitsio import read_truth
+            from ..simulate.fitsio import read_truth
         except ImportError:
             read_truth = None
     if read_truth is not None:
@@ -70,7 +70,7 @@ def add_arguments(parser):
     parser.add_argument("--mip-threshold", type=parse_energy, default=10 * u.keV,
                         metavar="E", help="events at or above it are minimum-ionising "
                         "particles")
-    from .registry import add_cli_options
+    from ..registry import add_cli_options
     add_cli_options(parser)
 
 
@@ -78,11 +78,11 @@ def file_chunks(obs_path, truth_path, chunk_frames, max_frames):
     """Yield (FrameCube, labels) chunks of a frames file and its truth (memory-mapped).
 
     The frames are read exactly as ``xcrfilter filter`` reads them
-    (`xcrfilter.stream.FrameStream`: image HDU, MASK/DQ, BUNIT, GAIN, ADUOFFS).
+    (`xcrfilter.io.stream.FrameStream`: image HDU, MASK/DQ, BUNIT, GAIN, ADUOFFS).
     """
     from astropy.io import fits
 
-    from .stream import FrameStream
+    from ..io.stream import FrameStream
     stream = FrameStream(obs_path, chunk_frames=chunk_frames, name="OBS")
     n = stream.n_frames if not max_frames else min(stream.n_frames, int(max_frames))
     with fits.open(truth_path, memmap=True) as thdul:
@@ -100,8 +100,8 @@ def file_chunks(obs_path, truth_path, chunk_frames, max_frames):
 
 def run(args):
     """Run ``xcrfilter compare``; prints the Table 2 layout.  Returns 0."""
-    from .pipeline import parse_methods
-    from .registry import FILTERS, filter_spec, options_from_args
+    from ..pipeline import parse_methods
+    from ..registry import FILTERS, filter_spec, options_from_args
     # all: every registered filter, those that cannot run reported as skipped
     methods = None if args.method.strip().lower() == "all" else parse_methods(args.method)
     options = options_from_args(args, methods or list(FILTERS))
@@ -111,7 +111,7 @@ def run(args):
             option = next(p for p in spec.params if p.name == param).option(name)
             raise ValueError(f"{option}: xcrfilter compare writes no {name} filter "
                              "outputs; use xcrfilter filter.")
-    from .outputs import check_outputs
+    from ..io.outputs import check_outputs
     # no report file may be an input (OBS.fits or TRUTH.fits inside DIR)
     check_outputs({f"-o/--output {name}": os.path.join(args.output, name)
                    for name in REPORT_FILES}, [args.observation, args.truth],
@@ -124,7 +124,7 @@ def run(args):
                             mip_threshold=args.mip_threshold,
                             pixel_frames=args.pixel_frames, outdir=args.output)
     print_report(report)
-    from .spectra import level_lines
+    from ..io.spectra import level_lines
     for line in level_lines(report.events, report.truth):
         print(line)
     print("wrote " + ", ".join(os.path.basename(f) for f in report.figures)

@@ -12,7 +12,7 @@ its union with VF (VF+SAC, VF+LACOSMIC, VF+CAM, VF+MORPH).
 Definitions (CR = positive class, events with truth X-ray or CR only):
 
 * an event is *rejected* by a method when any of the method's ``STATUS``
-  bits is set (:func:`xcrfilter.metrics.method_mask`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
+  bits is set (:func:`xcrfilter.evaluation.metrics.method_mask`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
   CAM: 5, MORPH: 6; a union rejects when either member does);
 * TP = CR rejected, FN = CR accepted, FP = X-ray rejected, TN = X-ray accepted;
 * precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2PR/(P+R);
@@ -40,9 +40,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from . import registry
+from .. import registry
 from .metrics import rejected
-from .units import DEFAULT_BAND, energy_values
+from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["BANDS", "FULL_BAND", "band_masks", "event_truth_labels",
            "compare_table", "format_table", "print_report", "pixel_confusion",
@@ -88,12 +88,12 @@ def event_truth_labels(events, labels):
 
     Thin wrapper of :func:`xcrfilter.simulate.event_truth` returning int8.
     """
-    from .simulate import event_truth
+    from ..simulate import event_truth
     return np.asarray(event_truth(events, labels)).astype(np.int8)
 
 
 def _rates(tp, fp, tn, fn):
-    """Seed-paper metrics of one confusion matrix (``xcrfilter.metrics``)."""
+    """Seed-paper metrics of one confusion matrix (``xcrfilter.evaluation.metrics``)."""
     from . import metrics
     cm = metrics.Confusion(int(tp), int(fp), int(tn), int(fn))
     return dict(PRECISION=metrics.precision(cm), RECALL=metrics.recall(cm),
@@ -102,7 +102,7 @@ def _rates(tp, fp, tn, fn):
 
 
 def _counts(is_cr, is_xray, rej):
-    """(TP, FP, TN, FN) with ``xcrfilter.metrics.confusion`` on the X-ray/CR events."""
+    """(TP, FP, TN, FN) with ``xcrfilter.evaluation.metrics.confusion`` on the X-ray/CR events."""
     from .metrics import confusion
     valid = is_cr | is_xray
     return tuple(confusion(is_cr[valid], rej[valid]))
@@ -110,7 +110,7 @@ def _counts(is_cr, is_xray, rej):
 
 def available_report_methods(events):
     """Single methods whose filter ran on ``events`` (from ``meta['FILTERS']``)."""
-    from .meta import card_value
+    from ..meta import card_value
     ran = card_value(events.meta, "FILTERS", None)
     if ran:
         ran = [s.strip() for s in str(ran).split(",")]
@@ -287,7 +287,7 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
 
     Parameters
     ----------
-    frames : frames accepted by :func:`xcrfilter.io.as_energy_cube`, shape (n, ny, nx)
+    frames : frames accepted by :func:`xcrfilter.io.frames.as_energy_cube`, shape (n, ny, nx)
     labels : uint8 ndarray, shape (n, ny, nx)
         Truth labels (0 none, 1 X-ray, 2 CR).
     sigclips : array-like, optional
@@ -304,8 +304,8 @@ def scan_sigclip(frames, labels, sigclips=None, *, detector=None, **lacosmic_opt
         holds ``SIGMSE`` (sigclip at the MSE minimum) and ``SIGKNEE`` (knee of
         N_CRPIX vs sigclip, :func:`knee_point`).
     """
-    from .filters.laplacian import cosmic_ray_pixels
-    from .io import as_energy_cube
+    from ..filters.laplacian import cosmic_ray_pixels
+    from ..io.frames import as_energy_cube
 
     if sigclips is None:
         sigclips = np.arange(1.0, 10.01, 0.5)
@@ -430,7 +430,7 @@ def _run_methods(cube, names, options, thresholds):
     ``skipped``.  Any error of a filter that runs is raised, naming the
     filter (a note on the exception, shown with its traceback).
     """
-    from .pipeline import run_pipeline
+    from ..pipeline import run_pipeline
     skipped = {}
     names = list(names)
     for name in list(names):
@@ -450,7 +450,7 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
 
     Parameters
     ----------
-    frames : frames accepted by :func:`xcrfilter.io.as_energy_cube`
+    frames : frames accepted by :func:`xcrfilter.io.frames.as_energy_cube`
         Simulated frames (n_frames, ny, nx).
     truth_labels : uint8 ndarray, shape (n_frames, ny, nx)
         Pixel truth (0 none, 1 X-ray, 2 CR) from the simulator.
@@ -478,13 +478,13 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
         CR-probability thresholds of the ROC sweeps of the probability
         filters (CAM, MORPH).  Default 0, 0.01, ..., 1.
     gain, detector
-        As for :func:`xcrfilter.io.as_energy_cube`.
+        As for :func:`xcrfilter.io.frames.as_energy_cube`.
 
     Returns
     -------
     CompareReport
     """
-    from .io import as_energy_cube
+    from ..io.frames import as_energy_cube
     cube = as_energy_cube(frames, gain=gain, detector=detector)
     labels = np.asarray(truth_labels)
     if labels.ndim == 2:
@@ -509,7 +509,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     Parameters
     ----------
     chunks : iterable of (frames, labels)
-        ``frames`` in any form :func:`xcrfilter.io.as_energy_cube` reads (a
+        ``frames`` in any form :func:`xcrfilter.io.frames.as_energy_cube` reads (a
         FrameCube, a Quantity cube...), ``labels`` the matching uint8 truth
         cube.  E.g. ``((c.frames * u.eV, c.labels) for c in
         xcrfilter.simulate.iter_frames(5000, seed=1, chunk_size=200))``.
@@ -524,7 +524,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     """
     from astropy.table import vstack
 
-    from .io import FrameCube, as_energy_cube
+    from ..io.frames import FrameCube, as_energy_cube
     names = list(methods) if methods is not None else list(registry.FILTERS)
     if "vfaint" not in names:
         names.insert(0, "vfaint")
@@ -557,7 +557,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
         # pixel-wise Laplacian confusion on the leading frames
         k = min(int(pixel_frames or 0) - n_frames, cube.data.shape[0])
         if "lacosmic" in names and k > 0:
-            from .filters.laplacian import cosmic_ray_pixels
+            from ..filters.laplacian import cosmic_ray_pixels
             sub = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
                             cube.header, cube.filenames, False)
             mask = cosmic_ray_pixels(sub, detector=detector, **dict(
@@ -580,7 +580,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     events.meta.update(meta)
     if "TIME" in events.colnames and len(parts) > 1:
         # each chunk was timed from its own first frame: time the whole run
-        from .ogip import add_time
+        from ..io.ogip import add_time
         events.meta.pop("GTI", None)
         add_time(events, dict(events.meta), n_frames=n_frames, warn=False)
     events.meta["HISTORY"] = history if len(parts) == 1 else [
@@ -628,7 +628,7 @@ def write_report(report, outdir, *, frames=None, labels=None, overwrite=True):
         for name, reason in report.skipped.items():
             fh.write(f"skipped {name}: {reason}\n")
     try:
-        from .eventfile import write_events
+        from ..io.eventfile import write_events
         ev = report.events.copy()
         ev["TRUTH"] = report.truth.astype(np.int16)
         write_events(ev, os.path.join(outdir, "events.fits"), overwrite=overwrite)

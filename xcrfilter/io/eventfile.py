@@ -1,10 +1,10 @@
 """OGIP event files: :func:`write_events`, :func:`read_events`, :func:`read_gti`.
 
 Event files hold ``EVENTS`` and ``GTI`` binary table extensions following
-OGIP/93-003 as :mod:`xcrfilter.ogip` states the conventions (``TIME``,
+OGIP/93-003 as :mod:`xcrfilter.io.ogip` states the conventions (``TIME``,
 ``TUNITn``, ``TLMINn``/``TLMAXn``, ``HDUCLASS`` keywords, checksums); the
 header keeps every threshold and choice of the filters as keyword/comment
-pairs plus HISTORY lines.  Written atomically (`xcrfilter.outputs`).
+pairs plus HISTORY lines.  Written atomically (`xcrfilter.io.outputs`).
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .io import (add_text_lines, apply_meta, check_output_path, creator_cards,
-                 header_to_meta, input_file_cards, is_path, write_hdul)
-from .registry import status_bits
+from .headers import (add_text_lines, apply_meta, check_output_path, creator_cards, header_to_meta,
+                      input_file_cards, is_path, write_hdul)
+from ..registry import status_bits
 
 __all__ = ["write_events", "read_events", "read_gti"]
 
@@ -31,16 +31,16 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     ``EXTNAME = 'EVENTS'`` (``HDUCLASS = 'OGIP'``, ``HDUCLAS1 = 'EVENTS'``,
     ``HDUCLAS2 = 'ALL'`` since filters never drop rows) and, when the
     observation time is known, a ``GTI`` extension (``HDUCLAS1 = 'GTI'``),
-    following OGIP/93-003 (see :mod:`xcrfilter.ogip` for the conventions):
+    following OGIP/93-003 (see :mod:`xcrfilter.io.ogip` for the conventions):
 
     * ``TUNITn`` for every column with a unit; energy columns (``ENERGY``,
       ``PHAS``, ...) are written in eV, integer ``PHA`` and ``PI`` columns
       get ``TUNITn = 'chan'``;
     * ``TLMINn``/``TLMAXn`` on every integer column
-      (:func:`xcrfilter.ogip.column_limits`);
+      (:func:`xcrfilter.io.ogip.column_limits`);
     * ``PHAS`` with ``TDIMn = '(5,5)'``;
     * ``STATUSn`` keywords naming every STATUS bit and its meaning
-      (:func:`xcrfilter.ogip.status_bit_cards`);
+      (:func:`xcrfilter.io.ogip.status_bit_cards`);
     * a ``TIME`` column (``TSTART + FRAME * TIMEDEL``) when the table has
       none but ``meta`` has ``TSTART`` and ``TIMEDEL``;
     * the observation and time keywords (``TELESCOP``, ``INSTRUME``,
@@ -58,7 +58,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         comment)`` tuples (scalar Quantities are written as their value with
         ``[unit]`` prepended to the comment); ``HISTORY``
         and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
-        time intervals (``START``, ``STOP``, as :func:`xcrfilter.ogip.add_time`
+        time intervals (``START``, ``STOP``, as :func:`xcrfilter.io.ogip.add_time`
         makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
         ``TLMIN``/``TLMAX``.
     path : str or path-like
@@ -161,7 +161,7 @@ _TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "
 
 def _complete_time(table, meta):
     """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
-    from .meta import card_value
+    from ..meta import card_value
     tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
     if "TIME" in table.colnames or "FRAME" not in table.colnames \
             or tstart is None or dt is None:

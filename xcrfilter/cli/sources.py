@@ -8,11 +8,11 @@ frames
 event list
     A binary table with a 25-value ``PHAS`` column (the ``EVENTS`` table, else
     the first binary table): filtered in event-list mode
-    (:mod:`xcrfilter.eventlist`); only the very-faint-mode filter applies.
+    (:mod:`xcrfilter.io.eventlist`); only the very-faint-mode filter applies.
 pixel-deposit table
     A binary table with ``FRAME``, ``ENERGY`` and pixel coordinates but no
     ``PHAS`` (Geant4 background simulations): streamed a group of frames at
-    a time (:mod:`xcrfilter.geant4`).
+    a time (:mod:`xcrfilter.io.geant4`).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _energy_unit(text):
 
 def _chips(text):
     """``--chips``: a chip geometry, parsed when the command line is read."""
-    from .geant4 import ChipGeometry
+    from ..io.geant4 import ChipGeometry
     try:
         return ChipGeometry.parse(text)
     except ValueError as exc:
@@ -98,8 +98,8 @@ def input_kind(paths):
     ValueError
         If several files are given and one of them is a table.
     """
-    from .eventlist import is_event_list
-    from .geant4 import is_pixel_table
+    from ..io.eventlist import is_event_list
+    from ..io.geant4 import is_pixel_table
     kinds = []
     for p in paths:
         kinds.append("events" if is_event_list(p) else "pixels" if is_pixel_table(p)
@@ -113,7 +113,7 @@ def input_kind(paths):
 
 def frame_pipeline_options(args, paths, n_frames, header):
     """``run_pipeline`` keywords of the frames kind: thresholds style, time, frame times."""
-    from .ogip import frame_time_from_header, read_frame_times
+    from ..io.ogip import frame_time_from_header, read_frame_times
     frame_times = read_frame_times(paths[0], n_frames) if len(paths) == 1 else None
     if frame_times is None and frame_time_from_header(header, args.frame_time) is None:
         warnings.warn("no frame time (TIMEDEL, FRAMTIME or TEXPFRAM keyword): the event "
@@ -134,7 +134,7 @@ def filter_table_input(kind, args, names, method_options):
     """
     path = os.fspath(args.frames[0])
     if kind == "events":
-        from .eventlist import filter_event_list, read_event_list
+        from ..io.eventlist import filter_event_list, read_event_list
         other = [n for n in names if n != "vfaint"]
         if other:
             raise ValueError(f"{path} is an event list: only the vfaint filter runs on "
@@ -146,7 +146,7 @@ def filter_table_input(kind, args, names, method_options):
                                  split_threshold=args.split_threshold,
                                  mip_threshold=args.mip_threshold,
                                  strict=args.strict_thresholds, frame_time=args.frame_time)
-    from .geant4 import filter_pixel_table
+    from ..io.geant4 import filter_pixel_table
     return filter_pixel_table(path, names, geometry=args.chips,
                               group_frames=args.group_frames, energy_unit=args.phas_unit,
                               frame_time=args.frame_time,
