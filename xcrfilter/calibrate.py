@@ -45,7 +45,7 @@ simulator's X-ray shapes and on the first chunk being typical.
 
 Either way the achieved fraction is reported with its 68 % binomial
 (Wilson) interval.  Filters take part through their ``CALIBRATION``
-attribute, a :class:`~xcrfilter.registry.Calibration`.
+attribute, a :class:`~xcrfilter.contract.Calibration`.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
 
     Parameters
     ----------
-    module : `~xcrfilter.registry.Filter`
+    module : `~xcrfilter.contract.Filter`
         The filter's declaration; its ``CALIBRATION`` names the score column,
         the option and the sign, and ``run`` scores the injected events.
     cube : `~xcrfilter.io.frames.FrameCube`
@@ -271,9 +271,9 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
 
     Parameters
     ----------
-    module : `~xcrfilter.registry.Filter`
+    module : `~xcrfilter.contract.Filter`
         The filter's declaration: ``run`` scores the placed events, and
-        ``CALIBRATION`` (a :class:`~xcrfilter.registry.Calibration`) names
+        ``CALIBRATION`` (a :class:`~xcrfilter.contract.Calibration`) names
         the score column and whether it looks at the event's own pixels.
     cube : `~xcrfilter.io.frames.FrameCube`
         Frames [eV] of one chunk (at least 2 frames give a sample).

@@ -32,7 +32,7 @@ METHODS = registry.FILTERS
 
 
 def load_method(name):
-    """The :class:`~xcrfilter.registry.Filter` declaration of filter ``name``.
+    """The :class:`~xcrfilter.contract.Filter` declaration of filter ``name``.
 
     Raises
     ------
@@ -48,7 +48,7 @@ def available_methods():
     """Names of the filters usable on this installation.
 
     A filter is usable when its module imports and it is available
-    (:meth:`~xcrfilter.registry.Filter.available`: the CAM and morph
+    (:meth:`~xcrfilter.contract.Filter.available`: the CAM and morph
     filters need their shipped models).
     """
     names = []
@@ -187,7 +187,7 @@ def _shift_sample(samples, piece, events, first, specs, common, options, shift):
     """Add the frame-shift samples of ``piece`` (first frame ``first``) to ``samples``.
 
     Filters calibrated by frame shift add ``(scores, n_events)``; filters
-    that learn from the observation (:attr:`~xcrfilter.registry.Filter.observe`)
+    that learn from the observation (:attr:`~xcrfilter.contract.Filter.observe`)
     add what they observe.
     """
     from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores

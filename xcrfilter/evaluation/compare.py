@@ -425,7 +425,7 @@ def _run_methods(cube, names, options, thresholds):
     """Run the pipeline with ``names``; return (events, ran, skipped).
 
     An optional filter (one that needs a model,
-    :meth:`~xcrfilter.registry.Filter.available`) is skipped when it has no
+    :meth:`~xcrfilter.contract.Filter.available`) is skipped when it has no
     model, neither installed nor given in ``options``; the reason goes to
     ``skipped``.  Any error of a filter that runs is raised, naming the
     filter (a note on the exception, shown with its traceback).
@@ -466,7 +466,8 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding thresholds (seed paper Sec. 3.1).
     pixel_frames : int
-        Number of leading frames used for the pixel-wise Laplacian confusion
+        Number of leading frames used for the pixel-wise confusion of the filter
+        that marks pixels (its declaration's ``pixel_mask``: the Laplacian)
         (0 to skip).  Default 50.
     outdir : str, optional
         If given, write ``table.ecsv``, ``table.txt``, ``roc.ecsv``,
@@ -556,12 +557,14 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
         parts.append(events)
         # pixel-wise Laplacian confusion on the leading frames
         k = min(int(pixel_frames or 0) - n_frames, cube.data.shape[0])
-        if "lacosmic" in names and k > 0:
-            from ..filters.laplacian import cosmic_ray_pixels
+        pixel_filter = next((n for n in names
+                             if registry.filter_spec(n).pixel_mask is not None), None)
+        if pixel_filter is not None and k > 0:
             sub = FrameCube(cube.data[:k], None if cube.mask is None else cube.mask[:k],
                             cube.header, cube.filenames, False)
-            mask = cosmic_ray_pixels(sub, detector=detector, **dict(
-                options.get("lacosmic", {}))).reshape(labels[:k].shape)
+            mask = registry.filter_spec(pixel_filter).pixel_mask(
+                sub, detector=detector, **dict(options.get(pixel_filter, {}))
+            ).reshape(labels[:k].shape)
             c = pixel_confusion(mask, labels[:k])
             if pix is None:
                 pix = {key: c[key] for key in ("TP", "FP", "FN", "TN", "FP_XRAY", "N_XRAY",

@@ -560,7 +560,7 @@ def method_mask(name):
     """STATUS bit mask of a report method, e.g. ``"VF"`` or ``"VF+SAC"`` (a union).
 
     The report names (``VF``, ``LACOSMIC``, ``SAC``, ``CAM``, ``MORPH``) are
-    the filters' :attr:`~xcrfilter.registry.Filter.label`; their bits come
+    the filters' :attr:`~xcrfilter.contract.Filter.label`; their bits come
     from :func:`xcrfilter.registry.method_bits`.
     """
     labels = report_names()

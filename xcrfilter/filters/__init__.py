@@ -3,7 +3,7 @@
 Every filter module holds the function users call, ``*_filter(frames,
 events=None, *, ...)``, which returns a new events table with the filter's
 STATUS bits cleared and set and its columns and header cards added, and one
-:class:`xcrfilter.registry.Filter` named ``FILTER`` that declares its name,
+:class:`xcrfilter.contract.Filter` named ``FILTER`` that declares its name,
 bits, parameters, shared inputs and calibratable threshold:
 :mod:`~xcrfilter.filters.vfaint` (the traditional very-faint-mode screening),
 :mod:`~xcrfilter.filters.sac` (self-anti-coincidence near particle tracks),

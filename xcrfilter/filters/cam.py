@@ -45,9 +45,9 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from ..cli.argtypes import parse_energy
-from ..meta import add_history, set_card
+from ..meta import log_to_metadata
 from ..io.products import CamMapWriter, write_cam_maps
-from ..registry import Calibration, Filter, Param
+from ..contract import Calibration, Card, Filter, Param
 from ..units import DEFAULT_BAND, as_band, as_probability, energy_values
 from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
 
@@ -252,27 +252,24 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
     out["CAM_NET"].description = "PROB_CR from the network and the CAM forest"
     n_net = int(network.sum())
     meta = out.meta
-    for key, value, comment in cam.header_cards():
-        set_card(meta, key, value, comment)
-    set_card(meta, "CAMTHR", float(threshold), "CAM filter PROB_CR rejection threshold")
-    set_card(meta, "CAMELO", band_ev[0], "[eV] CAM scored band lower edge (inclusive)")
-    set_card(meta, "CAMEHI", band_ev[1], "[eV] CAM scored band upper edge (exclusive)")
-    set_card(meta, "CAMNSCO", n_scored, "events scored by the CAM filter")
-    set_card(meta, "CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)")
     record_split_threshold(meta, "CAM", "cam", _model_split_ev(cam), split_threshold)
-    set_card(meta, "CAMNNET", n_net, "events scored by the CAM network")
-    set_card(meta, "CAMCASC", cascade is not None, "CAM cascade: morph decides outside band")
+    cards = cam.header_cards() + FILTER.cards({"threshold": float(threshold),
+                                               "band": band_ev}) + [
+        ("CAMNSCO", n_scored, "events scored by the CAM filter"),
+        ("CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)"),
+        ("CAMNNET", n_net, "events scored by the CAM network"),
+        ("CAMCASC", cascade is not None, "CAM cascade: morph decides outside band")]
     if cascade is not None:
         lo, hi = cascade.band(threshold)
-        set_card(meta, "CAMCLO", lo, "cascade: PROB_MORPH < CAMCLO accepted, no network")
-        set_card(meta, "CAMCHI", hi, "cascade: PROB_MORPH >= CAMCHI rejected, no network")
+        cards += [("CAMCLO", lo, "cascade: PROB_MORPH < CAMCLO accepted, no network"),
+                  ("CAMCHI", hi, "cascade: PROB_MORPH >= CAMCHI rejected, no network")]
         how = (f"cascade on (network on PROB_MORPH in [{lo:.4f}, {hi:.4f}): "
                f"{n_net} of {n_scored} events)")
     else:
         how = "cascade off"
-    add_history(meta, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, threshold "
-                      f"{threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
-                      f"{n_rej} of {n_scored} scored events rejected")
+    log_to_metadata(meta, cards, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, "
+                    f"threshold {threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
+                    f"{n_rej} of {n_scored} scored events rejected")
     if cam_output is not None:
         maps = cam_maps(cube, cam, classes=map_classes)
         cards = cam.header_cards() + [
@@ -282,8 +279,8 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
         else:
             write_cam_maps(cam_output, maps, cards, overwrite=overwrite)
         where = cam_output.path if isinstance(cam_output, CamMapWriter) else cam_output
-        add_history(meta, f"cam_filter: CAM maps {', '.join(map_classes)} written to "
-                          f"{os.fspath(where)}")
+        log_to_metadata(meta, history=f"cam_filter: CAM maps {', '.join(map_classes)} "
+                        f"written to {os.fspath(where)}")
     return out
 
 
@@ -419,7 +416,8 @@ FILTER = Filter(
     name="cam", step=pipeline_step, status=STATUS, shared=("split_threshold",),
     params=(
         Param("threshold", None, "CR-probability threshold in [0, 1] (default: the model's)",
-              type=float, metavar="P", aliases=("--threshold",)),
+              type=float, metavar="P", aliases=("--threshold",),
+              card=Card("CAMTHR", "CAM filter PROB_CR rejection threshold")),
         Param("model", None, "model directory, or a shipped model by name: 'context' "
               "(network and whole-frame context features, trained on randomised physics; "
               "used when the option is absent) or 'paper' (the seed paper's ten features)",
@@ -427,7 +425,9 @@ FILTER = Filter(
         Param("cam_output", None, "write CAM_XRAY and CAM_CR maps of every frame to this "
               "FITS file", metavar="CAMS.fits", flag="--cam-output", output=True),
         Param("band", None, "scored energy band [LO, HI) (default: 0.3keV 10keV)", "eV",
-              type=parse_energy, nargs=2, metavar=("LO", "HI"), convert=_to_ev),
+              type=parse_energy, nargs=2, metavar=("LO", "HI"), convert=_to_ev,
+              card=Card(("CAMELO", "CAMEHI"), ("CAM scored band lower edge (inclusive)",
+                                               "CAM scored band upper edge (exclusive)"))),
         Param("cascade", None, "'on' (default with the shipped 'context' model): the morph "
               "forest accepts or rejects the events it is sure of and only the others go "
               "through the network; 'off': the network scores every event (the full "

@@ -42,10 +42,10 @@ from astropy.io import fits
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ..meta import add_history, set_card
+from ..meta import log_to_metadata
 from ..events import set_status_bit
 from ..io.frames import is_nddata
-from ..registry import Filter, Param
+from ..contract import Card, Filter, Param
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
@@ -70,31 +70,6 @@ LACOSMIC_DEFAULTS = dict(sigclip=4.5, sigfrac=0.3, objlim=5.0, pssl=0.0, niter=4
 _CLEANTYPES = ("median", "medmask", "meanmask", "idw")
 _FSMODES = ("median", "convolve")
 _PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
-
-# (keyword, parameter, comment) of the header cards written by the filter.
-_CARDS = [
-    ("LACSIGCL", "sigclip", "L.A.Cosmic Laplacian-to-noise limit"),
-    ("LACSIGFR", "sigfrac", "L.A.Cosmic neighbour fraction of sigclip"),
-    ("LACOBJLM", "objlim", "L.A.Cosmic Laplacian / fine-structure contrast"),
-    ("LACGAIN", "gain", "[electron/count] gain passed to astroscrappy"),
-    ("LACRDNS", "readnoise", "[electron] read noise passed to astroscrappy"),
-    ("LACSATLV", "satlevel", "[electron] saturation level (-1 = none)"),
-    ("LACPSSL", "pssl", "[count] previously subtracted sky level"),
-    ("LACNITER", "niter", "L.A.Cosmic iterations"),
-    ("LACSEPMD", "sepmed", "separable median filter used"),
-    ("LACCLEAN", "cleantype", "astroscrappy clean algorithm"),
-    ("LACFSMOD", "fsmode", "fine-structure image mode"),
-    ("LACPSFMD", "psfmodel", "PSF model for fsmode=convolve"),
-    ("LACPSFFW", "psffwhm", "[pixel] PSF FWHM for fsmode=convolve"),
-    ("LACPSFSZ", "psfsize", "[pixel] PSF kernel size for fsmode=convolve"),
-    ("LACPSFK", "psfk", "user PSF kernel given"),
-    ("LACPSFBT", "psfbeta", "Moffat beta for psfmodel=moffat"),
-    ("LACINBKG", "inbkg", "background image given"),
-    ("LACINVAR", "invar", "variance image given"),
-    ("LACCUNIT", "count_unit", "unit of the counts given to astroscrappy"),
-    ("LACPAIR", "pair_energy", "[eV/electron] pair energy for eV->electron"),
-]
-
 
 # --------------------------------------------------------------------------
 # input handling
@@ -568,18 +543,19 @@ _DETECT_DEFAULTS = dict(LACOSMIC_DEFAULTS, gain=None, readnoise=None, satlevel=N
 
 
 def _write_cards(meta, params, n_cr, version, n_events=None):
-    for key, name, comment in _CARDS:
-        set_card(meta, key, params[name], comment)
-    set_card(meta, "LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask")
-    set_card(meta, "LACVERS", str(version), "astroscrappy version")
+    cards = FILTER.cards(params) + [
+        ("LACCUNIT", params["count_unit"], "unit of the counts given to astroscrappy"),
+        ("LACPAIR", params["pair_energy"], "[eV/electron] pair energy for eV->electron"),
+        ("LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask"),
+        ("LACVERS", str(version), "astroscrappy version")]
     text = ("lacosmic_filter: astroscrappy.detect_cosmics(" + ", ".join(
         f"{k}={params[k]}" for k in ("sigclip", "sigfrac", "objlim", "gain", "readnoise",
                                      "satlevel", "niter", "sepmed", "cleantype", "fsmode"))
             + f") -> {n_cr} CR pixels")
     if n_events is not None:
-        set_card(meta, "LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)")
+        cards.append(("LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)"))
         text += f", {n_events} events flagged (STATUS bit {LACOSMIC_BIT})"
-    add_history(meta, text)
+    log_to_metadata(meta, cards, text)
 
 
 # --------------------------------------------------------------------------
@@ -613,37 +589,55 @@ _D = LACOSMIC_DEFAULTS
 #: The filter's declaration (`xcrfilter.registry`): the astroscrappy keywords.
 FILTER = Filter(
     name="lacosmic", step=pipeline_step, status=STATUS, shared=("detector",),
-    count_cards=COUNT_CARDS,
+    count_cards=COUNT_CARDS, pixel_mask=cosmic_ray_pixels,
     params=(
         Param("sigclip", _D["sigclip"], "Laplacian-to-noise limit for cosmic-ray pixels",
-              type=float, metavar="S"),
+              type=float, metavar="S",
+              card=Card("LACSIGCL", "L.A.Cosmic Laplacian-to-noise limit")),
         Param("sigfrac", _D["sigfrac"], "fraction of sigclip for the neighbours of cosmic-ray "
-              "pixels", type=float, metavar="F"),
+              "pixels", type=float, metavar="F",
+              card=Card("LACSIGFR", "L.A.Cosmic neighbour fraction of sigclip")),
         Param("objlim", _D["objlim"], "minimum contrast of Laplacian to fine-structure image",
-              type=float, metavar="C"),
-        Param("niter", _D["niter"], "number of detection iterations", type=int, metavar="N"),
+              type=float, metavar="C",
+              card=Card("LACOBJLM", "L.A.Cosmic Laplacian / fine-structure contrast")),
+        Param("niter", _D["niter"], "number of detection iterations", type=int, metavar="N",
+              card=Card("LACNITER", "L.A.Cosmic iterations")),
         Param("readnoise", None, "read noise (default: the detector model's)", "electron",
-              type=float, metavar="RN"),
+              type=float, metavar="RN",
+              card=Card("LACRDNS", "read noise passed to astroscrappy")),
         Param("satlevel", None, "saturation level (default: no saturation)", "electron",
-              type=float, metavar="LEVEL"),
+              type=float, metavar="LEVEL",
+              card=Card("LACSATLV", "saturation level (-1 = none)")),
         Param("cleantype", _D["cleantype"], "how masked pixels are replaced in the cleaned "
-              "image", choices=_CLEANTYPES),
+              "image", choices=_CLEANTYPES,
+              card=Card("LACCLEAN", "astroscrappy clean algorithm")),
         Param("fsmode", _D["fsmode"], "fine-structure image: 3x3 and 7x7 medians, or a PSF "
-              "convolution", choices=_FSMODES),
+              "convolution", choices=_FSMODES,
+              card=Card("LACFSMOD", "fine-structure image mode")),
         Param("psfmodel", _D["psfmodel"], "PSF model of --lacosmic-fsmode convolve",
-              choices=_PSFMODELS),
+              choices=_PSFMODELS,
+              card=Card("LACPSFMD", "PSF model for fsmode=convolve")),
         Param("psffwhm", _D["psffwhm"], "PSF full width at half maximum (fsmode convolve)",
-              "pixel", type=float, metavar="FWHM"),
+              "pixel", type=float, metavar="FWHM",
+              card=Card("LACPSFFW", "PSF FWHM for fsmode=convolve")),
         Param("psfsize", _D["psfsize"], "PSF kernel size, odd (fsmode convolve)", "pixel",
-              type=int, metavar="N"),
+              type=int, metavar="N",
+              card=Card("LACPSFSZ", "PSF kernel size for fsmode=convolve")),
         Param("psfbeta", _D["psfbeta"], "Moffat beta of --lacosmic-psfmodel moffat",
-              type=float, metavar="BETA"),
-        Param("sepmed", True, "use the full (not separable) median filter", negate=True),
-        Param("gain", None, "gain of adu frames", "electron/adu", cli=False),
-        Param("pssl", _D["pssl"], "previously subtracted sky level", "count", cli=False),
-        Param("psfk", None, "user PSF kernel (ndarray)", cli=False),
-        Param("inbkg", None, "background image (ndarray)", cli=False),
-        Param("invar", None, "variance image (ndarray)", cli=False),
+              type=float, metavar="BETA",
+              card=Card("LACPSFBT", "Moffat beta for psfmodel=moffat")),
+        Param("sepmed", True, "use the full (not separable) median filter", negate=True,
+              card=Card("LACSEPMD", "separable median filter used")),
+        Param("gain", None, "gain of adu frames", "electron/adu", cli=False,
+              card=Card("LACGAIN", "gain passed to astroscrappy", "electron/count")),
+        Param("pssl", _D["pssl"], "previously subtracted sky level", "count", cli=False,
+              card=Card("LACPSSL", "previously subtracted sky level")),
+        Param("psfk", None, "user PSF kernel (ndarray)", cli=False,
+              card=Card("LACPSFK", "user PSF kernel given")),
+        Param("inbkg", None, "background image (ndarray)", cli=False,
+              card=Card("LACINBKG", "background image given")),
+        Param("invar", None, "variance image (ndarray)", cli=False,
+              card=Card("LACINVAR", "variance image given")),
         Param("unit", None, "unit of plain-array frames", cli=False),
     ),
 )

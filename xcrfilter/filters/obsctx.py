@@ -73,8 +73,8 @@ from astropy.table import QTable
 from ..calibrate import SHIFTS, covered, own_pixels, threshold_for
 from ..context import DEFAULT_RADII, context_features
 from ..events import set_status_bit
-from ..meta import add_history, set_card
-from ..registry import Calibration, Filter, Param
+from ..meta import log_to_metadata
+from ..contract import Calibration, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["obsctx_filter", "observe", "conclude", "cross_fit_scores", "class_prior",
@@ -364,7 +364,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         if required:
             raise ValueError(msg)
         warnings.warn(msg + "; no event flagged", UserWarning, stacklevel=2)
-        add_history(events.meta, msg + "; no event flagged")
+        log_to_metadata(events.meta, history=msg + "; no event flagged")
         return None
     r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
                                        s["fold_shift"], seed=seed)
@@ -407,20 +407,21 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
                rejected=int(rej.sum()), own=own_rate, excess=own_rate - rep["achieved"],
                prior=pi, n_same=n_same, ranking=choice,
                own_rates={k: v[0] for k, v in candidates.items()})
-    meta = events.meta
-    set_card(meta, "OBCRANK", choice, "obsctx ranking: LEARNT or DISTANCE (to a track)")
-    set_card(meta, "OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold")
-    set_card(meta, "OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})")
-    set_card(meta, "OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx")
-    set_card(meta, "OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)")
-    set_card(meta, "OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")
-    add_history(meta, "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
-        f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items()) + f": {choice.lower()} "
-        "ranking used")
-    add_history(meta, f"obsctx: learnt from {n_same} events in their own frames and "
-                      f"{n_shift} placements in other frames ({N_FOLDS} folds of "
-                      f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
-                      f"{rep['value']:.4f}: {int(rej.sum())} events rejected")
+    cards = [
+        ("OBCRANK", choice, "obsctx ranking: LEARNT or DISTANCE (to a track)"),
+        ("OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold"),
+        ("OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})"),
+        ("OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx"),
+        ("OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)"),
+        ("OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")]
+    log_to_metadata(events.meta, cards, [
+        "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
+            f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items())
+        + f": {choice.lower()} ranking used",
+        f"obsctx: learnt from {n_same} events in their own frames and "
+        f"{n_shift} placements in other frames ({N_FOLDS} folds of "
+        f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
+        f"{rep['value']:.4f}: {int(rej.sum())} events rejected"])
     return rep
 
 

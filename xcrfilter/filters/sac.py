@@ -28,10 +28,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from ..meta import CARD_COMMENTS, add_history, card_comment, card_value, set_card
+from ..meta import CARD_COMMENTS, card_comment, card_value, log_to_metadata, set_card
 from ..cli.argtypes import parse_energy
 from ..events import set_status_bit
-from ..registry import Calibration, Filter, Param
+from ..contract import Calibration, Card, Filter, Param
 from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
@@ -367,19 +367,22 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
 
 
 def _write_cards(meta, params, n_events=None, events_only=False):
-    set_card(meta, "SACRAD", float(params["radius"]), "[pixel] SAC rejection radius")
+    used = dict(radius=float(params["radius"]), track_energy=float(params["emin"]))
     if not events_only:
-        set_card(meta, "SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold")
-        set_card(meta, "SACTRKN", int(params["size"]), "[pixel] SAC min track size")
-    set_card(meta, "SACTRKE", float(params["emin"]), "[eV] SAC min track energy")
-    set_card(meta, "SACNTRK", int(params["ntrack"]), "particle tracks found")
-    set_card(meta, "SACMODE", "events" if events_only else "frames", "SAC track source")
+        used["track_size"] = int(params["size"])
+    cards = FILTER.cards(used)
+    if not events_only:
+        cards.insert(1, ("SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold"))
+    cards += [("SACNTRK", int(params["ntrack"]), "particle tracks found"),
+              ("SACMODE", "events" if events_only else "frames", "SAC track source")]
+    history = None
     if n_events is not None:
-        set_card(meta, "SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)")
-        add_history(meta, f"sac_filter: radius={params['radius']} pix, "
-                    f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
-                    f"split={params['split']} eV -> {params['ntrack']} tracks, "
-                    f"{n_events} events flagged (STATUS bit {SAC_BIT})")
+        cards.append(("SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)"))
+        history = (f"sac_filter: radius={params['radius']} pix, "
+                   f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
+                   f"split={params['split']} eV -> {params['ntrack']} tracks, "
+                   f"{n_events} events flagged (STATUS bit {SAC_BIT})")
+    log_to_metadata(meta, cards, history)
 
 
 # --------------------------------------------------------------------------
@@ -406,11 +409,12 @@ FILTER = Filter(
     shared=("split_threshold", "mip_threshold"),
     params=(
         Param("radius", SAC_DEFAULTS["radius"], "rejection radius around tracks", "pixel",
-              type=float, metavar="R"),
+              type=float, metavar="R", card=Card("SACRAD", "SAC rejection radius")),
         Param("track_energy", None, "minimum summed energy of a track (default: "
-              "--mip-threshold)", "eV", type=parse_energy, metavar="E"),
+              "--mip-threshold)", "eV", type=parse_energy, metavar="E",
+              card=Card("SACTRKE", "SAC min track energy")),
         Param("track_size", SAC_DEFAULTS["track_size"], "minimum track size", "pixel",
-              type=int, metavar="N"),
+              type=int, metavar="N", card=Card("SACTRKN", "SAC min track size")),
     ),
     calibration=CALIBRATION,
     count_cards=COUNT_CARDS,

@@ -19,6 +19,10 @@ from astropy.io import fits
 
 from ..meta import CARD_COMMENTS, fits_text, set_card
 
+__all__ = ["clean_header", "meta_to_header", "is_path", "split_value", "add_text_lines",
+           "apply_meta", "header_to_meta", "check_output_path", "write_hdul", "creator_cards",
+           "input_file_cards"]
+
 # Keywords describing the HDU structure rather than the observation.
 _STRUCTURAL = {"SIMPLE", "BITPIX", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
                "EXTNAME", "EXTVER", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM",
@@ -192,6 +196,15 @@ def header_to_meta(header):
 
 
 def check_output_path(path, overwrite, name="path"):
+    """``path`` as a str, checked as an output: a regular target, not there unless ``overwrite``.
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a file path.
+    FileExistsError
+        The file exists and ``overwrite`` is False.
+    """
     if not is_path(path):
         raise TypeError(f"{name} must be a file path (str or pathlib.Path), "
                         f"got {type(path).__name__}.")
@@ -212,11 +225,13 @@ def write_hdul(hdul, path, overwrite, **kwargs):
 
 
 def creator_cards(header):
+    """Set ``CREATOR`` (the package and its version) and ``DATE`` (now, UTC) in ``header``."""
     set_card(header, "CREATOR", f"xcrfilter {_package_version()}"[:68], "software")
     header["DATE"] = (_utc_now(), "file creation date (UTC)")
 
 
 def input_file_cards(header, input_files):
+    """Record ``input_files`` in ``header``: ``NINFILES`` and ``INFILEnn`` (COMMENT after 99)."""
     files = [os.fspath(f) for f in input_files]
     header["NINFILES"] = (len(files), "number of input frame files")
     for i, fname in enumerate(files, start=1):
