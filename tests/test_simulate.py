@@ -16,7 +16,8 @@ from xcrfilter.simulate import (LABEL_CR, LABEL_XRAY, TILE_CR, TILE_EMPTY, TILE_
                                 iter_frames, load_tile_dataset, read_truth,
                                 simulate_frames, simulate_tiles, tile_classes,
                                 write_simulation)
-from xcrfilter.simulate.core import gaussian_noise
+from xcrfilter.simulate.physics import gaussian_noise
+from xcrfilter.simulate.showers import track_deposits
 
 SMALL = DetectorModel.wfi(shape=(64, 64))
 XRAY_ONLY = SimulationParameters(cr_rate=0.0, xray_rate=20.0)
@@ -361,7 +362,7 @@ def test_minimum_ionising_loss_in_silicon():
     rng = np.random.default_rng(1)
     n = 6000
     z = np.zeros(n)
-    tid, xs, ys, zs, es = sim._tracks(rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
+    tid, xs, ys, zs, es = track_deposits(sim, rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
                                       np.full(n, ph.MP_MEV), np.full(n, 3000.0),
                                       np.full(n, np.inf))
     inside = (zs >= 0) & (zs <= 450)

@@ -31,7 +31,8 @@ import os
 import numpy as np
 
 from ..ml.scaling import log_energy
-from .core import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY, FrameSimulator
+from .core import FrameSimulator
+from .truth import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY
 
 __all__ = ["build_tile_dataset", "simulate_tiles", "load_tile_dataset",
            "build_validation_set"]
