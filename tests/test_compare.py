@@ -8,9 +8,11 @@ from astropy.io import fits
 from astropy.table import Table
 
 from xcrfilter.cli import compare as compare_cli
-from xcrfilter.evaluation import compare
-from xcrfilter.evaluation.compare import (band_masks, compare_filters, knee_point, pixel_confusion,
-                               rejected, scan_sigclip)
+from xcrfilter.evaluation import tables
+from xcrfilter.evaluation.compare import compare_filters
+from xcrfilter.evaluation.metrics import rejected
+from xcrfilter.evaluation.pixels import knee_point, pixel_confusion, scan_sigclip
+from xcrfilter.evaluation.tables import band_masks
 
 
 def toy_observation(n=3, shape=(64, 64), seed=3):
@@ -200,7 +202,7 @@ def test_chunked_equals_single_call():
 def test_missing_columns_are_named():
     from astropy.table import QTable
     events = QTable({"ENERGY": [1.0, 2.0] * u.keV})
-    for func in (compare.compare_table, compare.roc_sweeps):
+    for func in (tables.compare_table, tables.roc_sweeps):
         with pytest.raises(ValueError, match=r"lack column\(s\) \['STATUS'\]"):
             func(events, np.array([1, 2]))
 

@@ -10,12 +10,12 @@ from xcrfilter.units import DEFAULT_BAND, as_band, as_energy, as_gain, header_ga
 
 
 def test_default_band_is_defined_once():
-    from xcrfilter.evaluation import compare, metrics
+    from xcrfilter.evaluation import metrics, tables
     from xcrfilter.filters import cam
     from xcrfilter.ml import training
     assert DEFAULT_BAND.to_value(u.keV).tolist() == [0.3, 10.0]
     assert metrics.DEFAULT_BAND is DEFAULT_BAND and cam.DEFAULT_BAND is DEFAULT_BAND
-    assert compare.FULL_BAND == (0.3, 10.0) and training.DEFAULT_BAND_EV == (300.0, 10000.0)
+    assert tables.FULL_BAND == (0.3, 10.0) and training.DEFAULT_BAND_EV == (300.0, 10000.0)
 
 
 def test_as_gain_one_meaning():

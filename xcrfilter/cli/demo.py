@@ -143,7 +143,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     Returns
     -------
     table : `~astropy.table.Table`
-        :func:`xcrfilter.evaluation.compare.compare_table` of the run: one row per
+        :func:`xcrfilter.evaluation.tables.compare_table` of the run: one row per
         method (and union with VF) and energy band, with the counts.
 
     Raises
@@ -153,7 +153,7 @@ def run_demo(output_dir="xcrfilter-demo", *, n_frames=DEFAULT_FRAMES, chunk_fram
     FileExistsError
         If an output file exists and ``overwrite`` is False.
     """
-    from ..evaluation.compare import compare_table
+    from ..evaluation.tables import compare_table
     from ..io.eventfile import write_events
     from ..pipeline import available_methods, run_pipeline
     from ..simulate import event_truth, write_simulation
@@ -231,7 +231,7 @@ def format_report(events, truth, table, band="0.3-10"):
     truth : int array, shape (n_events,)
         0 noise, 1 X-ray, 2 CR.
     table : `~astropy.table.Table`
-        :func:`xcrfilter.evaluation.compare.compare_table` of ``events``.
+        :func:`xcrfilter.evaluation.tables.compare_table` of ``events``.
     band : str, optional
         Band of ``table`` to report (default the full 0.3-10 keV).
 
@@ -283,7 +283,7 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..evaluation.compare import roc_sweeps
+    from ..evaluation.tables import roc_sweeps
     from ..evaluation.metrics import method_mask, rejected
     from ..evaluation.plots import plot_frame_verdicts, plot_roc, plot_spectrum
     from ..simulate import iter_frames

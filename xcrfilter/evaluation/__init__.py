@@ -2,6 +2,9 @@
 
 The quality metrics of the seed paper (Sec. 3.4) with their confidence
 intervals and ROC curves (:mod:`~xcrfilter.evaluation.metrics`); the
+tables of those metrics for every filter and energy band
+(:mod:`~xcrfilter.evaluation.tables`) and the pixel-wise comparison of a
+pixel mask with the truth (:mod:`~xcrfilter.evaluation.pixels`); the
 comparison of every filter on the same events, streamed chunk by chunk into
 one report (:mod:`~xcrfilter.evaluation.compare`); and the figures: ROC
 curves, spectra and frames with verdicts (:mod:`~xcrfilter.evaluation.plots`)

@@ -34,11 +34,11 @@ def plot_roc(roc, points=None, *, ax=None, title=None):
     Parameters
     ----------
     roc : `~astropy.table.Table`
-        Output of :func:`xcrfilter.evaluation.compare.roc_sweeps`: columns ``CURVE``,
+        Output of :func:`xcrfilter.evaluation.tables.roc_sweeps`: columns ``CURVE``,
         ``FPR``, ``RECALL`` (fractions).
     points : `~astropy.table.Table`, optional
         Operating points at the default settings, e.g. the rows of one band of
-        :func:`xcrfilter.evaluation.compare.compare_table` (``METHOD``, ``FPR``,
+        :func:`xcrfilter.evaluation.tables.compare_table` (``METHOD``, ``FPR``,
         ``RECALL``); drawn as markers.
     ax : `~matplotlib.axes.Axes`, optional
     title : str, optional
