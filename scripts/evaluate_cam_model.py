@@ -115,7 +115,7 @@ def cmd_evaluate(args):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from xcrfilter.evaluation.metrics import roc_curve
+    from xcrfilter.evaluation.roc import roc_curve
     from xcrfilter.ml.model import load_model
 
     os.makedirs(args.out, exist_ok=True)

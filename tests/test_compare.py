@@ -10,7 +10,7 @@ from astropy.table import Table
 from xcrfilter.cli import compare as compare_cli
 from xcrfilter.evaluation import tables
 from xcrfilter.evaluation.compare import compare_filters
-from xcrfilter.evaluation.metrics import rejected
+from xcrfilter.evaluation.selection import rejected
 from xcrfilter.evaluation.pixels import knee_point, pixel_confusion, scan_sigclip
 from xcrfilter.evaluation.tables import band_masks
 

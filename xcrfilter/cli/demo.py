@@ -239,7 +239,7 @@ def format_report(events, truth, table, band="0.3-10"):
     -------
     str
     """
-    from ..evaluation.metrics import rejected
+    from ..evaluation.selection import rejected
     t = table[table["BAND"] == band]
     lo_kev, hi_kev = float(t["E_LO"][0]), float(t["E_HI"][0])
     e = energy_values(events["ENERGY"], u.keV)
@@ -284,7 +284,7 @@ def _figures(events, truth, table, paths, seed, n_frames, chunk_frames):
     import matplotlib.pyplot as plt
 
     from ..evaluation.tables import roc_sweeps
-    from ..evaluation.metrics import method_mask, rejected
+    from ..evaluation.selection import method_mask, rejected
     from ..evaluation.plots import plot_frame_verdicts, plot_roc, plot_spectrum
     from ..simulate import iter_frames
 

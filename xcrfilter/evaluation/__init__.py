@@ -1,7 +1,9 @@
 """How good a filter is: numbers and figures against simulator truth.
 
 The quality metrics of the seed paper (Sec. 3.4) with their confidence
-intervals and ROC curves (:mod:`~xcrfilter.evaluation.metrics`); the
+intervals (:mod:`~xcrfilter.evaluation.metrics`), the events and rejections
+they are computed on (:mod:`~xcrfilter.evaluation.selection`) and ROC curves
+(:mod:`~xcrfilter.evaluation.roc`); the
 tables of those metrics for every filter and energy band
 (:mod:`~xcrfilter.evaluation.tables`) and the pixel-wise comparison of a
 pixel mask with the truth (:mod:`~xcrfilter.evaluation.pixels`); the

@@ -11,7 +11,7 @@ import os
 import astropy.units as u
 import numpy as np
 
-from .metrics import rejected
+from .selection import rejected
 from .plots import COLORS, plot_roc
 from ..units import DEFAULT_BAND, energy_values
 

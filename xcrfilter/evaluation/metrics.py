@@ -25,7 +25,9 @@ emitted.
 
 Events are selected by reconstructed energy in a band, by default
 0.3 keV <= ENERGY < 10 keV (lower end inclusive, upper end exclusive, the
-same convention as the ``[event threshold, MIP threshold)`` energy cut).
+same convention as the ``[event threshold, MIP threshold)`` energy cut;
+:mod:`xcrfilter.evaluation.selection`).  ROC curves are in
+:mod:`xcrfilter.evaluation.roc`.
 """
 from __future__ import annotations
 
@@ -33,17 +35,15 @@ from collections import namedtuple
 
 import astropy.units as u
 import numpy as np
-from astropy.table import QTable, Table
+from astropy.table import QTable
 
-from ..registry import STATUS_BITS, method_bits, report_names
-from ..units import DEFAULT_BAND, as_band
+from ..units import DEFAULT_BAND
+from .selection import as_rejected, as_truth, select_band
 
-__all__ = ["method_mask", "rejected",
-           "Confusion", "ThresholdChoice", "confusion", "accuracy", "precision", "recall",
-           "f1_score", "lost_xray_signal", "unrejected_cr_background",
-           "for_relative_improvement", "summary", "select_band", "event_metrics",
-           "rejected_by", "roc_curve", "threshold_at_fpr", "table2", "TABLE2_ROWS",
-           "DEFAULT_BAND", "fraction_interval", "ONE_SIGMA"]
+__all__ = ["Confusion", "confusion", "accuracy", "precision", "recall", "f1_score",
+           "lost_xray_signal", "unrejected_cr_background", "for_relative_improvement", "summary",
+           "event_metrics", "table2", "TABLE2_ROWS", "DEFAULT_BAND", "fraction_interval",
+           "ONE_SIGMA"]
 
 
 Confusion = namedtuple("Confusion", ["tp", "fp", "tn", "fn"])
@@ -59,19 +59,6 @@ tn : int
     X-ray events kept.
 fn : int
     CR events kept (unrejected background).
-"""
-
-ThresholdChoice = namedtuple("ThresholdChoice", ["threshold", "fpr", "recall"])
-ThresholdChoice.__doc__ = """Result of :func:`threshold_at_fpr`.
-
-Attributes
-----------
-threshold : float
-    Score threshold; events with ``score >= threshold`` are rejected.
-fpr : float
-    Lost X-ray signal at this threshold.
-recall : float
-    CR completeness at this threshold.
 """
 
 #: Row names of :func:`table2` (the paper's Table 2) and the summary key of each.
@@ -213,34 +200,6 @@ def for_relative_improvement(for_method, for_reference):
     return 1.0 - for_method / for_reference
 
 
-def _as_truth(truth, name="truth_is_cr"):
-    """(is_cr, valid) bool arrays from a bool array or class labels 0/1/2."""
-    arr = np.asarray(truth)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per event), got shape {arr.shape}.")
-    if arr.dtype == bool:
-        return arr, np.ones(arr.shape, bool)
-    if arr.dtype.kind in "iu":
-        bad = ~np.isin(arr, (0, 1, 2))
-        if bad.any():
-            raise ValueError(
-                f"{name} must be bool (True = CR) or class labels 0 (noise), 1 (X-ray), "
-                f"2 (CR); found value {arr[bad][0]}.")
-        return arr == 2, arr != 0
-    raise TypeError(f"{name} must be a bool array (True = CR) or integer class labels "
-                    f"0/1/2, got dtype {arr.dtype}.")
-
-
-def _as_bool(values, name, n):
-    arr = np.asarray(values)
-    if arr.dtype != bool:
-        raise TypeError(f"{name} must be a bool array (True = rejected), got dtype "
-                        f"{arr.dtype}; use rejected_by(events, bits) for STATUS bits.")
-    if arr.shape != (n,):
-        raise ValueError(f"{name} has shape {arr.shape}, but truth has {n} events.")
-    return arr
-
-
 def confusion(truth_is_cr, rejected):
     """Confusion matrix of a filter's rejections against the truth.
 
@@ -272,8 +231,8 @@ def confusion(truth_is_cr, rejected):
     1e3-1e6 events, because the ROC sweeps of `xcrfilter.evaluation.compare` take
     hundreds of them per report.
     """
-    is_cr, valid = _as_truth(truth_is_cr)
-    rej = _as_bool(rejected, "rejected", is_cr.size)
+    is_cr, valid = as_truth(truth_is_cr)
+    rej = as_rejected(rejected, "rejected", is_cr.size)
     is_cr, rej = is_cr[valid], rej[valid]
     tp = int(np.count_nonzero(is_cr & rej))
     fp = int(np.count_nonzero(~is_cr & rej))
@@ -307,70 +266,6 @@ def summary(cm, reference=None):
     return out
 
 
-def _check_band(band):
-    return as_band(band)
-
-
-def select_band(events, band=DEFAULT_BAND):
-    """Bool array: events with ``band[0] <= ENERGY < band[1]``.
-
-    Parameters
-    ----------
-    events : `~astropy.table.Table`
-        Must have an ``ENERGY`` column with an energy unit.
-    band : `~astropy.units.Quantity` [energy], shape (2,)
-        Default 0.3-10 keV (seed paper Sec. 3.4).  Lower end inclusive,
-        upper end exclusive.
-    """
-    lo, hi = _check_band(band)
-    if not isinstance(events, Table):
-        raise TypeError(f"events must be an astropy Table with an ENERGY column, got "
-                        f"{type(events).__name__}.")
-    if "ENERGY" not in events.colnames:
-        raise ValueError("events has no ENERGY column.")
-    col = events["ENERGY"]
-    unit = getattr(col, "unit", None)
-    if unit is None:
-        raise TypeError("events['ENERGY'] has no unit; it must be an energy (eV).")
-    energy = u.Quantity(col).to_value(u.eV)
-    return (energy >= lo) & (energy < hi)
-
-
-def rejected_by(events, bits=None):
-    """Bool array: events whose ``STATUS`` has any of ``bits`` set.
-
-    Parameters
-    ----------
-    events : `~astropy.table.Table`
-        With an integer ``STATUS`` column.
-    bits : int, str or iterable of int/str, optional
-        Bit numbers or names of ``xcrfilter.registry.STATUS_BITS`` (e.g.
-        ``"GRADE"``, ``5``).  Default: any bit.
-    """
-    if "STATUS" not in getattr(events, "colnames", ()):
-        raise ValueError("events has no STATUS column.")
-    status = np.asarray(events["STATUS"]).astype(np.int64)
-    return (status & bit_mask(bits)) != 0
-
-
-def bit_mask(bits):
-    if bits is None:
-        return np.int64(-1)
-    if isinstance(bits, (int, np.integer, str)):
-        bits = [bits]
-    mask = 0
-    for b in bits:
-        if isinstance(b, str):
-            if b.upper() not in STATUS_BITS:
-                raise ValueError(f"bits: unknown STATUS bit name {b!r}; known: "
-                                 f"{sorted(STATUS_BITS)}.")
-            b = STATUS_BITS[b.upper()]
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b < 31:
-            raise ValueError(f"bits must be bit numbers 0-30 or STATUS_BITS names, got {b!r}.")
-        mask |= 1 << int(b)
-    return np.int64(mask)
-
-
 def event_metrics(events, truth, rejected, band=DEFAULT_BAND, reference=None):
     """Metrics of one filter on the events in an energy band.
 
@@ -402,102 +297,19 @@ def event_metrics(events, truth, rejected, band=DEFAULT_BAND, reference=None):
     """
     in_band = select_band(events, band)
     n = len(events)
-    is_cr, valid = _as_truth(truth, "truth")
+    is_cr, valid = as_truth(truth, "truth")
     if is_cr.size != n:
         raise ValueError(f"truth has {is_cr.size} values but events has {n} rows.")
-    rej = _as_bool(rejected, "rejected", n)
+    rej = as_rejected(rejected, "rejected", n)
     keep = in_band & valid
     cm = confusion(is_cr[keep], rej[keep])
     ref = None
     if reference is not None:
-        ref = confusion(is_cr[keep], _as_bool(reference, "reference", n)[keep])
+        ref = confusion(is_cr[keep], as_rejected(reference, "reference", n)[keep])
     out = summary(cm, ref)
     out["n_events"] = int(np.count_nonzero(keep))
     out["band"] = u.Quantity(band).to(u.keV)
     return out
-
-
-def roc_curve(truth_is_cr, score):
-    """Receiver operating characteristic: recall vs lost X-ray signal.
-
-    An event is rejected when ``score >= threshold``.  Computed by
-    `sklearn.metrics.roc_curve` (every distinct score a threshold), whose
-    false-positive rate is the paper's lost X-ray signal (Eq. 6) and whose
-    true-positive rate its recall (Eq. 4), CR being the positive class.
-
-    Parameters
-    ----------
-    truth_is_cr : array of bool or int, shape (n,)
-        As in :func:`confusion`.
-    score : array of float, shape (n,)
-        CR score (e.g. ``PROB_CR``); larger means more CR-like.
-
-    Returns
-    -------
-    fpr : `numpy.ndarray`
-        Lost X-ray signal (Eq. 6) at each threshold, non-decreasing.
-    recall : `numpy.ndarray`
-        CR completeness (Eq. 4) at each threshold, non-decreasing.
-    thresholds : `numpy.ndarray`
-        Decreasing thresholds; the first is ``+inf`` (nothing rejected,
-        fpr = recall = 0), then every distinct score.
-
-    Raises
-    ------
-    ValueError
-        If ``score`` has NaN values or the shapes differ.
-    """
-    is_cr, valid = _as_truth(truth_is_cr)
-    score = np.asarray(score, dtype=float)
-    if score.shape != is_cr.shape:
-        raise ValueError(f"score has shape {score.shape}, but truth_is_cr has {is_cr.shape}.")
-    if np.isnan(score).any():
-        raise ValueError("score contains NaN values; every event needs a finite score.")
-    is_cr, score = is_cr[valid], score[valid]
-    if not score.size:
-        return np.array([np.nan]), np.array([np.nan]), np.array([np.inf])
-    import warnings
-
-    from sklearn.exceptions import UndefinedMetricWarning
-    from sklearn.metrics import roc_curve as _sk_roc_curve
-    with warnings.catch_warnings():
-        # one class only: its rate is nan, as documented
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        fpr, rec, thresholds = _sk_roc_curve(is_cr, score, drop_intermediate=False)
-    return fpr, rec, thresholds
-
-
-def threshold_at_fpr(truth, score, target_fpr):
-    """Lowest score threshold whose lost X-ray signal is at most ``target_fpr``.
-
-    This is how the paper picks its operating point from the ROC curve
-    (Sec. 4: threshold 0.77, recall 43.7 % at 1.82 % lost X-ray signal).
-
-    Parameters
-    ----------
-    truth : array of bool or int, shape (n,)
-    score : array of float, shape (n,)
-    target_fpr : float
-        Largest acceptable lost X-ray fraction, in [0, 1] (a Quantity in
-        percent is accepted too).
-
-    Returns
-    -------
-    ThresholdChoice
-        ``threshold`` (reject ``score >= threshold``; ``inf`` if no threshold
-        meets the target), and the ``fpr`` and ``recall`` there.
-    """
-    if isinstance(target_fpr, u.Quantity):
-        target_fpr = target_fpr.to_value(u.dimensionless_unscaled)
-    target = float(target_fpr)
-    if not 0 <= target <= 1:
-        raise ValueError(f"target_fpr must be a fraction in [0, 1], got {target_fpr}.")
-    fpr, rec, thr = roc_curve(truth, score)
-    if np.isnan(fpr).all():
-        raise ValueError("truth has no X-ray events: the FPR is undefined.")
-    ok = np.nonzero(fpr <= target)[0]
-    i = ok[-1]
-    return ThresholdChoice(float(thr[i]), float(fpr[i]), float(rec[i]))
 
 
 def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None):
@@ -529,7 +341,7 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
     """
     if not isinstance(rejections, dict) or not rejections:
         raise TypeError("rejections must be a non-empty dict of method name to bool array.")
-    is_cr, valid = _as_truth(truth, "truth")
+    is_cr, valid = as_truth(truth, "truth")
     keep = valid.copy()
     if events is not None:
         if len(events) != is_cr.size:
@@ -541,7 +353,7 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
     if reference is not None and reference not in rejections:
         raise ValueError(f"reference {reference!r} is not a key of rejections "
                          f"({list(rejections)}).")
-    cms = {name: confusion(is_cr[keep], _as_bool(rej, f"rejections[{name!r}]",
+    cms = {name: confusion(is_cr[keep], as_rejected(rej, f"rejections[{name!r}]",
                                                  is_cr.size)[keep])
            for name, rej in rejections.items()}
     ref_cm = cms[reference] if reference is not None else None
@@ -556,22 +368,3 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
     return table
 
 
-def method_mask(name):
-    """STATUS bit mask of a report method, e.g. ``"VF"`` or ``"VF+SAC"`` (a union).
-
-    The report names (``VF``, ``LACOSMIC``, ``SAC``, ``CAM``, ``MORPH``) are
-    the filters' :attr:`~xcrfilter.contract.Filter.label`; their bits come
-    from :func:`xcrfilter.registry.method_bits`.
-    """
-    labels = report_names()
-    bits = 0
-    for part in name.split("+"):
-        if part not in labels:
-            raise ValueError(f"unknown method {part!r}; choose from {sorted(labels)}.")
-        bits |= method_bits(labels[part])
-    return bits
-
-
-def rejected(events, method):
-    """True where ``method`` (e.g. ``"VF"``, ``"VF+SAC"``) rejects the event."""
-    return (np.asarray(events["STATUS"]).astype(np.int64) & method_mask(method)) != 0

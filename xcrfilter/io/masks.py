@@ -12,7 +12,7 @@ from astropy.table import Table
 
 from ..meta import add_history, set_card
 from .frames import as_energy_cube
-from ..evaluation.metrics import bit_mask
+from ..evaluation.selection import bit_mask
 
 __all__ = ["mask_events", "event_pixel_mask", "WHICH"]
 
