@@ -24,22 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.table import QTable  # noqa: E402
-
-from xcrfilter.context import MODEL_FEATURES, SHAPE_FEATURES  # noqa: E402
-from xcrfilter.filters.sac import SAC_DEFAULTS  # noqa: E402
-from xcrfilter.ml.morph import (event_dataset, threshold_for_fpr,  # noqa: E402
+from xcrfilter.context import MODEL_FEATURES, SHAPE_FEATURES
+from xcrfilter.filters.sac import SAC_DEFAULTS
+from xcrfilter.ml.morph import (event_dataset, threshold_for_fpr,
                                 train_forest)
-from xcrfilter.simulate import (PhysicsRanges, RandomPhysicsSimulator,  # noqa: E402
+from xcrfilter.simulate import (PhysicsRanges, RandomPhysicsSimulator,
                                 iter_frames, preset)
 
 CAM_PAPER = ("ENERGY", "P_XRAY", "P_CR", "MAX_CAM_XRAY", "MAX_CAM_CR", "MED_CAM_CR",

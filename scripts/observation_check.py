@@ -29,18 +29,16 @@ import os
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-
-from calibration_check import show_table  # noqa: E402  (scripts/, beside this one)
-from xcrfilter import registry  # noqa: E402
-from xcrfilter.meta import card_value  # noqa: E402
-from xcrfilter.events import find_events  # noqa: E402
-from xcrfilter.io import as_energy_cube  # noqa: E402
-from xcrfilter.pipeline import run_pipeline  # noqa: E402
-from xcrfilter.simulate import event_truth, iter_frames, preset  # noqa: E402
+from calibration_check import show_table  # scripts/, beside this one
+from xcrfilter import registry
+from xcrfilter.meta import card_value
+from xcrfilter.events import find_events
+from xcrfilter.io.frames import as_energy_cube
+from xcrfilter.pipeline import run_pipeline
+from xcrfilter.simulate import event_truth, iter_frames, preset
 
 LAST_T = None  # truth of the last run's events (for experiments)
 

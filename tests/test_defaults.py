@@ -11,8 +11,8 @@ import pytest
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from xcrfilter.cli import main
-from xcrfilter.eventfile import read_events
+from xcrfilter.cli.main import main
+from xcrfilter.io.eventfile import read_events
 from xcrfilter.meta import card_value
 from xcrfilter.pipeline import DEFAULT_MAX_LOST_XRAY, DEFAULT_METHODS, run_pipeline
 from xcrfilter.filters.sac import SAC_DEFAULTS

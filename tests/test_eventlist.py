@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.cli import main
-from xcrfilter.eventlist import read_event_list, to_row_major
-from xcrfilter.eventfile import read_events
+from xcrfilter.cli.main import main
+from xcrfilter.io.eventlist import read_event_list, to_row_major
+from xcrfilter.io.eventfile import read_events
 
 # (dy, dx) in the centre-first order, written from its definition: the centre,
 # the 3x3 ring row-major from (-1, -1), the outer 16 row-major from (-2, -2)

@@ -64,7 +64,7 @@ def test_shipped_shape_model(sim):
 
 
 def test_filter_command_with_every_context_filter(sim, tmp_path):
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     path = tmp_path / "obs.fits"
     fits.PrimaryHDU(sim.frames[:8], header=fits.Header([("BUNIT", "eV")])).writeto(path)
     out = tmp_path / "ev.fits"

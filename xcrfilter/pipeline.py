@@ -22,9 +22,9 @@ from . import registry
 from .meta import add_history, card_comment, card_value, set_card
 from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
-from .io import FrameCube, as_energy_cube
-from .ogip import add_time
-from .stream import FrameStream
+from .io.frames import FrameCube, as_energy_cube
+from .io.ogip import add_time
+from .io.stream import FrameStream
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_MAX_LOST_XRAY", "available_methods",
            "parse_methods", "load_method", "run_pipeline"]
@@ -47,7 +47,7 @@ DEFAULT_MAX_LOST_XRAY = 0.02
 
 
 def load_method(name):
-    """The :class:`~xcrfilter.registry.Filter` declaration of filter ``name``.
+    """The :class:`~xcrfilter.contract.Filter` declaration of filter ``name``.
 
     Raises
     ------
@@ -63,7 +63,7 @@ def available_methods():
     """Names of the filters usable on this installation.
 
     A filter is usable when its module imports and it is available
-    (:meth:`~xcrfilter.registry.Filter.available`: the CAM and morph
+    (:meth:`~xcrfilter.contract.Filter.available`: the CAM and morph
     filters need their shipped models).
     """
     names = []
@@ -116,7 +116,7 @@ def _slice_cube(cube, start, stop):
 def _chunks(frames, chunk_frames, gain, detector):
     """Yield ``(first_frame, FrameCube)`` of at most ``chunk_frames`` frames.
 
-    ``frames`` is one FrameCube, a `~xcrfilter.stream.FrameStream` or an
+    ``frames`` is one FrameCube, a `~xcrfilter.io.stream.FrameStream` or an
     iterator of blocks of frames.
     """
     blocks = [frames] if isinstance(frames, FrameCube) else frames
@@ -202,7 +202,7 @@ def _shift_sample(samples, piece, events, first, specs, common, options, shift):
     """Add the frame-shift samples of ``piece`` (first frame ``first``) to ``samples``.
 
     Filters calibrated by frame shift add ``(scores, n_events)``; filters
-    that learn from the observation (:attr:`~xcrfilter.registry.Filter.observe`)
+    that learn from the observation (:attr:`~xcrfilter.contract.Filter.observe`)
     add what they observe.
     """
     from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
@@ -246,7 +246,7 @@ def _dask_results(client, frames, chunk_frames, names, common, options, work, ca
 
     Results come back in frame order; at most two tasks per worker (plus
     two) are in flight, so that neither the workers nor this process hold
-    more than a few chunks.  Frames of a `~xcrfilter.stream.FrameStream` are
+    more than a few chunks.  Frames of a `~xcrfilter.io.stream.FrameStream` are
     read by the workers (the files must be visible to them); other frames
     are sent with the task.
     """
@@ -413,11 +413,11 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
 
     Parameters
     ----------
-    frames : frames, an iterator of them, or a `~xcrfilter.stream.FrameStream`
-        Any input of :func:`xcrfilter.io.as_energy_cube`:
+    frames : frames, an iterator of them, or a `~xcrfilter.io.stream.FrameStream`
+        Any input of :func:`xcrfilter.io.frames.as_energy_cube`:
         One frame (ny, nx) or a cube (n_frames, ny, nx), or FITS file(s).
         FITS files are read a chunk at a time
-        (:class:`~xcrfilter.stream.FrameStream`), several files as one
+        (:class:`~xcrfilter.io.stream.FrameStream`), several files as one
         observation.
         An iterator (e.g. a generator) yields consecutive blocks of frames
         that are processed as they come, so that a stream of frames never
@@ -437,7 +437,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     chunk_frames : int, optional
         Frames processed per step (bounds memory; default 200).  FITS files
         are read in chunks of at most
-        ``xcrfilter.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
+        ``xcrfilter.io.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
     progress : bool, optional
         Show a tqdm progress bar over frames.
     seed : int, optional
@@ -504,7 +504,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         ``INSTRUME``, ``DETNAM``, ``DATE-OBS``, ``OBJECT``, time keywords)
         are carried into ``meta``; when a frame time is known, a ``TIME``
         column, the OGIP time and exposure keywords and ``meta['GTI']`` are
-        added (:func:`xcrfilter.ogip.add_time`).
+        added (:func:`xcrfilter.io.ogip.add_time`).
 
     Raises
     ------
@@ -526,7 +526,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
             for param in spec.output_options(options.get(name)):
                 raise ValueError(f"{param} ({name} filter) is written by one process: run "
                                  "without a dask client to write it.")
-    from .outputs import check_api_output
+    from .io.outputs import check_api_output
     for name, spec in specs.items():
         # an output the run writes is never one of its inputs (as on the command line)
         opts = options.get(name) or {}

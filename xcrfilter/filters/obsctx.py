@@ -88,8 +88,8 @@ from astropy.table import QTable
 from ..calibrate import SHIFTS, covered, own_pixels, threshold_for
 from ..context import DEFAULT_RADII, context_features, feature_matrix
 from ..events import set_status_bit
-from ..meta import add_history, set_card
-from ..registry import Calibration, Filter, Param
+from ..meta import log_to_metadata
+from ..contract import Calibration, Card, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["obsctx_filter", "observe", "conclude", "cross_fit_scores", "class_prior",
@@ -361,7 +361,7 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
 
     Parameters
     ----------
-    cube : `~xcrfilter.io.FrameCube`
+    cube : `~xcrfilter.io.frames.FrameCube`
         Frames [eV]; ``first`` is the index of its first frame in the observation.
     events : `~astropy.table.Table`
         The events found in ``cube`` (``FRAME`` from 0).
@@ -482,6 +482,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     events["PROB_OBSCTX"] = np.full(len(events), np.nan, np.float32)
     events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
     set_status_bit(events, OBSCTX_BIT, np.zeros(len(events), bool))
+    log_to_metadata(events.meta, [("OBCSHAPE", "ratio" in s, SHAPE_CARD.comment)])
     short = n_same < MIN_EVENTS or n_shift * max_lost < 2 * MIN_REJECTED
     if short:
         msg = (f"obsctx: {n_same} events in band and {n_shift} placements in other frames; "
@@ -491,7 +492,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         if required:
             raise ValueError(msg)
         warnings.warn(msg + "; no event flagged", UserWarning, stacklevel=2)
-        add_history(events.meta, msg + "; no event flagged")
+        log_to_metadata(events.meta, history=msg + "; no event flagged")
         return None
     r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
                                        s["fold_shift"], seed=seed)
@@ -545,20 +546,21 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
                rejected=int(rej.sum()), own=own_rate, excess=own_rate - rep["achieved"],
                prior=pi, n_same=n_same, ranking=choice,
                own_rates={k: v[0] for k, v in candidates.items()})
-    meta = events.meta
-    set_card(meta, "OBCRANK", choice, "obsctx ranking: LEARNT, SHAPE or DISTANCE")
-    set_card(meta, "OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold")
-    set_card(meta, "OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})")
-    set_card(meta, "OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx")
-    set_card(meta, "OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)")
-    set_card(meta, "OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")
-    add_history(meta, "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
-        f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items()) + f": {choice.lower()} "
-        "ranking used")
-    add_history(meta, f"obsctx: learnt from {n_same} events in their own frames and "
-                      f"{n_shift} placements in other frames ({N_FOLDS} folds of "
-                      f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
-                      f"{rep['value']:.4f}: {int(rej.sum())} events rejected")
+    cards = [
+        ("OBCRANK", choice, "obsctx ranking: LEARNT, SHAPE or DISTANCE"),
+        ("OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold"),
+        ("OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})"),
+        ("OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx"),
+        ("OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)"),
+        ("OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")]
+    log_to_metadata(events.meta, cards, [
+        "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
+            f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items())
+        + f": {choice.lower()} ranking used",
+        f"obsctx: learnt from {n_same} events in their own frames and "
+        f"{n_shift} placements in other frames ({N_FOLDS} folds of "
+        f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
+        f"{rep['value']:.4f}: {int(rej.sum())} events rejected"])
     return rep
 
 
@@ -582,7 +584,7 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding and context thresholds (260 eV, 80 eV, 10 keV).
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
     shape : bool or {'on', 'off'}
         Multiply the learnt context odds by the shape likelihood ratio of
         the shipped shape-only model (:func:`combine_shape`; the loss
@@ -630,6 +632,10 @@ def pipeline_step(cube, events, *, max_lost=None, shape=False):
     return out
 
 
+#: The header card of the ``shape`` option.
+SHAPE_CARD = Card("OBCSHAPE", "obsctx: context odds times the shape ratio")
+
+
 def _on_off(value):
     """The ``shape`` option as a bool: True/False or 'on'/'off'."""
     if isinstance(value, (bool, np.bool_)) or value is None:
@@ -647,10 +653,11 @@ FILTER = Filter(
     card_prefix="OBC",
     params=(Param("max_lost", None, "X-ray loss at which events are rejected (default: "
                   "--max-lost-xray, else 2%)", cli=False),
-            Param("shape", False, "'on': multiply the observation-learnt context odds by "
+            Param("shape", None, "'on': multiply the observation-learnt context odds by "
                   "the likelihood ratio of the event's own shape from the shipped shape-only "
                   "model (trained on simulated randomised physics); 'off' (default): "
-                  "context only, no simulator", choices=("on", "off"), convert=_on_off)),
+                  "context only, no simulator", choices=("on", "off"), convert=_on_off,
+                  card=SHAPE_CARD)),
     calibration=CALIBRATION,
     observe=observe, conclude=conclude,
 )
