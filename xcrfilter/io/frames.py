@@ -25,7 +25,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from ..detector import DetectorModel
 from ..meta import set_card
+from ..units import PAIR_ENERGY, as_gain, header_gain
 from .headers import clean_header, is_path, meta_to_header
 
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
@@ -117,13 +119,11 @@ def _unit_kind(unit):
 
 def check_gain(gain, name, pair_energy=None):
     """Validate a gain Quantity; returns it in eV/adu (`xcrfilter.units.as_gain`)."""
-    from ..units import PAIR_ENERGY, as_gain
     return as_gain(gain, name, pair_energy=PAIR_ENERGY if pair_energy is None else pair_energy)
 
 
 def _header_gain(header, primary, detector, where):
     """GAIN keyword (image header, else primary) in eV/adu, or None."""
-    from ..units import header_gain
     for h in (header, primary):
         if h is not None and "GAIN" in h:
             return header_gain(h, pair_energy=detector.pair_energy, where=where)
@@ -246,10 +246,9 @@ def _to_cube(values, mask, factor, name):
 
 
 def default_detector(detector):
+    """``detector``, or the WFI detector model when it is None (TypeError if not a DetectorModel)."""
     if detector is None:
-        from ..detector import DetectorModel
         return DetectorModel.wfi()
-    from ..detector import DetectorModel
     if not isinstance(detector, DetectorModel):
         raise TypeError(f"detector must be a DetectorModel or None, got "
                         f"{type(detector).__name__}.")
