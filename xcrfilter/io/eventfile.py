@@ -117,10 +117,9 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
             table[name].unit = u.chan
     hdu = fits.table_to_hdu(table)
     header = hdu.header
-    header["EXTNAME"] = ("EVENTS", "name of this binary table extension")
-    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    header["HDUCLAS1"] = ("EVENTS", "extension contains events")
-    header["HDUCLAS2"] = ("ALL", "all events; STATUS bits mark rejections")
+    ogip.set_hduclass(header, ("EVENTS", "name of this binary table extension"),
+                      ("EVENTS", "extension contains events"),
+                      ("ALL", "all events; STATUS bits mark rejections"))
     creator_cards(header)
     apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
                         ("HISTORY", "COMMENT")},

@@ -39,7 +39,7 @@ from ..meta import add_history, card_value, set_card
 __all__ = ["PI_CHANNEL_WIDTH", "PI_CHANNELS", "OBSERVATION_KEYWORDS", "TIME_KEYWORDS",
            "FRAME_TIME_KEYWORDS", "frame_time_from_header", "observation_cards",
            "pi_channels", "pha_channels", "add_time", "gti_table", "status_bit_cards",
-           "column_limits", "read_frame_times"]
+           "column_limits", "read_frame_times", "set_hduclass"]
 
 #: Width of one ``PI`` channel (channel ``c`` holds ``c * 5 eV <= E < (c + 1) * 5 eV``).
 PI_CHANNEL_WIDTH = 5 * u.eV
@@ -474,6 +474,21 @@ def apply_column_keywords(header, table, meta):
                        after=f"TFORM{idx}")
 
 
+def set_hduclass(header, extname, *classes, version=None):
+    """Set ``EXTNAME``, ``HDUCLASS = 'OGIP'``, ``HDUCLAS1``... (and ``HDUVERS``) in ``header``.
+
+    The HEASARC classification of an extension, in one place for every
+    writer (event files, GTI, spectra and responses).  ``extname`` and each
+    of ``classes`` are a value or a ``(value, comment)`` pair.
+    """
+    header["EXTNAME"] = extname
+    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
+    for i, value in enumerate(classes, start=1):
+        header[f"HDUCLAS{i}"] = value
+    if version is not None:
+        header["HDUVERS"] = version
+
+
 def gti_hdu(gti, cards):
     """The ``GTI`` binary table extension (``HDUCLAS1 = 'GTI'``, ``HDUCLAS2 = 'STANDARD'``).
 
@@ -491,10 +506,9 @@ def gti_hdu(gti, cards):
         table[name] = Table.Column(np.asarray(values, dtype=np.float64), unit=u.s)
     hdu = fits.table_to_hdu(table)
     h = hdu.header
-    h["EXTNAME"] = ("GTI", "good time intervals")
-    h["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    h["HDUCLAS1"] = ("GTI", "extension contains good time intervals")
-    h["HDUCLAS2"] = ("STANDARD", "standard good time intervals")
+    set_hduclass(h, ("GTI", "good time intervals"),
+                 ("GTI", "extension contains good time intervals"),
+                 ("STANDARD", "standard good time intervals"))
     for card in cards.cards:
         if card.keyword not in h:
             h.append(card, end=True)
