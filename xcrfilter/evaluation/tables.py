@@ -28,6 +28,7 @@ from astropy.table import Table
 from .. import registry
 from ..units import DEFAULT_BAND, energy_values
 from .selection import rejected
+from ..meta import card_value
 
 __all__ = ["BANDS", "FULL_BAND", "band_masks", "event_truth_labels", "available_report_methods",
            "compare_table", "format_table", "roc_sweeps"]
@@ -90,7 +91,6 @@ def _counts(is_cr, is_xray, rej):
 
 def available_report_methods(events):
     """Single methods whose filter ran on ``events`` (from ``meta['FILTERS']``)."""
-    from ..meta import card_value
     ran = card_value(events.meta, "FILTERS", None)
     if ran:
         ran = [s.strip() for s in str(ran).split(",")]

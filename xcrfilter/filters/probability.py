@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from ..events import set_status_bit
+from ..events import find_events, set_status_bit
+from ..meta import set_card
 
 __all__ = ["flag_probability", "get_model", "cube_and_events", "record_split_threshold"]
 
@@ -30,7 +31,6 @@ def cube_and_events(frames, events, who, why, *, event_threshold, split_threshol
     """
     from astropy.table import Table
 
-    from ..events import find_events
     from ..io.frames import FrameCube, as_energy_cube
     if isinstance(frames, Table):
         raise TypeError(f"{who} needs the frames ({why}); pass the event table as events= "
@@ -91,7 +91,6 @@ def record_split_threshold(meta, prefix, who, model_split_ev, split_threshold):
     import astropy.units as u
     from astropy.utils.exceptions import AstropyUserWarning
 
-    from ..meta import set_card
     if model_split_ev is None:
         return
     set_card(meta, f"{prefix}SPLIT", float(model_split_ev),

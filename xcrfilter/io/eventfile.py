@@ -20,6 +20,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from .headers import (add_text_lines, apply_meta, check_output_path, creator_cards, header_to_meta,
                       input_file_cards, is_path, write_hdul)
 from ..registry import status_bits
+from ..meta import card_value
 
 __all__ = ["write_events", "read_events", "read_gti"]
 
@@ -160,7 +161,6 @@ _TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "
 
 def _complete_time(table, meta):
     """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
-    from ..meta import card_value
     tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
     if "TIME" in table.colnames or "FRAME" not in table.colnames \
             or tstart is None or dt is None:
