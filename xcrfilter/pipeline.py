@@ -22,7 +22,7 @@ from .calibrate import (MIN_REJECTED, SHIFTS, apply_threshold, calibrate, thresh
 from .events import check_thresholds
 from .execution import collect, dask_results, serial_results
 from .io.frames import FrameCube, as_energy_cube
-from .io.ogip import add_time
+from .io.timing import add_time
 from .io.outputs import check_api_output
 from .io.stream import FrameStream
 from .units import DEFAULT_BAND, energy_values
@@ -275,7 +275,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         ``INSTRUME``, ``DETNAM``, ``DATE-OBS``, ``OBJECT``, time keywords)
         are carried into ``meta``; when a frame time is known, a ``TIME``
         column, the OGIP time and exposure keywords and ``meta['GTI']`` are
-        added (:func:`xcrfilter.io.ogip.add_time`).
+        added (:func:`xcrfilter.io.timing.add_time`).
 
     Raises
     ------

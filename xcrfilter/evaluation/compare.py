@@ -232,7 +232,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     events.meta.update(meta)
     if "TIME" in events.colnames and len(parts) > 1:
         # each chunk was timed from its own first frame: time the whole run
-        from ..io.ogip import add_time
+        from ..io.timing import add_time
         events.meta.pop("GTI", None)
         add_time(events, dict(events.meta), n_frames=n_frames, warn=False)
     events.meta["HISTORY"] = history if len(parts) == 1 else [

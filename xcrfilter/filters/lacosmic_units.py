@@ -19,7 +19,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ..io.frames import adu_offset, default_detector, is_nddata, parse_bunit
+from ..io.bunit import adu_offset, parse_bunit
+from ..io.frames import default_detector, is_nddata
 from ..units import as_gain, header_gain
 
 __all__ = ["header_of", "frames_with_unit", "counts_setup", "positive_number",

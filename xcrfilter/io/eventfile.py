@@ -19,8 +19,11 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from .headers import (add_text_lines, apply_meta, check_output_path, creator_cards, header_to_meta,
                       input_file_cards, is_path, write_hdul)
-from ..registry import status_bits
 from ..meta import card_value
+from ..registry import status_bits
+from . import ogip
+from .outputs import check_inputs
+from .timing import gti_hdu, gti_table
 
 __all__ = ["write_events", "read_events", "read_gti"]
 
@@ -59,7 +62,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         comment)`` tuples (scalar Quantities are written as their value with
         ``[unit]`` prepended to the comment); ``HISTORY``
         and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
-        time intervals (``START``, ``STOP``, as :func:`xcrfilter.io.ogip.add_time`
+        time intervals (``START``, ``STOP``, as :func:`xcrfilter.io.timing.add_time`
         makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
         ``TLMIN``/``TLMAX``.
     path : str or path-like
@@ -91,8 +94,6 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     several cards, every chunk but the last ending with ``&``;
     :func:`read_events` joins them again.  The input table is not modified.
     """
-    from . import ogip
-
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table or QTable, got "
                         f"{type(events).__name__}.")
@@ -146,9 +147,9 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     creator_cards(primary.header)
     hdus = [primary, hdu]
     if gti is None and "TSTART" in header and "TSTOP" in header:
-        gti = ogip.gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
+        gti = gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
     if gti is not None:
-        ghdu = ogip.gti_hdu(gti, shared)
+        ghdu = gti_hdu(gti, shared)
         creator_cards(ghdu.header)
         hdus.append(ghdu)
     write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
@@ -178,7 +179,6 @@ def read_gti(path):
         ``START`` and ``STOP`` in s (OGIP/93-003 Sec. 6.3); None when the
         file has no GTI extension.
     """
-    from .ogip import gti_table
     with fits.open(os.fspath(path), mode="readonly", memmap=False) as hdul:
         for hdu in hdul[1:]:
             if hdu.name in ("GTI", "STDGTI") or \
@@ -255,7 +255,6 @@ def read_events(path):
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"path: event file {where!r} does not exist.")
-    from .outputs import check_inputs
     try:
         check_inputs([where])  # a directory, device or FIFO: refused before reading
     except ValueError as exc:

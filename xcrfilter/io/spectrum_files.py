@@ -28,7 +28,8 @@ from astropy.io import fits
 
 from ..meta import card_value
 from .headers import creator_cards, write_hdul
-from .ogip import gti_hdu, set_hduclass
+from .ogip import set_hduclass
+from .timing import gti_hdu
 from .outputs import atomic_write
 
 __all__ = ["spectrum_hdulist", "response_hdulist", "arf_hdulist", "write_hdulist",
