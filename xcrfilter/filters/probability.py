@@ -8,8 +8,10 @@ import numpy as np
 
 from ..events import find_events, set_status_bit
 from ..meta import set_card
+from ..units import as_probability
 
-__all__ = ["flag_probability", "get_model", "cube_and_events", "record_split_threshold"]
+__all__ = ["flag_probability", "get_model", "model_and_threshold", "cube_and_events",
+           "record_split_threshold"]
 
 
 def get_model(model, load, model_class):
@@ -20,6 +22,13 @@ def get_model(model, load, model_class):
         return model
     raise TypeError(f"model must be None (shipped model), a model directory or a "
                     f"{model_class.__name__}, got {type(model).__name__}")
+
+
+def model_and_threshold(model, threshold, get):
+    """``(model, threshold)``: the model ``get(model)`` returns, and ``threshold`` checked
+    as a probability in [0, 1], or the model's own threshold when it is None."""
+    model = get(model)
+    return model, as_probability(threshold, model.threshold)
 
 
 def cube_and_events(frames, events, who, why, *, event_threshold, split_threshold,
