@@ -87,7 +87,7 @@ def work_pieces(cube, event_threshold, max_active=None):
 
 
 def process_chunk(sub, start, names, common, options, *, gain, strict, edge_status,
-                   max_active=None, shift=None):
+                  max_active=None, shift=None):
     """Events of one chunk, filtered.
 
     Returns ``(n_masked, pieces, shifted)``: the masked pixels of the chunk,
@@ -106,7 +106,7 @@ def process_chunk(sub, start, names, common, options, *, gain, strict, edge_stat
                              edge_status=edge_status)
         if shift:
             shift_sample(shifted, piece, events, start + offset, specs, common, options,
-                          shift)
+                         shift)
         for name, spec in specs.items():
             try:
                 events = spec.run(piece, events, common, options.get(name))
@@ -152,7 +152,7 @@ def chunk_task(sub, start, *args, **kwargs):
 
 
 def serial_results(frames, chunk_frames, names, common, options, work, calibrate_on, gain,
-                    detector):
+                   detector):
     """``(header, result of process_chunk)`` of every chunk, computed in this process."""
     for start, sub in iter_chunks(frames, chunk_frames, gain, detector):
         if start == 0:
@@ -161,7 +161,7 @@ def serial_results(frames, chunk_frames, names, common, options, work, calibrate
 
 
 def dask_results(client, frames, chunk_frames, names, common, options, work, calibrate_on,
-                  gain, detector):
+                 gain, detector):
     """The same as :func:`serial_results`, each chunk a task on a dask cluster.
 
     Results come back in frame order; at most two tasks per worker (plus

@@ -354,10 +354,10 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                 max_active=max_active_pixels, shift=shift)
     if client is None:
         results = serial_results(frames, int(chunk_frames), names, common, options, work,
-                                  calibrate_on, gain, detector)
+                                 calibrate_on, gain, detector)
     else:
         results = dask_results(client, frames, int(chunk_frames), names, common, options,
-                                work, calibrate_on, gain, detector)
+                               work, calibrate_on, gain, detector)
     try:
         collect(results, on_chunk, bar, parts, counts, count_cards, state)
     except BaseException:

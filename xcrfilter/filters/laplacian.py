@@ -71,6 +71,8 @@ _PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
 # --------------------------------------------------------------------------
 # events
 # --------------------------------------------------------------------------
+
+
 def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
     """Set a ``STATUS`` bit on events whose 3x3 window touches a masked pixel.
 

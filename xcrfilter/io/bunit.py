@@ -29,7 +29,6 @@ _UNIT_ALIASES = {
 }
 
 
-
 def parse_bunit(bunit, where):
     """The unit of a ``BUNIT`` value: an energy, electron or adu (ValueError naming ``where``)."""
     if bunit is None or str(bunit).strip() == "":

@@ -72,6 +72,7 @@ was_2d : bool
 _ACCEPTED_FORMS = ("an astropy Quantity array, a CCDData or NDData, a FITS file path, "
                    "or a list of FITS file paths")
 
+
 def check_shape(shape, name):
     if len(shape) not in (2, 3):
         raise ValueError(
@@ -159,7 +160,7 @@ def _to_cube(values, mask, factor, name):
 
 
 def default_detector(detector):
-    """``detector``, or the WFI detector model when it is None (TypeError if not a DetectorModel)."""
+    """``detector``, or the WFI model when None (TypeError if not a DetectorModel)."""
     if detector is None:
         return DetectorModel.wfi()
     if not isinstance(detector, DetectorModel):
@@ -232,8 +233,8 @@ def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detecto
     bunit = header.get("BUNIT", primary.get("BUNIT"))
     unit = parse_bunit(bunit, where)
     factor = energy_factor(unit, gain=gain, detector=detector,
-                            header_gain=frame_gain(header, primary, detector, where)
-                            if unit_kind(unit) == "adu" else None, where=where)
+                           header_gain=frame_gain(header, primary, detector, where)
+                           if unit_kind(unit) == "adu" else None, where=where)
     offset = adu_offset(header, primary, where) if unit_kind(unit) == "adu" else 0.0
     if offset != 0.0:
         # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
@@ -357,14 +358,14 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
                 f"{ACCEPTED_UNITS}.")
         header = meta_to_header(frames.meta)
         factor = energy_factor(u.Unit(unit), gain=gain, detector=det,
-                                header_gain=frame_gain(header, None, det, name)
-                                if unit_kind(u.Unit(unit)) == "adu" else None, where=name)
+                               header_gain=frame_gain(header, None, det, name)
+                               if unit_kind(u.Unit(unit)) == "adu" else None, where=name)
         data, mask, was_2d = _to_cube(frames.data, frames.mask, factor, name)
         return FrameCube(data, mask, header, [], was_2d)
     if isinstance(frames, u.Quantity):
         det = default_detector(detector)
         factor = energy_factor(frames.unit, gain=gain, detector=det, header_gain=None,
-                                where=name)
+                               where=name)
         mask = getattr(frames, "mask", None)
         values = getattr(frames, "unmasked", frames).value
         data, bad, was_2d = _to_cube(values, mask, factor, name)

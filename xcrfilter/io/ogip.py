@@ -220,5 +220,3 @@ def set_hduclass(header, extname, *classes, version=None):
         header[f"HDUCLAS{i}"] = value
     if version is not None:
         header["HDUVERS"] = version
-
-

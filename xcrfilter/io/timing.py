@@ -51,7 +51,9 @@ def _time_unit(header):
 
 
 def frame_time_from_header(header, frame_time=None):
-    """Frame time: ``frame_time`` if given, else the first of :data:`~xcrfilter.io.ogip.FRAME_TIME_KEYWORDS`.
+    """Frame time: ``frame_time`` if given, else the first of the frame-time keywords.
+
+    The keywords are :data:`~xcrfilter.io.ogip.FRAME_TIME_KEYWORDS`, in order.
 
     Parameters
     ----------
