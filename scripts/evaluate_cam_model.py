@@ -73,7 +73,7 @@ def _table1(model, tiles_path):
 
 def _features_from_windows(model, d, cache=None):
     """Features of the prepared events (cached per network checksum if ``cache``)."""
-    from xcrfilter.ml.model import file_sha256
+    from xcrfilter.ml.checksums import file_sha256
     key = file_sha256(os.path.join(model.path, "densenet.keras"))[:16] + model.feature_set
     if cache and os.path.exists(cache):
         c = np.load(cache)

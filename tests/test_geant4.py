@@ -11,7 +11,7 @@ from xcrfilter.events import find_events
 from xcrfilter.registry import STATUS_BITS
 from xcrfilter.filters.vfaint import vfaint_filter
 from xcrfilter.io.geant4 import (WFI_GEANT4, ChipGeometry, filter_pixel_table, is_pixel_table,
-                              iter_frame_groups, iter_training_chunks)
+                                 iter_frame_groups, iter_training_chunks)
 from xcrfilter.io.eventfile import read_events
 
 ORIGINS = ((100, 10), (130, 10))      # two 16 x 16 chips, ACTX/ACTY of their pixel (0, 0)

@@ -8,9 +8,8 @@ import pytest
 
 pytest.importorskip("xcrfilter.ml.densenet")  # Keras, with the package's backend
 
-from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
-from xcrfilter.ml.model import (_load_uncached, default_model_dir, file_sha256,  # noqa: E402
-                                write_checksums)
+from xcrfilter.ml.checksums import ModelFileError, file_sha256  # noqa: E402
+from xcrfilter.ml.model import _load_uncached, default_model_dir, write_checksums  # noqa: E402
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from astropy.time import Time
 from xcrfilter.cli.main import main
 from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
 from xcrfilter.io.eventfile import read_events, read_gti, write_events
-from xcrfilter.io.ogip import (PI_CHANNELS, add_time, frame_time_from_header, pi_channels,
-                            read_frame_times)
+from xcrfilter.io.ogip import PI_CHANNELS, pi_channels
+from xcrfilter.io.timing import add_time, frame_time_from_header, read_frame_times
 
 OBS = {"TELESCOP": "ATHENA", "INSTRUME": "WFI", "DETNAM": "LDA", "OBJECT": "Cas A",
        "DATE-OBS": "2037-03-01T00:00:00"}

@@ -196,7 +196,8 @@ def test_missing_keras_backend_is_one_line(frames, tmp_path):
     assert proc.returncode == 0, proc.stderr
     tiles = tmp_path / "tiles.npz"
     np.savez(tiles, tiles=np.zeros((4, 64, 64), np.float32), labels=np.zeros(4, int))
-    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "train", "--tiles", str(tiles),
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "train",
+                           "--tiles", str(tiles),
                            "--simulate-frames", "2", "-o", str(tmp_path / "model")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 1

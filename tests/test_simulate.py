@@ -363,8 +363,8 @@ def test_minimum_ionising_loss_in_silicon():
     n = 6000
     z = np.zeros(n)
     tid, xs, ys, zs, es = track_deposits(sim, rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
-                                      np.full(n, ph.MP_MEV), np.full(n, 3000.0),
-                                      np.full(n, np.inf))
+                                         np.full(n, ph.MP_MEV), np.full(n, 3000.0),
+                                         np.full(n, np.inf))
     inside = (zs >= 0) & (zs <= 450)
     tot = np.bincount(tid, weights=es * inside, minlength=n) / 1e3 / 450.0
     hist, edges = np.histogram(tot, bins=np.arange(0.2, 0.5, 0.005))

@@ -15,7 +15,8 @@ from xcrfilter.io.frames import as_energy_cube
 from xcrfilter.io.eventfile import read_events
 from xcrfilter.io.maskfile import MaskWriter, read_mask
 from xcrfilter.io.masks import mask_events
-from xcrfilter.pipeline import _work_pieces, available_methods, run_pipeline
+from xcrfilter.execution import work_pieces
+from xcrfilter.pipeline import available_methods, run_pipeline
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 from xcrfilter.io.stream import FrameStream, frames_per_chunk
 
@@ -177,7 +178,7 @@ def test_work_pieces_bound_active_pixels(sim):
     frames = np.asarray(sim.frames, np.float32).copy()
     frames[[2, 3, 7]] = 20000.0                                   # saturated frames
     cube = as_energy_cube(frames * u.eV)
-    pieces = _work_pieces(cube, 260 * u.eV, max_active=96 * 96 + 500)
+    pieces = work_pieces(cube, 260 * u.eV, max_active=96 * 96 + 500)
     starts = [a for a, _ in pieces]
     sizes = [p.data.shape[0] for _, p in pieces]
     assert sum(sizes) == 12 and starts[0] == 0

@@ -54,6 +54,11 @@ import numpy as np
 from astropy.stats import binom_conf_interval
 from scipy import ndimage
 
+from .events import find_events, set_status_bit
+from .io.frames import FrameCube
+from .meta import add_history, card_comment, set_card
+from .units import DEFAULT_BAND, energy_values
+
 __all__ = ["SHIFTS", "inject_xrays", "calibrate", "parse_fraction",
            "shifted_scores", "threshold_for", "apply_threshold", "MIN_REJECTED", "own_pixels",
            "covered", "write_calibration_cards"]
@@ -187,8 +192,6 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
         If fewer than 50 injected events could be placed (too few or too
         crowded frames).
     """
-    from .events import find_events
-    from .io.frames import FrameCube
     cal = module.CALIBRATION
     column, option, sign = cal.column, cal.option, cal.sign
     data = np.asarray(cube.data, np.float32)
@@ -301,7 +304,6 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
     """
     from astropy.table import QTable
 
-    from .units import DEFAULT_BAND, energy_values
     cal = module.CALIBRATION
     data = np.asarray(cube.data, np.float32)
     n, ny, nx = data.shape
@@ -356,7 +358,6 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
     g = (f[take][rows] + k) % n
     ok = ~covered(active, g, y[take][rows], x[take][rows], own[rows])
     rows, g = rows[ok], g[ok]
-    from .io.frames import FrameCube
     scores = []
     step = 32
     off = np.arange(-2, 3)
@@ -434,8 +435,6 @@ def apply_threshold(events, module, value):
     int
         Events rejected.
     """
-    from .events import set_status_bit
-    from .meta import card_comment, set_card
     cal = module.CALIBRATION
     (bit, _), = module.STATUS.values()
     score = np.asarray(events[cal.column], float)
@@ -463,7 +462,6 @@ def write_calibration_cards(meta, modules, calibrated):
         Filter name -> report of :func:`calibrate`, :func:`threshold_for`
         (frame shift) or a learning filter.
     """
-    from .meta import add_history, set_card
     for name, rep in calibrated.items():
         cal = modules[name].CALIBRATION
         key = cal.prefix

@@ -344,7 +344,7 @@ def island_properties(phas, split_ev, strict=False):
 
 def _pha_width(header, gain):
     """Energy of one PHA channel [eV]: the gain for frames in adu, else 1 eV."""
-    from .io.frames import check_gain
+    from .io.bunit import check_gain
     if gain is not None:
         return float(check_gain(gain, "gain").to_value(u.eV / u.adu))
     bunit = str(header.get("BUNIT", "") if header is not None else "").strip().lower()

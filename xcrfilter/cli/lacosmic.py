@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..filters.laplacian import FILTER, lacosmic_mask
-from ..io.frames import parse_bunit
+from ..io.bunit import parse_bunit
 from ..io.outputs import check_outputs
 from ..io.products import write_mask
 from ..io.realdata import load_real_frame

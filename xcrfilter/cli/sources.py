@@ -113,7 +113,7 @@ def input_kind(paths):
 
 def frame_pipeline_options(args, paths, n_frames, header):
     """``run_pipeline`` keywords of the frames kind: thresholds style, time, frame times."""
-    from ..io.ogip import frame_time_from_header, read_frame_times
+    from ..io.timing import frame_time_from_header, read_frame_times
     frame_times = read_frame_times(paths[0], n_frames) if len(paths) == 1 else None
     if frame_times is None and frame_time_from_header(header, args.frame_time) is None:
         warnings.warn("no frame time (TIMEDEL, FRAMTIME or TEXPFRAM keyword): the event "

@@ -128,7 +128,7 @@ def run(args):
     """Run ``xcrfilter spectrum``."""
     from ..io.outputs import check_outputs
     from ..io.spectra import (DEFAULT_BANDS, check_band, default_combinations, detector_area,
-                          exposure_of, format_levels, parse_combination, pixel_size_of)
+                              exposure_of, format_levels, parse_combination, pixel_size_of)
 
     bands = [check_band(lo, hi) for lo, hi in args.band] if args.band else DEFAULT_BANDS
     if args.regions:

@@ -93,8 +93,8 @@ def run(args):
     import os
 
     from ..io.outputs import check_outputs
-    from ..ml.checksums import ModelFileError
-    from ..ml.model import CHECKED_FILES, SUMS_FILE
+    from ..ml.checksums import SUMS_FILE, ModelFileError
+    from ..ml.model import CHECKED_FILES
     from ..ml.training import train
 
     # no model file may replace an input (tiles or frames inside the model directory)

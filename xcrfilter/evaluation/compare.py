@@ -27,6 +27,7 @@ from astropy.table import Table
 from .. import registry
 from .pixels import pixel_confusion
 from .tables import compare_table, event_truth_labels, format_table, roc_sweeps
+from ..io.frames import FrameCube, as_energy_cube
 
 __all__ = ["compare_filters", "compare_chunks", "CompareReport", "write_report", "print_report",
            "REPORT_FILES"]
@@ -135,7 +136,6 @@ def compare_filters(frames, truth_labels, methods=None, *, options=None,
     -------
     CompareReport
     """
-    from ..io.frames import as_energy_cube
     cube = as_energy_cube(frames, gain=gain, detector=detector)
     labels = np.asarray(truth_labels)
     if labels.ndim == 2:
@@ -175,7 +175,6 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     """
     from astropy.table import vstack
 
-    from ..io.frames import FrameCube, as_energy_cube
     names = list(methods) if methods is not None else list(registry.FILTERS)
     if "vfaint" not in names:
         names.insert(0, "vfaint")
@@ -233,7 +232,7 @@ def compare_chunks(chunks, methods=None, *, options=None, event_threshold=260 * 
     events.meta.update(meta)
     if "TIME" in events.colnames and len(parts) > 1:
         # each chunk was timed from its own first frame: time the whole run
-        from ..io.ogip import add_time
+        from ..io.timing import add_time
         events.meta.pop("GTI", None)
         add_time(events, dict(events.meta), n_frames=n_frames, warn=False)
     events.meta["HISTORY"] = history if len(parts) == 1 else [

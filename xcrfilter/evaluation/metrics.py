@@ -354,7 +354,7 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
         raise ValueError(f"reference {reference!r} is not a key of rejections "
                          f"({list(rejections)}).")
     cms = {name: confusion(is_cr[keep], as_rejected(rej, f"rejections[{name!r}]",
-                                                 is_cr.size)[keep])
+                                                    is_cr.size)[keep])
            for name, rej in rejections.items()}
     ref_cm = cms[reference] if reference is not None else None
     table = QTable()
@@ -366,5 +366,3 @@ def table2(truth, rejections, *, events=None, band=DEFAULT_BAND, reference=None)
     table.meta["band"] = str(u.Quantity(band).to(u.keV)) if events is not None else "all"
     table.meta["reference"] = reference
     return table
-
-

@@ -1,8 +1,8 @@
 """Pixel-wise comparison of a filter's pixel mask with the truth labels.
 
 The pixel-wise comparison of the Laplacian mask with the truth labels
-(:func:`pixel_confusion`) and the ``sigclip`` tuning (:func:`scan_sigclip`) follow the LSST report of
-seed ``003``: purity = TP/(TP+FP), completeness = TP/(TP+FN), F1, and the
+(:func:`pixel_confusion`) and the ``sigclip`` tuning (:func:`scan_sigclip`)
+follow the LSST report of seed ``003``: purity = TP/(TP+FP), completeness = TP/(TP+FN), F1, and the
 mean squared error of the binary masks, MSE = (FP+FN)/N_pixels; sigclip is
 chosen at the MSE minimum or at the "knee" of the (sigclip, number of CR
 pixels) curve.

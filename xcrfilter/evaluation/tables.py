@@ -8,8 +8,9 @@ range and in the bands 0.3-1, 1-2, 2-4, 4-8 and 8-10 keV (:data:`BANDS`);
 Definitions (CR = positive class, events with truth X-ray or CR only):
 
 * an event is *rejected* by a method when any of the method's ``STATUS``
-  bits is set (:func:`xcrfilter.evaluation.selection.method_mask`; VF: bits 0-2, LACOSMIC: 3, SAC: 4,
-  CAM: 5, MORPH: 6; a union rejects when either member does);
+  bits is set (:func:`xcrfilter.evaluation.selection.method_mask`; VF: bits
+  0-2, LACOSMIC: 3, SAC: 4, CAM: 5, MORPH: 6; a union rejects when either
+  member does);
 * TP = CR rejected, FN = CR accepted, FP = X-ray rejected, TN = X-ray accepted;
 * precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2PR/(P+R);
 * lost X-ray signal FPR = FP/(TN+FP); unrejected background FOR = FN/(TN+FN);
@@ -28,6 +29,7 @@ from astropy.table import Table
 from .. import registry
 from ..units import DEFAULT_BAND, energy_values
 from .selection import rejected
+from ..meta import card_value
 
 __all__ = ["BANDS", "FULL_BAND", "band_masks", "event_truth_labels", "available_report_methods",
            "compare_table", "format_table", "roc_sweeps"]
@@ -90,7 +92,6 @@ def _counts(is_cr, is_xray, rej):
 
 def available_report_methods(events):
     """Single methods whose filter ran on ``events`` (from ``meta['FILTERS']``)."""
-    from ..meta import card_value
     ran = card_value(events.meta, "FILTERS", None)
     if ran:
         ran = [s.strip() for s in str(ran).split(",")]

@@ -12,7 +12,8 @@ bits, parameters, shared inputs and calibratable threshold:
 :mod:`~xcrfilter.filters.morph` (shape and whole-frame context) and
 :mod:`~xcrfilter.filters.obsctx` (context learnt from the observation itself);
 :mod:`~xcrfilter.filters.probability` holds what the probability filters
-share.  Filters never call each other: :mod:`xcrfilter.pipeline` composes
+share, :mod:`~xcrfilter.filters.lacosmic_units` the conversion of frames to
+astroscrappy's units.  Filters never call each other: :mod:`xcrfilter.pipeline` composes
 them through their declarations, and their models come from
 :mod:`xcrfilter.ml`.
 """

@@ -48,8 +48,9 @@ from ..cli.argtypes import parse_energy
 from ..meta import log_to_metadata
 from ..io.products import CamMapWriter, write_cam_maps
 from ..contract import Calibration, Card, Filter, Param
-from ..units import DEFAULT_BAND, as_band, as_probability, energy_values
-from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
+from ..units import DEFAULT_BAND, as_band, energy_values
+from .probability import (cube_and_events, flag_probability, get_model, model_and_threshold,
+                          record_split_threshold)
 
 __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "pipeline_step", "FILTER"]
 
@@ -367,8 +368,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
         frames, events, "cam_filter", "the network looks at the pixels around each event",
         event_threshold=event_threshold, split_threshold=split_threshold,
         mip_threshold=mip_threshold, gain=gain, detector=detector)
-    cam = _get_model(model)
-    thr = as_probability(threshold, cam.threshold)
+    cam, thr = model_and_threshold(model, threshold, _get_model)
     band_ev = _check_band(band)
     return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
                   split_threshold, _cascade(cam, cascade))
@@ -389,8 +389,7 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
     the model's: a different one is warned about and recorded
     (``CAMSPLRQ``), the model's is used.
     """
-    cam = _get_model(model)
-    thr = as_probability(threshold, cam.threshold)
+    cam, thr = model_and_threshold(model, threshold, _get_model)
     band_ev = _check_band(band)
     return _apply(cube, events, cam, thr, band_ev, cam_output, overwrite, tuple(map_classes),
                   split_threshold, _cascade(cam, cascade))

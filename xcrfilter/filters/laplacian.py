@@ -33,20 +33,17 @@ in eV, electron or adu is converted.
 """
 from __future__ import annotations
 
-import os
-import warnings
-
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
-from astropy.utils.exceptions import AstropyUserWarning
 
-from ..meta import log_to_metadata
-from ..events import set_status_bit
-from ..io.frames import is_nddata
 from ..contract import Card, Filter, Param
-from ..units import as_gain, header_gain
+from ..events import find_events, set_status_bit
+from ..io.frames import FrameCube, as_energy_cube
+from ..meta import log_to_metadata
+from .lacosmic_units import (counts_setup, frames_with_unit, integer_at_least, positive_number,
+                             saturation_electrons)
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
            "LACOSMIC_DEFAULTS", "mask_to_events", "pipeline_step", "FILTER"]
@@ -72,175 +69,10 @@ _FSMODES = ("median", "convolve")
 _PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
 
 # --------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------
-def _default_detector(detector):
-    from ..detector import DetectorModel
-    if detector is None:
-        return DetectorModel.wfi()
-    if not isinstance(detector, DetectorModel):
-        raise TypeError(f"detector must be a DetectorModel or None, got {type(detector).__name__}.")
-    return detector
-
-
-def _header_of(meta):
-    header = fits.Header()
-    if meta is None:
-        return header
-    if isinstance(meta, fits.Header):
-        return meta.copy()
-    for key, value in dict(meta).items():
-        if key in ("HISTORY", "COMMENT") or len(str(key)) > 8:
-            continue
-        try:
-            if isinstance(value, tuple):
-                header[key] = value
-            else:
-                header[key] = value
-        except (ValueError, TypeError):
-            pass
-    return header
-
-
-def _as_frames(frames, unit):
-    """Return (values ndarray, unit, mask or None, header, was_2d, is_cube)."""
-    if hasattr(frames, "_fields") and "data" in frames._fields and "mask" in frames._fields:
-        # xcrfilter.io.frames.FrameCube: data in eV, bad pixels already zeroed.
-        data = np.asarray(frames.data)
-        mask = None if frames.mask is None else np.asarray(frames.mask, bool)
-        header = frames.header if frames.header is not None else fits.Header()
-        return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
-    if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from ..io.frames import adu_offset, parse_bunit
-        where = f"frames ({os.fspath(frames)})"
-        try:
-            hdul = fits.open(frames)
-        except OSError as exc:
-            raise OSError(f"{where}: cannot read it as a FITS file ({exc}).") from None
-        with hdul:
-            hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
-            if hdu is None:
-                raise ValueError(f"frames: FITS file {frames!r} holds no image data.")
-            header = hdu.header.copy()
-            data = np.array(hdu.data, dtype=np.float64)
-        if unit is None:
-            # the BUNIT reading of every command (xcrfilter.io.frames)
-            unit = parse_bunit(header.get("BUNIT"), where)
-        unit = u.Unit(unit)
-        if unit == u.adu:
-            # E = (ADU - ADUOFFS) * gain, as xcrfilter filter
-            data = data - adu_offset(header, None, where)
-        return data, unit, None, header, data.ndim == 2, False
-    if is_nddata(frames):
-        if frames.unit is None and unit is None:
-            raise ValueError("frames: the CCDData/NDData has no unit; pass unit=.")
-        data = np.asarray(frames.data, dtype=np.float64)
-        mask = None if frames.mask is None else np.asarray(frames.mask, bool)
-        return data, u.Unit(unit or frames.unit), mask, _header_of(frames.meta), \
-            data.ndim == 2, False
-    if isinstance(frames, u.Quantity):
-        return np.asarray(frames.value, dtype=np.float64), frames.unit, None, fits.Header(), \
-            frames.ndim == 2, False
-    if isinstance(frames, np.ndarray):
-        if unit is None:
-            raise TypeError("frames: a plain ndarray has no unit; pass a Quantity, a CCDData, "
-                            "a FrameCube, a FITS path, or unit= (eV, keV, electron or adu).")
-        return np.asarray(frames, dtype=np.float64), u.Unit(unit), None, fits.Header(), \
-            frames.ndim == 2, False
-    raise TypeError("frames must be a CCDData/NDData, a Quantity array, a FrameCube, a FITS "
-                    f"path, or an ndarray with unit=, got {type(frames).__name__}.")
-
-
-def _counts_setup(unit, header, gain, readnoise, detector):
-    """Return (scale to counts, astroscrappy gain, readnoise [e], count unit, pair)."""
-    det = _default_detector(detector)
-    pair = float(det.pair_energy.to_value(u.eV / u.electron))
-    # --- read noise in electrons
-    if readnoise is None:
-        rn_header = header.get("RDNOISE", header.get("READNOIS"))
-        if rn_header is not None and unit.physical_type != "energy":
-            rn = float(rn_header)
-        else:
-            rn = float(det.readout_noise.to_value(u.electron))
-    elif isinstance(readnoise, u.Quantity):
-        if readnoise.unit.is_equivalent(u.eV):
-            rn = float(readnoise.to_value(u.eV)) / pair
-        else:
-            rn = float(readnoise.to_value(u.electron))
-    else:
-        rn = float(readnoise)
-    if not np.isfinite(rn) or rn < 0:
-        raise ValueError(f"readnoise must be finite and >= 0 electron, got {readnoise!r}.")
-    if unit.is_equivalent(u.eV):
-        if gain is not None:
-            as_gain(gain, pair_energy=det.pair_energy)  # validated, then not needed
-            warnings.warn(f"frames are in {unit}: gain is ignored (it converts adu frames).",
-                          AstropyUserWarning, stacklevel=3)
-        return unit.to(u.eV) / pair, 1.0, rn, "electron", pair
-    if unit == u.electron:
-        if gain is not None:
-            as_gain(gain, pair_energy=det.pair_energy)  # validated, then not needed
-            warnings.warn("frames are in electron: gain is ignored (1 electron/electron).",
-                          stacklevel=3)
-        return 1.0, 1.0, rn, "electron", pair
-    if unit == u.adu:
-        # one meaning of GAIN (xcrfilter.units): energy per adu; astroscrappy wants
-        # electron/adu, i.e. the gain divided by the pair energy
-        if gain is not None:
-            g_ev = as_gain(gain, pair_energy=det.pair_energy)
-        else:
-            g_ev = header_gain(header, pair_energy=det.pair_energy, where="frames")
-            if g_ev is None and det.gain is not None:
-                g_ev = as_gain(det.gain, "detector.gain", pair_energy=det.pair_energy)
-            if g_ev is None:
-                raise ValueError("frames are in adu but no gain was given: pass gain= (a "
-                                 "Quantity in eV/adu or electron/adu) or set the GAIN "
-                                 "header keyword.")
-        return 1.0, float(g_ev.to_value(u.eV / u.adu)) / pair, rn, "adu", pair
-    raise u.UnitConversionError(f"frames must be in an energy unit, electron or adu, got {unit}.")
-
-
-def _positive(name, value, allow_zero=False, sign_free=False):
-    """Raise ValueError naming ``name`` unless ``value`` is a finite (positive) number."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}.") from None
-    if not np.isfinite(v) or (not sign_free and (v < 0 or (v == 0 and not allow_zero))):
-        what = "finite" if sign_free else "finite and positive"
-        raise ValueError(f"{name} must be {what}, got {value!r}.")
-    return v
-
-
-def _integer(name, value, minimum):
-    """Raise ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or float(value) != int(value):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _satlevel_e(satlevel, header, unit, scale, gain, pair):
-    if satlevel is None:
-        sat = header.get("SATURATE", header.get("SATLEVEL"))
-        if sat is None:
-            return np.inf
-        return float(sat) * scale * gain
-    if isinstance(satlevel, u.Quantity):
-        if satlevel.unit.is_equivalent(u.eV):
-            return float(satlevel.to_value(u.eV)) / pair
-        if satlevel.unit == u.adu:
-            return float(satlevel.value) * gain
-        return float(satlevel.to_value(u.electron))
-    return float(satlevel)
-
-
-# --------------------------------------------------------------------------
 # events
 # --------------------------------------------------------------------------
+
+
 def mask_to_events(events, crmask, bit=LACOSMIC_BIT):
     """Set a ``STATUS`` bit on events whose 3x3 window touches a masked pixel.
 
@@ -380,7 +212,7 @@ def _detect(frames, *, sigclip, sigfrac, objlim, gain, readnoise, satlevel, pssl
 
     import astroscrappy
 
-    data, in_unit, in_mask, header, was_2d, _ = _as_frames(frames, unit)
+    data, in_unit, in_mask, header, was_2d, _ = frames_with_unit(frames, unit)
     if data.ndim not in (2, 3):
         raise ValueError(f"frames must be 2-D (ny, nx) or 3-D (n_frames, ny, nx), got "
                          f"shape {data.shape}.")
@@ -395,15 +227,15 @@ def _detect(frames, *, sigclip, sigfrac, objlim, gain, readnoise, satlevel, pssl
         raise ValueError(f"psfmodel must be one of {_PSFMODELS}, got {psfmodel!r}.")
     for name, value in (("sigclip", sigclip), ("sigfrac", sigfrac), ("objlim", objlim),
                         ("psffwhm", psffwhm), ("psfbeta", psfbeta)):
-        _positive(name, value)
-    _positive("pssl", pssl, allow_zero=True, sign_free=True)
-    niter = _integer("niter", niter, 1)
-    psfsize = _integer("psfsize", psfsize, 3)
+        positive_number(name, value)
+    positive_number("pssl", pssl, allow_zero=True, sign_free=True)
+    niter = integer_at_least("niter", niter, 1)
+    psfsize = integer_at_least("psfsize", psfsize, 3)
     if psfsize % 2 == 0:
         raise ValueError(f"psfsize must be an odd number of pixels >= 3, got {psfsize}.")
 
-    scale, g, rn, count_unit, pair = _counts_setup(in_unit, header, gain, readnoise, detector)
-    sat = _satlevel_e(satlevel, header, in_unit, scale, g, pair)
+    scale, g, rn, count_unit, pair = counts_setup(in_unit, header, gain, readnoise, detector)
+    sat = saturation_electrons(satlevel, header, in_unit, scale, g, pair)
     if np.isnan(sat) or sat <= 0:
         raise ValueError(f"satlevel must be positive (electron, or a Quantity in eV, electron "
                          f"or adu), got {satlevel!r}; omit it for no saturation.")
@@ -496,8 +328,6 @@ def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
     """
     options.pop("return_cleaned", None)
     if events is None:
-        from ..events import find_events
-        from ..io.frames import FrameCube, as_energy_cube
         if not isinstance(frames, FrameCube):
             frames = as_energy_cube(frames, gain=options.get("gain"),
                                     detector=options.get("detector"), name="frames")

@@ -23,8 +23,9 @@ from astropy.table import QTable, Table
 
 from ..meta import log_to_metadata
 from ..contract import Calibration, Card, Filter, Param
-from ..units import as_probability, energy_values
-from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
+from ..units import energy_values
+from .probability import (cube_and_events, flag_probability, get_model, model_and_threshold,
+                          record_split_threshold)
 
 __all__ = ["morph_filter", "MORPH_BIT", "pipeline_step", "is_available", "FILTER"]
 
@@ -140,8 +141,7 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
         frames, events, "morph_filter", "the context features look at the whole frame",
         event_threshold=event_threshold, split_threshold=split_threshold,
         mip_threshold=mip_threshold, gain=gain, detector=detector)
-    model = _get_model(model)
-    thr = as_probability(threshold, model.threshold)
+    model, thr = model_and_threshold(model, threshold, _get_model)
     return _apply(np.asarray(cube.data, np.float32), events, model, thr, split_threshold)
 
 
@@ -154,8 +154,7 @@ def pipeline_step(cube, events, *, threshold=None, model=None, split_threshold=N
     different one is warned about and recorded (``MRPSPLRQ``), the model's
     is used.
     """
-    model = _get_model(model)
-    thr = as_probability(threshold, model.threshold)
+    model, thr = model_and_threshold(model, threshold, _get_model)
     return _apply(np.asarray(cube.data, np.float32), events, model, thr, split_threshold)
 
 

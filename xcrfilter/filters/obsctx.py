@@ -85,7 +85,8 @@ import numpy as np
 from astropy.stats import binom_conf_interval
 from astropy.table import QTable
 
-from ..calibrate import SHIFTS, covered, own_pixels, threshold_for
+from ..calibrate import (MIN_REJECTED, SHIFTS, covered, own_pixels, threshold_for,
+                         write_calibration_cards)
 from ..context import DEFAULT_RADII, context_features, feature_matrix
 from ..events import set_status_bit
 from ..meta import log_to_metadata
@@ -512,7 +513,6 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     ValueError
         ``required`` and too few events to learn from or to estimate the loss.
     """
-    from ..calibrate import MIN_REJECTED
     max_lost = DEFAULT_MAX_LOST if max_lost is None else float(max_lost)
     s = _merge(payloads)
     n_same, n_shift = len(s["key"]), len(s["fold_shift"])
@@ -641,7 +641,6 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     ValueError
         Too few events to learn from, bad frames or thresholds.
     """
-    from ..calibrate import write_calibration_cards
     from .probability import cube_and_events
     cube, events = cube_and_events(
         frames, events, "obsctx_filter", "the context is learnt from the whole observation",

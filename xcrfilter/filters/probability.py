@@ -6,9 +6,12 @@ import os
 
 import numpy as np
 
-from ..events import set_status_bit
+from ..events import find_events, set_status_bit
+from ..meta import set_card
+from ..units import as_probability
 
-__all__ = ["flag_probability", "get_model", "cube_and_events", "record_split_threshold"]
+__all__ = ["flag_probability", "get_model", "model_and_threshold", "cube_and_events",
+           "record_split_threshold"]
 
 
 def get_model(model, load, model_class):
@@ -21,6 +24,13 @@ def get_model(model, load, model_class):
                     f"{model_class.__name__}, got {type(model).__name__}")
 
 
+def model_and_threshold(model, threshold, get):
+    """``(model, threshold)``: the model ``get(model)`` returns, and ``threshold`` checked
+    as a probability in [0, 1], or the model's own threshold when it is None."""
+    model = get(model)
+    return model, as_probability(threshold, model.threshold)
+
+
 def cube_and_events(frames, events, who, why, *, event_threshold, split_threshold,
                     mip_threshold, gain=None, detector=None):
     """``(FrameCube, events)``: the frames in eV and their events (found here when None).
@@ -30,7 +40,6 @@ def cube_and_events(frames, events, who, why, *, event_threshold, split_threshol
     """
     from astropy.table import Table
 
-    from ..events import find_events
     from ..io.frames import FrameCube, as_energy_cube
     if isinstance(frames, Table):
         raise TypeError(f"{who} needs the frames ({why}); pass the event table as events= "
@@ -91,7 +100,6 @@ def record_split_threshold(meta, prefix, who, model_split_ev, split_threshold):
     import astropy.units as u
     from astropy.utils.exceptions import AstropyUserWarning
 
-    from ..meta import set_card
     if model_split_ev is None:
         return
     set_card(meta, f"{prefix}SPLIT", float(model_split_ev),

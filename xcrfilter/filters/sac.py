@@ -30,7 +30,7 @@ from astropy.table import QTable, Table
 
 from ..meta import CARD_COMMENTS, card_comment, card_value, log_to_metadata, set_card
 from ..cli.argtypes import parse_energy
-from ..events import set_status_bit
+from ..events import find_events, set_status_bit
 from ..contract import Calibration, Card, Filter, Param
 from ..units import as_energy, energy_values
 
@@ -281,7 +281,6 @@ def sac_filter(frames, events=None, *, radius=SAC_DEFAULTS["radius"], split_thre
         track_energy = mip_threshold if track_energy is None else track_energy * u.eV
     data, _ = _cube_ev(frames, gain=gain, detector=detector)
     if events is None:
-        from ..events import find_events
         from ..io.frames import FrameCube
         events = find_events(frames if isinstance(frames, FrameCube) else _FrameData(data),
                              event_threshold, split_threshold, mip_threshold)

@@ -1,10 +1,12 @@
 """Frames in, files out: everything that reads or writes the package's data.
 
 Energy frame cubes from arrays, ``CCDData`` and FITS files
-(:mod:`~xcrfilter.io.frames`) and streamed a chunk at a time
+(:mod:`~xcrfilter.io.frames`, their pixel units ``BUNIT``, gain and ADU
+offset in :mod:`~xcrfilter.io.bunit`) and streamed a chunk at a time
 (:mod:`~xcrfilter.io.stream`); FITS header conventions shared by every
 writer (:mod:`~xcrfilter.io.headers`); OGIP event files and their
-conventions (:mod:`~xcrfilter.io.eventfile`, :mod:`~xcrfilter.io.ogip`);
+conventions (:mod:`~xcrfilter.io.eventfile`, :mod:`~xcrfilter.io.ogip`, the
+time conventions and GTIs in :mod:`~xcrfilter.io.timing`);
 the other inputs, event lists and Geant4 pixel-deposit tables
 (:mod:`~xcrfilter.io.eventlist`, :mod:`~xcrfilter.io.geant4`) and the real
 CCD frames shipped with dependencies (:mod:`~xcrfilter.io.realdata`); the

@@ -19,7 +19,11 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from .headers import (add_text_lines, apply_meta, check_output_path, creator_cards, header_to_meta,
                       input_file_cards, is_path, write_hdul)
+from ..meta import card_value
 from ..registry import status_bits
+from . import ogip
+from .outputs import check_inputs
+from .timing import gti_hdu, gti_table
 
 __all__ = ["write_events", "read_events", "read_gti"]
 
@@ -58,7 +62,7 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
         comment)`` tuples (scalar Quantities are written as their value with
         ``[unit]`` prepended to the comment); ``HISTORY``
         and ``COMMENT`` are lists of str; ``GTI`` may hold a table of good
-        time intervals (``START``, ``STOP``, as :func:`xcrfilter.io.ogip.add_time`
+        time intervals (``START``, ``STOP``, as :func:`xcrfilter.io.timing.add_time`
         makes).  ``FRMCOLS``/``FRMROWS`` give the frame shape for
         ``TLMIN``/``TLMAX``.
     path : str or path-like
@@ -90,8 +94,6 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     several cards, every chunk but the last ending with ``&``;
     :func:`read_events` joins them again.  The input table is not modified.
     """
-    from . import ogip
-
     if not isinstance(events, Table):
         raise TypeError(f"events must be an astropy Table or QTable, got "
                         f"{type(events).__name__}.")
@@ -117,10 +119,9 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
             table[name].unit = u.chan
     hdu = fits.table_to_hdu(table)
     header = hdu.header
-    header["EXTNAME"] = ("EVENTS", "name of this binary table extension")
-    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    header["HDUCLAS1"] = ("EVENTS", "extension contains events")
-    header["HDUCLAS2"] = ("ALL", "all events; STATUS bits mark rejections")
+    ogip.set_hduclass(header, ("EVENTS", "name of this binary table extension"),
+                      ("EVENTS", "extension contains events"),
+                      ("ALL", "all events; STATUS bits mark rejections"))
     creator_cards(header)
     apply_meta(header, {k: v for k, v in meta.items() if str(k).upper() not in
                         ("HISTORY", "COMMENT")},
@@ -146,9 +147,9 @@ def write_events(events, path, *, overwrite=False, input_files=None, history=Non
     creator_cards(primary.header)
     hdus = [primary, hdu]
     if gti is None and "TSTART" in header and "TSTOP" in header:
-        gti = ogip.gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
+        gti = gti_table([float(header["TSTART"])], [float(header["TSTOP"])])
     if gti is not None:
-        ghdu = ogip.gti_hdu(gti, shared)
+        ghdu = gti_hdu(gti, shared)
         creator_cards(ghdu.header)
         hdus.append(ghdu)
     write_hdul(fits.HDUList(hdus), path, overwrite, checksum=True)
@@ -161,7 +162,6 @@ _TIME_CARDS = ("TIMEUNIT", "TSTART", "TSTOP", "TELAPSE", "ONTIME", "LIVETIME", "
 
 def _complete_time(table, meta):
     """Add ``TIME = TSTART + FRAME * TIMEDEL`` [s] when missing and both keywords exist."""
-    from ..meta import card_value
     tstart, dt = card_value(meta, "TSTART"), card_value(meta, "TIMEDEL")
     if "TIME" in table.colnames or "FRAME" not in table.colnames \
             or tstart is None or dt is None:
@@ -179,7 +179,6 @@ def read_gti(path):
         ``START`` and ``STOP`` in s (OGIP/93-003 Sec. 6.3); None when the
         file has no GTI extension.
     """
-    from .ogip import gti_table
     with fits.open(os.fspath(path), mode="readonly", memmap=False) as hdul:
         for hdu in hdul[1:]:
             if hdu.name in ("GTI", "STDGTI") or \
@@ -256,7 +255,6 @@ def read_events(path):
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"path: event file {where!r} does not exist.")
-    from .outputs import check_inputs
     try:
         check_inputs([where])  # a directory, device or FIFO: refused before reading
     except ValueError as exc:

@@ -279,7 +279,8 @@ def filter_event_list(events, *, event_threshold=260 * u.eV, split_threshold=80 
         ``FRAME`` but no ``TIME`` and a frame time is known.
     """
     from ..filters.vfaint import vfaint_filter
-    from .ogip import add_time, pi_channels
+    from .ogip import pi_channels
+    from .timing import add_time
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
     # bit 2 (and PI) use the active 3x3 sum, as for frames and pixel tables: the

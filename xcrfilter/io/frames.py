@@ -25,7 +25,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from ..detector import DetectorModel
 from ..meta import set_card
+from .bunit import ACCEPTED_UNITS, adu_offset, energy_factor, frame_gain, parse_bunit, unit_kind
 from .headers import clean_header, is_path, meta_to_header
 
 __all__ = ["FrameCube", "as_energy_cube", "hdu_to_energy", "read_frames", "FRAME_COLS_KEY",
@@ -67,96 +69,8 @@ was_2d : bool
     True when the input was a single 2-D frame.
 """
 
-_ACCEPTED_UNITS = "an energy (eV, keV), electron or adu"
 _ACCEPTED_FORMS = ("an astropy Quantity array, a CCDData or NDData, a FITS file path, "
                    "or a list of FITS file paths")
-
-_UNIT_ALIASES = {
-    "ev": u.eV, "kev": u.keV, "electron": u.electron, "electrons": u.electron,
-    "e-": u.electron, "e": u.electron, "adu": u.adu, "adus": u.adu, "dn": u.adu,
-}
-
-
-# --------------------------------------------------------------------------
-# Frames in
-# --------------------------------------------------------------------------
-
-def parse_bunit(bunit, where):
-    if bunit is None or str(bunit).strip() == "":
-        raise ValueError(
-            f"{where} has no BUNIT keyword; add BUNIT = 'eV', 'keV', 'electron' or 'adu' "
-            f"to the header of the image HDU.")
-    text = str(bunit).strip()
-    unit = _UNIT_ALIASES.get(text.lower())
-    if unit is None:
-        unit = u.Unit(text, format="fits", parse_strict="silent")
-        if isinstance(unit, u.UnrecognizedUnit):
-            unit = u.Unit(text, parse_strict="silent")
-    if isinstance(unit, u.UnrecognizedUnit) or not _unit_kind(unit):
-        raise ValueError(
-            f"{where}: unknown BUNIT {text!r}; expected {_ACCEPTED_UNITS} "
-            f"(e.g. 'eV', 'keV', 'electron', 'adu').")
-    return unit
-
-
-def _unit_kind(unit):
-    """'energy', 'electron', 'adu' or None."""
-    if unit is None:
-        return None
-    try:
-        if unit.is_equivalent(u.eV):
-            return "energy"
-        if unit.is_equivalent(u.electron):
-            return "electron"
-        if unit.is_equivalent(u.adu):
-            return "adu"
-    except Exception:  # pragma: no cover - exotic unit objects
-        return None
-    return None
-
-
-def check_gain(gain, name, pair_energy=None):
-    """Validate a gain Quantity; returns it in eV/adu (`xcrfilter.units.as_gain`)."""
-    from ..units import PAIR_ENERGY, as_gain
-    return as_gain(gain, name, pair_energy=PAIR_ENERGY if pair_energy is None else pair_energy)
-
-
-def _header_gain(header, primary, detector, where):
-    """GAIN keyword (image header, else primary) in eV/adu, or None."""
-    from ..units import header_gain
-    for h in (header, primary):
-        if h is not None and "GAIN" in h:
-            return header_gain(h, pair_energy=detector.pair_energy, where=where)
-    return None
-
-
-def _energy_factor(unit, *, gain, detector, header_gain, where):
-    """Multiplicative factor taking values in ``unit`` to eV."""
-    kind = _unit_kind(unit)
-    if gain is not None and kind in ("energy", "electron"):
-        warnings.warn(f"{where} is in {unit}: the gain given is ignored (it converts adu "
-                      "frames).", AstropyUserWarning, stacklevel=3)
-    if kind == "energy":
-        return float((1 * unit).to_value(u.eV))
-    if kind == "electron":
-        pair = detector.pair_energy.to_value(u.eV / u.electron)
-        return float((1 * unit).to_value(u.electron)) * pair
-    if kind == "adu":
-        pair = detector.pair_energy if detector is not None else None
-        if gain is not None:
-            g = check_gain(gain, "gain", pair)
-        elif detector is not None and detector.gain is not None:
-            g = check_gain(detector.gain, "detector.gain", pair)
-        elif header_gain is not None:
-            g = header_gain  # already in eV/adu (_header_gain)
-        else:
-            raise ValueError(
-                f"{where} is in adu but no gain is known: pass gain=<Quantity in eV/adu> "
-                f"(e.g. gain=3.65 * u.eV / u.adu), set DetectorModel.gain, or add a GAIN "
-                f"keyword in eV/adu to the header.")
-        return float((1 * unit).to_value(u.adu)) * g.to_value(u.eV / u.adu)
-    raise u.UnitConversionError(
-        f"{where} has unit {unit!s}; expected {_ACCEPTED_UNITS}.")
 
 
 def check_shape(shape, name):
@@ -246,10 +160,9 @@ def _to_cube(values, mask, factor, name):
 
 
 def default_detector(detector):
+    """``detector``, or the WFI model when None (TypeError if not a DetectorModel)."""
     if detector is None:
-        from ..detector import DetectorModel
         return DetectorModel.wfi()
-    from ..detector import DetectorModel
     if not isinstance(detector, DetectorModel):
         raise TypeError(f"detector must be a DetectorModel or None, got "
                         f"{type(detector).__name__}.")
@@ -319,35 +232,14 @@ def hdu_to_energy(values, header, primary=None, *, mask=None, gain=None, detecto
     detector = default_detector(detector)
     bunit = header.get("BUNIT", primary.get("BUNIT"))
     unit = parse_bunit(bunit, where)
-    factor = _energy_factor(unit, gain=gain, detector=detector,
-                            header_gain=_header_gain(header, primary, detector, where)
-                            if _unit_kind(unit) == "adu" else None, where=where)
-    offset = adu_offset(header, primary, where) if _unit_kind(unit) == "adu" else 0.0
+    factor = energy_factor(unit, gain=gain, detector=detector,
+                           header_gain=frame_gain(header, primary, detector, where)
+                           if unit_kind(unit) == "adu" else None, where=where)
+    offset = adu_offset(header, primary, where) if unit_kind(unit) == "adu" else 0.0
     if offset != 0.0:
         # ADU frames written with a bias offset: E = (ADU - ADUOFFS) * gain
         values = np.asarray(values, dtype=np.float32) - np.float32(offset)
     return _to_cube(values, mask, factor, where)
-
-
-def adu_offset(header, primary=None, where="frames"):
-    """The bias offset ``ADUOFFS`` [adu] of adu frames (image header, else primary), or 0.
-
-    Raises
-    ------
-    ValueError
-        ``ADUOFFS`` is not a finite number.
-    """
-    value = header.get("ADUOFFS", None if primary is None else primary.get("ADUOFFS"))
-    if value is None:
-        return 0.0
-    try:
-        offset = float(value)
-    except (TypeError, ValueError):
-        offset = float("nan")
-    if isinstance(value, bool) or not np.isfinite(offset):
-        raise ValueError(f"{where}: ADUOFFS keyword must be a finite number of adu, got "
-                         f"{value!r}.")
-    return offset
 
 
 def _read_fits(path, *, gain, detector, name):
@@ -463,17 +355,17 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
         if unit is None:
             raise TypeError(
                 f"{name} ({type(frames).__name__}) has no unit; set unit to "
-                f"{_ACCEPTED_UNITS}.")
+                f"{ACCEPTED_UNITS}.")
         header = meta_to_header(frames.meta)
-        factor = _energy_factor(u.Unit(unit), gain=gain, detector=det,
-                                header_gain=_header_gain(header, None, det, name)
-                                if _unit_kind(u.Unit(unit)) == "adu" else None, where=name)
+        factor = energy_factor(u.Unit(unit), gain=gain, detector=det,
+                               header_gain=frame_gain(header, None, det, name)
+                               if unit_kind(u.Unit(unit)) == "adu" else None, where=name)
         data, mask, was_2d = _to_cube(frames.data, frames.mask, factor, name)
         return FrameCube(data, mask, header, [], was_2d)
     if isinstance(frames, u.Quantity):
         det = default_detector(detector)
-        factor = _energy_factor(frames.unit, gain=gain, detector=det, header_gain=None,
-                                where=name)
+        factor = energy_factor(frames.unit, gain=gain, detector=det, header_gain=None,
+                               where=name)
         mask = getattr(frames, "mask", None)
         values = getattr(frames, "unmasked", frames).value
         data, bad, was_2d = _to_cube(values, mask, factor, name)
@@ -481,7 +373,7 @@ def as_energy_cube(frames, *, gain=None, detector=None, name="frames"):
     if isinstance(frames, np.ndarray) or np.isscalar(frames):
         raise TypeError(
             f"{name} is a bare {type(frames).__name__} without units; pass an astropy "
-            f"Quantity in {_ACCEPTED_UNITS} (e.g. frames * u.eV), a CCDData with a unit, "
+            f"Quantity in {ACCEPTED_UNITS} (e.g. frames * u.eV), a CCDData with a unit, "
             f"or a FITS file path.")
     raise TypeError(f"{name} must be {_ACCEPTED_FORMS}; got {type(frames).__name__}.")
 

@@ -397,7 +397,7 @@ def filter_pixel_table(path, methods=("vfaint",), *, geometry=None, group_frames
         (``PRIMTYPE``, ``PRIMID``, ...); ``TIME`` and the OGIP time keywords
         when a frame time is known.  Sorted by (FRAME, chip, RAWY, RAWX).
     """
-    from .ogip import add_time
+    from .timing import add_time
     from ..pipeline import run_pipeline
 
     table = _PixelTable(path, geometry, energy_unit)

@@ -21,6 +21,8 @@ from astropy.stats import poisson_conf_interval
 from astropy.table import QTable
 
 from ..meta import card_value
+from ..registry import METHOD_BITS
+from ..detector import DetectorModel
 
 __all__ = ["LEVEL_UNIT", "DEFAULT_BANDS", "parse_combination", "accepted", "pi_channel_grid",
            "pi_spectrum", "exposure_of", "pixel_size_of", "detector_area", "check_band",
@@ -63,7 +65,6 @@ def parse_combination(text, meta):
     ValueError
         An unknown filter, or one that did not run on these events.
     """
-    from ..registry import METHOD_BITS
     name = str(text).strip().lower()
     if name == _ALL:
         return -1
@@ -174,7 +175,6 @@ def pixel_size_of(meta, pixel_size=None):
     value = card_value(meta, "PIXSIZE")
     if value is not None:
         return float(value) * u.um, "PIXSIZE keyword"
-    from ..detector import DetectorModel
     return DetectorModel.wfi().pixel_size, "WFI detector model (no PIXSIZE keyword)"
 
 

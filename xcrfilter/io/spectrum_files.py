@@ -27,6 +27,10 @@ import numpy as np
 from astropy.io import fits
 
 from ..meta import card_value
+from .headers import creator_cards, write_hdul
+from .ogip import set_hduclass
+from .timing import gti_hdu
+from .outputs import atomic_write
 
 __all__ = ["spectrum_hdulist", "response_hdulist", "arf_hdulist", "write_hdulist",
            "line_sigma", "true_energy_grid", "regions_of", "write_regions", "require_regions"]
@@ -56,14 +60,6 @@ def _obs_cards(header, meta):
             header[key] = (default, "not in the event file")
 
 
-def _ogip(header, extname, *classes, version):
-    header["EXTNAME"] = extname
-    header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    for i, value in enumerate(classes, start=1):
-        header[f"HDUCLAS{i}"] = value
-    header["HDUVERS"] = version
-
-
 def _ebounds_hdu(first, n, width, meta):
     chan = np.arange(first, first + n, dtype=np.int32)
     w = width.to_value(u.keV)
@@ -76,7 +72,7 @@ def _ebounds_hdu(first, n, width, meta):
             fits.Column("E_MAX", "E", unit="keV", array=((chan + 1) * w).astype(np.float32))]
     hdu = fits.BinTableHDU.from_columns(cols)
     h = hdu.header
-    _ogip(h, "EBOUNDS", "RESPONSE", "EBOUNDS", version="1.2.0")
+    set_hduclass(h, "EBOUNDS", "RESPONSE", "EBOUNDS", version="1.2.0")
     h["TLMIN1"], h["TLMAX1"] = first, first + n - 1
     h["CHANTYPE"] = ("PI", "channels are PI (gain-corrected)")
     h["DETCHANS"] = (n, "number of channels")
@@ -85,7 +81,6 @@ def _ebounds_hdu(first, n, width, meta):
 
 
 def _primary(meta):
-    from .headers import creator_cards
     hdu = fits.PrimaryHDU()
     _obs_cards(hdu.header, meta)
     creator_cards(hdu.header)
@@ -117,7 +112,6 @@ def spectrum_hdulist(channels, counts, *, exposure, width, meta, combination, ma
         extension when the file has a time reference (``MJDREF`` or
         ``MJDREFI``).
     """
-    from .ogip import gti_hdu
     n = len(channels)
     cols = [fits.Column("CHANNEL", "J", array=np.asarray(channels, np.int32)),
             fits.Column("COUNTS", "J", unit="count", array=np.asarray(counts, np.int32)),
@@ -125,7 +119,7 @@ def spectrum_hdulist(channels, counts, *, exposure, width, meta, combination, ma
             fits.Column("BACKSCAL", "E", array=np.ones(n, np.float32))]
     hdu = fits.BinTableHDU.from_columns(cols)
     h = hdu.header
-    _ogip(h, "SPECTRUM", "SPECTRUM", "TOTAL", "COUNT", "TYPE:I", version="1.2.1")
+    set_hduclass(h, "SPECTRUM", "SPECTRUM", "TOTAL", "COUNT", "TYPE:I", version="1.2.1")
     h["TLMIN1"], h["TLMAX1"] = int(channels[0]), int(channels[-1])
     _obs_cards(h, meta)
     h["EXPOSURE"] = (float(u.Quantity(exposure, u.s).value), "[s] exposure time")
@@ -209,7 +203,7 @@ def response_hdulist(first, n, width, *, fano, pair_energy, read_noise, meta):
             fits.Column("MATRIX", "PE()", array=np.array(matrix, dtype=object))]
     hdu = fits.BinTableHDU.from_columns(cols)
     h = hdu.header
-    _ogip(h, "MATRIX", "RESPONSE", "RSP_MATRIX", "REDIST", version="1.3.0")
+    set_hduclass(h, "MATRIX", "RESPONSE", "RSP_MATRIX", "REDIST", version="1.3.0")
     h["TLMIN4"], h["TLMAX4"] = first, first + n - 1
     h["CHANTYPE"] = ("PI", "channels are PI (gain-corrected)")
     h["DETCHANS"] = (n, "number of channels")
@@ -237,7 +231,7 @@ def arf_hdulist(first, n, width, *, area, meta):
             fits.Column("SPECRESP", "E", unit="cm**2",
                         array=np.full(len(kev) - 1, a, np.float32))]
     hdu = fits.BinTableHDU.from_columns(cols)
-    _ogip(hdu.header, "SPECRESP", "RESPONSE", "SPECRESP", version="1.1.0")
+    set_hduclass(hdu.header, "SPECRESP", "RESPONSE", "SPECRESP", version="1.1.0")
     _obs_cards(hdu.header, meta)
     hdu.header["DETAREA"] = (a, "[cm2] geometric detector area (flat)")
     return fits.HDUList([_primary(meta), hdu])
@@ -245,7 +239,6 @@ def arf_hdulist(first, n, width, *, area, meta):
 
 def write_hdulist(hdul, path, *, overwrite=False, history=()):
     """Write ``hdul`` atomically with ``CREATOR``, ``DATE``, HISTORY and checksums."""
-    from .headers import creator_cards, write_hdul
     for hdu in hdul[1:]:
         creator_cards(hdu.header)
         for line in history:
@@ -286,7 +279,6 @@ def regions_of(events, ok):
 
 def write_regions(events, ok, path, *, overwrite=False):
     """Write :func:`regions_of` as a ds9 region file (image coordinates), atomically."""
-    from .outputs import atomic_write
     regs = regions_of(events, ok)
     with atomic_write(os.fspath(path), overwrite=overwrite) as part:
         regs.write(part, format="ds9", overwrite=True)

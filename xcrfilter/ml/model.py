@@ -27,16 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from .scaling import LogEnergyScaler
-from .netgraph import CLASS_NAMES
+from .netgraph import CLASS_NAMES, read_keras_file
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features
-from .checksums import (SUMS_FILE, ModelFileError, cache_key, file_sha256,  # noqa: F401
-                        verify_checksums)
+from .checksums import ModelFileError, cache_key, verify_checksums
 from .checksums import write_checksums as _write_checksums
 from .forest import check_forest, load_forest, save_forest
 
-__all__ = ["CamModel", "load_model", "default_model_dir", "FORMAT",
-           "file_sha256", "write_checksums", "event_windows"]
+__all__ = ["CamModel", "load_model", "default_model_dir", "FORMAT", "write_checksums",
+           "event_windows"]
 
 FORMAT = "xcrfilter-cam-model"
 FORMAT_VERSION = 1
@@ -313,7 +312,6 @@ def load_network(model_dir):
     The network file is read without Keras (`xcrfilter.ml.netgraph`).
     """
     from .cam import CamNetwork
-    from .netgraph import read_keras_file
     model_dir = Path(model_dir)
     try:
         scaler = LogEnergyScaler.from_dict(json.loads((model_dir / SCALING_FILE).read_text()))

@@ -29,10 +29,10 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..context import context_features, context_kwargs, feature_matrix
-from .checksums import cache_key, verify_checksums, write_checksums
-from .checksums import ModelFileError
+from ..context import context_features, context_kwargs, feature_matrix, label_islands
+from .checksums import ModelFileError, cache_key, verify_checksums, write_checksums
 from .forest import build_forest, check_forest, load_forest, save_forest
+from ..events import find_events
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
            "default_shape_dir",
@@ -230,7 +230,6 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
         (`xcrfilter.context.CONTEXT_FEATURES`) and, with ``cam_model``, the
         CAM features.
     """
-    from ..events import find_events
     from ..filters.vfaint import vfaint_flags
     from ..simulate import event_truth
     lo, hi = band.to_value(u.eV)
@@ -285,7 +284,6 @@ def event_dataset(chunks, *, event_threshold=260 * u.eV, split_threshold=80 * u.
 
 def _cr_context(frames, labels, events, split_threshold):
     """Truth: the frame holds active CR pixels outside the event's own island."""
-    from ..context import label_islands
     if len(events) == 0:
         return np.zeros(0, bool)
     nf, ny, nx = frames.shape

@@ -25,6 +25,7 @@ import numpy as np
 from ..units import DEFAULT_BAND
 from .densenet import CLASS_NAMES
 from .features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
+from ..events import find_events
 
 __all__ = ["event_dataset", "train_forest", "fit_stage2", "model_card", "versions",
            "DEFAULT_BAND_EV"]
@@ -78,7 +79,6 @@ def event_dataset(cam_model, frames_ev, labels=None, *, event_threshold_ev=260.0
     """
     import astropy.units as u
     from astropy.table import vstack
-    from ..events import find_events
 
     frames_ev = np.asarray(frames_ev, dtype=np.float32)
     parts, feats = [], []

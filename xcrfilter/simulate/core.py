@@ -43,6 +43,7 @@ tile_classes : uint8 ndarray (n, ny // tile, nx // tile), 0 EMPTY 1 XRAY 2 CR 3 
 first_frame : int, global index of ``frames[0]``.
 """
 
+
 class FrameSimulator:
     """Physics simulator of X-ray detector frames with truth.
 
@@ -96,9 +97,9 @@ class FrameSimulator:
                                               p.cloud_sigma0))
         self.half = ph.pixel_stencil(self.sigma_max, self.pixel)
         self.proton_sampler = ph.GCRSampler(p.primary_min_energy, p.primary_max_energy,
-                                             p.modulation_potential, 1.0)
+                                            p.modulation_potential, 1.0)
         self.alpha_sampler = ph.GCRSampler(p.primary_min_energy, p.primary_max_energy,
-                                            p.modulation_potential, 0.5)
+                                           p.modulation_potential, 0.5)
         lines = p.fluorescence_lines
         self.line_energies = np.array([e for _, e, _ in lines])
         w = np.array([wt for *_, wt in lines])
@@ -207,7 +208,7 @@ class FrameSimulator:
                               np.full(x_keys.size, LABEL_XRAY, np.uint8)])
         if noise and self.noise_ev > 0:
             frames = ph.gaussian_noise(rng, (n_frames, ny, nx), self.noise_ev,
-                                    exact=p.exact_noise)
+                                       exact=p.exact_noise)
         else:
             frames = np.zeros((n_frames, ny, nx), np.float32)
         flat = frames.reshape(-1)

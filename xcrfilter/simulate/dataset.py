@@ -33,6 +33,9 @@ import numpy as np
 from ..ml.scaling import log_energy
 from .core import FrameSimulator
 from .truth import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY
+from ..detector import DetectorModel
+from .params import SimulationParameters
+from .fitsio import write_simulation
 
 __all__ = ["build_tile_dataset", "simulate_tiles", "load_tile_dataset",
            "build_validation_set"]
@@ -93,7 +96,6 @@ def simulate_tiles(n_per_class, *, seed=None, detector=None, params=None, spectr
     if margin % tile:
         raise ValueError("margin must be a multiple of tile")
     canvas = tile + 2 * margin
-    from ..detector import DetectorModel
     det = DetectorModel.wfi() if detector is None else detector
     det = det.replace(shape=(canvas, canvas))
     sim = FrameSimulator(det, params, spectrum)
@@ -206,7 +208,6 @@ def build_tile_dataset(n_per_class, path, *, tile=64, frame_shape=(512, 512), se
     x = log_energy(tiles)
     mean = float(x.mean(dtype=np.float64))
     std = float(x.std(dtype=np.float64))
-    from .params import SimulationParameters
     from dataclasses import asdict
     pr = params if params is not None else SimulationParameters()
     meta = {"seed": int(seed), "tile": int(tile), "frame_shape": list(frame_shape),
@@ -242,7 +243,6 @@ def build_validation_set(path, n_frames, *, seed=None, detector=None, params=Non
     ``SOURCES`` table; score reconstructed events with
     `xcrfilter.simulate.event_truth`.
     """
-    from .fitsio import write_simulation
     return write_simulation(path, n_frames, seed=seed, detector=detector, params=params,
                             spectrum=spectrum, chunk_size=chunk_size, overwrite=overwrite,
                             progress=progress)

@@ -77,7 +77,7 @@ def add_showers(sim, rng, n_frames, n_cr, src, dep):
     sec_sh = np.repeat(np.arange(S), n_sec)
     ns = sec_sh.size
     sx, sy = place_along_axis(sim, rng, cx[sec_sh], cy[sec_sh], phi[sec_sh],
-                                    p.sec_track_scale, ns, ~hit[sec_sh])
+                              p.sec_track_scale, ns, ~hit[sec_sh])
     s_cost = np.sqrt(rng.random(ns))
     s_phi = rng.uniform(0, 2 * np.pi, ns)
     s_front = rng.random(ns) < 0.5
@@ -107,7 +107,7 @@ def add_showers(sim, rng, n_frames, n_cr, src, dep):
     t_tkin = np.concatenate([tkin[hp], s_t])
     t_max = np.concatenate([np.full(hp.size, np.inf), s_range])
     tid, xs, ys, zs, es = track_deposits(sim, rng, t_x0, t_y0, t_z0, t_ux, t_uy, t_uz,
-                                       t_charge, t_mass, t_tkin, t_max)
+                                         t_charge, t_mass, t_tkin, t_max)
     dep.add(t_frame[tid], xs, ys, zs, sim.fano_spread(rng, es), LABEL_CR, t_src[tid])
 
     # secondary photons (fluorescence lines + continuum)
@@ -116,7 +116,7 @@ def add_showers(sim, rng, n_frames, n_cr, src, dep):
     nph = ph_sh.size
     if nph:
         px, py = place_along_axis(sim, rng, cx[ph_sh], cy[ph_sh], phi[ph_sh],
-                                        p.photon_scale, nph, ~hit[ph_sh])
+                                  p.photon_scale, nph, ~hit[ph_sh])
         cont = rng.random(nph) < p.photon_continuum_fraction
         li = np.searchsorted(sim.line_cdf, rng.random(nph), side="right")
         li = np.minimum(li, sim.line_energies.size - 1)
@@ -137,7 +137,7 @@ def add_showers(sim, rng, n_frames, n_cr, src, dep):
     nel = el_sh.size
     if nel:
         ex, ey = place_along_axis(sim, rng, cx[el_sh], cy[el_sh], phi[el_sh],
-                                        p.electron_scale, nel, ~hit[el_sh])
+                                  p.electron_scale, nel, ~hit[el_sh])
         ee = np.exp(rng.uniform(np.log(p.electron_min_energy * 1e3),
                                 np.log(p.electron_max_energy * 1e3), nel))
         front = rng.random(nel) < 0.5

@@ -31,7 +31,6 @@ _KIND_CODES = ("xray", "primary", "secondary_track", "photon", "electron")
 _SPECIES = ("photon", "proton", "alpha", "electron")
 
 
-
 def tile_class_from_flags(has_x, has_c):
     """Tile class (uint8) from whether a tile has X-ray and CR pixels."""
     return (has_x.astype(np.uint8) * TILE_XRAY + has_c.astype(np.uint8) * TILE_CR)

@@ -56,6 +56,7 @@ import numpy as np
 from ..detector import DetectorModel
 from .params import SimulationParameters
 from .spectra import PowerLawSpectrum
+from .core import FrameSimulator
 
 __all__ = ["PhysicsRanges", "PRESETS", "preset", "preset_names", "RandomPhysicsSimulator"]
 
@@ -214,7 +215,6 @@ class RandomPhysicsSimulator:
 
     def block_simulator(self, seed, block, shape):
         """The `FrameSimulator` of block ``block`` of a run with ``seed``."""
-        from .core import FrameSimulator
         ss = np.random.SeedSequence(seed, spawn_key=(int(block), 1))
         rng = np.random.Generator(np.random.PCG64(ss))
         params, noise, spectrum = self.ranges.draw(rng)
