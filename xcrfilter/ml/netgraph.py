@@ -222,7 +222,7 @@ class LayerGraph:
                 return int(rf[name])
         raise KeyError(name)
 
-    def _pool_before_conv(self, outputs):
+    def pool_before_conv(self, outputs):
         """Linear 1 x 1 convolutions whose only use is an average pooling."""
         users = {}
         for layer in self.layers:
@@ -276,7 +276,7 @@ class LayerGraph:
             return act(y + p["bias"] if "bias" in p else y, cfg.get("activation"))
 
         by_name = {layer["name"]: layer for layer in layers}
-        pooled_first = self._pool_before_conv(outputs)
+        pooled_first = self.pool_before_conv(outputs)
 
         def fn(x):
             t = {}
