@@ -2,8 +2,10 @@
 
 Compares, on the same 64 x 64 event windows of simulated frames:
 
-- ``netgraph``: xcrfilter's own layer-graph interpreter compiled by JAX
-  (`xcrfilter.ml.netgraph`, the runtime up to xcrfilter 0.3);
+- ``netgraph``: xcrfilter's own layer-graph interpreter compiled by JAX,
+  the runtime before ONNX Runtime replaced it (only with ``--netgraph``, in
+  a checkout of the commit that introduced this benchmark, where it still
+  exists);
 - ``keras-jit``: Keras 3 on JAX, the network loaded by
   ``keras.saving.load_model`` and its ``stateless_call`` jit-compiled once
   per batch shape (a persistent compiled function);
@@ -38,6 +40,11 @@ from xcrfilter.ml.model import load_model
 net = load_model('context').network
 net.window_centres(np.zeros((1, 64, 64), np.float32))
 """,
+    "onnxruntime": """
+from xcrfilter.ml.onnxnet import OnnxNetwork
+net = OnnxNetwork(PATH)
+net(np.zeros((1, 64, 64), np.float32))
+""",
     "keras-jit": """
 import keras, jax
 import xcrfilter.ml.densenet
@@ -46,11 +53,6 @@ m = keras.saving.load_model(default_model_dir() / 'densenet.keras', compile=Fals
 tv = [v.value for v in m.trainable_variables]; ntv = [v.value for v in m.non_trainable_variables]
 fn = jax.jit(lambda tv, ntv, x: m.stateless_call(tv, ntv, x, training=False)[0])
 np.asarray(fn(tv, ntv, np.zeros((1, 64, 64, 1), np.float32)))
-""",
-    "onnxruntime": """
-from xcrfilter.ml.onnxnet import OnnxNetwork
-net = OnnxNetwork(PATH)
-net(np.zeros((1, 64, 64), np.float32))
 """,
 }
 
@@ -82,7 +84,7 @@ def windows(n, seed=11):
     return load_model("context").network.scaler.transform(w).astype(np.float32)
 
 
-def runners(onnx_bytes):
+def runners(onnx_bytes, netgraph=False):
     """name -> function of a scaled batch ``(b, 64, 64)`` returning probs and CAMs."""
     import jax
     import keras
@@ -90,7 +92,6 @@ def runners(onnx_bytes):
     from xcrfilter.ml.model import default_model_dir, load_model
     from xcrfilter.ml.onnxnet import OnnxNetwork
     net = load_model("context").network
-    body = net._function("full")          # probabilities and upsampled CAMs
     m = keras.saving.load_model(default_model_dir() / "densenet.keras", compile=False)
     probe = keras.Model(m.inputs, [m.get_layer("cam_features").output, m.output])
     tv = [v.value for v in probe.trainable_variables]
@@ -103,8 +104,11 @@ def runners(onnx_bytes):
         return np.asarray(probs), np.asarray(feats) @ kern
 
     ort1, ort2 = OnnxNetwork(onnx_bytes, threads=1), OnnxNetwork(onnx_bytes, threads=2)
-    return {
-        "netgraph": lambda x: [np.asarray(a) for a in body(x[..., None])[:2]],
+    out = {}
+    if netgraph:
+        body = net._function("full")          # probabilities and upsampled CAMs
+        out["netgraph"] = lambda x: [np.asarray(a) for a in body(x[..., None])[:2]]
+    return out | {
         "keras-jit": keras_run,
         "onnxruntime 1 thread": lambda x: ort1(x)[::2],
         "onnxruntime 2 threads": lambda x: ort2(x)[::2],
@@ -118,6 +122,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--onnx", default="/tmp/xcrfilter_bench_densenet.onnx")
     p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--netgraph", action="store_true",
+                   help="also the JAX layer-graph interpreter (only where it exists)")
     args = p.parse_args(argv)
     from xcrfilter.ml.model import default_model_dir
     from xcrfilter.ml.netgraph import read_keras_file
@@ -127,7 +133,7 @@ def main(argv=None):
         fh.write(onnx_bytes)
     batches = [int(b) for b in args.batches.split(",")]
     x = windows(args.windows)
-    run = runners(onnx_bytes)
+    run = runners(onnx_bytes, args.netgraph)
     for fn in run.values():          # compile every shape first
         for b in batches:
             fn(x[:b])
@@ -144,6 +150,8 @@ def main(argv=None):
     if not args.skip_load:
         for _ in range(args.repeat):
             for k in _LOAD:
+                if k == "netgraph" and not args.netgraph:
+                    continue
                 loads[k] = min(loads.get(k, np.inf), load_seconds(k, args.onnx))
     head = ["runtime"] + [f"batch {b}" for b in batches] + ["load + first call"]
     rows = []

@@ -24,6 +24,8 @@ understood (`~xcrfilter.ml.netgraph.LayerGraph` refuses the others).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .checksums import ModelFileError
@@ -40,8 +42,6 @@ OUTPUTS = ("probs", "logits", "cams")
 def _nchw_kernel(p):
     """Keras ``(kh, kw, in, out)`` kernel as ONNX ``(out, in, kh, kw)``."""
     k = p["kernel"]
-    if "filters" in p:           # netgraph's zero padding to 16 lanes
-        k = k[..., :p["filters"]]
     return np.ascontiguousarray(np.transpose(k, (3, 2, 0, 1)), dtype=np.float32)
 
 
@@ -177,7 +177,8 @@ def export_onnx(graph):
                                            ["n", "h", "w", k])],
             inits),
         opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="xcrfilter", doc_string=f"CAM frame classifier from {graph.source}")
+        producer_name="xcrfilter",
+        doc_string=f"CAM frame classifier from {os.path.basename(graph.source)}")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
