@@ -213,6 +213,60 @@ class LayerGraph:
                 return int(rf[name])
         raise KeyError(name)
 
+    def multiply_adds(self, rows=64, cols=64, as_run=True):
+        """Multiply-adds of one pass over a ``rows x cols`` input (convolutions and dense).
+
+        Parameters
+        ----------
+        rows, cols : int, optional
+            Input size [pixel] (64 x 64: one event window).
+        as_run : bool, optional
+            Count the transition's 1 x 1 convolution after its average
+            pooling, as ONNX Runtime runs it (`xcrfilter.ml.onnxnet`);
+            False: as the Keras graph defines it.
+
+        Returns
+        -------
+        int
+            Up to the ``cam_features`` and ``logits`` layers, plus the class
+            activation maps (``K`` per ``cam_features`` cell).
+        """
+        pooled = self.pool_before_conv((FEATURES_LAYER, LOGITS_LAYER)) if as_run else set()
+        shape, total = {}, 0
+        for layer in self.layers:
+            cls, cfg, name = layer["class_name"], layer["config"], layer["name"]
+            ins = [shape[i] for i in layer["inputs"]]
+            if cls == "InputLayer":
+                shape[name] = (rows, cols, 1)
+                continue
+            h, w, c = ins[0]
+            if cls == "Conv2D":
+                k = self.params[name]["kernel"]
+                s = int(cfg["strides"][0])
+                if cfg["padding"] == "valid":
+                    h, w = (h - k.shape[0]) // s + 1, (w - k.shape[1]) // s + 1
+                else:
+                    h, w = -(-h // s), -(-w // s)
+                f = k.shape[-1]
+                cells = h * w // 4 if name in pooled else h * w
+                total += cells * k.shape[0] * k.shape[1] * c * f
+                shape[name] = (h, w, f)
+            elif cls in ("MaxPooling2D", "AveragePooling2D"):
+                q = int(cfg["pool_size"][0])
+                shape[name] = (h // q, w // q, c)
+            elif cls == "Concatenate":
+                shape[name] = (h, w, sum(i[2] for i in ins))
+            elif cls == "GlobalAveragePooling2D":
+                shape[name] = (1, 1, c)
+            elif cls == "Dense":
+                f = self.params[name]["kernel"].shape[-1]
+                total += c * f
+                shape[name] = (1, 1, f)
+            else:
+                shape[name] = ins[0]
+        h, w, c = shape[FEATURES_LAYER]
+        return int(total + h * w * c * self.kernel.shape[1])
+
     def pool_before_conv(self, outputs):
         """Linear 1 x 1 convolutions whose only use is an average pooling.
 

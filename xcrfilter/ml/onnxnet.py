@@ -63,8 +63,7 @@ def export_onnx(graph):
     ------
     ModelFileError
         A layer that the CAM frame classifier does not have (already
-        refused by the graph), or a convolution padding other than
-        ``same``/``valid`` with an odd kernel.
+        refused by the graph).
     ImportError
         The ``onnx`` package is not installed.
     """
@@ -93,10 +92,11 @@ def export_onnx(graph):
         w = _nchw_kernel(p)
         kh, kw = w.shape[2:]
         if cfg["padding"] == "same":
-            if kh % 2 == 0 or kw % 2 == 0 or tuple(cfg["strides"]) != (1, 1):
-                raise ModelFileError(f"{graph.source}: layer {name!r}: 'same' padding with an "
-                                     "even kernel or a stride is not exported")
-            pads = [kh // 2, kw // 2, kh // 2, kw // 2]
+            # Keras (TensorFlow) 'same': k - s pixels, the odd one at the end
+            # (inputs are multiples of the stride)
+            sy, sx = (int(v) for v in cfg["strides"])
+            py, px = max(int(kh) - sy, 0), max(int(kw) - sx, 0)
+            pads = [py // 2, px // 2, py - py // 2, px - px // 2]
         else:
             pads = [0, 0, 0, 0]
         ins = [x, const(f"{name}/W", w)]
