@@ -71,7 +71,7 @@ def windows(n, seed=11):
     """``n`` scaled 64 x 64 event windows of simulated 512 x 512 frames."""
     import astropy.units as u
     from xcrfilter.events import find_events
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     from xcrfilter.ml.model import event_windows, load_model
     from xcrfilter.simulate import SimulationParameters, simulate_frames
     sim = simulate_frames(40, seed=seed, shape=(512, 512),

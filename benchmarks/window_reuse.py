@@ -87,7 +87,7 @@ def measure(cam, rate, n_frames, repeat):
     from xcrfilter.context import context_features, feature_matrix
     from xcrfilter.events import find_events
     from xcrfilter.filters.cam import cam_filter
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     from xcrfilter.ml.features import cam_window_stats, event_features
     from xcrfilter.ml.netgraph import CLASS_NAMES
     from xcrfilter.ml.model import event_windows

@@ -29,9 +29,9 @@ _LAZY = {
     "cam_filter": "xcrfilter.filters.cam",
     "morph_filter": "xcrfilter.filters.morph",
     "run_pipeline": "xcrfilter.pipeline",
-    "read_frames": "xcrfilter.io",
-    "read_events": "xcrfilter.eventfile",
-    "write_events": "xcrfilter.eventfile",
+    "read_frames": "xcrfilter.io.frames",
+    "read_events": "xcrfilter.io.eventfile",
+    "write_events": "xcrfilter.io.eventfile",
     "simulate_frames": "xcrfilter.simulate",
 }
 
