@@ -271,3 +271,14 @@ def test_onnx_file_listed_or_exported(tmp_path):
     write_checksums(d)
     with pytest.raises(ModelFileError, match="not a loadable ONNX model|CAM frame classifier"):
         load_network(d)
+
+
+def test_network_pickles():
+    """A loaded network travels to dask workers: the ONNX Runtime session is made again."""
+    import pickle
+    net = load_model("paper").network
+    copy = pickle.loads(pickle.dumps(net))
+    wins = np.zeros((2, 64, 64), np.float32)
+    wins[:, 32, 30:34] = 700.0
+    for a, b in zip(net.window_centres(wins), copy.window_centres(wins)):
+        np.testing.assert_array_equal(a, b)

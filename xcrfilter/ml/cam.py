@@ -180,8 +180,24 @@ class CamNetwork:
         self.receptive_field = self.graph.receptive_field()
         self.kernel = self.graph.kernel
         self.bias = self.graph.bias
-        self.runtime = OnnxNetwork(export_onnx(self.graph) if onnx is None else onnx,
-                                   threads=THREADS if threads is None else threads)
+        if onnx is None:
+            onnx = export_onnx(self.graph)
+        elif not isinstance(onnx, bytes):
+            with open(onnx, "rb") as fh:
+                onnx = fh.read()
+        self._onnx = onnx
+        self.threads = THREADS if threads is None else int(threads)
+        self.runtime = OnnxNetwork(onnx, threads=self.threads)
+
+    def __getstate__(self):
+        # an ONNX Runtime session cannot be pickled (dask workers): the model
+        # bytes travel and the session is made again where it is unpickled
+        return {k: v for k, v in self.__dict__.items() if k != "runtime"}
+
+    def __setstate__(self, state):
+        from .onnxnet import OnnxNetwork
+        self.__dict__.update(state)
+        self.runtime = OnnxNetwork(self._onnx, threads=self.threads)
 
     def _run(self, w, batch_size):
         """Network outputs ``(probs, logits, cams_low)`` of windows in eV, batch by batch."""
