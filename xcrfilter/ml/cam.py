@@ -33,9 +33,11 @@ ways:
   (noise-free) pixels.
 
 Windows are given to ONNX Runtime `BATCH_SIZE` at a time.  The runtime
-was chosen by measurement (``benchmarks/bench_runtimes.py``): as fast per
-window as the JAX-compiled layer graph it replaces and Keras' own jit-compiled
-function, and loaded with its first call in 0.6 s instead of 3.9 and 8 s.
+was chosen by measurement (``benchmarks/bench_runtimes.py``, two runs): per
+window 0.70-1.15 times the rate of the JAX-compiled layer graph it replaces
+(Keras' own jit-compiled function: 0.62-1.10 times), and loaded with its
+first call in 0.6-1.1 s instead of 3.9-7.5 s (the JAX graph) and 8-14 s
+(Keras).
 """
 from __future__ import annotations
 
@@ -47,8 +49,7 @@ __all__ = ["CamNetwork", "cam_from_features", "upsample_bilinear", "output_strid
            "receptive_field", "BATCH_SIZE", "THREADS"]
 
 #: Windows given to ONNX Runtime at a time: small batches keep a batch's
-#: activations in the CPU cache (8 windows: 4 MB for the paper's network) and
-#: are faster per window than large ones on a CPU
+#: activations in the CPU cache and were faster per window than batches of 64
 #: (``benchmarks/bench_runtimes.py``).
 BATCH_SIZE = 8
 #: ONNX Runtime intra-operator threads: one, as the cascade sends few windows
