@@ -111,6 +111,9 @@ def run_one(name, args, seed, n_frames, rich=None):
     band = (e >= 0.3) & (e < 10)
     global LAST_T
     LAST_T = t
+    for line in ev.meta.get("HISTORY", []):
+        if "obsctx" in line or "calibrate" in line:
+            print(line, flush=True)
     if args.save:
         # the events with their truth (TRUTH: 0 noise, 1 X-ray, 2 CR; RICH: in the rich run)
         keep = ev.copy()

@@ -192,3 +192,24 @@ def test_shape_option_end_to_end():
     assert np.all((prob > 0) & (prob < 1))
     with pytest.raises(ValueError, match="shape"):
         run_pipeline(data[:10] * u.eV, ["obsctx"], options={"obsctx": {"shape": "yes"}})
+
+
+def test_prior_with_shape_weights():
+    """Placements that keep their shower shape: the weighted bound recovers pi.
+
+    Score = context + shape; X-rays N(0, 1) + N(0, 1), showers N(3, 1) + N(2, 1),
+    20 % showers.  The placements have X-ray contexts but every row's own
+    shape, so unweighted they look shower-like and the bound drops to about
+    0.15; weighted by 1 / ((1 - pi) + pi L(s)) it is within 0.01 of 0.2.
+    """
+    rng = np.random.default_rng(3)
+    n, pi = 60_000, 0.2
+    cr = rng.random(n) < pi
+    same = rng.normal(np.where(cr, 3, 0), 1) + rng.normal(np.where(cr, 2, 0), 1)
+    shape = rng.normal(np.where(cr, 2, 0), 1)
+    shift = rng.normal(0, 1, n) + shape
+    plain = obsctx.class_prior(same, shift)
+    weighted = obsctx.class_prior(same, shift,
+                                  weights=obsctx.shape_weights(np.exp(2 * shape - 2), pi))
+    assert plain < pi - 0.03
+    assert pi - 0.01 < weighted < pi + 0.005

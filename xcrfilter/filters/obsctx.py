@@ -190,7 +190,7 @@ def _cross_fit(x_same, fold_same, x_shift, fold_shift, n_folds, seed):
     return r_same, r_shift
 
 
-def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5):
+def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5, weights=None):
     """Lower bound of the shower fraction ``pi`` of the same-frame events.
 
     ``pi >= (A(t) - B(t)) / (1 - B(t))`` for every cut ``t`` on the scores,
@@ -200,23 +200,38 @@ def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5):
     largest over the cuts at which ``B`` is in ``[lo, hi]`` is returned
     (above ``hi`` the denominator ``1 - B`` amplifies the noise).
 
+    Parameters
+    ----------
+    r_same, r_shift : ndarray
+        Scores of the same-frame rows and of the placements (NaN ignored).
+    lo, hi : float
+        Range of ``B`` over which cuts are taken (default 1-50 %).
+    weights : ndarray, optional
+        One per placement: ``B`` is then their weighted fraction, and its
+        error uses Kish's effective number (:func:`shape_weights`).
+
     Returns
     -------
     float
         In [0, 1).
     """
-    a = np.sort(np.asarray(r_same, float)[np.isfinite(r_same)])
-    b = np.sort(np.asarray(r_shift, float)[np.isfinite(r_shift)])
-    if a.size == 0 or b.size == 0:
+    ok_a, ok_b = np.isfinite(r_same), np.isfinite(r_shift)
+    a = np.sort(np.asarray(r_same, float)[ok_a])
+    if a.size == 0 or not ok_b.any():
         return 0.0
+    w = np.ones(int(ok_b.sum())) if weights is None else np.asarray(weights, float)[ok_b]
+    order = np.argsort(np.asarray(r_shift, float)[ok_b], kind="stable")
+    b, w = np.asarray(r_shift, float)[ok_b][order], w[order]
+    tail = np.r_[np.cumsum(w[::-1])[::-1], 0.0] / w.sum()   # weight at or above b[i]
+    n_b = w.sum() ** 2 / np.sum(w ** 2)
     cuts = np.quantile(b, np.linspace(1 - hi, 1 - lo, 200))
     frac_a = 1 - np.searchsorted(a, cuts, side="left") / a.size
-    frac_b = 1 - np.searchsorted(b, cuts, side="left") / b.size
+    frac_b = tail[np.searchsorted(b, cuts, side="left")]
     ok = (frac_b >= lo) & (frac_b <= hi)
     if not ok.any():
         return 0.0
     fa, fb = frac_a[ok], frac_b[ok]
-    err = np.sqrt(fa * (1 - fa) / a.size + fb * (1 - fb) / b.size)
+    err = np.sqrt(fa * (1 - fa) / a.size + fb * (1 - fb) / n_b)
     pi = np.max((fa - fb - err) / (1 - fb))
     return float(np.clip(pi, 0.0, 0.999))
 
@@ -298,6 +313,28 @@ def shape_weights(shape_ratio, pi):
         Positive weights.
     """
     return 1.0 / ((1.0 - pi) + pi * np.asarray(shape_ratio, float))
+
+
+def _with_shape(r_same, r_shift, ratio_same, ratio_shift, pi, rounds=10):
+    """Combined scores, placement weights and the class prior with shape.
+
+    The context-only prior is a lower bound; the combined score separates
+    the classes better, so the bound taken on it (with the placements
+    weighted to X-ray shapes) is tighter.  Both the weights and the
+    combined score depend on ``pi``: the bound is raised until it stops
+    moving (a ``pi`` below the truth under-weights shower shapes, which
+    keeps every new value a lower bound).
+    """
+    for _ in range(rounds):
+        c_same = combine_shape(_posterior(r_same, pi), ratio_same)
+        c_shift = combine_shape(_posterior(r_shift, pi), ratio_shift)
+        weights = shape_weights(ratio_shift, pi)
+        new = max(pi, class_prior(c_same, c_shift, weights=weights))
+        if new - pi < 1e-3:
+            return c_same, c_shift, weights, pi
+        pi = new
+    return (combine_shape(_posterior(r_same, pi), ratio_same),
+            combine_shape(_posterior(r_shift, pi), ratio_shift), shape_weights(ratio_shift, pi), pi)
 
 
 def _weighted_threshold(loss, weights, max_lost):
@@ -500,11 +537,8 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     ratio = s.get("ratio")
     weights = None
     if ratio is not None:
-        # context odds times the shape likelihood ratio (combine_shape); the
-        # placements weighted to X-ray shapes (shape_weights)
-        r_same = combine_shape(_posterior(r_same, pi), ratio)
-        r_shift = combine_shape(_posterior(r_shift, pi), ratio[s["source"]])
-        weights = shape_weights(ratio[s["source"]], pi)
+        r_same, r_shift, weights, pi = _with_shape(r_same, r_shift, ratio,
+                                                   ratio[s["source"]], pi)
     # Two rankings, each held out and calibrated to the same X-ray loss: the
     # learnt one, and the distance to the nearest track alone (SAC's).  At
     # equal loss, the one that rejects more events in their own frames
