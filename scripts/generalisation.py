@@ -281,7 +281,7 @@ def cmd_ship(args):
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in ("densenet.keras", "scaling.json", "stage1_log.csv"):
+    for name in ("densenet.keras", "densenet.onnx", "scaling.json", "stage1_log.csv"):
         if (Path(args.paper_dir) / name).exists():
             shutil.copy2(Path(args.paper_dir) / name, out / name)
     card = (models / "camctx" / "MODEL_CARD.md").read_text().replace(

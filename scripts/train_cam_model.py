@@ -146,6 +146,7 @@ def cmd_finalize(args):
     import json
     from pathlib import Path
     from xcrfilter.ml.densenet import build_densenet, count_params
+    from xcrfilter.ml.model import export_network
     from xcrfilter.ml.stage1 import load_tiles, recalibrate_batchnorm, split_tiles
     out = Path(args.output)
     x, y, scaler = load_tiles(args.tiles)
@@ -158,6 +159,7 @@ def cmd_finalize(args):
     recalibrate_batchnorm(model, xtr, seed=args.seed)
     after = float((model.predict(xva, batch_size=256, verbose=0).argmax(1) == y[va]).mean())
     model.save(out / "densenet.keras")
+    export_network(out)
     (out / "scaling.json").write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
     rows = list(csv.DictReader(open(out / "stage1_log.csv")))
     info = {"n_tiles": int(len(x)), "n_train": int(len(tr)), "n_val": int(len(va)),
@@ -225,6 +227,8 @@ def cmd_card(args):
             raise RuntimeError(f"re-saved network differs by {diff}")
         new.save(out / "densenet.keras")
         print("network re-saved, max output difference", diff)
+    from xcrfilter.ml.model import export_network
+    export_network(out)                    # densenet.onnx from the final densenet.keras
     meta = json.loads((out / "model.json").read_text())
     meta["command"] = open(args.command_file).read().strip()
     if args.name:

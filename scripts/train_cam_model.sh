@@ -46,10 +46,11 @@ python scripts/train_cam_model.py stage2 --events runs/train_events.npz \
 #    network is re-saved with the same weights by the current build_densenet
 #    (NumPy weight initialisers in its config: loading it needs no compilation
 #    of random kernels, 30 s -> a few s; outputs identical to 1e-5, checked)
+#    and exported to densenet.onnx (what ONNX Runtime runs at inference)
 python scripts/train_cam_model.py card --output runs/cam_model \
     --command-file scripts/train_cam_model.sh --resave-network
 mkdir -p xcrfilter/data/cam_model
-cp runs/cam_model/{densenet.keras,scaling.json,forest.skops,model.json,MODEL_CARD.md,SHA256SUMS,stage1_log.csv} \
+cp runs/cam_model/{densenet.keras,densenet.onnx,scaling.json,forest.skops,model.json,MODEL_CARD.md,SHA256SUMS,stage1_log.csv} \
     xcrfilter/data/cam_model/
 
 # With the current code an equivalent network is trained in one step (batch-norm

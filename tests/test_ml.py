@@ -280,3 +280,22 @@ def test_train_cli_arguments():
     assert a.lr0 == 0.007 and a.decay == 0.95 and a.target_fpr == pytest.approx(0.0182)
     with pytest.raises(SystemExit):
         p.parse_args(["--tiles", "t.npz", "-o", "m"])  # frames or simulated frames needed
+
+
+@pytest.mark.parametrize("arch", [{"initial_stride": 2, "transition_pool": False},
+                                  {"growth_rate": 4, "layers_per_block": 2}])
+def test_onnx_export_equals_keras(arch):
+    """The ONNX network (what inference runs) equals Keras for other architectures too
+    (a strided stem: Keras' 'same' padding puts the odd pixel at the end)."""
+    model = _randomise_bn(build_densenet(initial_filters=8, seed=4, **arch))
+    net = CamNetwork(model, LogEnergyScaler(1.4, 1.5))
+    w = np.random.default_rng(5).uniform(0, 3000, (3, 64, 64)).astype(np.float32)
+    p, _, logits, low = net.windows(w, raw=True)
+    probe = keras.Model(model.inputs, [model.get_layer("cam_features").output,
+                                       model.get_layer("logits").output, model.output])
+    f, lg, pk = (np.asarray(a) for a in probe(net.scaler.transform(w)[..., None],
+                                              training=False))
+    np.testing.assert_allclose(p, pk, rtol=0, atol=2.0 ** -16)
+    np.testing.assert_allclose(logits, lg, rtol=0, atol=2.0 ** -16 * np.abs(lg).max())
+    ref = f @ net.kernel
+    np.testing.assert_allclose(low, ref, rtol=0, atol=2.0 ** -16 * np.abs(ref).max())

@@ -189,7 +189,8 @@ def test_missing_keras_backend_is_one_line(frames, tmp_path):
         pytest.skip("needs a Keras backend that is not installed; tensorflow and torch both are")
     backend = missing[0]
     env = dict(os.environ, KERAS_BACKEND=backend)
-    # the CAM filter runs without Keras (xcrfilter.ml.netgraph): only training needs it
+    # the CAM filter runs without Keras (ONNX Runtime, xcrfilter.ml.onnxnet): only training
+    # needs it
     proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "filter", str(frames), "-q",
                            "-m", "cam", "-o", str(tmp_path / "ev.fits")],
                           capture_output=True, text=True, env=env)

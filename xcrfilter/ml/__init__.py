@@ -5,15 +5,17 @@
   seam-free full frames.
 * :mod:`~xcrfilter.ml.features` -- the ten event features (Sec. 4.2, Eq. 9).
 * :mod:`~xcrfilter.ml.forest` -- balanced random forest, skops files.
-* :mod:`~xcrfilter.ml.netgraph` and :mod:`~xcrfilter.ml.flatforest` -- the
-  network and the forest at inference, without Keras or scikit-learn.
+* :mod:`~xcrfilter.ml.netgraph` (the network file read as a layer graph),
+  :mod:`~xcrfilter.ml.onnxnet` (the network exported to and run by ONNX
+  Runtime) and :mod:`~xcrfilter.ml.flatforest` (the forest's trees as
+  arrays) -- inference without Keras, JAX or scikit-learn.
 * :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
 * :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;
   :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
   :mod:`~xcrfilter.ml.training` -- both stages; ``xcrfilter train``
   (:mod:`~xcrfilter.cli.train`).
 
-Keras and JAX are imported only when these modules are used.  The Keras
+Keras and JAX are imported only for training.  The Keras
 backend defaults to JAX (``KERAS_BACKEND=jax``).
 """
 import importlib

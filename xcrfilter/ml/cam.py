@@ -15,12 +15,14 @@ input resolution and are bilinearly upsampled by the output stride to the
 input resolution (half-pixel centres, edge values clamped; this upsampling
 preserves the mean, so the identity above also holds for upsampled maps).
 
-The network runs as one compiled JAX function
-(`xcrfilter.ml.netgraph.LayerGraph`, no Keras at inference), in three ways:
+The network runs in ONNX Runtime (`xcrfilter.ml.onnxnet`, no Keras or JAX
+at inference), which returns the probabilities and the maps at the
+network's resolution; the upsampling is done here, in float32, in three
+ways:
 
 * :meth:`CamNetwork.window_centres` -- probabilities and the CAMs of the
   central pixels of 64 x 64 windows centred on events: what the event
-  features need, and all that is computed and copied for them.
+  features need, and all that is upsampled for them.
 * :meth:`CamNetwork.windows` -- probabilities and whole CAMs of windows.
 * :meth:`CamNetwork.frame_maps` -- whole frames of any size.  The network is
   fully convolutional, so a frame is processed as large tiles whose
@@ -30,24 +32,30 @@ The network runs as one compiled JAX function
   are no seams at tile edges (tested).  The frame is surrounded by 0 eV
   (noise-free) pixels.
 
-Windows are given to the compiled function in batches of a few fixed sizes
-(`BATCH_SIZES`), so that it is compiled at most once per size and process.
+Windows are given to ONNX Runtime `BATCH_SIZE` at a time.  The runtime
+was chosen by measurement (``benchmarks/bench_runtimes.py``, two runs): per
+window 0.70-1.15 times the rate of the JAX-compiled layer graph it replaces
+(Keras' own jit-compiled function: 0.62-1.10 times), and loaded with its
+first call in 0.6-1.1 s instead of 3.9-7.5 s (the JAX graph) and 8-14 s
+(Keras).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .netgraph import FEATURES_LAYER, LOGITS_LAYER, LayerGraph, graph_from_keras
+from .netgraph import LayerGraph, graph_from_keras
 
 __all__ = ["CamNetwork", "cam_from_features", "upsample_bilinear", "output_stride",
-           "receptive_field", "BATCH_SIZES"]
+           "receptive_field", "BATCH_SIZE", "THREADS"]
 
-#: Batch sizes of the compiled network: windows go through it in batches of
-#: the largest size, the last one zero-padded, so that it is compiled once per
-#: size and process (about 2 s each).  Small batches keep a batch's
-#: activations in the CPU cache (4 windows: 2 MB for the paper's network) and
-#: are faster per window than large ones on a CPU.
-BATCH_SIZES = (4,)
+#: Windows given to ONNX Runtime at a time: small batches keep a batch's
+#: activations in the CPU cache and were faster per window than batches of 64
+#: (``benchmarks/bench_runtimes.py``).
+BATCH_SIZE = 8
+#: ONNX Runtime intra-operator threads: one, as the cascade sends few windows
+#: at a time and two threads were slower on the shared two-core machine
+#: (``benchmarks/bench_runtimes.py``); dask workers run one process a core.
+THREADS = 1
 
 
 def _graph(model):
@@ -124,27 +132,27 @@ def upsample_bilinear(maps, factor):
 
 
 def _resize(cams, factor, rows=None, cols=None, first=(0, 0)):
-    """Backend version of :func:`upsample_bilinear` (used inside jit).
+    """Float32 version of :func:`upsample_bilinear`, the one used at inference.
 
-    ``rows``/``cols`` select output pixels of a map of ``h x w`` cells of
-    which ``cams`` holds those from ``first`` on (the full map by default).
+    ``rows``/``cols`` select output pixels ``(indices, n)`` of a map of
+    ``h x w`` cells of which ``cams`` (``(n, h', w', K)``) holds those from
+    ``first`` on (the full map by default).
     """
-    import jax.numpy as jnp
-    out = cams
+    out = np.asarray(cams, np.float32)
     for axis, sel, k0 in ((1, rows, first[0]), (2, cols, first[1])):
         n = out.shape[axis] if sel is None else sel[1]
         i0, i1, t = _lerp_index(n, factor, None if sel is None else sel[0])
         shape = [1, 1, 1, 1]
         shape[axis] = len(i0)
-        t = jnp.asarray(t.astype(np.float32).reshape(shape))
-        a = jnp.take(out, (i0 - k0).astype(np.int32), axis=axis)
-        b = jnp.take(out, (i1 - k0).astype(np.int32), axis=axis)
-        out = a * (1 - t) + b * t
+        t = t.astype(np.float32).reshape(shape)
+        a = np.take(out, i0 - k0, axis=axis)
+        b = np.take(out, i1 - k0, axis=axis)
+        out = a * (np.float32(1) - t) + b * t
     return out
 
 
 class CamNetwork:
-    """Frame classifier plus its class activation maps, compiled once.
+    """Frame classifier plus its class activation maps, in an ONNX Runtime session.
 
     Parameters
     ----------
@@ -155,9 +163,17 @@ class CamNetwork:
         Input scaling stored with the model (never refitted at inference).
     window : int, optional
         Window side the network was trained on (64).
+    onnx : bytes or path-like, optional
+        The network exported to ONNX (``densenet.onnx`` of a model
+        directory, `xcrfilter.ml.onnxnet.export_onnx`); exported from
+        ``model`` when not given (about a second, and needs the ``onnx``
+        package).
+    threads : int, optional
+        Intra-operator threads of ONNX Runtime (default `THREADS`).
     """
 
-    def __init__(self, model, scaler, window=64):
+    def __init__(self, model, scaler, window=64, onnx=None, threads=None):
+        from .onnxnet import OnnxNetwork, export_onnx
         self.graph = _graph(model)
         self.scaler = scaler
         self.window = int(window)
@@ -165,51 +181,37 @@ class CamNetwork:
         self.receptive_field = self.graph.receptive_field()
         self.kernel = self.graph.kernel
         self.bias = self.graph.bias
-        self._compiled = {}
+        if onnx is None:
+            onnx = export_onnx(self.graph)
+        elif not isinstance(onnx, bytes):
+            with open(onnx, "rb") as fh:
+                onnx = fh.read()
+        self._onnx = onnx
+        self.threads = THREADS if threads is None else int(threads)
+        self.runtime = OnnxNetwork(onnx, threads=self.threads)
 
-    def _function(self, kind, half=2, shape=(64, 64)):
-        key = (kind, half, shape)
-        if key not in self._compiled:
-            import jax
-            import jax.numpy as jnp
-            body = self.graph.function((FEATURES_LAYER, LOGITS_LAYER))
-            kernel, s = jnp.asarray(self.kernel), self.stride
-            h, w = shape[0] // s, shape[1] // s
-            cy, cx = shape[0] // 2, shape[1] // 2
-            rows = np.arange(cy - half, cy + half + 1)
-            cols = np.arange(cx - half, cx + half + 1)
-            ry0, ry1, _ = _lerp_index(h, s, rows)
-            rx0, rx1, _ = _lerp_index(w, s, cols)
-            y0, y1, x0, x1 = ry0.min(), ry1.max() + 1, rx0.min(), rx1.max() + 1
+    def __getstate__(self):
+        # an ONNX Runtime session cannot be pickled (dask workers): the model
+        # bytes travel and the session is made again where it is unpickled
+        return {k: v for k, v in self.__dict__.items() if k != "runtime"}
 
-            def full(x):
-                feats, logits = body(x)
-                low = feats @ kernel
-                return jax.nn.softmax(logits, axis=-1), _resize(low, s), logits, low
+    def __setstate__(self, state):
+        from .onnxnet import OnnxNetwork
+        self.__dict__.update(state)
+        self.runtime = OnnxNetwork(self._onnx, threads=self.threads)
 
-            def centre(x):
-                feats, logits = body(x)
-                low = feats[:, y0:y1, x0:x1] @ kernel
-                cams = _resize(low, s, (rows, h), (cols, w), (y0, x0))
-                return jax.nn.softmax(logits, axis=-1), cams
-
-            self._compiled[key] = jax.jit(full if kind == "full" else centre)
-        return self._compiled[key]
-
-    def _batches(self, w, batch_size):
-        """Scaled ``(size, rows, cols, 1)`` batches, zero-padded to `BATCH_SIZES`."""
-        sizes = [b for b in BATCH_SIZES if b <= batch_size] or [1]
-        start, n = 0, len(w)
-        while start < n:
-            left = n - start
-            size = next((b for b in sizes if b >= left), sizes[-1])
-            chunk = self.scaler.transform(w[start:start + size])[..., None]
-            m = len(chunk)
-            if m < size:
-                chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:],
-                                                        np.float32)])
-            yield start, m, chunk
-            start += m
+    def _run(self, w, batch_size):
+        """Network outputs ``(probs, logits, cams_low)`` of windows in eV, batch by batch."""
+        n, k = len(w), self.kernel.shape[1]
+        s = self.stride
+        probs, logits = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+        low = np.empty((n, w.shape[1] // s, w.shape[2] // s, k), np.float32)
+        for start in range(0, n, max(1, int(batch_size))):
+            x = self.scaler.transform(w[start:start + batch_size]).astype(np.float32)
+            p, lg, c = self.runtime(x)
+            probs[start:start + len(x)], logits[start:start + len(x)] = p, lg
+            low[start:start + len(x)] = c
+        return probs, logits, low
 
     def _check(self, windows_ev):
         w = np.asarray(windows_ev, dtype=np.float32)
@@ -219,7 +221,7 @@ class CamNetwork:
             raise ValueError(f"window sides must be multiples of {self.stride}, got {w.shape[1:]}")
         return w
 
-    def window_centres(self, windows_ev, half=2, batch_size=max(BATCH_SIZES)):
+    def window_centres(self, windows_ev, half=2, batch_size=BATCH_SIZE):
         """Probabilities and the CAMs of the central pixels of windows given in eV.
 
         Parameters
@@ -230,7 +232,7 @@ class CamNetwork:
             Half-size of the central square: ``2 * half + 1`` pixels a side
             (2: the 5 x 5 of the event features).
         batch_size : int, optional
-            Largest batch given to the compiled network.
+            Windows given to ONNX Runtime at a time.
 
         Returns
         -------
@@ -242,19 +244,19 @@ class CamNetwork:
             pixels of :meth:`windows`' maps.
         """
         w = self._check(windows_ev)
-        n, k = len(w), self.kernel.shape[1]
-        probs = np.empty((n, k), np.float32)
-        cams = np.empty((n, 2 * half + 1, 2 * half + 1, k), np.float32)
-        fn = self._function("centre", int(half), tuple(w.shape[1:]))
-        # every batch is dispatched before the first result is read: JAX runs
-        # them one after another while Python prepares the next inputs
-        done = [(start, m, fn(chunk)) for start, m, chunk in self._batches(w, batch_size)]
-        for start, m, (p, c) in done:
-            probs[start:start + m] = np.asarray(p)[:m]
-            cams[start:start + m] = np.asarray(c)[:m]
+        half = int(half)
+        probs, _, low = self._run(w, batch_size)
+        s, (h, wd) = self.stride, low.shape[1:3]
+        cy, cx = w.shape[1] // 2, w.shape[2] // 2
+        rows = np.arange(cy - half, cy + half + 1)
+        cols = np.arange(cx - half, cx + half + 1)
+        ry0, ry1, _ = _lerp_index(h, s, rows)
+        rx0, rx1, _ = _lerp_index(wd, s, cols)
+        y0, y1, x0, x1 = ry0.min(), ry1.max() + 1, rx0.min(), rx1.max() + 1
+        cams = _resize(low[:, y0:y1, x0:x1], s, (rows, h), (cols, wd), (y0, x0))
         return probs, cams
 
-    def windows(self, windows_ev, batch_size=max(BATCH_SIZES), raw=False):
+    def windows(self, windows_ev, batch_size=BATCH_SIZE, raw=False):
         """Run the network on a stack of windows given in eV.
 
         Parameters
@@ -263,9 +265,7 @@ class CamNetwork:
             Pixel energies in eV (sides multiples of the output stride;
             normally 64 x 64).
         batch_size : int, optional
-            Largest batch given to the compiled network; batches are padded
-            to one of `BATCH_SIZES` so that the network is compiled at most
-            once per size.
+            Windows given to ONNX Runtime at a time.
         raw : bool, optional
             Also return the un-upsampled CAMs and the logits.
 
@@ -280,16 +280,9 @@ class CamNetwork:
             ``(n, rows/stride, cols/stride, K)``.
         """
         w = self._check(windows_ev)
-        n, k = len(w), self.kernel.shape[1]
-        ny, nx = w.shape[1:]
-        s = self.stride
-        out = (np.empty((n, k), np.float32), np.empty((n, ny, nx, k), np.float32),
-               np.empty((n, k), np.float32), np.empty((n, ny // s, nx // s, k), np.float32))
-        fn = self._function("full", shape=(ny, nx))
-        for start, m, chunk in self._batches(w, batch_size):
-            for dest, src in zip(out, fn(chunk)):
-                dest[start:start + m] = np.asarray(src)[:m]
-        return out if raw else out[:2]
+        probs, logits, low = self._run(w, batch_size)
+        cams = _resize(low, self.stride)
+        return (probs, cams, logits, low) if raw else (probs, cams)
 
     def frame_maps(self, frame_ev, tile=256, margin=48):
         """Upsampled CAMs of a whole frame (any size), seam-free.
@@ -325,12 +318,16 @@ class CamNetwork:
         k = self.kernel.shape[1]
         out = np.empty((ty * tile, tx * tile, k), np.float32)
         big = tile + 2 * margin
-        x = self.scaler.transform(padded)
-        fn = self._function("full", shape=(big, big))
+        x = self.scaler.transform(padded).astype(np.float32)
+        keep = slice(margin // s, (margin + tile) // s)
         for iy in range(ty):
             for ix in range(tx):
-                sub = x[iy * tile:iy * tile + big, ix * tile:ix * tile + big][None, ..., None]
-                c = np.asarray(fn(sub)[1])
-                out[iy * tile:(iy + 1) * tile, ix * tile:(ix + 1) * tile] = \
-                    c[0, margin:margin + tile, margin:margin + tile]
+                sub = x[iy * tile:iy * tile + big, ix * tile:ix * tile + big][None]
+                low = self.runtime(sub)[2]
+                # the kept pixels need the kept cells and one cell around them
+                c = _resize(low[:, keep.start - 1:keep.stop + 1, keep.start - 1:keep.stop + 1],
+                            s, (np.arange(margin, margin + tile), big // s),
+                            (np.arange(margin, margin + tile), big // s),
+                            (keep.start - 1, keep.start - 1))
+                out[iy * tile:(iy + 1) * tile, ix * tile:(ix + 1) * tile] = c[0]
         return out[:ny, :nx]

@@ -4,6 +4,9 @@ A model directory holds
 
 ===================  ===========================================================
 ``densenet.keras``   Keras 3 frame classifier (backend independent)
+``densenet.onnx``    the same network exported to ONNX, run at inference by
+                     ONNX Runtime (`xcrfilter.ml.onnxnet`); optional: a
+                     directory without it gets it exported on loading
 ``scaling.json``     :class:`xcrfilter.ml.scaling.LogEnergyScaler` statistics
 ``forest.skops``     balanced random forest (skops, no pickle)
 ``model.json``       format tag, class order, features, energy band, window,
@@ -30,21 +33,22 @@ from .scaling import LogEnergyScaler
 from .netgraph import CLASS_NAMES, read_keras_file
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features
-from .checksums import ModelFileError, cache_key, verify_checksums
+from .checksums import SUMS_FILE, ModelFileError, cache_key, verify_checksums
 from .checksums import write_checksums as _write_checksums
 from .forest import check_forest, load_forest, save_forest
 
 __all__ = ["CamModel", "load_model", "default_model_dir", "FORMAT", "write_checksums",
-           "event_windows"]
+           "event_windows", "export_network"]
 
 FORMAT = "xcrfilter-cam-model"
 FORMAT_VERSION = 1
 NETWORK_FILE = "densenet.keras"
+ONNX_FILE = "densenet.onnx"
 SCALING_FILE = "scaling.json"
 FOREST_FILE = "forest.skops"
 META_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
-CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
+CHECKED_FILES = (NETWORK_FILE, ONNX_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
 
 
 #: Names of the models shipped with the package -> directory under ``xcrfilter/data``.
@@ -306,10 +310,61 @@ def _read_meta(model_dir):
     return meta
 
 
-def load_network(model_dir):
+def export_network(model_dir):
+    """Write ``densenet.onnx`` of a model directory from its ``densenet.keras``.
+
+    Called by training after the network is saved; ``SHA256SUMS`` is
+    written afterwards (:func:`write_checksums`, :func:`save_model`).
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Directory holding ``densenet.keras``.
+
+    Returns
+    -------
+    pathlib.Path
+        The ONNX file.
+
+    Raises
+    ------
+    ModelFileError
+        No or an unreadable ``densenet.keras``.
+    ImportError
+        The ``onnx`` package is not installed.
+    """
+    from .netgraph import read_keras_file
+    from .onnxnet import export_onnx
+    model_dir = Path(model_dir)
+    if not (model_dir / NETWORK_FILE).is_file():
+        raise ModelFileError(f"{model_dir}: no {NETWORK_FILE} to export")
+    out = model_dir / ONNX_FILE
+    out.write_bytes(export_onnx(read_keras_file(model_dir / NETWORK_FILE)))
+    return out
+
+
+def _listed(model_dir, name):
+    """Whether ``SHA256SUMS`` of ``model_dir`` lists ``name`` (already verified)."""
+    sums = model_dir / SUMS_FILE
+    return sums.is_file() and any(line.partition("  ")[2].strip() == name
+                                  for line in sums.read_text().splitlines())
+
+
+def load_network(model_dir, onnx=None):
     """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`.
 
-    The network file is read without Keras (`xcrfilter.ml.netgraph`).
+    The network file is read without Keras (`xcrfilter.ml.netgraph`) and
+    run by ONNX Runtime from ``densenet.onnx``.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Model directory.
+    onnx : bool, optional
+        Run ``densenet.onnx`` (True) or export the network from
+        ``densenet.keras`` anew (False, needs the ``onnx`` package); default:
+        the file when ``SHA256SUMS`` lists it, so that a file that was not
+        checked is never run.
     """
     from .cam import CamNetwork
     model_dir = Path(model_dir)
@@ -326,8 +381,11 @@ def load_network(model_dir):
         window = int(json.loads((model_dir / META_FILE).read_text()).get("window", 64))
     except Exception:
         window = 64
+    if onnx is None:
+        onnx = _listed(model_dir, ONNX_FILE)
     try:
-        return CamNetwork(graph, scaler, window=window)
+        return CamNetwork(graph, scaler, window=window,
+                          onnx=model_dir / ONNX_FILE if onnx else None)
     except Exception as exc:
         raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a CAM frame classifier "
                              f"({type(exc).__name__}: {exc})") from exc
@@ -414,6 +472,7 @@ def save_model(model_dir, network, scaler, forest, meta, card_text=None):
     model_dir.mkdir(parents=True, exist_ok=True)
     if network is not None:
         network.save(model_dir / NETWORK_FILE)
+        export_network(model_dir)
     if scaler is not None:
         (model_dir / SCALING_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
     if forest is not None:

@@ -1,4 +1,4 @@
-"""The frame classifier as a layer graph, evaluated without Keras.
+"""The frame classifier as a layer graph, read without Keras.
 
 A ``densenet.keras`` file is a zip archive of the layer graph
 (``config.json``) and the weights (``model.weights.h5``).
@@ -7,12 +7,12 @@ from the file runs and Keras is not imported, so that loading a CAM model
 takes a fraction of a second.  :func:`graph_from_keras` makes the same graph
 from a network in memory (training, tests).
 
-:meth:`LayerGraph.function` turns the graph into one JAX function that
-:mod:`xcrfilter.ml.cam` compiles once per batch shape: dropout is the
-identity, every batch normalisation becomes the scale and offset that Keras
-computes from its moving statistics, and the function returns only the
-tensors asked for.  The results equal Keras' own inference to float32
-rounding (tested).
+The graph gives the network's output stride and receptive field, the dense
+weights of the class activation maps, and what `xcrfilter.ml.onnxnet`
+exports to ONNX: every batch normalisation as the scale and offset that
+Keras computes from its moving statistics.  ONNX Runtime runs the network
+(it replaced a JAX evaluation of this graph: ``benchmarks/bench_runtimes.py``
+and the CAM filter docs give the measurement).
 
 Only the layers that :func:`xcrfilter.ml.densenet.build_densenet` uses are
 understood; any other layer, option or file layout raises
@@ -52,8 +52,6 @@ _VARIABLES = {
     "GlobalAveragePooling2D": lambda c: [],
 }
 _ACTIVATIONS = ("linear", "relu", "softmax")
-#: convolution outputs are computed in multiples of this many channels
-_LANES = 16
 
 
 def _snake(name):
@@ -170,13 +168,6 @@ class LayerGraph:
     @staticmethod
     def _prepare(cls, cfg, var):
         var = {k: np.asarray(v, np.float32) for k, v in var.items()}
-        if cls == "Conv2D" and var["kernel"].shape[-1] % _LANES:
-            # zero filters up to a multiple of the vector width: XLA's CPU
-            # convolution is 10-20 % faster with 16 outputs than with 12
-            k = var["kernel"]
-            var["kernel"] = np.concatenate(
-                [k, np.zeros(k.shape[:-1] + (-k.shape[-1] % _LANES,), np.float32)], axis=-1)
-            var["filters"] = k.shape[-1]
         if cls != "BatchNormalization":
             return var
         # what Keras computes at inference: x * inv + (beta - mean * inv)
@@ -222,8 +213,67 @@ class LayerGraph:
                 return int(rf[name])
         raise KeyError(name)
 
-    def _pool_before_conv(self, outputs):
-        """Linear 1 x 1 convolutions whose only use is an average pooling."""
+    def multiply_adds(self, rows=64, cols=64, as_run=True):
+        """Multiply-adds of one pass over a ``rows x cols`` input (convolutions and dense).
+
+        Parameters
+        ----------
+        rows, cols : int, optional
+            Input size [pixel] (64 x 64: one event window).
+        as_run : bool, optional
+            Count the transition's 1 x 1 convolution after its average
+            pooling, as ONNX Runtime runs it (`xcrfilter.ml.onnxnet`);
+            False: as the Keras graph defines it.
+
+        Returns
+        -------
+        int
+            Up to the ``cam_features`` and ``logits`` layers, plus the class
+            activation maps (``K`` per ``cam_features`` cell).
+        """
+        pooled = self.pool_before_conv((FEATURES_LAYER, LOGITS_LAYER)) if as_run else set()
+        shape, total = {}, 0
+        for layer in self.layers:
+            cls, cfg, name = layer["class_name"], layer["config"], layer["name"]
+            ins = [shape[i] for i in layer["inputs"]]
+            if cls == "InputLayer":
+                shape[name] = (rows, cols, 1)
+                continue
+            h, w, c = ins[0]
+            if cls == "Conv2D":
+                k = self.params[name]["kernel"]
+                s = int(cfg["strides"][0])
+                if cfg["padding"] == "valid":
+                    h, w = (h - k.shape[0]) // s + 1, (w - k.shape[1]) // s + 1
+                else:
+                    h, w = -(-h // s), -(-w // s)
+                f = k.shape[-1]
+                cells = h * w // 4 if name in pooled else h * w
+                total += cells * k.shape[0] * k.shape[1] * c * f
+                shape[name] = (h, w, f)
+            elif cls in ("MaxPooling2D", "AveragePooling2D"):
+                q = int(cfg["pool_size"][0])
+                shape[name] = (h // q, w // q, c)
+            elif cls == "Concatenate":
+                shape[name] = (h, w, sum(i[2] for i in ins))
+            elif cls == "GlobalAveragePooling2D":
+                shape[name] = (1, 1, c)
+            elif cls == "Dense":
+                f = self.params[name]["kernel"].shape[-1]
+                total += c * f
+                shape[name] = (1, 1, f)
+            else:
+                shape[name] = ins[0]
+        h, w, c = shape[FEATURES_LAYER]
+        return int(total + h * w * c * self.kernel.shape[1])
+
+    def pool_before_conv(self, outputs):
+        """Linear 1 x 1 convolutions whose only use is an average pooling.
+
+        Such a convolution commutes with the pooling, and pooling first is
+        four times less work (the DenseNet transition).  ``outputs``: layer
+        names that must be computed as they are.
+        """
         users = {}
         for layer in self.layers:
             for i in layer["inputs"]:
@@ -237,86 +287,6 @@ class LayerGraph:
                     and use[0]["class_name"] == "AveragePooling2D"):
                 out.add(layer["name"])
         return out
-
-    def function(self, outputs):
-        """A JAX function of the scaled input ``(n, rows, cols, 1)`` returning ``outputs``.
-
-        Parameters
-        ----------
-        outputs : sequence of str
-            Layer names; the graph is evaluated up to the last one needed.
-        """
-        import jax
-        import jax.numpy as jnp
-        from jax import lax
-
-        layers, params = self.layers, self.params
-        last = max(i for i, layer in enumerate(layers) if layer["name"] in outputs)
-
-        def act(x, name):
-            if name == "relu":
-                return jnp.maximum(x, 0)
-            if name == "softmax":
-                return jax.nn.softmax(x, axis=-1)
-            return x
-
-        def pool(x, size, reduce):
-            n, h, w, c = x.shape
-            x = x[:, :h - h % size, :w - w % size]
-            x = x.reshape(n, h // size, size, w // size, size, c)
-            return reduce(x, axis=(2, 4))
-
-        def conv(x, name):
-            p, cfg = params[name], by_name[name]["config"]
-            y = lax.conv_general_dilated(x, p["kernel"], tuple(cfg["strides"]),
-                                         cfg["padding"].upper(),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            if "filters" in p:
-                y = y[..., :p["filters"]]
-            return act(y + p["bias"] if "bias" in p else y, cfg.get("activation"))
-
-        by_name = {layer["name"]: layer for layer in layers}
-        pooled_first = self._pool_before_conv(outputs)
-
-        def fn(x):
-            t = {}
-            for layer in layers[:last + 1]:
-                cls, cfg, name = layer["class_name"], layer["config"], layer["name"]
-                a = [t.get(i) for i in layer["inputs"]]
-                if name in pooled_first:
-                    continue                   # evaluated by the pooling after it
-                if cls == "InputLayer":
-                    y = x
-                elif cls == "Conv2D":
-                    y = conv(a[0], name)
-                elif layer["inputs"][0] in pooled_first:
-                    # a linear 1 x 1 convolution commutes with average pooling:
-                    # pooling first is 4 times less work (the DenseNet transition)
-                    src = by_name[layer["inputs"][0]]
-                    y = conv(pool(t[src["inputs"][0]], int(cfg["pool_size"][0]), jnp.mean),
-                             src["name"])
-                elif cls == "Dense":
-                    p = params[name]
-                    y = a[0] @ p["kernel"]
-                    y = act(y + p["bias"] if "bias" in p else y, cfg.get("activation"))
-                elif cls == "BatchNormalization":
-                    y = a[0] * params[name]["scale"] + params[name]["offset"]
-                elif cls == "Activation":
-                    y = act(a[0], cfg["activation"])
-                elif cls == "Dropout":
-                    y = a[0]
-                elif cls == "Concatenate":
-                    y = jnp.concatenate(a, axis=-1)
-                elif cls == "MaxPooling2D":
-                    y = pool(a[0], int(cfg["pool_size"][0]), jnp.max)
-                elif cls == "AveragePooling2D":
-                    y = pool(a[0], int(cfg["pool_size"][0]), jnp.mean)
-                else:  # GlobalAveragePooling2D
-                    y = jnp.mean(a[0], axis=(1, 2))
-                t[name] = y
-            return tuple(t[o] for o in outputs)
-
-        return fn
 
 
 def _layer_list(config, source):
