@@ -29,7 +29,7 @@ from xcrfilter.simulate import iter_frames, preset
 
 
 def run_one(name, n_frames, seed, methods, max_lost, calibration, xray_rate=None,
-            cr_rate=None):
+            cr_rate=None, options=None):
     params, det = preset(name)
     if xray_rate is not None:
         params.xray_rate = xray_rate
@@ -50,7 +50,7 @@ def run_one(name, n_frames, seed, methods, max_lost, calibration, xray_rate=None
 
     t0 = time.perf_counter()
     ev = run_pipeline(blocks(), ["vfaint", *methods], max_lost_xray=max_lost,
-                      calibration=calibration, detector=det, seed=seed)
+                      calibration=calibration, detector=det, seed=seed, options=options)
     wall = time.perf_counter() - t0
     ny, nx = shape
     lin = (np.asarray(ev["FRAME"], np.int64) * ny * nx + np.asarray(ev["RAWY"], np.int64) * nx
@@ -92,12 +92,17 @@ def main(argv=None):
     p.add_argument("--calibration", default="shift", choices=("shift", "injection"))
     p.add_argument("--xray-rate", type=float, default=None)
     p.add_argument("--cr-rate", type=float, default=None)
+    p.add_argument("--obsctx-shape", action="store_true",
+                   help="obsctx with its shape option on")
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
+    methods = args.methods.split(",")
+    options = {"obsctx": {"shape": "on"}} if args.obsctx_shape and "obsctx" in methods \
+        else None
     rows = []
     for i, name in enumerate(args.presets):
-        rows += run_one(name, args.frames, args.seed + i, args.methods.split(","),
-                        args.max_lost, args.calibration, args.xray_rate, args.cr_rate)
+        rows += run_one(name, args.frames, args.seed + i, methods, args.max_lost,
+                        args.calibration, args.xray_rate, args.cr_rate, options)
         show_table(rows, ("true_lost", "estimate", "est_lo", "est_hi", "cr_recall",
                           "vf_cr_recall", "union_cr_recall"), args.output)
     return 0

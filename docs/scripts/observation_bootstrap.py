@@ -23,14 +23,27 @@ from astropy.table import QTable
 from xcrfilter import registry
 
 
-def best_removed(score, sign, lost_ok, xw, cw, grid):
-    """Largest removed fraction over ``grid`` with true loss <= 2 % (weights per event)."""
-    best = 0.0
-    for v in grid:
-        rej = score <= v if sign < 0 else score >= v
-        if np.sum(xw * rej) <= lost_ok * np.sum(xw):
-            best = max(best, np.sum(cw * rej) / max(np.sum(cw), 1e-12))
-    return best
+def best_removed(score, sign, lost_ok, xw, cw):
+    """Removed fraction at the loosest cut with true loss <= ``lost_ok`` (weights per event).
+
+    Both fractions grow as the cut moves, so the best cut is the one that
+    rejects the X-ray events (weighted) up to ``lost_ok`` and no further.
+    """
+    s = score if sign > 0 else -score          # reject s >= cut
+    x = np.flatnonzero(xw > 0)
+    order = x[np.argsort(-s[x], kind="stable")]
+    lost = np.cumsum(xw[order]) / xw.sum()
+    vals = s[order]
+    # a cut at vals[k] rejects every X-ray event scoring >= vals[k]: whole ties
+    last = np.r_[vals[1:] != vals[:-1], True]
+    ok = np.flatnonzero(last & (lost <= lost_ok))
+    if ok.size == 0:
+        cut = np.nextafter(vals[0], np.inf)
+    else:
+        k = ok[-1]
+        cut = vals[k] if k + 1 == vals.size else np.nextafter(vals[k + 1], np.inf)
+        cut = min(cut, vals[k])
+    return np.sum(cw * (s >= cut)) / max(np.sum(cw), 1e-12)
 
 
 def frame_weights(frames, rng):
@@ -69,18 +82,16 @@ def main(argv=None):
             score = np.nan_to_num(np.asarray(ev[cal.column], float),
                                   nan=np.inf if cal.sign < 0 else -np.inf)
             rej = (status & registry.method_bits(name)) != 0
-            grid = np.quantile(score[(is_x | is_cr) & np.isfinite(score)],
-                               np.linspace(0, 1, 120))
             x1, c1 = is_x.astype(float), is_cr.astype(float)
             lost = np.sum(x1 * rej) / x1.sum()
             removed = np.sum(c1 * rej) / c1.sum()
-            best = best_removed(score, cal.sign, args.max_lost, x1, c1, grid)
+            best = best_removed(score, cal.sign, args.max_lost, x1, c1)
             bl, br, bb = [], [], []
             for w in boots:
                 xw, cw = x1 * w, c1 * w
                 bl.append(np.sum(xw * rej) / xw.sum())
                 br.append(np.sum(cw * rej) / cw.sum())
-                bb.append(best_removed(score, cal.sign, args.max_lost, xw, cw, grid))
+                bb.append(best_removed(score, cal.sign, args.max_lost, xw, cw))
 
             def fmt(v, b):
                 lo, hi = np.percentile(b, [15.87, 84.13])
