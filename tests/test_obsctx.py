@@ -8,10 +8,14 @@ import pytest
 from test_frame_shift import SIZE, hand_built_frames
 from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
+from xcrfilter.ml import pu
 from xcrfilter.pipeline import run_pipeline
 
 DIST = obsctx.FEATURES.index("TRK_DIST")
 N16 = obsctx.FEATURES.index("N_ISL_16")
+
+#: obsctx's monotone constraints, one per feature of the synthetic rows
+MONOTONE = [obsctx.MONOTONE[k] for k in obsctx.FEATURES]
 
 
 def _synthetic(n_same, n_shift, prior, seed):
@@ -39,22 +43,22 @@ def test_prior_of_a_known_mixture():
     """The positive-unlabelled learner recovers the shower fraction it was given."""
     for prior in (0.1, 0.3):
         same, shift, fs, fh = _synthetic(1500, 4500, prior, seed=int(prior * 100))
-        r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
-        est = obsctx.class_prior(r_same, r_shift)
+        r_same, r_shift = pu.cross_fit_scores(same, fs, shift, fh, monotone=MONOTONE)
+        est = pu.class_prior(r_same, r_shift)
         assert prior - 0.04 < est < prior + 0.03, (prior, est)
     # nothing to learn: shifted and same-frame rows alike
     same, shift, fs, fh = _synthetic(1500, 4500, 0.0, seed=7)
-    r_same, r_shift = obsctx.cross_fit_scores(same, fs, shift, fh)
-    assert obsctx.class_prior(r_same, r_shift) < 0.04
+    r_same, r_shift = pu.cross_fit_scores(same, fs, shift, fh, monotone=MONOTONE)
+    assert pu.class_prior(r_same, r_shift) < 0.04
 
 
 def test_no_score_depends_on_its_own_row_in_training():
     same, shift, fs, fh = _synthetic(1000, 3000, 0.2, seed=3)
-    r_same, _ = obsctx.cross_fit_scores(same, fs, shift, fh)
+    r_same, _ = pu.cross_fit_scores(same, fs, shift, fh, monotone=MONOTONE)
     # change every shifted row of fold 0: training data of the other folds only
     shift2 = shift.copy()
     shift2[fh == 0, DIST] = 1.0
-    r2, _ = obsctx.cross_fit_scores(same, fs, shift2, fh)
+    r2, _ = pu.cross_fit_scores(same, fs, shift2, fh, monotone=MONOTONE)
     np.testing.assert_array_equal(r2[fs == 0], r_same[fs == 0])
     assert not np.allclose(r2[fs != 0], r_same[fs != 0])
     # change one same-frame row of fold 0: the other events of its fold keep their score
@@ -62,7 +66,7 @@ def test_no_score_depends_on_its_own_row_in_training():
     same3 = same.copy()
     same3[i, DIST] = 0.0
     same3[i, N16] = 9
-    r3, _ = obsctx.cross_fit_scores(same3, fs, shift, fh)
+    r3, _ = pu.cross_fit_scores(same3, fs, shift, fh, monotone=MONOTONE)
     others = (fs == 0) & (np.arange(len(fs)) != i)
     np.testing.assert_array_equal(r3[others], r_same[others])
     assert r3[i] != r_same[i]      # its own features are the model's input
@@ -144,13 +148,13 @@ def test_api_function_equals_pipeline():
 
 
 def test_combine_shape_multiplies_the_odds():
-    """Context odds times the shape likelihood ratio (obsctx.combine_shape)."""
-    got = obsctx.combine_shape(np.array([0.5, 0.2, 0.8, np.nan]), np.array([3.0, 4.0, 0.25, 1.0]))
+    """Context odds times the shape likelihood ratio (pu.combine_shape)."""
+    got = pu.combine_shape(np.array([0.5, 0.2, 0.8, np.nan]), np.array([3.0, 4.0, 0.25, 1.0]))
     np.testing.assert_allclose(got[:3], [0.75, 0.5, 0.5])
     assert np.isnan(got[3])
     # a context as X-ray-like as can be (P = 0) is clipped to odds 1e-3/(1 - 1e-3),
     # so the shape still orders such events
-    low = obsctx.combine_shape(np.zeros(2), np.array([10.0, 100.0]))
+    low = pu.combine_shape(np.zeros(2), np.array([10.0, 100.0]))
     np.testing.assert_allclose(low, [0.01 / (1.001 - 0.001 + 0.01), 0.1 / (1 + 0.1)], rtol=2e-3)
 
 
@@ -165,7 +169,7 @@ def test_shape_weights_turn_a_mixture_into_xray_shapes():
     n, pi = 200_000, 0.3
     is_cr = rng.random(n) < pi
     s = rng.normal(np.where(is_cr, 2.0, 0.0), 1.0)
-    w = obsctx.shape_weights(np.exp(2 * s - 2), pi)
+    w = pu.shape_weights(np.exp(2 * s - 2), pi)
     cut = s > 1.5
     assert abs(cut.mean() - (0.7 * 0.0668 + 0.3 * 0.6915)) < 0.003
     assert abs(np.sum(w * cut) / np.sum(w) - 0.0668) < 0.003
@@ -208,8 +212,7 @@ def test_prior_with_shape_weights():
     same = rng.normal(np.where(cr, 3, 0), 1) + rng.normal(np.where(cr, 2, 0), 1)
     shape = rng.normal(np.where(cr, 2, 0), 1)
     shift = rng.normal(0, 1, n) + shape
-    plain = obsctx.class_prior(same, shift)
-    weighted = obsctx.class_prior(same, shift,
-                                  weights=obsctx.shape_weights(np.exp(2 * shape - 2), pi))
+    plain = pu.class_prior(same, shift)
+    weighted = pu.class_prior(same, shift, weights=pu.shape_weights(np.exp(2 * shape - 2), pi))
     assert plain < pi - 0.03
     assert pi - 0.01 < weighted < pi + 0.005

@@ -10,6 +10,8 @@
   Runtime) and :mod:`~xcrfilter.ml.flatforest` (the forest's trees as
   arrays) -- inference without Keras, JAX or scikit-learn.
 * :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
+* :mod:`~xcrfilter.ml.pu` -- positive-unlabelled learning of shower context
+  from one observation (``obsctx``): density ratio, class prior, shape odds.
 * :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;
   :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
   :mod:`~xcrfilter.ml.training` -- both stages; ``xcrfilter train``

@@ -227,8 +227,9 @@ class OnnxNetwork:
                                  f"{str(exc)[:300]})") from exc
         names = tuple(o.name for o in self.session.get_outputs())
         if names != OUTPUTS or [i.name for i in self.session.get_inputs()] != ["x"]:
-            raise ModelFileError(f"ONNX model has inputs {[i.name for i in self.session.get_inputs()]}"
-                                 f" and outputs {list(names)}; expected ['x'] and {list(OUTPUTS)}")
+            inputs = [i.name for i in self.session.get_inputs()]
+            raise ModelFileError(f"ONNX model has inputs {inputs} and outputs {list(names)}; "
+                                 f"expected ['x'] and {list(OUTPUTS)}")
 
     def __call__(self, x):
         """Run the network on scaled inputs.
