@@ -130,10 +130,21 @@ def cmd_thresholds(args):
     return 0
 
 
+def cmd_card(args):
+    from xcrfilter.ml import unet
+    out = Path(args.output)
+    meta = json.loads((out / unet.META_FILE).read_text())
+    (out / unet.CARD_FILE).write_text(model_card(meta))
+    print("model checksum", unet.write_checksums(out, unet.CHECKED_FILES))
+    return 0
+
+
 def model_card(meta):
     """MODEL_CARD.md text from ``model.json``."""
     a, t, c = meta["architecture"], meta["training"], meta["threshold_choice"]
     fpp = meta["flops_per_pixel"]
+    partial = (" and part of the next (stopped by the time budget; the weights are those "
+               "at the stop)") if t.get("stopped_early") else ""
     return f"""# {meta['name']}: U-Net pixel segmentation (noise / X-ray / cosmic ray)
 
 **Network.** U-Net (Ronneberger et al. 2015) of {a['levels']} levels, {a['base_filters']}
@@ -163,7 +174,7 @@ one crop around an X-ray pixel and one around a CR pixel per frame, plus a rando
 
 **Training.** Focal loss (Lin et al. 2017; seed 004) with alpha = {t['alpha']} (noise,
 X-ray, CR) and gamma = {t['gamma']}; Adam, learning rate {t['learning_rate']} halved every
-4 epochs, batch {t['batch_size']}; {t['epochs']} epochs in {t['seconds']:.0f} s
+4 epochs, batch {t['batch_size']}; {t['epochs']} epochs{partial} in {t['seconds']:.0f} s
 (+ {t['data_seconds']:.0f} s simulation) on a shared 2-core CPU, KERAS_BACKEND=jax.
 Final loss {t['loss'][-1]:.5f}, validation loss
 {t['val_loss'][-1] if t['val_loss'] else float('nan'):.5f}.
@@ -211,8 +222,10 @@ def main(argv=None):
     h.add_argument("--max-lost", type=float, default=0.018)
     h.add_argument("--keep-xray", type=float, default=0.99)
     h.add_argument("-o", "--output", required=True)
+    c = sub.add_parser("card", help="rewrite MODEL_CARD.md and SHA256SUMS from model.json")
+    c.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
-    return {"train": cmd_train, "thresholds": cmd_thresholds}[args.cmd](args)
+    return {"train": cmd_train, "thresholds": cmd_thresholds, "card": cmd_card}[args.cmd](args)
 
 
 if __name__ == "__main__":
