@@ -101,11 +101,16 @@ def _scored_events(name, args):
         from xcrfilter.filters.unet import unet_filter
         from xcrfilter.ml.unet import load_unet_model
         model = load_unet_model(args.model)
+        from xcrfilter.units import energy_values
+        e = energy_values(ev["ENERGY"], u.keV)
+        inband = (e >= 0.3) & (e < 10.0)
         parts, first = [], 0
         frame = np.asarray(ev["FRAME"])
         for c in _chunks(name, args.frames, args.seed):
             n = len(c.frames)
-            sel = ev[(frame >= first) & (frame < first + n)]
+            # the in-band events only: the metrics look at no other, and an
+            # event's PROB_UNET does not depend on the other events
+            sel = ev[(frame >= first) & (frame < first + n) & inband]
             sel["FRAME"] -= first
             out = unet_filter(c.frames * u.eV, sel, model=model)
             out["FRAME"] += first

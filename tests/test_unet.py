@@ -159,6 +159,11 @@ def test_event_scores_separate_track_and_xray(model):
                        track[0] * 1000 + track[1])
     assert on_track.sum() >= 3
     assert np.all(np.asarray(ev["PROB_UNET"])[on_track] >= model.threshold)
+    # the filter evaluates only the tiles under its events: the scores are
+    # those of the whole-frame map of unet_mask
+    ccd = unet_mask(frame * u.eV, model=model)
+    np.testing.assert_allclose(np.asarray(ev["PROB_UNET"]), event_scores(ccd.flags, ev),
+                               atol=1e-6)
 
 
 def test_event_scores_window():

@@ -121,10 +121,14 @@ def _apply(data_ev, events, model, threshold, window, seed_ev):
         frames = np.unique(np.asarray(out["FRAME"], np.int64))
         if frames[0] < 0 or frames[-1] >= data_ev.shape[0]:
             raise ValueError(f"events: FRAME values outside the {data_ev.shape[0]} frames given")
-        # only the frames with events go through the network
-        _, p_cr = model.probability_maps(data_ev[frames], seed_level=seed_ev)
+        # only the tiles under the events' windows go through the network: the
+        # map there equals the whole-frame map of unet_mask
         sub = Table({"FRAME": np.searchsorted(frames, np.asarray(out["FRAME"], np.int64)),
                      "RAWX": out["RAWX"], "RAWY": out["RAWY"]})
+        _, p_cr = model.probability_maps(
+            data_ev[frames], seed_level=seed_ev,
+            points=(sub["FRAME"], np.asarray(sub["RAWY"]), np.asarray(sub["RAWX"])),
+            halo=window // 2)
         prob = event_scores(p_cr, sub, window)
     n_scored, n_rej = flag_probability(out, prob, threshold, UNET_BIT, "PROB_UNET",
                                        f"U-Net CR probability, max over {window}x{window} px")

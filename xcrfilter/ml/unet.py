@@ -595,7 +595,8 @@ class UnetModel:
             out[i:i + k] = np.asarray(fn(part))[:k]
         return out
 
-    def probability_maps(self, frames_ev, seed_level=260.0, dense=False, batch_size=64):
+    def probability_maps(self, frames_ev, seed_level=260.0, dense=False, batch_size=64,
+                         points=None, halo=2):
         """Per-pixel X-ray and CR probabilities of whole frames.
 
         Parameters
@@ -608,6 +609,11 @@ class UnetModel:
         dense : bool, optional
             Evaluate every tile (for checks; the result of an active tile is
             the same either way).
+        points : tuple of int ndarrays (frame, row, col), optional
+            Evaluate only the tiles holding a pixel within ``halo`` pixels of
+            one of these points (e.g. events); a tile's result does not
+            depend on which other tiles are evaluated, so the map equals the
+            full map there.
         batch_size : int
             Windows per network call.
 
@@ -629,6 +635,14 @@ class UnetModel:
         pad[:, m:m + ny, m:m + nx] = np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)
         if dense:
             active = np.ones((n, ty, tx), bool)
+        elif points is not None:
+            fr, rr, cc = (np.asarray(v, np.int64) for v in points)
+            active = np.zeros((n, ty, tx), bool)
+            for dy in (-halo, 0, halo):
+                for dx in (-halo, 0, halo):
+                    r = np.clip(rr + dy, 0, ny - 1) // c
+                    q = np.clip(cc + dx, 0, nx - 1) // c
+                    active[fr, r, q] = True
         else:
             from scipy.ndimage import maximum_filter
             hot = pad[:, m:m + ty * c, m:m + tx * c] >= np.float32(seed_level)
