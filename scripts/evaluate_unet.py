@@ -178,6 +178,8 @@ def cmd_events(args):
                         r if base is None else r | base, best * cal.sign)
         print(f"{name}: {args.frames} frames, {int(is_cr.sum())} CR / {int(is_x.sum())} X-ray "
               f"events in band, {time.time() - t0:.0f} s", flush=True)
+        _write([r for r in rows if r["PRESET"] == name],
+               Path(args.output) / f"events-{name}-{args.frames}")
     _write(rows, Path(args.output) / "events")
     return 0
 
