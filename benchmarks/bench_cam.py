@@ -12,13 +12,10 @@ as in any long-running use; the one-off cost is printed separately.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
+import astropy.units as u
+import numpy as np
 
 
 def _best(fn, repeat):
@@ -43,7 +40,7 @@ def main(argv=None):
     from xcrfilter.events import find_events
     from xcrfilter.filters.cam import cam_filter
     from xcrfilter.filters.vfaint import vfaint_filter
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     from xcrfilter.ml.model import load_model
     from xcrfilter.simulate import simulate_frames
 

@@ -19,14 +19,12 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-
-from xcrfilter.events import find_events  # noqa: E402
-from xcrfilter.filters.vfaint import vfaint_filter  # noqa: E402
-from xcrfilter.io import as_energy_cube  # noqa: E402
+from xcrfilter.events import find_events
+from xcrfilter.filters.vfaint import vfaint_filter
+from xcrfilter.io.frames import as_energy_cube
 
 NOISE_EV = 7 * 3.65  # 25.55 eV rms
 EVENT_THRESHOLD = 260 * u.eV

@@ -50,7 +50,7 @@ def main(argv=None):
     import astroscrappy
     from xcrfilter.events import find_events
     from xcrfilter.filters import laplacian, sac, vfaint
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     from xcrfilter.simulate import simulate_frames
 
     sim = simulate_frames(args.frames, seed=args.seed)

@@ -7,7 +7,7 @@ Prints one table (reStructuredText, ready for ``docs/scaling.rst``)::
 Rows:
 
 - the streaming bound: frames read from the file a chunk at a time
-  (`xcrfilter.stream.FrameStream`), converted to eV and thresholded;
+  (`xcrfilter.io.stream.FrameStream`), converted to eV and thresholded;
 - ``xcrfilter filter --method vfaint`` end to end on the same file, and its
   ratio to the bound;
 - peak memory (maximum resident set size of the command) for inputs of
@@ -43,7 +43,7 @@ FRAME_BYTES = 4 * SHAPE[0] * SHAPE[1]
 _RUN = textwrap.dedent("""
     import json, sys, time
     t0 = time.perf_counter()
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     rc = main(sys.argv[1:])
     with open("/proc/self/status") as fh:
         hwm = [int(x.split()[1]) * 1024 for x in fh if x.startswith("VmHWM:")][0]
@@ -113,7 +113,7 @@ def cam_rates(events_per_frame, n_frames=40):
     from xcrfilter.context import context_features, feature_matrix
     from xcrfilter.events import find_events
     from xcrfilter.filters import cam as camf, vfaint
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     from xcrfilter.ml.model import event_windows, load_model
     from xcrfilter.simulate import SimulationParameters, simulate_frames
 

@@ -24,10 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
+import astropy.units as u
+import numpy as np
 
 
 def cmd_collect(args):

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.abspath(".."))
 
 try:
@@ -20,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - older sphinx-astropy
     from sphinx_astropy.conf.v1 import *  # noqa: F401,F403
 
-import xcrfilter  # noqa: E402
+import xcrfilter
 
 # -- project -----------------------------------------------------------------
 project = "xcrfilter"
@@ -88,13 +87,13 @@ def _write_filter_options(path):
     def cell(text):
         return str(text).replace("|", "\\|").replace("*", "\\*") or " "
 
-    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 10 22 14 10 12 32", "",
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 9 20 12 9 11 29 10", "",
              "   * - filter", "     - option", "     - keyword", "     - unit",
-             "     - default", "     - meaning"]
-    for name, option, keyword, unit, default, text in options_table():
+             "     - default", "     - meaning", "     - header card"]
+    for name, option, keyword, unit, default, text, cards in options_table():
         lines += [f"   * - ``{name}``", f"     - ``{option}``" if option else "     - (Python)",
                   f"     - ``{keyword}``", f"     - {cell(unit)}", f"     - {cell(default)}",
-                  f"     - {cell(text)}"]
+                  f"     - {cell(text)}", f"     - ``{cards}``" if cards else "     - "]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

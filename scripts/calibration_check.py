@@ -15,20 +15,17 @@ as sets of pixel indices.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+from astropy.table import Table
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.table import Table  # noqa: E402
-
-from xcrfilter import registry  # noqa: E402
-from xcrfilter.meta import card_value  # noqa: E402
-from xcrfilter.pipeline import run_pipeline  # noqa: E402
-from xcrfilter.simulate import iter_frames, preset  # noqa: E402
+from xcrfilter import registry
+from xcrfilter.meta import card_value
+from xcrfilter.pipeline import run_pipeline
+from xcrfilter.simulate import iter_frames, preset
 
 
 def run_one(name, n_frames, seed, methods, max_lost, calibration, xray_rate=None,

@@ -19,10 +19,8 @@ import os
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
+import astropy.units as u
+import numpy as np
 
 
 def cmd_prepare(args):
@@ -103,7 +101,7 @@ def cmd_features(args):
 
 def _table2(truth, energy, rejections, band_kev):
     from astropy.table import QTable
-    from xcrfilter.metrics import table2
+    from xcrfilter.evaluation.metrics import table2
     ev = QTable({"ENERGY": energy * u.eV})
     t = table2(truth, rejections, events=ev, band=band_kev * u.keV, reference="traditional")
     out = {}
@@ -117,7 +115,7 @@ def cmd_evaluate(args):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from xcrfilter.metrics import roc_curve
+    from xcrfilter.evaluation.roc import roc_curve
     from xcrfilter.ml.model import load_model
 
     os.makedirs(args.out, exist_ok=True)

@@ -5,7 +5,7 @@ Two sub-commands (``docs/unet.rst`` gives the commands behind its tables)::
 
     # pixels: U-Net mask and L.A.Cosmic mask against the truth labels
     python scripts/evaluate_unet.py pixels --frames 40 --seed 404 -o runs/unet_eval
-    # events: VF, SAC, CAM, MORPH and UNET on the same events (xcrfilter.compare),
+    # events: VF, SAC, CAM, MORPH and UNET on the same events (xcrfilter.evaluation.compare),
     # FOR improvement over VF at the default threshold and at <= 2 % lost X-rays;
     # the events of the other filters are kept in -o and reused, so that
     # ``--methods vfaint sac cam morph`` may run first and the U-Net later
@@ -42,7 +42,7 @@ def _chunks(name, n_frames, seed, chunk=100):
 
 
 def cmd_pixels(args):
-    from xcrfilter.compare import pixel_confusion
+    from xcrfilter.evaluation.pixels import pixel_confusion
     from xcrfilter.filters.laplacian import lacosmic_mask
     from xcrfilter.filters.unet import unet_mask
     from xcrfilter.ml.unet import load_unet_model
@@ -82,7 +82,7 @@ def _scored_events(name, args):
     """Events of one preset with every method's bits and TRUTH (saved/reused in -o)."""
     from astropy.table import QTable, vstack
 
-    from xcrfilter.compare import compare_chunks
+    from xcrfilter.evaluation.compare import compare_chunks
     path = Path(args.output) / f"events-{name}-{args.frames}-{args.seed}.fits"
     methods = [m for m in args.methods if m != "unet"]
     if path.exists():
@@ -123,7 +123,8 @@ def _scored_events(name, args):
 
 def cmd_events(args):
     from xcrfilter import registry
-    from xcrfilter.metrics import for_relative_improvement, rejected
+    from xcrfilter.evaluation.metrics import for_relative_improvement
+    from xcrfilter.evaluation.selection import rejected
     from xcrfilter.units import energy_values
     rng = np.random.default_rng(0)
     rows = []

@@ -24,22 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.table import QTable  # noqa: E402
-
-from xcrfilter.context import MODEL_FEATURES  # noqa: E402
-from xcrfilter.filters.sac import SAC_DEFAULTS  # noqa: E402
-from xcrfilter.ml.morph import (event_dataset, threshold_for_fpr,  # noqa: E402
+from xcrfilter.context import MODEL_FEATURES, SHAPE_FEATURES
+from xcrfilter.filters.sac import SAC_DEFAULTS
+from xcrfilter.ml.morph import (event_dataset, threshold_for_fpr,
                                 train_forest)
-from xcrfilter.simulate import (PhysicsRanges, RandomPhysicsSimulator,  # noqa: E402
+from xcrfilter.simulate import (PhysicsRanges, RandomPhysicsSimulator,
                                 iter_frames, preset)
 
 CAM_PAPER = ("ENERGY", "P_XRAY", "P_CR", "MAX_CAM_XRAY", "MAX_CAM_CR", "MED_CAM_CR",
@@ -115,10 +112,14 @@ def _xy(table, names):
 
 
 def _card(kind, meta, args, y, pv, yv, thr):
-    what = ("balanced random forest on the event's own shape and its whole-frame "
-            "context (xcrfilter.context), no network" if kind == "morph" else
-            "balanced random forest on the seed paper's ten CAM features of the shipped "
-            "network and the shape and context features")
+    what = {"morph": "balanced random forest on the event's own shape and its whole-frame "
+                     "context (xcrfilter.context), no network",
+            "camctx": "balanced random forest on the seed paper's ten CAM features of the "
+                      "shipped network and the shape and context features",
+            "shape": "balanced random forest on the event's own shape only "
+                     "(xcrfilter.context.SHAPE_FEATURES): the shape likelihood ratio that "
+                     "obsctx's shape option multiplies into its observation-learnt context "
+                     "odds; its threshold is not used"}[kind]
     tc = meta["threshold_choice"]
     return (f"# {meta['name']}\n\n"
             f"{what}.\n\n"
@@ -135,7 +136,7 @@ def _card(kind, meta, args, y, pv, yv, thr):
             "    python scripts/generalisation.py train --train "
             f"{' '.join(str(p) for p in args.train)} --val {args.val} "
             f"--target-fpr {args.target_fpr} --trees {args.trees} --tag {args.tag} "
-            f"-o {args.output}\n\n"
+            f"--kinds {args.kinds} -o {args.output}\n\n"
             "(event tables made by scripts/generalisation.sh).\n")
 
 
@@ -145,8 +146,10 @@ def cmd_train(args):
     train = vstack([QTable.read(p) for p in args.train])
     val = QTable.read(args.val)
     out = Path(args.output)
-    for kind, names in (("morph", MODEL_FEATURES), ("camctx", CAMCTX_FEATURES)):
-        if kind == "camctx" and "CAM_P_CR" not in train.colnames:
+    kinds = args.kinds.split(",")
+    for kind, names in (("morph", MODEL_FEATURES), ("camctx", CAMCTX_FEATURES),
+                        ("shape", SHAPE_FEATURES)):
+        if kind not in kinds or (kind == "camctx" and "CAM_P_CR" not in train.colnames):
             continue
         t0 = time.time()
         X, y, _ = _xy(train, names)
@@ -320,6 +323,8 @@ def main(argv=None):
     t.add_argument("--trees", type=int, default=300, help="trees per forest")
     t.add_argument("--jobs", type=int, default=1, help="parallel jobs")
     t.add_argument("--tag", default="v2", help="model name tag")
+    t.add_argument("--kinds", default="morph,camctx",
+                   help="forests to train, of morph, camctx, shape")
     t.add_argument("-o", "--output", required=True, help="output directory")
     e = sub.add_parser("evaluate", help="score every method on every test table")
     e.add_argument("--tests", nargs="+", required=True, help="test tables")

@@ -29,18 +29,16 @@ import os
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-
-from calibration_check import show_table  # noqa: E402  (scripts/, beside this one)
-from xcrfilter import registry  # noqa: E402
-from xcrfilter.meta import card_value  # noqa: E402
-from xcrfilter.events import find_events  # noqa: E402
-from xcrfilter.io import as_energy_cube  # noqa: E402
-from xcrfilter.pipeline import run_pipeline  # noqa: E402
-from xcrfilter.simulate import event_truth, iter_frames, preset  # noqa: E402
+from calibration_check import show_table  # scripts/, beside this one
+from xcrfilter import registry
+from xcrfilter.meta import card_value
+from xcrfilter.events import find_events
+from xcrfilter.io.frames import as_energy_cube
+from xcrfilter.pipeline import run_pipeline
+from xcrfilter.simulate import event_truth, iter_frames, preset
 
 LAST_T = None  # truth of the last run's events (for experiments)
 
@@ -97,8 +95,9 @@ def run_one(name, args, seed, n_frames, rich=None):
             yield chunk.frames * u.eV
 
     methods = args.methods.split(",")
+    options = {"obsctx": {"shape": "on"}} if args.obsctx_shape and "obsctx" in methods else None
     ev = run_pipeline(blocks(), ["vfaint", *methods], max_lost_xray=args.max_lost,
-                      detector=det, seed=seed)
+                      detector=det, seed=seed, options=options)
     wall = time.perf_counter() - t0
     frame = np.asarray(ev["FRAME"])
     in_rich = frame < n_rich
@@ -112,6 +111,16 @@ def run_one(name, args, seed, n_frames, rich=None):
     band = (e >= 0.3) & (e < 10)
     global LAST_T
     LAST_T = t
+    for line in ev.meta.get("HISTORY", []):
+        if "obsctx" in line or "calibrate" in line:
+            print(line, flush=True)
+    if args.save:
+        # the events with their truth (TRUTH: 0 noise, 1 X-ray, 2 CR; RICH: in the rich run)
+        keep = ev.copy()
+        keep["TRUTH"], keep["RICH"] = t, in_rich
+        keep.meta = {k: v for k, v in ev.meta.items() if k not in ("HISTORY", "GTI")}
+        os.makedirs(args.save, exist_ok=True)
+        keep.write(os.path.join(args.save, f"{name}-{n_frames}.fits"), overwrite=True)
     is_x = (t == 1) & band & ~in_rich
     is_cr = (t == 2) & band & in_rich
     status = np.asarray(ev["STATUS"]).astype(np.int64)
@@ -145,6 +154,10 @@ def main(argv=None):
     p.add_argument("--methods", default="sac,obsctx")
     p.add_argument("--max-lost", type=float, default=0.02)
     p.add_argument("-o", "--output", default=None)
+    p.add_argument("--obsctx-shape", action="store_true",
+                   help="obsctx with its shape option on (the combination)")
+    p.add_argument("--save", metavar="DIR", default=None,
+                   help="also write each run's events with their truth to DIR")
     args = p.parse_args(argv)
     rows = []
     for i, name in enumerate(args.presets):

@@ -27,9 +27,7 @@ import os
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def simulated_tiles(n_per_class, seed, tile=64, chunk=64, progress=True):
@@ -76,7 +74,7 @@ def simulated_tiles(n_per_class, seed, tile=64, chunk=64, progress=True):
 
 
 def cmd_tiles(args):
-    from xcrfilter.scaling import LogEnergyScaler
+    from xcrfilter.ml.scaling import LogEnergyScaler
     t0 = time.time()
     tiles, labels, n_sim = simulated_tiles(args.n_per_class, args.seed)
     sc = LogEnergyScaler.fit(tiles)

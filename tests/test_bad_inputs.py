@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.cli import main
+from xcrfilter.cli.main import main
 from xcrfilter.ml.model import default_model_dir
 
 
@@ -368,9 +368,9 @@ def test_bad_input_fails_cleanly(files, tmp_path, capsys, argv, expected):
 @pytest.mark.parametrize("argv, work", [
     (["filter", "{good}", "-q", "-o", "{ro}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
     (["filter", "{good}", "-q", "-o", "{nodir}/ev.fits"], "xcrfilter.pipeline.run_pipeline"),
-    (["lacosmic", "{good}", "-o", "{ro}/lac.fits"], "xcrfilter.filters.laplacian.lacosmic_mask"),
+    (["lacosmic", "{good}", "-o", "{ro}/lac.fits"], "xcrfilter.cli.lacosmic.lacosmic_mask"),
     (["compare", "{sim}", "-o", "{good}", "--method", "vfaint"],
-     "xcrfilter.compare_cli.compare_chunks"),
+     "xcrfilter.cli.compare.compare_chunks"),
     (["demo", "--frames", "2", "-q", "-o", "{ro}/demo"], "xcrfilter.simulate.write_simulation"),
 ], ids=["filter-read-only", "filter-no-dir", "lacosmic-read-only", "compare-dir-is-file",
         "demo-read-only"])
@@ -395,7 +395,7 @@ def test_non_ascii_output_name_on_an_ascii_terminal(files, tmp_path):
     (it used to exit 1 with an encoding error after writing its files)."""
     out = tmp_path / "ähm_events.fits"
     env = dict(os.environ, PYTHONIOENCODING="ascii")
-    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "filter", files["unicode"],
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "filter", files["unicode"],
                            "-q", "-o", str(out)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "\\xe4hm_events.fits" in proc.stdout and out.exists()
@@ -442,7 +442,7 @@ def test_read_events_bad_files_name_the_file(tmp_path):
     import astropy.units as u
 
     from xcrfilter import run_pipeline
-    from xcrfilter.eventfile import read_events, write_events
+    from xcrfilter.io.eventfile import read_events, write_events
     events = run_pipeline(_api_frames(), "vfaint")
     good = tmp_path / "ev.fits"
     write_events(events, good)

@@ -1,20 +1,17 @@
 """The CAM filter's cascade (xcrfilter.ml.cascade): morph decides, the network only in the band."""
 import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+import pytest
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from xcrfilter.meta import card_value  # noqa: E402
-from xcrfilter.events import find_events  # noqa: E402
-from xcrfilter.filters import cam as camf  # noqa: E402
-from xcrfilter.filters.morph import morph_filter  # noqa: E402
-from xcrfilter.io import as_energy_cube  # noqa: E402
-from xcrfilter.ml.model import load_model  # noqa: E402
+from xcrfilter.meta import card_value
+from xcrfilter.events import find_events
+from xcrfilter.filters import cam as camf
+from xcrfilter.filters.morph import morph_filter
+from xcrfilter.io.frames import as_energy_cube
+from xcrfilter.ml.model import load_model
 
 REFERENCE = Path(__file__).parent / "data" / "cam_reference.npz"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.argtypes import parse_energy
-from xcrfilter.cli import main
-from xcrfilter.eventfile import read_events
+from xcrfilter.cli.argtypes import parse_energy
+from xcrfilter.cli.main import main
+from xcrfilter.io.eventfile import read_events
 from xcrfilter.pipeline import parse_methods, run_pipeline
 
 

@@ -6,8 +6,8 @@ import re
 import astropy.units as u
 import pytest
 
-from xcrfilter.argtypes import ENERGY_UNIT_HELP, HelpFormatter, parse_energy
-from xcrfilter.cli import build_parser, main
+from xcrfilter.cli.argtypes import ENERGY_UNIT_HELP, HelpFormatter, parse_energy
+from xcrfilter.cli.main import build_parser, main
 
 
 def _subparsers():

@@ -7,9 +7,12 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from xcrfilter import compare, compare_cli
-from xcrfilter.compare import (band_masks, compare_filters, knee_point, pixel_confusion,
-                               rejected, scan_sigclip)
+from xcrfilter.cli import compare as compare_cli
+from xcrfilter.evaluation import tables
+from xcrfilter.evaluation.compare import compare_filters
+from xcrfilter.evaluation.selection import rejected
+from xcrfilter.evaluation.pixels import knee_point, pixel_confusion, scan_sigclip
+from xcrfilter.evaluation.tables import band_masks
 
 
 def toy_observation(n=3, shape=(64, 64), seed=3):
@@ -81,7 +84,7 @@ def _direct(events, truth, bits, lo, hi):
 
 
 def test_report_numbers_equal_direct_computation(tmp_path):
-    from xcrfilter.eventfile import read_events
+    from xcrfilter.io.eventfile import read_events
 
     frames, labels = toy_observation()
     rep = compare_filters(frames * u.eV, labels, ["vfaint", "lacosmic", "sac"],
@@ -184,7 +187,7 @@ def test_cli_run_with_labels_extension(tmp_path, capsys):
 
 
 def test_chunked_equals_single_call():
-    from xcrfilter.compare import compare_chunks
+    from xcrfilter.evaluation.compare import compare_chunks
     frames, labels = toy_observation(n=4, seed=11)
     one = compare_filters(frames * u.eV, labels, ["vfaint", "sac"], pixel_frames=0)
     two = compare_chunks([(frames[:1] * u.eV, labels[:1]), (frames[1:] * u.eV, labels[1:])],
@@ -199,7 +202,7 @@ def test_chunked_equals_single_call():
 def test_missing_columns_are_named():
     from astropy.table import QTable
     events = QTable({"ENERGY": [1.0, 2.0] * u.keV})
-    for func in (compare.compare_table, compare.roc_sweeps):
+    for func in (tables.compare_table, tables.roc_sweeps):
         with pytest.raises(ValueError, match=r"lack column\(s\) \['STATUS'\]"):
             func(events, np.array([1, 2]))
 
@@ -210,9 +213,9 @@ def test_compare_streams_frames_as_filter_does(tmp_path, monkeypatch):
     Frames in adu with GAIN and ADUOFFS: the same events and verdicts as
     ``xcrfilter filter``, and no read larger than ``--chunk-frames``.
     """
-    import xcrfilter.stream as stream
-    from xcrfilter.cli import main
-    from xcrfilter.eventfile import read_events
+    import xcrfilter.io.stream as stream
+    from xcrfilter.cli.main import main
+    from xcrfilter.io.eventfile import read_events
     frames, labels = toy_observation(n=5)
     path = tmp_path / "obs.fits"
     hdr = fits.Header([("BUNIT", "adu"), ("GAIN", 3.65), ("ADUOFFS", 100.0)])

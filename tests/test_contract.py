@@ -1,4 +1,4 @@
-"""The filter contract (`xcrfilter.registry.Filter`): every registered filter declares
+"""The filter contract (`xcrfilter.contract.Filter`): every registered filter declares
 its parameters, and the pipeline, the command line and the header read that one
 declaration."""
 import argparse
@@ -8,7 +8,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter import registry
+from xcrfilter import contract, registry
 from xcrfilter.meta import card_value
 from xcrfilter.pipeline import run_pipeline
 
@@ -37,8 +37,8 @@ def _misspelt(word):
 @pytest.mark.parametrize("name", list(registry.FILTERS))
 def test_every_filter_is_declared(name):
     spec = registry.filter_spec(name)
-    assert isinstance(spec, registry.Filter) and spec.name == name
-    assert set(spec.shared) <= set(registry.SHARED_INPUTS)
+    assert isinstance(spec, contract.Filter) and spec.name == name
+    assert set(spec.shared) <= set(contract.SHARED_INPUTS)
     assert spec.bits == registry.method_bits(name) == registry.METHOD_BITS[name]
     # its header keywords start with its prefix (count cards, e.g. MRPNREJ)
     assert all(card.startswith(spec.prefix) for card in spec.count_cards)
@@ -76,16 +76,16 @@ def test_step_gets_only_its_shared_inputs():
         seen.update(kwargs)
         return events
 
-    spec = registry.Filter(name="probe", step=step, status={"PROBE": (9, "probe")},
+    spec = contract.Filter(name="probe", step=step, status={"PROBE": (9, "probe")},
                            shared=("split_threshold",),
-                           params=(registry.Param("level", 1.0, "a level"),))
+                           params=(contract.Param("level", 1.0, "a level"),))
     shared = dict(event_threshold=1 * u.keV, split_threshold=90 * u.eV, strict=True)
     spec.run(None, "events", shared, {"level": 2.0})
     assert seen == {"split_threshold": 90 * u.eV, "level": 2.0}
     with pytest.raises(ValueError, match="'levle'.*'probe'"):
         spec.run(None, "events", shared, {"levle": 2.0})
     with pytest.raises(ValueError, match="unknown shared input"):
-        registry.Filter(name="bad", step=step, status={}, shared=("gain_of_moon",))
+        contract.Filter(name="bad", step=step, status={}, shared=("gain_of_moon",))
 
 
 @pytest.mark.parametrize("name", list(registry.FILTERS))
@@ -98,7 +98,7 @@ def test_cli_options_generated_from_the_declaration(name):
         assert (p.option(name) in options) == p.cli
     # nothing given: the filter's own defaults apply
     assert spec.options_from_args(parser.parse_args([])) == {}
-    from xcrfilter.cli import build_parser
+    from xcrfilter.cli.main import build_parser
     help_text = build_parser()._subparsers._group_actions[0].choices["filter"].format_help()
     for p in spec.params:
         if p.cli:
@@ -129,7 +129,7 @@ def test_output_options_declared():
     with pytest.raises(ValueError, match="cam_output.*dask client"):
         run_pipeline(_frames(), "cam", options={"cam": {"cam_output": "x.fits"}},
                      client=object())
-    from xcrfilter import compare_cli
+    from xcrfilter.cli import compare as compare_cli
     parser = argparse.ArgumentParser()
     compare_cli.add_arguments(parser)
     args = parser.parse_args(["obs.fits", "-o", "rep", "--cam-output", "maps.fits"])
@@ -142,7 +142,7 @@ def test_meta_holds_plain_values(tmp_path):
     are kept aside and written back as card comments."""
     from astropy.io import fits
 
-    from xcrfilter.eventfile import read_events, write_events
+    from xcrfilter.io.eventfile import read_events, write_events
     from xcrfilter.meta import CARD_COMMENTS, card_comment
     events = run_pipeline(_frames(), "vfaint,sac")
     assert events.meta["EVTTHR"] * u.eV == 260 * u.eV
@@ -171,3 +171,23 @@ def test_observation_keywords_plain(tmp_path):
     events = run_pipeline(str(path), "vfaint")
     assert events.meta["TELESCOP"] == "ATHENA"
     assert card_comment(events.meta, "TELESCOP") == "mission"
+
+
+@pytest.mark.parametrize("name", list(registry.FILTERS))
+def test_declared_cards_are_written(name):
+    """The header card of every parameter that declares one is written by a run, with the
+    comment the declaration gives it (the unit in brackets)."""
+    from xcrfilter.meta import card_comment
+    spec = registry.filter_spec(name)
+    if not spec.available():
+        pytest.skip(f"filter {name!r} has no model here (xcrfilter/data)")
+    declared = [p for p in spec.params if p.card is not None]
+    if not declared:
+        pytest.skip(f"filter {name!r} records no parameter in a card")
+    events = run_pipeline(_frames(), name)
+    for p in declared:
+        value = events.meta.get(p.card.key if isinstance(p.card.key, str) else p.card.key[0])
+        for key, _, comment in p.card.records(
+                [value] * len(p.card.key) if isinstance(p.card.key, tuple) else value, p.unit):
+            assert key in events.meta, (name, key)
+            assert card_comment(events.meta, key) == comment, (name, key)

@@ -7,11 +7,11 @@ import pytest
 from astropy.io import fits
 from scipy.stats import binomtest
 
-from xcrfilter.cli import main
-from xcrfilter.demo import MIN_COUNT, format_report
-from xcrfilter.eventfile import read_events
-from xcrfilter.masks import event_pixel_mask
-from xcrfilter.metrics import fraction_interval
+from xcrfilter.cli.main import main
+from xcrfilter.cli.demo import MIN_COUNT, format_report
+from xcrfilter.io.eventfile import read_events
+from xcrfilter.io.masks import event_pixel_mask
+from xcrfilter.evaluation.metrics import fraction_interval
 
 
 def test_fraction_interval_is_wilson():

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.cli import main
-from xcrfilter.eventlist import read_event_list, to_row_major
-from xcrfilter.eventfile import read_events
+from xcrfilter.cli.main import main
+from xcrfilter.io.eventlist import read_event_list, to_row_major
+from xcrfilter.io.eventfile import read_events
 
 # (dy, dx) in the centre-first order, written from its definition: the centre,
 # the 3x3 ring row-major from (-1, -1), the outer 16 row-major from (-2, -2)
@@ -118,6 +118,7 @@ def test_strict_thresholds_on_an_event_list(tmp_path):
     out = tmp_path / "strict.fits"
     assert _run(src, "-o", out, *TARGET, "--strict-thresholds") == 0
     ev = read_events(out)
+    assert "SACRAD" not in ev.meta and "SAC_DIST" not in ev.colnames  # vfaint only
     k = list(ISLANDS).index("split_at_threshold")
     assert ev["PATTERN_X"][k] == 0 and ev["GRADE"][k] == 0 and ev["STATUS"][k] == 0
     assert ev.meta["VFSTRICT"] is True
@@ -135,6 +136,10 @@ def test_event_list_errors(tmp_path, capsys):
     assert "NaN" in err and "row 4" in err
     assert _run(src, "-o", tmp_path / "c.fits", "--method", "sac", *TARGET) == 1
     assert "only the vfaint filter" in capsys.readouterr().err
+    # nothing to calibrate on an event list: an explicit fraction is refused
+    assert _run(src, "-o", tmp_path / "d.fits", "--max-lost-xray", "2%", *TARGET) == 1
+    assert "calibrates on image frames" in capsys.readouterr().err
+    assert not (tmp_path / "d.fits").exists()
     assert not (tmp_path / "a.fits").exists() and not (tmp_path / "b.fits").exists()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from xcrfilter import calibrate, registry
+from xcrfilter import calibrate, contract
 from xcrfilter.meta import card_value
 from xcrfilter.pipeline import run_pipeline
 
@@ -142,7 +142,7 @@ def _recording_filter(uses_shape):
         out["SCORE"] = np.asarray(out["ENERGY"].to_value(u.eV), float)
         return out
 
-    cal = registry.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
+    cal = contract.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
                                prefix="REC", uses_shape=uses_shape)
     return types.SimpleNamespace(run=run, CALIBRATION=cal,
                                  STATUS={"REC": (9, "test")}), calls
@@ -150,7 +150,7 @@ def _recording_filter(uses_shape):
 
 def _events_of(data):
     from xcrfilter.events import find_events
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     cube = as_energy_cube(data * u.eV)
     return cube, find_events(cube)
 

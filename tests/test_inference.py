@@ -13,16 +13,14 @@ import sys
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import astropy.units as u
+import numpy as np
+import pytest
 
-import astropy.units as u  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
-from xcrfilter.ml.forest import load_forest, save_forest  # noqa: E402
-from xcrfilter.ml.model import default_model_dir, event_windows, load_model  # noqa: E402
-from xcrfilter.ml.netgraph import graph_from_keras, read_keras_file  # noqa: E402
+from xcrfilter.ml.checksums import ModelFileError
+from xcrfilter.ml.forest import load_forest, save_forest
+from xcrfilter.ml.model import default_model_dir, event_windows, load_model
+from xcrfilter.ml.netgraph import graph_from_keras, read_keras_file
 
 REFERENCE = Path(__file__).parent / "data" / "cam_reference.npz"
 
@@ -34,8 +32,8 @@ def reference():
 
 @pytest.fixture(scope="module")
 def keras_net():
-    keras = pytest.importorskip("keras")
-    import xcrfilter.ml.densenet  # noqa: F401  (registers the weight initialiser of the file)
+    # densenet registers the weight initialiser of the file; the package sets the backend
+    keras = pytest.importorskip("xcrfilter.ml.densenet").keras
     return keras.saving.load_model(default_model_dir() / "densenet.keras", compile=False)
 
 
@@ -130,7 +128,7 @@ def test_verdicts_equal_reference(reference):
     """STATUS and PROB_CR of both shipped models equal those before the speed-up."""
     from xcrfilter.events import find_events
     from xcrfilter.filters.cam import cam_filter
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     cube = as_energy_cube(reference["frames"].astype(np.float32) * u.eV)
     events = find_events(cube)
     for col in ("FRAME", "RAWX", "RAWY"):

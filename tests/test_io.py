@@ -1,4 +1,4 @@
-"""Tests of xcrfilter.io: frame input (units, masks, files) and FITS writers."""
+"""Tests of xcrfilter.io.frames: frame input (units, masks, files) and FITS writers."""
 import hashlib
 import warnings
 
@@ -11,9 +11,9 @@ from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from xcrfilter.detector import DetectorModel
-from xcrfilter.eventfile import read_events, write_events
-from xcrfilter.io import FrameCube, as_energy_cube, read_frames
-from xcrfilter.products import read_cam_maps, write_cam_maps, write_mask
+from xcrfilter.io.eventfile import read_events, write_events
+from xcrfilter.io.frames import FrameCube, as_energy_cube, read_frames
+from xcrfilter.io.products import read_cam_maps, write_cam_maps, write_mask
 from xcrfilter.meta import CARD_COMMENTS, card_comment, card_value
 
 
@@ -499,7 +499,7 @@ def test_cam_maps(tmp_path):
 
 
 def test_cam_map_writer_appends_chunks(tmp_path):
-    from xcrfilter.products import CamMapWriter
+    from xcrfilter.io.products import CamMapWriter
     rng = np.random.default_rng(1)
     maps = {"XRAY": rng.random((5, 8, 8)), "CR": rng.random((5, 8, 8))}
     cards = [("MODEL", "densenet", "model name")]
@@ -624,7 +624,7 @@ def test_framecube_input_copied_and_mask_none_accepted():
 
 def test_float32_ev_input_is_a_read_only_view_and_never_modified():
     import astropy.units as u
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     values = np.zeros((2, 8, 8), np.float32)
     values[0, 3, 3] = 500.0
     q = values * u.eV
@@ -643,7 +643,7 @@ def test_float32_ev_input_is_a_read_only_view_and_never_modified():
 
 def test_adu_offset_keyword_is_subtracted(tmp_path):
     import astropy.units as u
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     adu = np.full((1, 6, 6), 100.0, np.float32)
     adu[0, 2, 2] = 100.0 + 250.0
     hdu = fits.PrimaryHDU(adu)

@@ -11,9 +11,10 @@ from astropy.nddata import CCDData
 from astropy.table import QTable
 from scipy import ndimage
 
+from xcrfilter.cli import lacosmic as lacosmic_cli
 from xcrfilter.filters import laplacian
 from xcrfilter.filters.laplacian import lacosmic_filter, lacosmic_mask, mask_to_events
-from xcrfilter.realdata import load_real_frame, real_frame_path
+from xcrfilter.io.realdata import load_real_frame, real_frame_path
 
 PAIR = 3.65  # eV / electron (DetectorModel default)
 Cube = namedtuple("Cube", ["data", "mask", "header", "filenames", "was_2d"])
@@ -115,15 +116,15 @@ def test_filter_with_events_and_pipeline_step():
 
 def test_cli_options_roundtrip():
     parser = argparse.ArgumentParser()
-    laplacian.add_cli_options(parser.add_argument_group("lacosmic"))
+    laplacian.FILTER.add_cli_options(parser.add_argument_group("lacosmic"))
     args = parser.parse_args(["--lacosmic-sigclip", "6", "--lacosmic-no-sepmed"])
-    opts = laplacian.options_from_args(args)
+    opts = laplacian.FILTER.options_from_args(args)
     assert opts["sigclip"] == 6.0 and opts["sepmed"] is False and "readnoise" not in opts
 
 
 def test_cli_real_frame(tmp_path, capsys):
     out = tmp_path / "saao_mask.fits"
-    assert laplacian.main(["--real", "saao", "-o", str(out)]) == 0
+    assert lacosmic_cli.main(["--real", "saao", "-o", str(out)]) == 0
     assert "162 cosmic-ray pixels" in capsys.readouterr().out
     ccd = CCDData.read(out, hdu_mask="MASK")
     assert int(ccd.mask.sum()) == 162 and ccd.header["LACGAIN"] == 1.9
@@ -199,8 +200,8 @@ def test_filter_returns_qtable_and_rerun_replaces_bit():
 def test_lacosmic_command_bare_gain_is_electrons_per_adu(tmp_path):
     """L.A.Cosmic users give the gain in electrons per count (astroscrappy's convention);
     a bare --gain 1.9 used to be read as 1.9 eV/adu, i.e. 0.52 e-/adu."""
-    from xcrfilter.argtypes import parse_gain_electrons
-    from xcrfilter.cli import main
+    from xcrfilter.cli.argtypes import parse_gain_electrons
+    from xcrfilter.cli.main import main
     assert parse_gain_electrons("1.9") == 1.9 * u.electron / u.adu
     assert parse_gain_electrons("3.65eV/adu") == 3.65 * u.eV / u.adu
     saao = load_real_frame("saao")
@@ -221,8 +222,8 @@ def test_lacosmic_command_bare_gain_is_electrons_per_adu(tmp_path):
 def test_gain_on_energy_frames_warns(tmp_path):
     from astropy.utils.exceptions import AstropyUserWarning
 
-    from xcrfilter.cli import main
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.cli.main import main
+    from xcrfilter.io.frames import as_energy_cube
     frames = _xray_like(n=1)
     with pytest.warns(AstropyUserWarning, match="gain is ignored"):
         lacosmic_mask(frames * u.eV, gain=3.65 * u.eV / u.adu)

@@ -1,4 +1,4 @@
-"""Tests of xcrfilter.masks.mask_events on hand-built events."""
+"""Tests of xcrfilter.io.masks.mask_events on hand-built events."""
 import astropy.units as u
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from astropy.nddata import CCDData
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from xcrfilter.masks import event_pixel_mask, mask_events
+from xcrfilter.io.masks import event_pixel_mask, mask_events
 
 
 def _events():

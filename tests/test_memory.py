@@ -41,7 +41,7 @@ def test_filter_command_on_saturated_frames(tmp_path):
     hdu.header["BUNIT"] = "eV"
     hdu.writeto(path)
     peak = _peak_rss_mb(f"""
-        from xcrfilter.cli import main
+        from xcrfilter.cli.main import main
         assert main(["filter", {str(path)!r}, "-q", "-m", "vfaint,sac",
                      "-o", {str(tmp_path / 'ev.fits')!r},
                      "--mask-output", {str(tmp_path / 'mask.fits')!r}]) == 0

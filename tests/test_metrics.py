@@ -1,4 +1,4 @@
-"""Tests of xcrfilter.metrics against hand-made confusion matrices and the
+"""Tests of xcrfilter.evaluation.metrics against hand-made confusion matrices and the
 seed paper's Table 2 arithmetic (Sec. 3.4, Eqs. 2-8)."""
 import math
 
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from xcrfilter import metrics as m
+from xcrfilter.evaluation import metrics as m
+from xcrfilter.evaluation import roc
+from xcrfilter.evaluation import selection as sel
 
 # Confusion matrices consistent with the seed paper's Table 2: 10 000 CR and
 # 711 099 X-ray events in 0.3-10 keV (CR ~1.4 % of the events).
@@ -131,17 +133,17 @@ def test_event_metrics_keV_table_column():
 
 def test_rejected_by_bits():
     t = QTable({"STATUS": np.array([0, 1, 2, 4, 32, 3], dtype=np.int32)})
-    np.testing.assert_array_equal(m.rejected_by(t), [0, 1, 1, 1, 1, 1])
-    np.testing.assert_array_equal(m.rejected_by(t, bits=[0, 1]), [0, 1, 1, 0, 0, 1])
-    np.testing.assert_array_equal(m.rejected_by(t, bits="CAM"), [0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(sel.rejected_by(t), [0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(sel.rejected_by(t, bits=[0, 1]), [0, 1, 1, 0, 0, 1])
+    np.testing.assert_array_equal(sel.rejected_by(t, bits="CAM"), [0, 0, 0, 0, 1, 0])
     with pytest.raises(ValueError, match="bits"):
-        m.rejected_by(t, bits="NOPE")
+        sel.rejected_by(t, bits="NOPE")
 
 
 def test_roc_curve_hand_made():
     truth = np.array([True, True, False, True, False, False])
     score = np.array([0.9, 0.8, 0.8, 0.4, 0.3, 0.1])
-    fpr, rec, thr = m.roc_curve(truth, score)
+    fpr, rec, thr = roc.roc_curve(truth, score)
     np.testing.assert_allclose(thr, [np.inf, 0.9, 0.8, 0.4, 0.3, 0.1])
     np.testing.assert_allclose(rec, [0, 1 / 3, 2 / 3, 1, 1, 1])
     np.testing.assert_allclose(fpr, [0, 0, 1 / 3, 1 / 3, 2 / 3, 1])
@@ -168,7 +170,7 @@ def test_against_scikit_learn():
     assert m.accuracy(cm) == pytest.approx(sk.accuracy_score(truth, rej))
     assert m.lost_xray_signal(cm) == pytest.approx(1 - sk.recall_score(~truth, ~rej))
     assert m.unrejected_cr_background(cm) == pytest.approx(1 - sk.precision_score(~truth, ~rej))
-    fpr, rec, thr = m.roc_curve(truth, score)
+    fpr, rec, thr = roc.roc_curve(truth, score)
     assert len(thr) == len(np.unique(score)) + 1 and np.all(np.diff(thr) < 0)
     for i in (1, len(thr) // 2, len(thr) - 1):   # each point is the confusion at its threshold
         cm = m.confusion(truth, score >= thr[i])
@@ -177,24 +179,24 @@ def test_against_scikit_learn():
 
 
 def test_roc_curve_one_class_or_none():
-    fpr, rec, thr = m.roc_curve(np.array([True, True]), np.array([0.2, 0.7]))
+    fpr, rec, thr = roc.roc_curve(np.array([True, True]), np.array([0.2, 0.7]))
     assert np.isnan(fpr).all() and rec.tolist() == [0, 0.5, 1] and thr[0] == np.inf
-    fpr, rec, thr = m.roc_curve(np.array([1, 1, 0]), np.array([0.2, 0.7, 0.1]))
+    fpr, rec, thr = roc.roc_curve(np.array([1, 1, 0]), np.array([0.2, 0.7, 0.1]))
     assert np.isnan(rec).all() and fpr.tolist() == [0, 0.5, 1]
-    fpr, rec, thr = m.roc_curve(np.array([0, 0]), np.array([0.2, 0.7]))
+    fpr, rec, thr = roc.roc_curve(np.array([0, 0]), np.array([0.2, 0.7]))
     assert np.isnan(fpr).all() and np.isnan(rec).all() and thr.tolist() == [np.inf]
 
 
 def test_threshold_at_fpr():
     truth = np.array([True, True, False, True, False, False])
     score = np.array([0.9, 0.8, 0.8, 0.4, 0.3, 0.1])
-    choice = m.threshold_at_fpr(truth, score, 0.0)
-    assert choice == m.ThresholdChoice(0.9, 0.0, pytest.approx(1 / 3))
-    choice = m.threshold_at_fpr(truth, score, 0.5)
+    choice = roc.threshold_at_fpr(truth, score, 0.0)
+    assert choice == roc.ThresholdChoice(0.9, 0.0, pytest.approx(1 / 3))
+    choice = roc.threshold_at_fpr(truth, score, 0.5)
     assert choice.threshold == 0.4 and choice.recall == 1.0
-    assert m.threshold_at_fpr(truth, score, 50 * u.percent).threshold == 0.4
+    assert roc.threshold_at_fpr(truth, score, 50 * u.percent).threshold == 0.4
     with pytest.raises(ValueError, match="target_fpr"):
-        m.threshold_at_fpr(truth, score, 1.5)
+        roc.threshold_at_fpr(truth, score, 1.5)
 
 
 def test_table2_layout_reproduces_paper():
@@ -265,9 +267,9 @@ def test_event_metrics_missing_units_or_column():
 
 def test_roc_errors():
     with pytest.raises(ValueError, match="score contains NaN"):
-        m.roc_curve(np.array([True, False]), np.array([np.nan, 0.1]))
+        roc.roc_curve(np.array([True, False]), np.array([np.nan, 0.1]))
     with pytest.raises(ValueError, match="score has shape"):
-        m.roc_curve(np.array([True, False]), np.array([0.1]))
+        roc.roc_curve(np.array([True, False]), np.array([0.1]))
 
 
 def test_table2_errors():

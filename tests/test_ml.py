@@ -1,12 +1,9 @@
 """Tests of the CAM filter's machine-learning parts (xcrfilter.ml)."""
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
+keras = pytest.importorskip("xcrfilter.ml.densenet").keras  # the package sets the backend
 
 from xcrfilter.ml.cam import CamNetwork, receptive_field, upsample_bilinear  # noqa: E402
 from xcrfilter.ml.densenet import build_densenet, count_params  # noqa: E402
@@ -15,7 +12,7 @@ from xcrfilter.ml.features import (FEATURE_NAMES, cam_window_stats, event_featur
 from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
 from xcrfilter.ml.forest import build_forest, load_forest, save_forest  # noqa: E402
 from xcrfilter.ml.model import event_windows  # noqa: E402
-from xcrfilter.scaling import LogEnergyScaler  # noqa: E402
+from xcrfilter.ml.scaling import LogEnergyScaler  # noqa: E402
 
 
 def _randomise_bn(model, seed=0):
@@ -275,7 +272,7 @@ def test_extra_features_hand_built():
 
 def test_train_cli_arguments():
     import argparse
-    from xcrfilter.ml import cli
+    from xcrfilter.cli import train as cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     a = p.parse_args(["--tiles", "t.npz", "--simulate-frames", "100", "-o", "m"])

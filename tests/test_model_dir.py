@@ -4,11 +4,9 @@ import os
 import shutil
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import pytest
 
-import pytest  # noqa: E402
-
-pytest.importorskip("keras")
+pytest.importorskip("xcrfilter.ml.densenet")  # Keras, with the package's backend
 
 from xcrfilter.ml.checksums import ModelFileError  # noqa: E402
 from xcrfilter.ml.model import (_load_uncached, default_model_dir, file_sha256,  # noqa: E402

@@ -10,10 +10,10 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from xcrfilter.cli import main
+from xcrfilter.cli.main import main
 from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
-from xcrfilter.eventfile import read_events, read_gti, write_events
-from xcrfilter.ogip import (PI_CHANNELS, add_time, frame_time_from_header, pi_channels,
+from xcrfilter.io.eventfile import read_events, read_gti, write_events
+from xcrfilter.io.ogip import (PI_CHANNELS, add_time, frame_time_from_header, pi_channels,
                             read_frame_times)
 
 OBS = {"TELESCOP": "ATHENA", "INSTRUME": "WFI", "DETNAM": "LDA", "OBJECT": "Cas A",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.cli import main
-from xcrfilter.io import as_energy_cube
-from xcrfilter.eventfile import read_events
-from xcrfilter.outputs import atomic_write, check_outputs
+from xcrfilter.cli.main import main
+from xcrfilter.io.frames import as_energy_cube
+from xcrfilter.io.eventfile import read_events
+from xcrfilter.io.outputs import atomic_write, check_outputs
 
 
 def _frames_file(path, bunit="eV", **cards):
@@ -116,7 +116,7 @@ def test_killed_write_leaves_no_complete_looking_file(tmp_path):
                     fh.truncate(2880)  # a truncated file that opens as complete
                 os.kill(os.getpid(), signal.SIGKILL)
         fits.HDUList.writeto = writeto
-        from xcrfilter.cli import main
+        from xcrfilter.cli.main import main
         main(["filter", {str(frames)!r}, "-q", "-o", {str(tmp_path / 'ev.fits')!r},
               "--mask-output", {str(tmp_path / 'mask.fits')!r}])
     """)
@@ -165,7 +165,7 @@ def test_finite_huge_energy_is_out_of_range_not_non_finite():
 
 
 def test_compare_reads_frames_as_filter_does(tmp_path):
-    from xcrfilter.compare_cli import file_chunks
+    from xcrfilter.cli.compare import file_chunks
     path = _frames_file(tmp_path / "adu.fits", bunit="adu", GAIN=3.65, ADUOFFS=100.0)
     with fits.open(path, mode="update") as hdul:
         hdul[0].data = hdul[0].data / np.float32(3.65) + np.float32(100.0)
@@ -190,13 +190,13 @@ def test_missing_keras_backend_is_one_line(frames, tmp_path):
     backend = missing[0]
     env = dict(os.environ, KERAS_BACKEND=backend)
     # the CAM filter runs without Keras (xcrfilter.ml.netgraph): only training needs it
-    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "filter", str(frames), "-q",
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "filter", str(frames), "-q",
                            "-m", "cam", "-o", str(tmp_path / "ev.fits")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     tiles = tmp_path / "tiles.npz"
     np.savez(tiles, tiles=np.zeros((4, 64, 64), np.float32), labels=np.zeros(4, int))
-    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli", "train", "--tiles", str(tiles),
+    proc = subprocess.run([sys.executable, "-m", "xcrfilter.cli.main", "train", "--tiles", str(tiles),
                            "--simulate-frames", "2", "-o", str(tmp_path / "model")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 1
@@ -247,7 +247,7 @@ def test_api_writers_never_replace_a_non_regular_file(frames, tmp_path):
     import stat
 
     from xcrfilter import run_pipeline
-    from xcrfilter.eventfile import write_events
+    from xcrfilter.io.eventfile import write_events
     from xcrfilter.simulate import write_simulation
     fifo = tmp_path / "pipe.fits"
     os.mkfifo(fifo)

@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from astropy.table import QTable, Table  # noqa: E402
 
-from xcrfilter.plots import plot_frame_verdicts, plot_roc  # noqa: E402
+from xcrfilter.evaluation.plots import plot_frame_verdicts, plot_roc  # noqa: E402
 
 
 def test_frame_verdict_labels_do_not_overlap():
@@ -37,7 +37,7 @@ def test_spectrum_marks_events_the_method_did_not_score():
     """The CAM panel counted out-of-band events as accepted without saying so."""
     import astropy.units as u
 
-    from xcrfilter.plots import plot_spectrum
+    from xcrfilter.evaluation.plots import plot_spectrum
     events = QTable({"ENERGY": [0.2, 1.0, 5.0, 50.0, 200.0] * u.keV})
     unscored = np.array([True, False, False, True, True])
     ax = plot_spectrum(events, np.array([False, True, False, False, False]),

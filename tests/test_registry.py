@@ -8,7 +8,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from xcrfilter import compare, metrics, registry
+from xcrfilter import registry
+from xcrfilter.evaluation import compare, selection
 from xcrfilter.events import FINDING_STATUS
 from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
 from xcrfilter.meta import CARD_COMMENTS, card_comment
@@ -37,14 +38,14 @@ def test_every_bit_declared_once():
 
 
 def test_compare_knows_every_filter():
-    masks = {label: metrics.method_mask(label) for label in registry.report_names()}
+    masks = {label: selection.method_mask(label) for label in registry.report_names()}
     assert masks == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5,
                      "MORPH": 1 << 6, "OBSCTX": 1 << 9, "UNET": 1 << 10}
-    assert metrics.method_mask("VF+SAC") == 0b111 | 1 << 4
+    assert selection.method_mask("VF+SAC") == 0b111 | 1 << 4
     events = {"STATUS": np.array([0, 1 << 6, 1 << 0 | 1 << 6, 1 << 4])}
-    assert metrics.rejected(events, "MORPH").tolist() == [False, True, True, False]
-    assert metrics.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]
-    assert metrics.rejected(events, "VF+SAC").tolist() == [False, False, True, True]
+    assert selection.rejected(events, "MORPH").tolist() == [False, True, True, False]
+    assert selection.rejected(events, "VF+MORPH").tolist() == [False, True, True, False]
+    assert selection.rejected(events, "VF+SAC").tolist() == [False, False, True, True]
 
 
 def test_compare_table_has_morph(tmp_path):
@@ -55,7 +56,7 @@ def test_compare_table_has_morph(tmp_path):
     assert set(rep.table["METHOD"]) == {"VF", "MORPH", "VF+MORPH"}
     assert set(rep.roc["CURVE"]) == {"MORPH", "VF+MORPH"}
     full = rep.table[(rep.table["METHOD"] == "MORPH") & (rep.table["BAND"] == "0.3-10")][0]
-    rej = metrics.rejected(rep.events, "MORPH")
+    rej = selection.rejected(rep.events, "MORPH")
     e = rep.events["ENERGY"].to_value(u.keV)
     inband = (e >= 0.3) & (e < 10)
     assert full["TP"] == np.count_nonzero(rej & inband & (rep.truth == 2))
@@ -95,8 +96,8 @@ def test_compare_fails_loudly_naming_the_filter(monkeypatch):
 
 
 def test_header_cards_and_help_derived():
-    from xcrfilter.cli import build_parser
-    from xcrfilter.ogip import status_bit_cards
+    from xcrfilter.cli.main import build_parser
+    from xcrfilter.io.ogip import status_bit_cards
     meta = {}
     status_bit_cards(meta, registry.status_bits())
     expected = {f"STATUS{bit}": name for name, bit in STATUS_BITS.items()}

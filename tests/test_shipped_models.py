@@ -1,11 +1,12 @@
-"""The shipped models: context CAM (default), paper CAM and morph, through the command line."""
+"""The shipped models: context CAM (default), paper CAM, morph and shape, by name and in use."""
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from xcrfilter.context import MODEL_FEATURES
+from xcrfilter.context import MODEL_FEATURES, SHAPE_FEATURES, context_features, feature_matrix
 from xcrfilter.ml.model import load_model
+from xcrfilter.filters.obsctx import load_shape_model
 from xcrfilter.ml.morph import load_morph_model
 from xcrfilter.simulate import SimulationParameters, event_truth, simulate_frames
 
@@ -45,8 +46,25 @@ def test_shipped_models_separate_the_classes(sim):
         assert p[cr].mean() > p[xr].mean() + 0.3, (col, kw)
 
 
+def test_shipped_shape_model(sim):
+    """The shape-only model of obsctx's shape option: own-shape features only, and it
+    finds the simulated showers' shapes more shower-like than the X-rays'."""
+    shape = load_shape_model()
+    assert shape.name == "xcrfilter-shape-v1" and shape.feature_names == SHAPE_FEATURES
+    import xcrfilter
+    ev = xcrfilter.find_events(sim.frames * u.eV)
+    e = ev["ENERGY"].to_value(u.keV)
+    band = (e >= 0.3) & (e < 10)
+    ctx = context_features(sim.frames * u.eV, ev)
+    p = shape.predict_proba(feature_matrix(ev, ctx, shape.feature_names))
+    truth = event_truth(ev, sim.labels)
+    cr, xr = band & (truth == 2), band & (truth == 1)
+    assert cr.sum() > 20 and xr.sum() > 20
+    assert p[cr].mean() > p[xr].mean() + 0.2
+
+
 def test_filter_command_with_every_context_filter(sim, tmp_path):
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     path = tmp_path / "obs.fits"
     fits.PrimaryHDU(sim.frames[:8], header=fits.Header([("BUNIT", "eV")])).writeto(path)
     out = tmp_path / "ev.fits"

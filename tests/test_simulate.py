@@ -16,7 +16,8 @@ from xcrfilter.simulate import (LABEL_CR, LABEL_XRAY, TILE_CR, TILE_EMPTY, TILE_
                                 iter_frames, load_tile_dataset, read_truth,
                                 simulate_frames, simulate_tiles, tile_classes,
                                 write_simulation)
-from xcrfilter.simulate.core import gaussian_noise
+from xcrfilter.simulate.physics import gaussian_noise
+from xcrfilter.simulate.showers import track_deposits
 
 SMALL = DetectorModel.wfi(shape=(64, 64))
 XRAY_ONLY = SimulationParameters(cr_rate=0.0, xray_rate=20.0)
@@ -249,7 +250,7 @@ def test_build_tile_dataset_file(tmp_path):
     assert info["counts"] == [3, 3, 3, 3]
     d = load_tile_dataset(out)
     assert d["tiles"].shape == (12, 64, 64) and d["labels"].dtype == np.uint8
-    from xcrfilter.scaling import log_energy
+    from xcrfilter.ml.scaling import log_energy
     x = log_energy(d["tiles"])
     assert d["scaling_mean"] == pytest.approx(x.mean(), rel=1e-5)
     assert d["scaling_std"] == pytest.approx(x.std(), rel=1e-5)
@@ -278,7 +279,7 @@ def test_fits_round_trip(tmp_path):
     np.testing.assert_array_equal(labels, ref.labels)
     assert len(sources) == len(ref.sources)
     assert set(sources["KIND"]) <= {"xray", "primary", "secondary_track", "photon", "electron"}
-    from xcrfilter.io import as_energy_cube
+    from xcrfilter.io.frames import as_energy_cube
     cube = as_energy_cube(str(path))
     np.testing.assert_allclose(cube.data, ref.frames)
     with pytest.raises(FileExistsError):
@@ -291,7 +292,7 @@ def test_fits_round_trip(tmp_path):
 
 
 def _cli(argv):
-    from xcrfilter.simulate import cli
+    from xcrfilter.cli import simulate as cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     return cli.run(p.parse_args(argv))
@@ -361,7 +362,7 @@ def test_minimum_ionising_loss_in_silicon():
     rng = np.random.default_rng(1)
     n = 6000
     z = np.zeros(n)
-    tid, xs, ys, zs, es = sim._tracks(rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
+    tid, xs, ys, zs, es = track_deposits(sim, rng, z + 1e3, z + 1e3, z, z, z, z + 1, np.ones(n),
                                       np.full(n, ph.MP_MEV), np.full(n, 3000.0),
                                       np.full(n, np.inf))
     inside = (zs >= 0) & (zs <= 450)

@@ -14,9 +14,9 @@ from astropy.io import fits
 from astropy.stats import poisson_conf_interval
 from astropy.table import QTable
 
-from xcrfilter.cli import main
-from xcrfilter.eventfile import write_events
-from xcrfilter.spectra import band_channels, check_band, parse_combination
+from xcrfilter.cli.main import main
+from xcrfilter.io.eventfile import write_events
+from xcrfilter.io.spectra import band_channels, check_band, parse_combination
 
 #: STATUS bits: vfaint 0-2, SAC 4
 VF, SAC = 1, 16
@@ -171,7 +171,7 @@ def test_regions_accepted_and_rejected(tmp_path):
     ok = [r for r in regs if r.meta.get("tag") == ["accepted"]]
     bad = [r for r in regs if r.meta.get("tag") == ["rejected"]]
     assert (len(ok), len(bad)) == (7 + 2 + 3 + 4 + 6 + 1, 5 + 8)
-    from xcrfilter.eventfile import read_events
+    from xcrfilter.io.eventfile import read_events
     events = read_events(ev)
     first = events[np.asarray(events["STATUS"]) & VF == 0][0]
     assert (ok[0].center.x, ok[0].center.y) == (first["RAWX"] + 1, first["RAWY"] + 1)
@@ -228,7 +228,7 @@ def test_gammapy_reads_counts_exposure_and_fits_mn_line(mn_products):
     from gammapy.modeling import Fit
     from gammapy.modeling.models import GaussianSpectralModel, SkyModel
 
-    from xcrfilter.eventfile import read_events
+    from xcrfilter.io.eventfile import read_events
     pha = mn_products / "mn_vfaint.pha"
     ds = SpectrumDatasetOnOff.read(pha, format="ogip", name="mn")
     events = read_events(mn_products / "ev.fits")

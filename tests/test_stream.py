@@ -10,14 +10,14 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from xcrfilter.cli import main
-from xcrfilter.io import as_energy_cube
-from xcrfilter.eventfile import read_events
-from xcrfilter.maskfile import MaskWriter, read_mask
-from xcrfilter.masks import mask_events
+from xcrfilter.cli.main import main
+from xcrfilter.io.frames import as_energy_cube
+from xcrfilter.io.eventfile import read_events
+from xcrfilter.io.maskfile import MaskWriter, read_mask
+from xcrfilter.io.masks import mask_events
 from xcrfilter.pipeline import _work_pieces, available_methods, run_pipeline
 from xcrfilter.simulate import SimulationParameters, simulate_frames
-from xcrfilter.stream import FrameStream, frames_per_chunk
+from xcrfilter.io.stream import FrameStream, frames_per_chunk
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ _MEMORY = textwrap.dedent("""
     import resource, sys
     import numpy as np
     from astropy.io import fits
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
 
     def peak():
         # VmHWM: peak RSS of this process image (ru_maxrss also counts the
@@ -331,7 +331,7 @@ def test_output_dir_one_file_per_input(files, tmp_path, capsys):
 @pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">i4", "u1"])
 def test_mapped_reads_equal_astropy(tmp_path, dtype):
     """Plain images are read through a memory map, a few frames at a time: same values."""
-    from xcrfilter.stream import _MAPPED_FRAMES
+    from xcrfilter.io.stream import _MAPPED_FRAMES
     rng = np.random.default_rng(3)
     values = (rng.random((2 * _MAPPED_FRAMES + 3, 9, 11)) * 200).astype(dtype)
     path = tmp_path / "plain.fits"
@@ -371,7 +371,7 @@ def test_missing_distributed_is_one_line(files, tmp_path, capsys, monkeypatch, o
 def test_cam_maps_appended_per_chunk(sim, tmp_path):
     assert "cam" in available_methods()   # the CAM model ships with the package
     from xcrfilter.filters.cam import cam_maps
-    from xcrfilter.products import read_cam_maps
+    from xcrfilter.io.products import read_cam_maps
     frames = np.asarray(sim.frames[:5], np.float32) * u.eV
     out = tmp_path / "maps.fits"
     run_pipeline(frames, "cam", chunk_frames=2, options={"cam": {"cam_output": out}})

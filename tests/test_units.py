@@ -5,17 +5,17 @@ import pytest
 from astropy.io import fits
 
 from xcrfilter.filters.laplacian import lacosmic_mask
-from xcrfilter.io import as_energy_cube
+from xcrfilter.io.frames import as_energy_cube
 from xcrfilter.units import DEFAULT_BAND, as_band, as_energy, as_gain, header_gain
 
 
 def test_default_band_is_defined_once():
-    from xcrfilter import compare, metrics
+    from xcrfilter.evaluation import metrics, tables
     from xcrfilter.filters import cam
     from xcrfilter.ml import training
     assert DEFAULT_BAND.to_value(u.keV).tolist() == [0.3, 10.0]
     assert metrics.DEFAULT_BAND is DEFAULT_BAND and cam.DEFAULT_BAND is DEFAULT_BAND
-    assert compare.FULL_BAND == (0.3, 10.0) and training.DEFAULT_BAND_EV == (300.0, 10000.0)
+    assert tables.FULL_BAND == (0.3, 10.0) and training.DEFAULT_BAND_EV == (300.0, 10000.0)
 
 
 def test_as_gain_one_meaning():
@@ -70,7 +70,7 @@ def test_gain_means_the_same_to_filter_and_lacosmic(tmp_path, gain, comment):
 
 
 def test_lacosmic_command_gain_option(tmp_path, capsys):
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     data = np.zeros((16, 16), np.float32)
     hdu = fits.PrimaryHDU(data)
     hdu.header["BUNIT"] = "adu"

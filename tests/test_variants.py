@@ -8,6 +8,7 @@ import pytest
 from xcrfilter.simulate import (PRESETS, FrameSimulator, PhysicsRanges, PowerLawSpectrum,
                                 RandomPhysicsSimulator, SimulationParameters, preset,
                                 simulate_frames)
+from xcrfilter.simulate.showers import place_along_axis
 
 
 def test_draws_stay_in_their_ranges():
@@ -67,7 +68,7 @@ def test_random_physics_is_reproducible_and_varies_by_block():
 def _angles(params, n=20000):
     sim = FrameSimulator(params=params)
     rng = np.random.default_rng(0)
-    x, y = sim._place_along_axis(rng, np.zeros(n), np.zeros(n), np.zeros(n), 30.0, n)
+    x, y = place_along_axis(sim, rng, np.zeros(n), np.zeros(n), np.zeros(n), 30.0, n)
     return np.abs(np.arctan2(y, x))
 
 
@@ -85,7 +86,7 @@ def test_orphan_spread_scales_distances():
     rng = np.random.default_rng(0)
     n = 20000
     orphan = np.arange(n) % 2 == 0
-    x, y = sim._place_along_axis(rng, np.zeros(n), np.zeros(n), np.zeros(n), 30.0, n, orphan)
+    x, y = place_along_axis(sim, rng, np.zeros(n), np.zeros(n), np.zeros(n), 30.0, n, orphan)
     r = np.hypot(x, y)
     assert np.median(r[orphan]) / np.median(r[~orphan]) == pytest.approx(3.0, rel=0.05)
 
@@ -116,7 +117,7 @@ def test_bad_ranges():
 def test_simulate_cli_randomize_and_preset(tmp_path):
     from astropy.io import fits
 
-    from xcrfilter.cli import main
+    from xcrfilter.cli.main import main
     out = tmp_path / "r.fits"
     assert main(["simulate", "--frames", "20", "--shape", "64", "64", "--randomize",
                  "--seed", "1", "-q", "-o", str(out)]) == 0

@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from xcrfilter import find_events, pipeline, registry, run_pipeline, write_events
-from xcrfilter.compare import compare_table
+from xcrfilter.evaluation.tables import compare_table
 from xcrfilter.registry import STATUS_BITS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"

@@ -31,9 +31,9 @@ _LAZY = {
     "unet_filter": "xcrfilter.filters.unet",
     "unet_mask": "xcrfilter.filters.unet",
     "run_pipeline": "xcrfilter.pipeline",
-    "read_frames": "xcrfilter.io",
-    "read_events": "xcrfilter.eventfile",
-    "write_events": "xcrfilter.eventfile",
+    "read_frames": "xcrfilter.io.frames",
+    "read_events": "xcrfilter.io.eventfile",
+    "write_events": "xcrfilter.io.eventfile",
     "simulate_frames": "xcrfilter.simulate",
 }
 

@@ -45,7 +45,7 @@ simulator's X-ray shapes and on the first chunk being typical.
 
 Either way the achieved fraction is reported with its 68 % binomial
 (Wilson) interval.  Filters take part through their ``CALIBRATION``
-attribute, a :class:`~xcrfilter.registry.Calibration`.
+attribute, a :class:`~xcrfilter.contract.Calibration`.
 """
 from __future__ import annotations
 
@@ -156,10 +156,10 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
 
     Parameters
     ----------
-    module : `~xcrfilter.registry.Filter`
+    module : `~xcrfilter.contract.Filter`
         The filter's declaration; its ``CALIBRATION`` names the score column,
         the option and the sign, and ``run`` scores the injected events.
-    cube : `~xcrfilter.io.FrameCube`
+    cube : `~xcrfilter.io.frames.FrameCube`
         The frames to calibrate on (e.g. the first chunk of the observation).
     common : dict
         The pipeline's common keywords (thresholds, detector).
@@ -188,7 +188,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
         crowded frames).
     """
     from .events import find_events
-    from .io import FrameCube
+    from .io.frames import FrameCube
     cal = module.CALIBRATION
     column, option, sign = cal.column, cal.option, cal.sign
     data = np.asarray(cube.data, np.float32)
@@ -271,11 +271,11 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
 
     Parameters
     ----------
-    module : `~xcrfilter.registry.Filter`
+    module : `~xcrfilter.contract.Filter`
         The filter's declaration: ``run`` scores the placed events, and
-        ``CALIBRATION`` (a :class:`~xcrfilter.registry.Calibration`) names
+        ``CALIBRATION`` (a :class:`~xcrfilter.contract.Calibration`) names
         the score column and whether it looks at the event's own pixels.
-    cube : `~xcrfilter.io.FrameCube`
+    cube : `~xcrfilter.io.frames.FrameCube`
         Frames [eV] of one chunk (at least 2 frames give a sample).
     events : `~astropy.table.Table`
         The events found in ``cube`` (``FRAME`` counting from 0 in ``cube``).
@@ -356,7 +356,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
     g = (f[take][rows] + k) % n
     ok = ~covered(active, g, y[take][rows], x[take][rows], own[rows])
     rows, g = rows[ok], g[ok]
-    from .io import FrameCube
+    from .io.frames import FrameCube
     scores = []
     step = 32
     off = np.arange(-2, 3)
@@ -467,6 +467,15 @@ def write_calibration_cards(meta, modules, calibrated):
     for name, rep in calibrated.items():
         cal = modules[name].CALIBRATION
         key = cal.prefix
+        if rep["method"] == "none":
+            # too short an observation for the default calibration
+            set_card(meta, f"{key}CALM", "NONE", f"{name} calibration method")
+            set_card(meta, f"{key}CALN", rep["n"], "events placed in other frames")
+            add_history(meta, f"calibrate: {name} not calibrated: {rep['placements']} "
+                              f"frame-shift placements of {rep['n']} events, "
+                              f"{rep['need']} needed for {100 * rep['target']:.3g}%; "
+                              "default threshold kept")
+            continue
         what = "radius [pixel]" if cal.sign < 0 else "threshold"
         how = "frame shift" if rep["method"] == "shift" else "injection"
         sample = "events placed in other frames" if rep["method"] == "shift" else \

@@ -95,6 +95,10 @@ CONTEXT_FEATURES = _names(DEFAULT_RADII)
 MODEL_FEATURES = ("ENERGY",) + tuple(k for k in CONTEXT_FEATURES if k != "TRK_ANG") + \
     ("GRADE",)
 
+#: The event's own shape, nothing of the rest of its frame: what a shape-only
+#: model (the ``shape`` option of ``obsctx``) may use.
+SHAPE_FEATURES = ("ENERGY", "GRADE", "N5X5", "E5X5", "PMAX_FRAC", "ISL_NPIX", "ISL_E")
+
 
 def context_kwargs(spec=None):
     """Keyword arguments of :func:`context_features` from a model's ``context`` record.

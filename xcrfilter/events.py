@@ -344,7 +344,7 @@ def island_properties(phas, split_ev, strict=False):
 
 def _pha_width(header, gain):
     """Energy of one PHA channel [eV]: the gain for frames in adu, else 1 eV."""
-    from .io import check_gain
+    from .io.frames import check_gain
     if gain is not None:
         return float(check_gain(gain, "gain").to_value(u.eV / u.adu))
     bunit = str(header.get("BUNIT", "") if header is not None else "").strip().lower()
@@ -367,9 +367,9 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
     ----------
     frames : CCDData, NDData, Quantity, str, path, list of paths, or FrameCube
         `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`,
-        `~astropy.units.Quantity`, FITS path(s) or `~xcrfilter.io.FrameCube`:
+        `~astropy.units.Quantity`, FITS path(s) or `~xcrfilter.io.frames.FrameCube`:
         one frame (ny, nx) or a cube (n_frames, ny, nx) in eV, keV,
-        electron or adu (see :func:`xcrfilter.io.as_energy_cube`).
+        electron or adu (see :func:`xcrfilter.io.frames.as_energy_cube`).
     event_threshold : `~astropy.units.Quantity` [energy], optional
         Minimum energy of the central pixel.  Default 260 eV.
     split_threshold : `~astropy.units.Quantity` [energy], optional
@@ -400,8 +400,8 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
         the central pixel), ``ENERGY`` (float32, eV), ``PHA`` (int32, the
         same sum as ``ENERGY`` in detector channels: adu for frames in adu,
         1 eV channels otherwise; ``PHAWIDTH`` gives the channel width, see
-        :func:`xcrfilter.ogip.pha_channels`), ``PI`` (int16, 5 eV channels
-        0-4095, :func:`xcrfilter.ogip.pi_channels`), ``PHAS`` (float32, eV,
+        :func:`xcrfilter.io.ogip.pha_channels`), ``PI`` (int16, 5 eV channels
+        0-4095, :func:`xcrfilter.io.ogip.pi_channels`), ``PHAS`` (float32, eV,
         shape (n, 25): the 5x5 island, row-major, centre at index 12, pixels
         outside the frame 0), ``GRADE`` (int16, ASCA 0-7, see
         :func:`asca_grade`), ``PATTERN`` (int16, EPIC-pn 0-13, see
@@ -420,8 +420,8 @@ def find_events(frames, event_threshold=260 * u.eV, split_threshold=80 * u.eV,
         If thresholds are out of order (split > event, event >= MIP), or
         ``frames`` is not 2-D/3-D, is empty or smaller than 5x5.
     """
-    from .io import FrameCube, as_energy_cube
-    from .ogip import pha_channels, pi_channels
+    from .io.frames import FrameCube, as_energy_cube
+    from .io.ogip import pha_channels, pi_channels
 
     evt, spl, mip = check_thresholds(event_threshold, split_threshold, mip_threshold)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(

@@ -3,12 +3,13 @@
 :func:`set_card` is the one place a keyword is set, in a table's ``meta``
 (a dict) or in a `~astropy.io.fits.Header`; :func:`card_value` and
 :func:`card_comment` read it back; :func:`add_history` appends a
-time-stamped HISTORY line.
+time-stamped HISTORY line; :func:`log_to_metadata` records what a filter did,
+the one way every filter does.
 
 In a ``meta`` dict the value is stored plain, as astropy stores the
 keywords of a table it reads (``meta["EVTTHR"] * u.eV`` works), and the
 keyword's comment goes to the mapping ``meta[CARD_COMMENTS]``, which the
-event-file writer (`xcrfilter.eventfile.write_events`) turns back into card
+event-file writer (`xcrfilter.io.eventfile.write_events`) turns back into card
 comments.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import datetime
 import warnings
 
-__all__ = ["set_card", "add_history", "card_value", "card_comment", "fits_text",
-           "CARD_COMMENTS"]
+__all__ = ["set_card", "add_history", "log_to_metadata", "card_value", "card_comment",
+           "fits_text", "CARD_COMMENTS"]
 
 #: Key of ``Table.meta`` holding the comments of its header keywords,
 #: ``{KEYWORD: comment}``.
@@ -106,3 +107,28 @@ def add_history(meta, text):
     history = list(meta.get("HISTORY", []))
     history.append(f"{stamp} {text}")
     meta["HISTORY"] = history
+
+
+def log_to_metadata(meta, cards=(), history=None):
+    """Record a filter's provenance in ``meta``: its header cards and one HISTORY line.
+
+    The one place the filters record what they did, in the spirit of
+    ccdproc's ``log_to_metadata``: the parameter values a run used, as the
+    filter's declaration names their cards
+    (`xcrfilter.contract.Filter.cards`), the counts and model cards of the
+    run, then a time-stamped HISTORY line (:func:`add_history`).
+
+    Parameters
+    ----------
+    meta : dict or `~astropy.io.fits.Header`
+        ``Table.meta`` of the filter's output table (or a header).
+    cards : iterable of (key, value, comment)
+        Keywords set with :func:`set_card`, in order.
+    history : str or list of str, optional
+        The HISTORY text: what the step did with which values (one line
+        each).
+    """
+    for key, value, comment in cards:
+        set_card(meta, key, value, comment)
+    for text in [history] if isinstance(history, str) else history or ():
+        add_history(meta, text)

@@ -9,30 +9,45 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping
 
 import astropy.units as u
 import numpy as np
 from astropy.table import vstack
+from astropy.utils.exceptions import AstropyUserWarning
 
 from . import registry
 from .meta import add_history, card_comment, card_value, set_card
 from .calibrate import write_calibration_cards
 from .events import check_thresholds, find_events
-from .io import FrameCube, as_energy_cube
-from .ogip import add_time
-from .stream import FrameStream
+from .io.frames import FrameCube, as_energy_cube
+from .io.ogip import add_time
+from .io.stream import FrameStream
 
-__all__ = ["METHODS", "available_methods", "parse_methods", "load_method",
-           "run_pipeline"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_MAX_LOST_XRAY", "available_methods",
+           "parse_methods", "load_method", "run_pipeline"]
 
 #: Filter name -> module declaring it (:data:`xcrfilter.registry.FILTERS`).
 METHODS = registry.FILTERS
 
+#: Methods of ``xcrfilter filter`` without ``--method`` on image frames: the
+#: very-faint-mode filter and self-anti-coincidence, whose one number (the
+#: radius) the observation itself calibrates.  On frames of physics that no
+#: model of this package saw, SAC at that radius trails the best method by
+#: at most 1.6 points and the trained context models by up to 5.3 (docs:
+#: *Learning from the observation*, "Defaults").
+DEFAULT_METHODS = ("vfaint", "sac")
+
+#: Lost X-ray fraction the command line calibrates every context filter to
+#: when ``--max-lost-xray`` is not given (by frame shift, leniently: see
+#: ``calibration_fallback`` of :func:`run_pipeline`).
+DEFAULT_MAX_LOST_XRAY = 0.02
+
 
 def load_method(name):
-    """The :class:`~xcrfilter.registry.Filter` declaration of filter ``name``.
+    """The :class:`~xcrfilter.contract.Filter` declaration of filter ``name``.
 
     Raises
     ------
@@ -48,7 +63,7 @@ def available_methods():
     """Names of the filters usable on this installation.
 
     A filter is usable when its module imports and it is available
-    (:meth:`~xcrfilter.registry.Filter.available`: the CAM and morph
+    (:meth:`~xcrfilter.contract.Filter.available`: the CAM and morph
     filters need their shipped models).
     """
     names = []
@@ -101,7 +116,7 @@ def _slice_cube(cube, start, stop):
 def _chunks(frames, chunk_frames, gain, detector):
     """Yield ``(first_frame, FrameCube)`` of at most ``chunk_frames`` frames.
 
-    ``frames`` is one FrameCube, a `~xcrfilter.stream.FrameStream` or an
+    ``frames`` is one FrameCube, a `~xcrfilter.io.stream.FrameStream` or an
     iterator of blocks of frames.
     """
     blocks = [frames] if isinstance(frames, FrameCube) else frames
@@ -187,7 +202,7 @@ def _shift_sample(samples, piece, events, first, specs, common, options, shift):
     """Add the frame-shift samples of ``piece`` (first frame ``first``) to ``samples``.
 
     Filters calibrated by frame shift add ``(scores, n_events)``; filters
-    that learn from the observation (:attr:`~xcrfilter.registry.Filter.observe`)
+    that learn from the observation (:attr:`~xcrfilter.contract.Filter.observe`)
     add what they observe.
     """
     from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
@@ -231,7 +246,7 @@ def _dask_results(client, frames, chunk_frames, names, common, options, work, ca
 
     Results come back in frame order; at most two tasks per worker (plus
     two) are in flight, so that neither the workers nor this process hold
-    more than a few chunks.  Frames of a `~xcrfilter.stream.FrameStream` are
+    more than a few chunks.  Frames of a `~xcrfilter.io.stream.FrameStream` are
     read by the workers (the files must be visible to them); other frames
     are sent with the task.
     """
@@ -304,8 +319,13 @@ def _finish_filters(specs, options, ok):
             spec.finish_run(options.get(name), ok=ok)
 
 
-def _apply_shift_calibration(out, specs, shifted, max_lost, calibrated):
-    """Choose each filter's threshold from its frame-shift sample and apply it to ``out``."""
+def _apply_shift_calibration(out, specs, shifted, max_lost, calibrated, fallback=False):
+    """Choose each filter's threshold from its frame-shift sample and apply it to ``out``.
+
+    With ``fallback``, a filter whose sample is too small keeps the threshold
+    it ran with (a warning, a HISTORY line, ``method='none'`` in its report);
+    otherwise that is a `ValueError`.
+    """
     from .calibrate import MIN_REJECTED, SHIFTS, apply_threshold, threshold_for
     for name, spec in specs.items():
         payloads = shifted.get(name, [])
@@ -313,11 +333,17 @@ def _apply_shift_calibration(out, specs, shifted, max_lost, calibrated):
         used = int(sum(p[1] for p in payloads))
         if scores.size * max_lost < MIN_REJECTED:
             need = int(np.ceil(MIN_REJECTED / max_lost))
-            raise ValueError(
-                f"max_lost_xray: the frame-shift sample of {name} holds {scores.size} "
-                f"placements of {used} events; estimating a loss of {100 * max_lost:.3g}% "
-                f"needs at least {need} (at least {MIN_REJECTED} rejected): give more "
-                "frames, ask a larger fraction, or calibrate by injection")
+            msg = (f"max_lost_xray: the frame-shift sample of {name} holds {scores.size} "
+                   f"placements of {used} events; estimating a loss of {100 * max_lost:.3g}% "
+                   f"needs at least {need} (at least {MIN_REJECTED} rejected)")
+            if not fallback:
+                raise ValueError(msg + ": give more frames, ask a larger fraction, or "
+                                 "calibrate by injection")
+            warnings.warn(msg + f"; {name} keeps its default threshold (give more frames to "
+                          "calibrate it on the observation)", AstropyUserWarning, stacklevel=3)
+            calibrated[name] = dict(method="none", target=float(max_lost), n=int(used),
+                                    placements=int(scores.size), need=need)
+            continue
         column = np.asarray(out[spec.calibration.column], float)
         finite = np.concatenate([scores[np.isfinite(scores)], column[np.isfinite(column)]])
         limit = float(finite.max()) if finite.size else 0.0
@@ -381,17 +407,17 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                  split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
                  detector=None, options=None, chunk_frames=200, progress=False,
                  strict=False, edge_status=False, frame_time=None, frame_times=None,
-                 max_lost_xray=None, calibration="shift", client=None, on_chunk=None,
-                 max_active_pixels=None, seed=0):
+                 max_lost_xray=None, calibration="shift", calibration_fallback=False,
+                 client=None, on_chunk=None, max_active_pixels=None, seed=0):
     """Find events in ``frames`` and apply the requested filters.
 
     Parameters
     ----------
-    frames : frames, an iterator of them, or a `~xcrfilter.stream.FrameStream`
-        Any input of :func:`xcrfilter.io.as_energy_cube`:
+    frames : frames, an iterator of them, or a `~xcrfilter.io.stream.FrameStream`
+        Any input of :func:`xcrfilter.io.frames.as_energy_cube`:
         One frame (ny, nx) or a cube (n_frames, ny, nx), or FITS file(s).
         FITS files are read a chunk at a time
-        (:class:`~xcrfilter.stream.FrameStream`), several files as one
+        (:class:`~xcrfilter.io.stream.FrameStream`), several files as one
         observation.
         An iterator (e.g. a generator) yields consecutive blocks of frames
         that are processed as they come, so that a stream of frames never
@@ -411,7 +437,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     chunk_frames : int, optional
         Frames processed per step (bounds memory; default 200).  FITS files
         are read in chunks of at most
-        ``xcrfilter.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
+        ``xcrfilter.io.stream.DEFAULT_CHUNK_PIXELS`` pixels as well.
     progress : bool, optional
         Show a tqdm progress bar over frames.
     seed : int, optional
@@ -445,6 +471,13 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         sample at the asked fraction is an error.  ``"injection"``:
         simulated X-rays injected into the first chunk of frames
         (:func:`xcrfilter.calibrate.calibrate`).
+    calibration_fallback : bool, optional
+        What an observation too short for a frame-shift estimate of
+        ``max_lost_xray`` does.  False (default): a `ValueError` that says
+        how many events are needed.  True: the filter keeps its default (or
+        given) threshold, with a warning, a HISTORY line and
+        ``<XXX>CALM = 'NONE'`` (the command line's default calibration,
+        :data:`DEFAULT_MAX_LOST_XRAY`, is applied this way).
     client : `distributed.Client`, optional
         Run every chunk of frames as a task on this dask cluster (e.g.
         ``Client(LocalCluster(n_workers=2))`` or ``Client("tcp://host:8786")``).
@@ -471,7 +504,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         ``INSTRUME``, ``DETNAM``, ``DATE-OBS``, ``OBJECT``, time keywords)
         are carried into ``meta``; when a frame time is known, a ``TIME``
         column, the OGIP time and exposure keywords and ``meta['GTI']`` are
-        added (:func:`xcrfilter.ogip.add_time`).
+        added (:func:`xcrfilter.io.ogip.add_time`).
 
     Raises
     ------
@@ -493,7 +526,7 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
             for param in spec.output_options(options.get(name)):
                 raise ValueError(f"{param} ({name} filter) is written by one process: run "
                                  "without a dask client to write it.")
-    from .outputs import check_api_output
+    from .io.outputs import check_api_output
     for name, spec in specs.items():
         # an output the run writes is never one of its inputs (as on the command line)
         opts = options.get(name) or {}
@@ -533,6 +566,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         if spec.calibration is not None and name not in observers]
     if calibration not in ("shift", "injection"):
         raise ValueError(f"calibration must be 'shift' or 'injection', got {calibration!r}.")
+    if not isinstance(calibration_fallback, bool):
+        raise TypeError(f"calibration_fallback must be True or False, got "
+                        f"{calibration_fallback!r}.")
     shift = None
     if observers or (to_calibrate and calibration == "shift"):
         shift = dict(names=to_calibrate if calibration == "shift" else [],
@@ -583,11 +619,14 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
         for name in observers:
             rep = specs[name].conclude(out, state["samples"].get(name, []),
                                        max_lost=max_lost_xray,
-                                       required=max_lost_xray is not None, seed=int(seed))
+                                       required=(max_lost_xray is not None
+                                                 and not calibration_fallback),
+                                       seed=int(seed))
             if rep is not None:
                 calibrated[name] = rep
         _apply_shift_calibration(out, {n: specs[n] for n in shift["names"]},
-                                 state["samples"], float(max_lost_xray or 0), calibrated)
+                                 state["samples"], float(max_lost_xray or 0), calibrated,
+                                 fallback=calibration_fallback)
         if deferred is not None:
             frame_col = np.asarray(out["FRAME"])
             for start, n_piece in state["pieces"]:

@@ -1,24 +1,19 @@
-"""The filter contract, the filters of the package, and what is derived from them.
+"""The filters of the package, and what is derived from their declarations.
 
-A filter is one module that declares one :class:`Filter` object,
-``FILTER``: its name, STATUS bits, typed parameters (unit, default, help),
-the shared inputs of the pipeline it needs, and optionally a threshold that
-:mod:`xcrfilter.calibrate` can calibrate.  :data:`FILTERS` maps a filter's
-name (``--method``) to the module holding that declaration.
+:data:`FILTERS` maps a filter's name (``--method``) to the module holding its
+declaration, a :class:`xcrfilter.contract.Filter` named ``FILTER``.  Adding a
+filter is one module plus one line in :data:`FILTERS` (or one
+:func:`register` call for a filter outside the package).
 
-Everything else reads the declaration: the pipeline (which inputs and options
-a step gets, which count cards it sums), ``xcrfilter filter --help`` and the
-``--<name>-*`` options (:meth:`Filter.add_cli_options`), the comparison
-(report names, optional filters), the calibration
-(:attr:`Filter.calibration`), the ``STATUSn`` keywords of event files and
-the docs tables.  An option a filter does not declare is an error naming the
-option and the filter (:meth:`Filter.check_options`).
-
-The STATUS bits of every filter plus those of event finding
+Everything else reads the declarations through this module: the pipeline
+(which inputs and options a step gets, which count cards it sums),
+``xcrfilter filter --help`` and the ``--<name>-*`` options
+(:func:`add_cli_options`, :func:`options_from_args`), the comparison (report
+names, optional filters), the calibration, the ``STATUSn`` keywords of event
+files and the docs table of options (:func:`options_table`).  The STATUS
+bits of every filter plus those of event finding
 (:data:`xcrfilter.events.FINDING_STATUS`, bit 8 ``EDGE``) form
-:data:`STATUS_BITS` and :data:`STATUS_BIT_DOC`.  Adding a filter is one
-module plus one line in :data:`FILTERS` (or one :func:`register` call for a
-filter outside the package).
+:data:`STATUS_BITS` and :data:`STATUS_BIT_DOC`.
 
 This module imports no filter at load: the views read the filter modules
 when they are first looked at.
@@ -26,318 +21,14 @@ when they are first looked at.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Mapping
 
-from .argtypes import parse_energy
+from .contract import Filter
 from .events import FINDING_STATUS
 
-__all__ = ["Filter", "Param", "Calibration", "SHARED_INPUTS", "FILTERS", "STATUS_BITS",
-           "STATUS_BIT_DOC", "METHOD_BITS", "register", "filter_module", "filter_spec",
-           "status_bits", "status_mask", "method_bits", "report_names", "add_cli_options",
-           "options_from_args", "options_table"]
-
-#: The inputs the pipeline shares with every filter that declares it needs
-#: them (:attr:`Filter.shared`): the event-finding thresholds (energies),
-#: the detector model and the strict (``>``) threshold convention.
-SHARED_INPUTS = ("event_threshold", "split_threshold", "mip_threshold", "detector", "strict")
-
-
-class Calibration(NamedTuple):
-    """How a filter's threshold is calibrated on the observation (`xcrfilter.calibrate`).
-
-    Attributes
-    ----------
-    column : str
-        Score column the filter writes, e.g. ``"SAC_DIST"``.
-    option : str
-        The filter parameter the calibrated value goes to (e.g. ``threshold``).
-    sign : int
-        +1: events with ``score >= value`` are rejected (probabilities);
-        -1: events with ``score <= value`` are rejected (distances).
-    card : str
-        Header keyword of the threshold (rewritten with the calibrated value).
-    count_card : str or None
-        Header keyword counting the rejected events (rewritten).
-    prefix : str
-        Three letters for the calibration keywords (``<prefix>CALV`` ...).
-    uses_shape : bool
-        True when the score depends on the event's own pixels, not only on
-        its context (then events are pasted into other frames).
-    """
-
-    column: str
-    option: str
-    sign: int
-    card: str
-    count_card: str | None
-    prefix: str
-    uses_shape: bool
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a filter: a keyword of its step and, usually, a CLI option.
-
-    Attributes
-    ----------
-    name : str
-        Keyword of the filter's step, e.g. ``radius``.  The command-line
-        option is ``--<filter>-<name>`` (underscores as dashes).
-    default : object
-        The value the filter uses when the option is not given (None: the
-        filter decides, e.g. the model's threshold; ``help`` says which).
-    help : str
-        What it does, for ``--help`` and the docs.
-    unit : str
-        Unit of the value (``"pixel"``, ``"eV"``, ``"electron"``), or ``""``.
-    type : callable, optional
-        Converter of the command-line text (default ``str``).
-    metavar, choices, nargs
-        As for :meth:`argparse.ArgumentParser.add_argument`.
-    aliases : tuple of str
-        Further option strings, e.g. ``("--threshold",)``.
-    flag : str, optional
-        The option string when it is not ``--<filter>-<name>`` (e.g.
-        ``--cam-output`` for the keyword ``cam_output``).
-    cli : bool
-        False for keywords with no command-line option (Python only).
-    negate : bool
-        A boolean that is True by default, switched off by
-        ``--<filter>-no-<name>``.
-    convert : callable, optional
-        Applied to the parsed command-line value (e.g. to eV).
-    output : bool
-        The value is a file the filter writes (e.g. ``--cam-output``):
-        commands that write no such files (``xcrfilter compare``) refuse it.
-    """
-
-    name: str
-    default: Any = None
-    help: str = ""
-    unit: str = ""
-    type: Callable | None = None
-    metavar: Any = None
-    choices: tuple | None = None
-    nargs: int | None = None
-    aliases: tuple = ()
-    flag: str | None = None
-    cli: bool = True
-    negate: bool = False
-    convert: Callable | None = None
-    output: bool = False
-
-    def option(self, prefix):
-        """The command-line option string, e.g. ``--sac-radius``."""
-        if self.flag is not None:
-            return self.flag
-        stem = f"no-{self.name}" if self.negate else self.name
-        return f"--{prefix}-{stem.replace('_', '-')}"
-
-    def dest(self, prefix):
-        """Attribute of the parsed arguments, e.g. ``sac_radius``."""
-        if self.flag is not None:
-            return self.flag.lstrip("-").replace("-", "_")
-        return f"{prefix}_{self.name}"
-
-    def describe(self):
-        """``help`` with the unit and default, as ``--help`` and the docs show them.
-
-        Energy options (``type=parse_energy``) get their unit from the help
-        formatter of the commands (`xcrfilter.argtypes.HelpFormatter`).
-        """
-        text = self.help
-        if self.unit and self.type is not parse_energy:
-            text += f" [{self.unit}]"
-        if self.default is not None and not self.negate:
-            default = self.default
-            if isinstance(default, tuple):
-                default = " ".join(str(d) for d in default)
-            text += f" (default: {default})"
-        return text
-
-
-@dataclass(frozen=True)
-class Filter:
-    """The declaration of a filter: everything the package needs to know about it.
-
-    Attributes
-    ----------
-    name : str
-        Method name (lower case, ``--method``).
-    step : callable
-        ``step(cube, events, **kwargs) -> QTable``: the events of one chunk
-        of frames (a `~xcrfilter.io.FrameCube` in eV), already found, judged
-        into a new table.  It gets the :attr:`shared` inputs and the
-        declared :attr:`params` given by the user, nothing else.
-    status : dict
-        Its STATUS bits, ``{NAME: (bit, meaning)}``.
-    params : tuple of Param
-        Its parameters.
-    shared : tuple of str
-        The pipeline inputs it needs, a subset of :data:`SHARED_INPUTS`.
-    calibration : Calibration, optional
-        The threshold :mod:`xcrfilter.calibrate` may set.
-    report_name : str, optional
-        Its name in comparison tables (default the name in upper case).
-    card_prefix : str, optional
-        Prefix of its header keywords, e.g. ``SAC`` (``SACRAD``) or ``MRP``
-        (``MRPTHR``); default the first three letters of the name in upper
-        case.  Keywords written for the filter by others (e.g. the
-        calibration's ``<prefix>CALV``) use it too.
-    count_cards : tuple of str
-        Header keywords holding counts, summed by the pipeline over chunks.
-    is_available : callable, optional
-        ``is_available() -> bool`` for a filter that needs more than its
-        module (a shipped model file); None: always available.
-    model_param : str, optional
-        The parameter naming such a model; a filter given it is available.
-    start_run, finish_run : callable, optional
-        ``start_run(options) -> options`` opens what the filter writes over a
-        run; ``finish_run(options, ok)`` closes it (or drops it after an error).
-    observe, conclude : callable, optional
-        A filter that learns from the whole observation (``obsctx``):
-        ``observe(cube, events, common, options, first=...)`` returns what it
-        learns from one piece of frames (run in every chunk, also on dask
-        workers); ``conclude(events, payloads, max_lost=, required=, seed=)``
-        judges every event of the run at its end and returns its
-        calibration report (or None).
-    extra_options : callable, optional
-        ``extra_options(args, options) -> dict``: options from parsed command-line
-        arguments that are not the filter's own ``--<name>-*`` options
-        (e.g. ``--overwrite``).
-    """
-
-    name: str
-    step: Callable
-    status: Mapping
-    params: tuple = ()
-    shared: tuple = ()
-    calibration: Calibration | None = None
-    report_name: str | None = None
-    card_prefix: str | None = None
-    count_cards: tuple = ()
-    is_available: Callable | None = None
-    model_param: str | None = None
-    start_run: Callable | None = None
-    finish_run: Callable | None = None
-    observe: Callable | None = None
-    conclude: Callable | None = None
-    extra_options: Callable | None = None
-    _by_name: dict = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        bad = [s for s in self.shared if s not in SHARED_INPUTS]
-        if bad:
-            raise ValueError(f"filter {self.name!r}: unknown shared input(s) {bad}; "
-                             f"choose from {', '.join(SHARED_INPUTS)}.")
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"filter {self.name!r}: a parameter is declared twice.")
-        clash = set(names) & set(SHARED_INPUTS)
-        if clash:
-            raise ValueError(f"filter {self.name!r}: parameter(s) {sorted(clash)} are "
-                             "shared inputs; declare them in shared.")
-        if self.calibration is not None and self.calibration.option not in names:
-            raise ValueError(f"filter {self.name!r}: calibrated option "
-                             f"{self.calibration.option!r} is not a parameter.")
-        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
-
-    @property
-    def label(self):
-        """Name in comparison tables, e.g. ``VF`` or ``SAC``."""
-        return self.report_name or self.name.upper()
-
-    @property
-    def prefix(self):
-        """Prefix of its header keywords (:attr:`card_prefix`, default e.g. ``SAC``)."""
-        return self.card_prefix or self.name[:3].upper()
-
-    @property
-    def bits(self):
-        """Mask of its STATUS bits (int)."""
-        return status_mask(self.status)
-
-    @property
-    def CALIBRATION(self):  # noqa: N802 - the name xcrfilter.calibrate reads
-        """:attr:`calibration` under the name `xcrfilter.calibrate` reads."""
-        return self.calibration
-
-    @property
-    def STATUS(self):  # noqa: N802 - the name xcrfilter.calibrate reads
-        """:attr:`status` under the name `xcrfilter.calibrate` reads."""
-        return self.status
-
-    def available(self, options=None):
-        """True when the filter can run (with ``options``, e.g. a model directory)."""
-        if self.is_available is None:
-            return True
-        if self.model_param is not None and (options or {}).get(self.model_param) is not None:
-            return True
-        return bool(self.is_available())
-
-    def check_options(self, options):
-        """Raise ValueError naming any key of ``options`` that is not a parameter."""
-        unknown = [k for k in (options or {}) if k not in self._by_name]
-        if unknown:
-            known = ", ".join(self._by_name) or "none"
-            raise ValueError(f"options: unknown option(s) {', '.join(map(repr, unknown))} of "
-                             f"filter {self.name!r} (its options: {known}).")
-
-    def output_options(self, options):
-        """The :attr:`Param.output` parameters set in ``options`` (files it would write)."""
-        return [p.name for p in self.params
-                if p.output and (options or {}).get(p.name) is not None]
-
-    def run(self, cube, events, shared, options=None):
-        """Run the step on one chunk: ``shared`` inputs it declares plus ``options``."""
-        self.check_options(options)
-        kwargs = {k: shared[k] for k in self.shared if k in shared}
-        kwargs.update(options or {})
-        return self.step(cube, events, **kwargs)
-
-    def pipeline_step(self, cube, events, **kwargs):
-        """:meth:`run` with shared inputs and options in one set of keywords.
-
-        Shared inputs the filter does not declare are dropped; any other
-        unknown keyword is an error (:meth:`check_options`).
-        """
-        shared = {k: kwargs.pop(k) for k in list(kwargs) if k in SHARED_INPUTS}
-        return self.run(cube, events, shared, kwargs)
-
-    def add_cli_options(self, group):
-        """Add ``--<name>-*`` options of its parameters to an argparse group."""
-        for p in self.params:
-            if not p.cli:
-                continue
-            dest = p.dest(self.name)
-            if p.negate:
-                group.add_argument(p.option(self.name), *p.aliases, dest=dest,
-                                   action="store_false", default=None, help=p.describe())
-                continue
-            kw = dict(dest=dest, default=None, help=p.describe())
-            for key in ("type", "metavar", "choices", "nargs"):
-                if getattr(p, key) is not None:
-                    kw[key] = getattr(p, key)
-            group.add_argument(p.option(self.name), *p.aliases, **kw)
-        return group
-
-    def options_from_args(self, args):
-        """Keyword arguments of the step from parsed command-line arguments.
-
-        Only options given on the command line are returned: the filter's
-        own defaults apply to the others.
-        """
-        opts = {}
-        for p in self.params:
-            value = getattr(args, p.dest(self.name), None) if p.cli else None
-            if value is not None:
-                opts[p.name] = p.convert(value) if p.convert is not None else value
-        if self.extra_options is not None:
-            opts.update(self.extra_options(args, opts))
-        return opts
-
+__all__ = ["FILTERS", "STATUS_BITS", "STATUS_BIT_DOC", "METHOD_BITS", "register",
+           "filter_module", "filter_spec", "status_bits", "method_bits", "report_names",
+           "add_cli_options", "options_from_args", "options_table"]
 
 #: Filter name -> module path: the one line to add for a new filter.  The
 #: module declares the filter as ``FILTER = Filter(...)``.
@@ -374,7 +65,7 @@ def _spec_of(module, name):
     spec = getattr(module, "FILTER", None)
     if not isinstance(spec, Filter):
         raise TypeError(f"{module.__name__} must declare its filter as FILTER = "
-                        "xcrfilter.registry.Filter(...).")
+                        "xcrfilter.contract.Filter(...).")
     if spec.name != name:
         raise ValueError(f"{module.__name__} declares filter {spec.name!r}, registered as "
                          f"{name!r}.")
@@ -394,14 +85,6 @@ def filter_spec(name):
         Its module declares no :class:`Filter`.
     """
     return _spec_of(filter_module(name), name)
-
-
-def status_mask(status):
-    """Bit mask (int) of a STATUS declaration ``{NAME: (bit, meaning)}``."""
-    mask = 0
-    for bit, _ in status.values():
-        mask |= 1 << int(bit)
-    return mask
 
 
 def _declared(owner, status):
@@ -536,16 +219,20 @@ def options_from_args(args, names):
 
 
 def options_table():
-    """Rows ``(filter, option, keyword, unit, default, help)`` of every filter parameter.
+    """Rows ``(filter, option, keyword, unit, default, help, cards)`` of every filter parameter.
 
-    The docs table of filter options is made from it.
+    ``cards`` names the header keyword(s) recording the value a run used
+    (:attr:`xcrfilter.contract.Param.card`), ``""`` if none.  The docs table
+    of filter options is made from it.
     """
     rows = []
     for name in FILTERS:
         spec = filter_spec(name)
         for p in spec.params:
+            cards = "" if p.card is None else (
+                " ".join(p.card.key) if isinstance(p.card.key, tuple) else p.card.key)
             rows.append((name, p.option(name) if p.cli else "", p.name, p.unit,
-                         "" if p.default is None else str(p.default), p.help))
+                         "" if p.default is None else str(p.default), p.help, cards))
     return rows
 
 

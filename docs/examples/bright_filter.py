@@ -1,16 +1,16 @@
 """A tiny example filter: flag events at or above an energy limit (STATUS bit 7).
 
 It follows the contract of every xcrfilter filter and declares itself with
-public names only (:class:`xcrfilter.registry.Filter`);
+public names only (:class:`xcrfilter.contract.Filter`);
 ``docs/writing_a_filter.rst`` walks through it and the test suite runs it.
 """
 import astropy.units as u
 from astropy.table import QTable, Table
 
-from xcrfilter.argtypes import parse_energy
+from xcrfilter.cli.argtypes import parse_energy
 from xcrfilter.events import set_status_bit
-from xcrfilter.meta import add_history, set_card
-from xcrfilter.registry import Filter, Param
+from xcrfilter.meta import log_to_metadata
+from xcrfilter.contract import Card, Filter, Param
 from xcrfilter.units import as_energy, energy_values
 
 #: STATUS bit set by this filter (a free bit of ``xcrfilter.registry.STATUS_BITS``).
@@ -54,9 +54,10 @@ def bright_filter(frames, events=None, *, limit=8 * u.keV):
     out = QTable(events, copy=True)                      # never touch the input
     hit = energy_values(out["ENERGY"]) >= limit_ev       # eV; a plain column holds eV
     set_status_bit(out, BRIGHT_BIT, hit)                 # cleared, then set: a re-run replaces it
-    set_card(out.meta, "BRTLIMIT", limit_ev, "[eV] bright filter energy limit")
-    set_card(out.meta, "BRTNREJ", int(hit.sum()), f"events flagged (bit {BRIGHT_BIT})")
-    add_history(out.meta, f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")
+    # the declared card of each parameter (BRTLIMIT), the counts, one HISTORY line
+    cards = FILTER.cards({"limit": limit_ev * u.eV}) + [
+        ("BRTNREJ", int(hit.sum()), f"events flagged (bit {BRIGHT_BIT})")]
+    log_to_metadata(out.meta, cards, f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")
     return out
 
 
@@ -72,6 +73,7 @@ FILTER = Filter(
     step=pipeline_step,
     status=STATUS,
     params=(Param("limit", 8 * u.keV, "flag events at or above this energy", "eV",
-                  type=parse_energy, metavar="E"),),   # --bright-limit
+                  type=parse_energy, metavar="E",      # --bright-limit
+                  card=Card("BRTLIMIT", "bright filter energy limit")),),
     count_cards=COUNT_CARDS,
 )

@@ -3,7 +3,7 @@
 ``python docs/scripts/compare_stream.py --frames 5000 --seed 43 -o report/``
 simulates the frames chunk by chunk with ``xcrfilter.simulate.iter_frames``
 (nothing is written but the report) and calls
-:func:`xcrfilter.compare.compare_chunks`; the output is the same as
+:func:`xcrfilter.evaluation.compare.compare_chunks`; the output is the same as
 ``xcrfilter compare`` on a file holding those frames.
 """
 import argparse
@@ -11,7 +11,7 @@ import time
 
 import astropy.units as u
 
-from xcrfilter.compare import compare_chunks, print_report
+from xcrfilter.evaluation.compare import compare_chunks, print_report
 from xcrfilter.simulate import iter_frames
 
 

@@ -22,9 +22,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from xcrfilter.compare import scan_sigclip  # noqa: E402
+from xcrfilter.evaluation.pixels import scan_sigclip
 from xcrfilter.filters.laplacian import lacosmic_mask  # noqa: E402
-from xcrfilter.realdata import REAL_FRAMES, load_real_frame, real_frame_path  # noqa: E402
+from xcrfilter.io.realdata import REAL_FRAMES, load_real_frame, real_frame_path  # noqa: E402
 
 OUT = os.path.join("docs", "_static", "laplacian")
 

@@ -23,6 +23,7 @@ from xcrfilter.simulate import (FrameSimulator, SimulationParameters,  # noqa: E
                                 absorption_probability, attenuation_length,
                                 cloud_sigma, simulate_frames, simulate_tiles)
 from xcrfilter.simulate import physics as ph  # noqa: E402
+from xcrfilter.simulate.showers import track_deposits  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "_static", "simulation")
@@ -68,8 +69,8 @@ def fig_dedx():
     z = np.zeros(n)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for label, t in (("3 GeV protons", np.full(n, 3000.0)),
-                     ("GCR protons (solar min.)", sim._proton_sampler.sample(rng, n))):
-        tid, xs, ys, zs, es = sim._tracks(rng, z + 1e3, z + 1e3, z, z, z, z + 1,
+                     ("GCR protons (solar min.)", sim.proton_sampler.sample(rng, n))):
+        tid, xs, ys, zs, es = track_deposits(sim, rng, z + 1e3, z + 1e3, z, z, z, z + 1,
                                           np.ones(n), np.full(n, ph.MP_MEV), t,
                                           np.full(n, np.inf))
         inside = (zs >= 0) & (zs <= 450)

@@ -23,10 +23,10 @@ import numpy as np
 from astropy.io import fits
 from regions import CirclePixelRegion, PixCoord, RegionMeta, RegionVisual, Regions
 
-from xcrfilter.eventfile import read_events, write_events
+from xcrfilter.io.eventfile import read_events, write_events
 from xcrfilter.pipeline import run_pipeline
 from xcrfilter.registry import METHOD_BITS
-from xcrfilter.plots import plot_frame_verdicts
+from xcrfilter.evaluation.plots import plot_frame_verdicts
 from xcrfilter.simulate import write_simulation
 
 workdir = tempfile.mkdtemp(prefix="xcrfilter-tutorial-")

@@ -15,9 +15,9 @@ import astropy.units as u
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xcrfilter.compare import compare_filters
-from xcrfilter.demo import format_report
-from xcrfilter.plots import plot_roc, plot_spectrum
+from xcrfilter.evaluation.compare import compare_filters
+from xcrfilter.cli.demo import format_report
+from xcrfilter.evaluation.plots import plot_roc, plot_spectrum
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 
 # %%
@@ -46,7 +46,7 @@ print(sim.frames.shape, "frames;", np.count_nonzero(sim.labels == 1), "X-ray and
 # %%
 # Every filter on the same events
 # -------------------------------
-# :func:`~xcrfilter.compare.compare_filters` finds the events once and lets
+# :func:`~xcrfilter.evaluation.compare.compare_filters` finds the events once and lets
 # each filter set its own ``STATUS`` bit; L.A.Cosmic also gets a pixel-wise
 # comparison of its mask with the truth.
 report = compare_filters(sim.frames * u.eV, sim.labels,

@@ -22,11 +22,11 @@ import astropy.units as u
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xcrfilter.cli import main
-from xcrfilter.compare import compare_filters
-from xcrfilter.eventfile import write_events
+from xcrfilter.cli.main import main
+from xcrfilter.evaluation.compare import compare_filters
+from xcrfilter.io.eventfile import write_events
 from xcrfilter.simulate import SimulationParameters, simulate_frames
-from xcrfilter.spectra import (accepted, background_levels, detector_area, exposure_of,
+from xcrfilter.io.spectra import (accepted, background_levels, detector_area, exposure_of,
                                format_levels, parse_combination, pixel_size_of)
 
 workdir = tempfile.mkdtemp(prefix="xcrfilter-tutorial-")
@@ -38,7 +38,7 @@ workdir = tempfile.mkdtemp(prefix="xcrfilter-tutorial-")
 # CR-enriched physics (two showers per frame, each with on average one
 # secondary photon and half a low-energy electron blob, as in
 # :doc:`plot_03_compare_classical`), so that a short run has CR events
-# inside 0.3-10 keV to show.  :func:`~xcrfilter.compare.compare_filters`
+# inside 0.3-10 keV to show.  :func:`~xcrfilter.evaluation.compare.compare_filters`
 # finds the events once, runs the filters and returns the truth of each
 # event (1 X-ray, 2 CR).
 params = SimulationParameters(xray_rate=0.5, cr_rate=2.0, photon_mean=1.0,
@@ -92,7 +92,7 @@ fig.tight_layout()
 # %%
 # Levels in bands
 # ---------------
-# :func:`~xcrfilter.spectra.background_levels` counts the accepted events
+# :func:`~xcrfilter.io.spectra.background_levels` counts the accepted events
 # in the ``PI`` channels of each band (2-7 keV is channels 400-1399) and
 # gives Poisson 68 % intervals; with ``TRUTH`` it splits the level into its
 # X-ray and CR parts.  The CR part is the residual particle background.

@@ -44,10 +44,10 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..argtypes import parse_energy
-from ..meta import add_history, set_card
-from ..products import CamMapWriter, write_cam_maps
-from ..registry import Calibration, Filter, Param
+from ..cli.argtypes import parse_energy
+from ..meta import log_to_metadata
+from ..io.products import CamMapWriter, write_cam_maps
+from ..contract import Calibration, Card, Filter, Param
 from ..units import DEFAULT_BAND, as_band, as_probability, energy_values
 from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
 
@@ -167,7 +167,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
 
     Parameters
     ----------
-    frames : frames accepted by :func:`xcrfilter.io.as_energy_cube`
+    frames : frames accepted by :func:`xcrfilter.io.frames.as_energy_cube`
         One frame or a cube.
     model : None, path or CamModel, optional
         Default: the shipped model.
@@ -181,7 +181,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
     -------
     dict of str to ndarray, shape (n_frames, rows, cols), float32
     """
-    from ..io import FrameCube, as_energy_cube
+    from ..io.frames import FrameCube, as_energy_cube
     from ..ml.densenet import CLASS_NAMES
     cam = _get_model(model)
     cube = frames if isinstance(frames, FrameCube) else as_energy_cube(frames, name="frames")
@@ -200,7 +200,7 @@ def cam_maps(frames, model=None, classes=("XRAY", "CR"), tile=512, margin=48):
 def start_run(options):
     """Start of a pipeline run: the ``cam`` options with ``cam_output`` opened for appending.
 
-    A ``cam_output`` path becomes a `~xcrfilter.products.CamMapWriter` that
+    A ``cam_output`` path becomes a `~xcrfilter.io.products.CamMapWriter` that
     the run's chunks append to and :func:`finish_run` closes; the state of
     the run lives in the returned options, nowhere else.
     """
@@ -252,27 +252,24 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
     out["CAM_NET"].description = "PROB_CR from the network and the CAM forest"
     n_net = int(network.sum())
     meta = out.meta
-    for key, value, comment in cam.header_cards():
-        set_card(meta, key, value, comment)
-    set_card(meta, "CAMTHR", float(threshold), "CAM filter PROB_CR rejection threshold")
-    set_card(meta, "CAMELO", band_ev[0], "[eV] CAM scored band lower edge (inclusive)")
-    set_card(meta, "CAMEHI", band_ev[1], "[eV] CAM scored band upper edge (exclusive)")
-    set_card(meta, "CAMNSCO", n_scored, "events scored by the CAM filter")
-    set_card(meta, "CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)")
     record_split_threshold(meta, "CAM", "cam", _model_split_ev(cam), split_threshold)
-    set_card(meta, "CAMNNET", n_net, "events scored by the CAM network")
-    set_card(meta, "CAMCASC", cascade is not None, "CAM cascade: morph decides outside band")
+    cards = cam.header_cards() + FILTER.cards({"threshold": float(threshold),
+                                               "band": band_ev}) + [
+        ("CAMNSCO", n_scored, "events scored by the CAM filter"),
+        ("CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)"),
+        ("CAMNNET", n_net, "events scored by the CAM network"),
+        ("CAMCASC", cascade is not None, "CAM cascade: morph decides outside band")]
     if cascade is not None:
         lo, hi = cascade.band(threshold)
-        set_card(meta, "CAMCLO", lo, "cascade: PROB_MORPH < CAMCLO accepted, no network")
-        set_card(meta, "CAMCHI", hi, "cascade: PROB_MORPH >= CAMCHI rejected, no network")
+        cards += [("CAMCLO", lo, "cascade: PROB_MORPH < CAMCLO accepted, no network"),
+                  ("CAMCHI", hi, "cascade: PROB_MORPH >= CAMCHI rejected, no network")]
         how = (f"cascade on (network on PROB_MORPH in [{lo:.4f}, {hi:.4f}): "
                f"{n_net} of {n_scored} events)")
     else:
         how = "cascade off"
-    add_history(meta, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, threshold "
-                      f"{threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
-                      f"{n_rej} of {n_scored} scored events rejected")
+    log_to_metadata(meta, cards, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, "
+                    f"threshold {threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
+                    f"{n_rej} of {n_scored} scored events rejected")
     if cam_output is not None:
         maps = cam_maps(cube, cam, classes=map_classes)
         cards = cam.header_cards() + [
@@ -282,8 +279,8 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
         else:
             write_cam_maps(cam_output, maps, cards, overwrite=overwrite)
         where = cam_output.path if isinstance(cam_output, CamMapWriter) else cam_output
-        add_history(meta, f"cam_filter: CAM maps {', '.join(map_classes)} written to "
-                          f"{os.fspath(where)}")
+        log_to_metadata(meta, history=f"cam_filter: CAM maps {', '.join(map_classes)} "
+                        f"written to {os.fspath(where)}")
     return out
 
 
@@ -310,7 +307,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     model : None, path-like or `xcrfilter.ml.model.CamModel`, optional
         Model directory; default the pretrained model shipped in
         ``xcrfilter/data/cam_model``.
-    cam_output : path-like or `~xcrfilter.products.CamMapWriter`, optional
+    cam_output : path-like or `~xcrfilter.io.products.CamMapWriter`, optional
         Write the CAM maps of ``map_classes`` (same shape as the frames) to
         this FITS file, with model, scaling, upsampling and class order in
         the headers; a ``CamMapWriter`` gets them appended (frames filtered
@@ -320,7 +317,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     event_threshold, split_threshold, mip_threshold : Quantity, optional
         Event finding (260 eV, 80 eV, 10 keV), used when ``events`` is None.
     gain, detector : optional
-        Passed to :func:`xcrfilter.io.as_energy_cube`.
+        Passed to :func:`xcrfilter.io.frames.as_energy_cube`.
     overwrite : bool, optional
         Overwrite ``cam_output``.
     map_classes : sequence of str, optional
@@ -364,7 +361,7 @@ def cam_filter(frames, events=None, *, threshold=None, model=None, cam_output=No
     xcrfilter.ml.checksums.ModelFileError
         Missing, corrupt or foreign model files.
     """
-    from ..outputs import check_api_output
+    from ..io.outputs import check_api_output
     check_api_output("cam_output", cam_output, frames, overwrite=overwrite)
     cube, events = cube_and_events(
         frames, events, "cam_filter", "the network looks at the pixels around each event",
@@ -384,9 +381,9 @@ def pipeline_step(cube, events, *, threshold=None, model=None, cam_output=None,
                   split_threshold=None, cascade=None):
     """Pipeline step ``cam``: ``PROB_CR`` and STATUS bit 5 (see :func:`cam_filter`).
 
-    ``cube`` is a `~xcrfilter.io.FrameCube` and ``events`` the events found
+    ``cube`` is a `~xcrfilter.io.frames.FrameCube` and ``events`` the events found
     in it; returns a new table.  With ``cam_output`` (a
-    `~xcrfilter.products.CamMapWriter` opened by :func:`start_run`), the
+    `~xcrfilter.io.products.CamMapWriter` opened by :func:`start_run`), the
     chunks of a run are appended to one file, written when the run ends
     (:func:`finish_run`).  ``split_threshold`` (the run's) is compared with
     the model's: a different one is warned about and recorded
@@ -419,7 +416,8 @@ FILTER = Filter(
     name="cam", step=pipeline_step, status=STATUS, shared=("split_threshold",),
     params=(
         Param("threshold", None, "CR-probability threshold in [0, 1] (default: the model's)",
-              type=float, metavar="P", aliases=("--threshold",)),
+              type=float, metavar="P", aliases=("--threshold",),
+              card=Card("CAMTHR", "CAM filter PROB_CR rejection threshold")),
         Param("model", None, "model directory, or a shipped model by name: 'context' "
               "(network and whole-frame context features, trained on randomised physics; "
               "used when the option is absent) or 'paper' (the seed paper's ten features)",
@@ -427,7 +425,9 @@ FILTER = Filter(
         Param("cam_output", None, "write CAM_XRAY and CAM_CR maps of every frame to this "
               "FITS file", metavar="CAMS.fits", flag="--cam-output", output=True),
         Param("band", None, "scored energy band [LO, HI) (default: 0.3keV 10keV)", "eV",
-              type=parse_energy, nargs=2, metavar=("LO", "HI"), convert=_to_ev),
+              type=parse_energy, nargs=2, metavar=("LO", "HI"), convert=_to_ev,
+              card=Card(("CAMELO", "CAMEHI"), ("CAM scored band lower edge (inclusive)",
+                                               "CAM scored band upper edge (exclusive)"))),
         Param("cascade", None, "'on' (default with the shipped 'context' model): the morph "
               "forest accepts or rejects the events it is sure of and only the others go "
               "through the network; 'off': the network scores every event (the full "

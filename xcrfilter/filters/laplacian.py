@@ -33,7 +33,6 @@ in eV, electron or adu is converted.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 
@@ -43,15 +42,14 @@ from astropy.io import fits
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ..meta import add_history, set_card
+from ..meta import log_to_metadata
 from ..events import set_status_bit
-from ..io import is_nddata
-from ..registry import Filter, Param
+from ..io.frames import is_nddata
+from ..contract import Card, Filter, Param
 from ..units import as_gain, header_gain
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
-           "LACOSMIC_DEFAULTS", "mask_to_events", "add_cli_options", "options_from_args",
-           "pipeline_step", "FILTER", "add_arguments", "run"]
+           "LACOSMIC_DEFAULTS", "mask_to_events", "pipeline_step", "FILTER"]
 
 #: header keywords holding counts (summed by the pipeline over chunks of frames)
 COUNT_CARDS = ("LACNCRPX", "LACNEVT")
@@ -72,31 +70,6 @@ LACOSMIC_DEFAULTS = dict(sigclip=4.5, sigfrac=0.3, objlim=5.0, pssl=0.0, niter=4
 _CLEANTYPES = ("median", "medmask", "meanmask", "idw")
 _FSMODES = ("median", "convolve")
 _PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
-
-# (keyword, parameter, comment) of the header cards written by the filter.
-_CARDS = [
-    ("LACSIGCL", "sigclip", "L.A.Cosmic Laplacian-to-noise limit"),
-    ("LACSIGFR", "sigfrac", "L.A.Cosmic neighbour fraction of sigclip"),
-    ("LACOBJLM", "objlim", "L.A.Cosmic Laplacian / fine-structure contrast"),
-    ("LACGAIN", "gain", "[electron/count] gain passed to astroscrappy"),
-    ("LACRDNS", "readnoise", "[electron] read noise passed to astroscrappy"),
-    ("LACSATLV", "satlevel", "[electron] saturation level (-1 = none)"),
-    ("LACPSSL", "pssl", "[count] previously subtracted sky level"),
-    ("LACNITER", "niter", "L.A.Cosmic iterations"),
-    ("LACSEPMD", "sepmed", "separable median filter used"),
-    ("LACCLEAN", "cleantype", "astroscrappy clean algorithm"),
-    ("LACFSMOD", "fsmode", "fine-structure image mode"),
-    ("LACPSFMD", "psfmodel", "PSF model for fsmode=convolve"),
-    ("LACPSFFW", "psffwhm", "[pixel] PSF FWHM for fsmode=convolve"),
-    ("LACPSFSZ", "psfsize", "[pixel] PSF kernel size for fsmode=convolve"),
-    ("LACPSFK", "psfk", "user PSF kernel given"),
-    ("LACPSFBT", "psfbeta", "Moffat beta for psfmodel=moffat"),
-    ("LACINBKG", "inbkg", "background image given"),
-    ("LACINVAR", "invar", "variance image given"),
-    ("LACCUNIT", "count_unit", "unit of the counts given to astroscrappy"),
-    ("LACPAIR", "pair_energy", "[eV/electron] pair energy for eV->electron"),
-]
-
 
 # --------------------------------------------------------------------------
 # input handling
@@ -132,13 +105,13 @@ def _header_of(meta):
 def _as_frames(frames, unit):
     """Return (values ndarray, unit, mask or None, header, was_2d, is_cube)."""
     if hasattr(frames, "_fields") and "data" in frames._fields and "mask" in frames._fields:
-        # xcrfilter.io.FrameCube: data in eV, bad pixels already zeroed.
+        # xcrfilter.io.frames.FrameCube: data in eV, bad pixels already zeroed.
         data = np.asarray(frames.data)
         mask = None if frames.mask is None else np.asarray(frames.mask, bool)
         header = frames.header if frames.header is not None else fits.Header()
         return data, u.eV, mask, header, bool(getattr(frames, "was_2d", False)), True
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from ..io import adu_offset, parse_bunit
+        from ..io.frames import adu_offset, parse_bunit
         where = f"frames ({os.fspath(frames)})"
         try:
             hdul = fits.open(frames)
@@ -151,7 +124,7 @@ def _as_frames(frames, unit):
             header = hdu.header.copy()
             data = np.array(hdu.data, dtype=np.float64)
         if unit is None:
-            # the BUNIT reading of every command (xcrfilter.io)
+            # the BUNIT reading of every command (xcrfilter.io.frames)
             unit = parse_bunit(header.get("BUNIT"), where)
         unit = u.Unit(unit)
         if unit == u.adu:
@@ -330,7 +303,7 @@ def lacosmic_mask(frames, *, sigclip=4.5, sigfrac=0.3, objlim=5.0,
     frames : `~astropy.nddata.CCDData`, `~astropy.units.Quantity`, FrameCube, str or ndarray
         One frame (ny, nx) or a cube (n_frames, ny, nx) with a unit of energy
         (eV, keV), ``electron`` or ``adu``; a FITS path (unit from ``BUNIT``);
-        an ``xcrfilter.io.FrameCube`` (eV); or a plain ndarray with ``unit=``.
+        an ``xcrfilter.io.frames.FrameCube`` (eV); or a plain ndarray with ``unit=``.
         Frames must be at least 5 x 5 pixels.
     sigclip, sigfrac, objlim, pssl, niter, sepmed, cleantype, fsmode, psfmodel, psffwhm, \
     psfsize, psfk, psfbeta, verbose, inbkg, invar
@@ -499,7 +472,7 @@ def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
         Events (``FRAME``, ``RAWX``, ``RAWY``, ``STATUS``) of the same
         frames.  Default: found in ``frames`` with
         `xcrfilter.events.find_events` and the thresholds below (frames in
-        an energy unit, or adu with a gain, see `xcrfilter.io.as_energy_cube`).
+        an energy unit, or adu with a gain, see `xcrfilter.io.frames.as_energy_cube`).
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity` [energy]
         Event finding when ``events`` is None (defaults 260 eV, 80 eV,
         10 keV).
@@ -524,7 +497,7 @@ def lacosmic_filter(frames, events=None, *, event_threshold=260 * u.eV,
     options.pop("return_cleaned", None)
     if events is None:
         from ..events import find_events
-        from ..io import FrameCube, as_energy_cube
+        from ..io.frames import FrameCube, as_energy_cube
         if not isinstance(frames, FrameCube):
             frames = as_energy_cube(frames, gain=options.get("gain"),
                                     detector=options.get("detector"), name="frames")
@@ -570,18 +543,19 @@ _DETECT_DEFAULTS = dict(LACOSMIC_DEFAULTS, gain=None, readnoise=None, satlevel=N
 
 
 def _write_cards(meta, params, n_cr, version, n_events=None):
-    for key, name, comment in _CARDS:
-        set_card(meta, key, params[name], comment)
-    set_card(meta, "LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask")
-    set_card(meta, "LACVERS", str(version), "astroscrappy version")
+    cards = FILTER.cards(params) + [
+        ("LACCUNIT", params["count_unit"], "unit of the counts given to astroscrappy"),
+        ("LACPAIR", params["pair_energy"], "[eV/electron] pair energy for eV->electron"),
+        ("LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask"),
+        ("LACVERS", str(version), "astroscrappy version")]
     text = ("lacosmic_filter: astroscrappy.detect_cosmics(" + ", ".join(
         f"{k}={params[k]}" for k in ("sigclip", "sigfrac", "objlim", "gain", "readnoise",
                                      "satlevel", "niter", "sepmed", "cleantype", "fsmode"))
             + f") -> {n_cr} CR pixels")
     if n_events is not None:
-        set_card(meta, "LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)")
+        cards.append(("LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)"))
         text += f", {n_events} events flagged (STATUS bit {LACOSMIC_BIT})"
-    add_history(meta, text)
+    log_to_metadata(meta, cards, text)
 
 
 # --------------------------------------------------------------------------
@@ -592,7 +566,7 @@ def pipeline_step(cube, events, *, detector=None, **options):
 
     Parameters
     ----------
-    cube : ``xcrfilter.io.FrameCube``
+    cube : ``xcrfilter.io.frames.FrameCube``
         Frames in eV (n_frames, ny, nx) with their bad-pixel mask.
     events : `~astropy.table.QTable`
         Events of ``cube``; not modified.
@@ -615,114 +589,55 @@ _D = LACOSMIC_DEFAULTS
 #: The filter's declaration (`xcrfilter.registry`): the astroscrappy keywords.
 FILTER = Filter(
     name="lacosmic", step=pipeline_step, status=STATUS, shared=("detector",),
-    count_cards=COUNT_CARDS,
+    count_cards=COUNT_CARDS, pixel_mask=cosmic_ray_pixels,
     params=(
         Param("sigclip", _D["sigclip"], "Laplacian-to-noise limit for cosmic-ray pixels",
-              type=float, metavar="S"),
+              type=float, metavar="S",
+              card=Card("LACSIGCL", "L.A.Cosmic Laplacian-to-noise limit")),
         Param("sigfrac", _D["sigfrac"], "fraction of sigclip for the neighbours of cosmic-ray "
-              "pixels", type=float, metavar="F"),
+              "pixels", type=float, metavar="F",
+              card=Card("LACSIGFR", "L.A.Cosmic neighbour fraction of sigclip")),
         Param("objlim", _D["objlim"], "minimum contrast of Laplacian to fine-structure image",
-              type=float, metavar="C"),
-        Param("niter", _D["niter"], "number of detection iterations", type=int, metavar="N"),
+              type=float, metavar="C",
+              card=Card("LACOBJLM", "L.A.Cosmic Laplacian / fine-structure contrast")),
+        Param("niter", _D["niter"], "number of detection iterations", type=int, metavar="N",
+              card=Card("LACNITER", "L.A.Cosmic iterations")),
         Param("readnoise", None, "read noise (default: the detector model's)", "electron",
-              type=float, metavar="RN"),
+              type=float, metavar="RN",
+              card=Card("LACRDNS", "read noise passed to astroscrappy")),
         Param("satlevel", None, "saturation level (default: no saturation)", "electron",
-              type=float, metavar="LEVEL"),
+              type=float, metavar="LEVEL",
+              card=Card("LACSATLV", "saturation level (-1 = none)")),
         Param("cleantype", _D["cleantype"], "how masked pixels are replaced in the cleaned "
-              "image", choices=_CLEANTYPES),
+              "image", choices=_CLEANTYPES,
+              card=Card("LACCLEAN", "astroscrappy clean algorithm")),
         Param("fsmode", _D["fsmode"], "fine-structure image: 3x3 and 7x7 medians, or a PSF "
-              "convolution", choices=_FSMODES),
+              "convolution", choices=_FSMODES,
+              card=Card("LACFSMOD", "fine-structure image mode")),
         Param("psfmodel", _D["psfmodel"], "PSF model of --lacosmic-fsmode convolve",
-              choices=_PSFMODELS),
+              choices=_PSFMODELS,
+              card=Card("LACPSFMD", "PSF model for fsmode=convolve")),
         Param("psffwhm", _D["psffwhm"], "PSF full width at half maximum (fsmode convolve)",
-              "pixel", type=float, metavar="FWHM"),
+              "pixel", type=float, metavar="FWHM",
+              card=Card("LACPSFFW", "PSF FWHM for fsmode=convolve")),
         Param("psfsize", _D["psfsize"], "PSF kernel size, odd (fsmode convolve)", "pixel",
-              type=int, metavar="N"),
+              type=int, metavar="N",
+              card=Card("LACPSFSZ", "PSF kernel size for fsmode=convolve")),
         Param("psfbeta", _D["psfbeta"], "Moffat beta of --lacosmic-psfmodel moffat",
-              type=float, metavar="BETA"),
-        Param("sepmed", True, "use the full (not separable) median filter", negate=True),
-        Param("gain", None, "gain of adu frames", "electron/adu", cli=False),
-        Param("pssl", _D["pssl"], "previously subtracted sky level", "count", cli=False),
-        Param("psfk", None, "user PSF kernel (ndarray)", cli=False),
-        Param("inbkg", None, "background image (ndarray)", cli=False),
-        Param("invar", None, "variance image (ndarray)", cli=False),
+              type=float, metavar="BETA",
+              card=Card("LACPSFBT", "Moffat beta for psfmodel=moffat")),
+        Param("sepmed", True, "use the full (not separable) median filter", negate=True,
+              card=Card("LACSEPMD", "separable median filter used")),
+        Param("gain", None, "gain of adu frames", "electron/adu", cli=False,
+              card=Card("LACGAIN", "gain passed to astroscrappy", "electron/count")),
+        Param("pssl", _D["pssl"], "previously subtracted sky level", "count", cli=False,
+              card=Card("LACPSSL", "previously subtracted sky level")),
+        Param("psfk", None, "user PSF kernel (ndarray)", cli=False,
+              card=Card("LACPSFK", "user PSF kernel given")),
+        Param("inbkg", None, "background image (ndarray)", cli=False,
+              card=Card("LACINBKG", "background image given")),
+        Param("invar", None, "variance image (ndarray)", cli=False,
+              card=Card("LACINVAR", "variance image given")),
         Param("unit", None, "unit of plain-array frames", cli=False),
     ),
 )
-
-
-def add_cli_options(group):
-    """Add the ``--lacosmic-*`` options (those of :data:`FILTER`) to an argparse group."""
-    return FILTER.add_cli_options(group)
-
-
-def options_from_args(args):
-    """Keyword arguments of :func:`pipeline_step` from parsed ``--lacosmic-*`` options."""
-    return FILTER.options_from_args(args)
-
-
-# --------------------------------------------------------------------------
-# stand-alone command: xcrfilter lacosmic / python -m xcrfilter.filters.laplacian
-# --------------------------------------------------------------------------
-def _unit_arg(text):
-    """``--unit``: read as a BUNIT is (`xcrfilter.io`)."""
-    from ..io import parse_bunit
-    try:
-        return parse_bunit(text, "unit")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a unit of frames; expected eV, "
-                                         "keV, electron or adu") from None
-
-
-def add_arguments(parser):
-    """Arguments of the ``lacosmic`` command (mask of one image file)."""
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("input", nargs="?", help="FITS image (2-D or 3-D) with BUNIT")
-    src.add_argument("--real", choices=("gmos", "saao"),
-                     help="use a real CCD frame shipped with astroscrappy/ccdproc")
-    parser.add_argument("-o", "--output", required=True,
-                        help="output FITS: data, MASK extension and LAC* header cards")
-    parser.add_argument("--unit", type=_unit_arg, default=None,
-                        help="unit of the data when the header has no BUNIT, e.g. adu")
-    from ..argtypes import parse_gain_electrons
-    parser.add_argument("--gain", type=parse_gain_electrons, default=None, metavar="G",
-                        help="gain of adu frames, e.g. 1.9electron/adu or 3.65eV/adu; bare "
-                        "numbers are electron/adu, as in L.A.Cosmic and astroscrappy; "
-                        "ignored (with a warning) for frames in energy or electron units")
-    parser.add_argument("--cleaned", action="store_true", help="write the cleaned image")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output file")
-    group = parser.add_argument_group("astroscrappy options")
-    add_cli_options(group)
-
-
-def run(args):
-    """Run the ``lacosmic`` command; prints the CR pixel count.  Returns 0."""
-    from ..products import write_mask
-    from ..outputs import check_outputs
-    check_outputs({"-o/--output": args.output}, [] if args.real else [args.input],
-                  overwrite=args.overwrite)
-    if args.real:
-        from ..realdata import load_real_frame
-        frames = load_real_frame(args.real)
-    else:
-        frames = args.input
-    opts = options_from_args(args)
-    if args.gain is not None:
-        opts["gain"] = args.gain
-    ccd = lacosmic_mask(frames, unit=args.unit, return_cleaned=args.cleaned, **opts)
-    write_mask(args.output, ccd, overwrite=args.overwrite)
-    print(f"{args.real or args.input}: {ccd.header['LACNCRPX']} cosmic-ray pixels "
-          f"(sigclip={ccd.header['LACSIGCL']}, gain={ccd.header['LACGAIN']:.4g} e/count, "
-          f"readnoise={ccd.header['LACRDNS']:.4g} e) -> {args.output}")
-    return 0
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="xcrfilter lacosmic",
-                                     description="L.A.Cosmic (astroscrappy) cosmic-ray mask")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

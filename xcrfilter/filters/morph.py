@@ -21,8 +21,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..meta import add_history, set_card
-from ..registry import Calibration, Filter, Param
+from ..meta import log_to_metadata
+from ..contract import Calibration, Card, Filter, Param
 from ..units import as_probability, energy_values
 from .probability import cube_and_events, flag_probability, get_model, record_split_threshold
 
@@ -77,20 +77,17 @@ def _apply(data_ev, events, model, threshold, split_threshold=None):
         prob[inb] = model.predict_proba(model.features(data_ev, sub)).astype(np.float32)
     n_scored, n_rej = flag_probability(out, prob, threshold, MORPH_BIT, "PROB_MORPH",
                                        "morph filter CR probability (NaN outside the band)")
-    meta = out.meta
-    for key, value, comment in model.header_cards():
-        set_card(meta, key, value, comment)
-    set_card(meta, "MRPTHR", float(threshold), "morph filter PROB_MORPH threshold")
-    set_card(meta, "MRPELO", float(lo), "[eV] morph scored band lower edge (inclusive)")
-    set_card(meta, "MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)")
-    set_card(meta, "MRPNSCO", n_scored, "events scored by the morph filter")
-    set_card(meta, "MRPNREJ", n_rej, f"events rejected by morph (bit {MORPH_BIT})")
-    record_split_threshold(meta, "MRP", "morph",
+    record_split_threshold(out.meta, "MRP", "morph",
                            float(model.context_kw["split_threshold"].to_value(u.eV)),
                            split_threshold)
-    add_history(meta, f"morph_filter: model {model.name} sha256 {model.sha256[:16]}, threshold "
-                      f"{threshold:.4f}: {n_rej} of {n_scored} scored events "
-                      "rejected")
+    cards = model.header_cards() + FILTER.cards({"threshold": float(threshold)}) + [
+        ("MRPELO", float(lo), "[eV] morph scored band lower edge (inclusive)"),
+        ("MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)"),
+        ("MRPNSCO", n_scored, "events scored by the morph filter"),
+        ("MRPNREJ", n_rej, f"events rejected by morph (bit {MORPH_BIT})")]
+    log_to_metadata(out.meta, cards, f"morph_filter: model {model.name} sha256 "
+                    f"{model.sha256[:16]}, threshold {threshold:.4f}: {n_rej} of {n_scored} "
+                    "scored events rejected")
     return out
 
 
@@ -118,7 +115,7 @@ def morph_filter(frames, events=None, *, threshold=None, model=None,
     event_threshold, split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding (260 eV, 80 eV, 10 keV), used when ``events`` is None.
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
 
     Returns
     -------
@@ -168,7 +165,8 @@ FILTER = Filter(
     card_prefix="MRP",
     params=(
         Param("threshold", None, "morph CR-probability threshold in [0, 1] (default: the "
-              "model's)", type=float, metavar="P"),
+              "model's)", type=float, metavar="P",
+              card=Card("MRPTHR", "morph filter PROB_MORPH threshold")),
         Param("model", None, "morph model directory (default: the shipped model)",
               metavar="DIR"),
     ),

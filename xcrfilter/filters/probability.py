@@ -31,7 +31,7 @@ def cube_and_events(frames, events, who, why, *, event_threshold, split_threshol
     from astropy.table import Table
 
     from ..events import find_events
-    from ..io import FrameCube, as_energy_cube
+    from ..io.frames import FrameCube, as_energy_cube
     if isinstance(frames, Table):
         raise TypeError(f"{who} needs the frames ({why}); pass the event table as events= "
                         "together with its frames")

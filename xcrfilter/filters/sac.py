@@ -28,10 +28,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from ..meta import CARD_COMMENTS, add_history, card_comment, card_value, set_card
-from ..argtypes import parse_energy
+from ..meta import CARD_COMMENTS, card_comment, card_value, log_to_metadata, set_card
+from ..cli.argtypes import parse_energy
 from ..events import set_status_bit
-from ..registry import Calibration, Filter, Param
+from ..contract import Calibration, Card, Filter, Param
 from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
@@ -78,7 +78,7 @@ def _cube_ev(frames, gain=None, detector=None):
         data = np.asarray(frames.data, dtype=np.float32)
         was_2d = bool(getattr(frames, "was_2d", False))
     else:
-        from ..io import as_energy_cube
+        from ..io.frames import as_energy_cube
         cube = as_energy_cube(frames, gain=gain, detector=detector)
         data, was_2d = cube.data, cube.was_2d
     if data.ndim == 2:
@@ -96,7 +96,7 @@ def find_tracks(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV,
     ----------
     frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData` or path
         Frames (n_frames, ny, nx) or (ny, nx), read with
-        ``xcrfilter.io.as_energy_cube`` (eV).
+        ``xcrfilter.io.frames.as_energy_cube`` (eV).
     split_threshold : `~astropy.units.Quantity` [energy]
         Active-pixel threshold.  Default 80 eV.
     track_energy : `~astropy.units.Quantity` [energy]
@@ -173,14 +173,14 @@ def track_mask(frames, *, split_threshold=80 * u.eV, track_energy=10 * u.keV, tr
     ----------
     frames : FrameCube, `~astropy.units.Quantity`, `~astropy.nddata.CCDData` or path
         Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
-        ``xcrfilter.io.as_energy_cube`` reads).
+        ``xcrfilter.io.frames.as_energy_cube`` reads).
     split_threshold, track_energy : `~astropy.units.Quantity` [energy]
         Active-pixel threshold (default 80 eV) and minimum island energy of a
         track (default 10 keV).
     track_size : int
         Minimum island size of a track [pixel].  Default 10.
     gain, detector : optional
-        Passed to ``xcrfilter.io.as_energy_cube``.
+        Passed to ``xcrfilter.io.frames.as_energy_cube``.
 
     Returns
     -------
@@ -221,7 +221,7 @@ def sac_filter(frames, events=None, *, radius=SAC_DEFAULTS["radius"], split_thre
     ----------
     frames : FrameCube, Quantity, CCDData, path, `~astropy.table.Table` or None
         Frames (n_frames, ny, nx) or (ny, nx) in an energy unit (anything
-        ``xcrfilter.io.as_energy_cube`` reads).  Without frames (None, or an
+        ``xcrfilter.io.frames.as_energy_cube`` reads).  Without frames (None, or an
         events table given here: events-only mode), the tracks are the
         central pixels of the events with ``ENERGY >= track_energy``.
     events : `~astropy.table.Table`, optional
@@ -241,7 +241,7 @@ def sac_filter(frames, events=None, *, radius=SAC_DEFAULTS["radius"], split_thre
     event_threshold, mip_threshold : `~astropy.units.Quantity` [energy]
         Event finding when ``events`` is None (defaults 260 eV, 10 keV).
     gain, detector : optional
-        Passed to ``xcrfilter.io.as_energy_cube``.
+        Passed to ``xcrfilter.io.frames.as_energy_cube``.
 
     Returns
     -------
@@ -282,7 +282,7 @@ def sac_filter(frames, events=None, *, radius=SAC_DEFAULTS["radius"], split_thre
     data, _ = _cube_ev(frames, gain=gain, detector=detector)
     if events is None:
         from ..events import find_events
-        from ..io import FrameCube
+        from ..io.frames import FrameCube
         events = find_events(frames if isinstance(frames, FrameCube) else _FrameData(data),
                              event_threshold, split_threshold, mip_threshold)
     mask, n_tracks = find_tracks(_Cube(data), split_threshold=split_threshold,
@@ -302,7 +302,7 @@ def _check_columns(events, names):
 
 
 def _FrameData(data):
-    from ..io import FrameCube
+    from ..io.frames import FrameCube
     return FrameCube(data, None, fits.Header(), [], False)
 
 
@@ -367,19 +367,22 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
 
 
 def _write_cards(meta, params, n_events=None, events_only=False):
-    set_card(meta, "SACRAD", float(params["radius"]), "[pixel] SAC rejection radius")
+    used = dict(radius=float(params["radius"]), track_energy=float(params["emin"]))
     if not events_only:
-        set_card(meta, "SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold")
-        set_card(meta, "SACTRKN", int(params["size"]), "[pixel] SAC min track size")
-    set_card(meta, "SACTRKE", float(params["emin"]), "[eV] SAC min track energy")
-    set_card(meta, "SACNTRK", int(params["ntrack"]), "particle tracks found")
-    set_card(meta, "SACMODE", "events" if events_only else "frames", "SAC track source")
+        used["track_size"] = int(params["size"])
+    cards = FILTER.cards(used)
+    if not events_only:
+        cards.insert(1, ("SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold"))
+    cards += [("SACNTRK", int(params["ntrack"]), "particle tracks found"),
+              ("SACMODE", "events" if events_only else "frames", "SAC track source")]
+    history = None
     if n_events is not None:
-        set_card(meta, "SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)")
-        add_history(meta, f"sac_filter: radius={params['radius']} pix, "
-                    f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
-                    f"split={params['split']} eV -> {params['ntrack']} tracks, "
-                    f"{n_events} events flagged (STATUS bit {SAC_BIT})")
+        cards.append(("SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)"))
+        history = (f"sac_filter: radius={params['radius']} pix, "
+                   f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
+                   f"split={params['split']} eV -> {params['ntrack']} tracks, "
+                   f"{n_events} events flagged (STATUS bit {SAC_BIT})")
+    log_to_metadata(meta, cards, history)
 
 
 # --------------------------------------------------------------------------
@@ -406,11 +409,12 @@ FILTER = Filter(
     shared=("split_threshold", "mip_threshold"),
     params=(
         Param("radius", SAC_DEFAULTS["radius"], "rejection radius around tracks", "pixel",
-              type=float, metavar="R"),
+              type=float, metavar="R", card=Card("SACRAD", "SAC rejection radius")),
         Param("track_energy", None, "minimum summed energy of a track (default: "
-              "--mip-threshold)", "eV", type=parse_energy, metavar="E"),
+              "--mip-threshold)", "eV", type=parse_energy, metavar="E",
+              card=Card("SACTRKE", "SAC min track energy")),
         Param("track_size", SAC_DEFAULTS["track_size"], "minimum track size", "pixel",
-              type=int, metavar="N"),
+              type=int, metavar="N", card=Card("SACTRKN", "SAC min track size")),
     ),
     calibration=CALIBRATION,
     count_cards=COUNT_CARDS,

@@ -25,8 +25,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..meta import add_history, set_card
-from ..registry import Calibration, Filter, Param
+from ..contract import Calibration, Card, Filter, Param
+from ..meta import log_to_metadata
 from ..units import as_energy, as_probability
 from .probability import cube_and_events, flag_probability, get_model
 
@@ -132,16 +132,14 @@ def _apply(data_ev, events, model, threshold, window, seed_ev):
         prob = event_scores(p_cr, sub, window)
     n_scored, n_rej = flag_probability(out, prob, threshold, UNET_BIT, "PROB_UNET",
                                        f"U-Net CR probability, max over {window}x{window} px")
-    meta = out.meta
-    for key, value, comment in model.header_cards():
-        set_card(meta, key, value, comment)
-    set_card(meta, "UNTTHR", float(threshold), "U-Net filter PROB_UNET threshold")
-    set_card(meta, "UNTWIN", int(window), "[pixel] U-Net event window side")
-    set_card(meta, "UNTSEED", float(seed_ev), "[eV] U-Net tiles evaluated from this level")
-    set_card(meta, "UNTNSCO", n_scored, "events scored by the U-Net filter")
-    set_card(meta, "UNTNREJ", n_rej, f"events rejected by unet (bit {UNET_BIT})")
-    add_history(meta, f"unet_filter: model {model.name} sha256 {model.sha256[:16]}, threshold "
-                      f"{threshold:.4f}, window {window}: {n_rej} of {n_scored} events rejected")
+    cards = model.header_cards() + FILTER.cards({"threshold": float(threshold),
+                                                 "window": int(window)}) + [
+        ("UNTSEED", float(seed_ev), "[eV] U-Net tiles evaluated from this level"),
+        ("UNTNSCO", n_scored, "events scored by the U-Net filter"),
+        ("UNTNREJ", n_rej, f"events rejected by unet (bit {UNET_BIT})")]
+    log_to_metadata(out.meta, cards, f"unet_filter: model {model.name} sha256 "
+                    f"{model.sha256[:16]}, threshold {threshold:.4f}, window {window}: "
+                    f"{n_rej} of {n_scored} events rejected")
     return out
 
 
@@ -171,7 +169,7 @@ def unet_filter(frames, events=None, *, threshold=None, window=3, model=None,
     split_threshold, mip_threshold : `~astropy.units.Quantity`
         Event finding (80 eV, 10 keV), used when ``events`` is None.
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
 
     Returns
     -------
@@ -219,7 +217,7 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
     ----------
     ccd : `~astropy.nddata.CCDData`, NDData, Quantity, FITS path(s) or FrameCube
         One frame (ny, nx) or a cube (n_frames, ny, nx) in an energy,
-        electron or adu unit (`xcrfilter.io.as_energy_cube`); masked and
+        electron or adu unit (`xcrfilter.io.frames.as_energy_cube`); masked and
         non-finite pixels are read as 0 eV and stay masked.
     threshold : float, optional
         CR-probability threshold of the mask in [0, 1]; default the model's
@@ -231,7 +229,7 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
         Tiles without a pixel at or above it (default 260 eV, the event
         threshold) are not evaluated and get probability 0.
     gain, detector : optional
-        Passed to `xcrfilter.io.as_energy_cube`.
+        Passed to `xcrfilter.io.frames.as_energy_cube`.
 
     Returns
     -------
@@ -257,7 +255,7 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
     from astropy.io import fits
     from astropy.nddata import CCDData
 
-    from ..io import as_energy_cube
+    from ..io.frames import as_energy_cube
     cube = as_energy_cube(ccd, gain=gain, detector=detector, name="ccd")
     if min(cube.data.shape[1:]) < 5:
         raise ValueError(f"ccd: frames must be at least 5 x 5 pixels, got {cube.data.shape}")
@@ -272,13 +270,12 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
         mask |= np.asarray(cube.mask, bool)
     mask |= ~np.isfinite(np.asarray(cube.data))
     header = fits.Header()
-    for key, value, comment in model.header_cards():
-        set_card(header, key, value, comment)
-    set_card(header, "UNTMTHR", float(thr), "U-Net mask CR-probability threshold")
-    set_card(header, "UNTSEED", float(seed), "[eV] U-Net tiles evaluated from this level")
-    set_card(header, "UNTNCRPX", int(cr.sum()), "pixels marked as cosmic ray by the U-Net")
-    add_history(header, f"unet_mask: model {model.name} sha256 {model.sha256[:16]}, "
-                        f"threshold {thr:.4f}: {int(cr.sum())} CR pixels")
+    log_to_metadata(header, model.header_cards() + [
+        ("UNTMTHR", float(thr), "U-Net mask CR-probability threshold"),
+        ("UNTSEED", float(seed), "[eV] U-Net tiles evaluated from this level"),
+        ("UNTNCRPX", int(cr.sum()), "pixels marked as cosmic ray by the U-Net")],
+        f"unet_mask: model {model.name} sha256 {model.sha256[:16]}, threshold {thr:.4f}: "
+        f"{int(cr.sum())} CR pixels")
     out = np.array(cube.data, np.float32)
     if cube.was_2d:
         out, mask, p_cr = out[0], mask[0], p_cr[0]
@@ -302,9 +299,11 @@ FILTER = Filter(
     card_prefix="UNT",
     params=(
         Param("threshold", None, "U-Net CR-probability threshold in [0, 1] (default: the "
-              "model's)", type=float, metavar="P"),
+              "model's)", type=float, metavar="P",
+              card=Card("UNTTHR", "U-Net filter PROB_UNET threshold")),
         Param("window", 3, "PROB_UNET = largest CR probability in this window around the "
-              "event", "pixel", type=int, choices=_WINDOWS),
+              "event", "pixel", type=int, choices=_WINDOWS,
+              card=Card("UNTWIN", "U-Net event window side")),
         Param("model", None, "U-Net model directory (default: the shipped model)",
               metavar="DIR"),
     ),

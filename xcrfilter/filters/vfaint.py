@@ -20,9 +20,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ..meta import add_history, card_value, set_card
+from ..meta import card_value, log_to_metadata
 from ..events import check_thresholds, find_events, island_properties, is_accepted_shape
-from ..registry import Filter, status_mask
+from ..contract import Filter, status_mask
 
 __all__ = ["vfaint_filter", "vfaint_flags", "STATUS", "FILTER"]
 
@@ -169,14 +169,14 @@ def vfaint_filter(frames, events=None, *, event_threshold=260 * u.eV,
     status = np.asarray(events["STATUS"], dtype=np.int32) if "STATUS" in events.colnames \
         else np.zeros(len(events), dtype=np.int32)
     events["STATUS"] = (status & ~_VF_BITS) | flags
-    meta = events.meta
-    set_card(meta, "VFEVTTHR", evt, "[eV] VF filter event threshold")
-    set_card(meta, "VFSPLTHR", spl, "[eV] VF filter split threshold")
-    set_card(meta, "VFMIPTHR", mip, "[eV] VF filter MIP threshold")
-    set_card(meta, "VFSTRICT", bool(strict), "VF thresholds strict (>), else >=")
     nrej = int(np.count_nonzero(flags))
-    add_history(meta, f"vfaint_filter: bits 0-2 set, {nrej} of {len(events)} events "
-                      f"rejected (event {evt:g}, split {spl:g}, MIP {mip:g} eV)")
+    log_to_metadata(events.meta, [
+        ("VFEVTTHR", evt, "[eV] VF filter event threshold"),
+        ("VFSPLTHR", spl, "[eV] VF filter split threshold"),
+        ("VFMIPTHR", mip, "[eV] VF filter MIP threshold"),
+        ("VFSTRICT", bool(strict), "VF thresholds strict (>), else >=")],
+        f"vfaint_filter: bits 0-2 set, {nrej} of {len(events)} events "
+        f"rejected (event {evt:g}, split {spl:g}, MIP {mip:g} eV)")
     return events
 
 

@@ -11,7 +11,7 @@
 * :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;
   :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
   :mod:`~xcrfilter.ml.training` -- both stages; ``xcrfilter train``
-  (:mod:`~xcrfilter.ml.cli`).
+  (:mod:`~xcrfilter.cli.train`).
 
 Keras and JAX are imported only when these modules are used.  The Keras
 backend defaults to JAX (``KERAS_BACKEND=jax``).

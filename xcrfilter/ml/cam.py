@@ -151,7 +151,7 @@ class CamNetwork:
     model : xcrfilter.ml.netgraph.LayerGraph or keras.Model
         Network from :func:`xcrfilter.ml.densenet.build_densenet` (layers
         ``cam_features`` and ``logits``), read from a file or in memory.
-    scaler : xcrfilter.scaling.LogEnergyScaler
+    scaler : xcrfilter.ml.scaling.LogEnergyScaler
         Input scaling stored with the model (never refitted at inference).
     window : int, optional
         Window side the network was trained on (64).

@@ -9,7 +9,7 @@ global average pooling (GAP) and a four-class softmax over
 
 Layout built by :func:`build_densenet` (every size is a parameter)::
 
-    input (H, W, 1)  scaled log energy (xcrfilter.scaling.LogEnergyScaler)
+    input (H, W, 1)  scaled log energy (xcrfilter.ml.scaling.LogEnergyScaler)
     initial block:   Conv(k x k, F0, stride 1) - BN - ReLU - MaxPool(2)    -> H/2
     dense block 1:   L x [BN - ReLU - Conv(3x3, growth) - Dropout] + concat
     transition:      BN - ReLU - Conv(1x1, compression * C) - AvgPool(2)   -> H/4

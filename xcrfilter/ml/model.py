@@ -4,7 +4,7 @@ A model directory holds
 
 ===================  ===========================================================
 ``densenet.keras``   Keras 3 frame classifier (backend independent)
-``scaling.json``     :class:`xcrfilter.scaling.LogEnergyScaler` statistics
+``scaling.json``     :class:`xcrfilter.ml.scaling.LogEnergyScaler` statistics
 ``forest.skops``     balanced random forest (skops, no pickle)
 ``model.json``       format tag, class order, features, energy band, window,
                      CR-probability threshold and how it was chosen, metrics,
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scaling import LogEnergyScaler
+from .scaling import LogEnergyScaler
 from .netgraph import CLASS_NAMES
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features

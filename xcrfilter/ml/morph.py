@@ -35,6 +35,7 @@ from .checksums import ModelFileError
 from .forest import build_forest, check_forest, load_forest, save_forest
 
 __all__ = ["MorphModel", "load_morph_model", "save_morph_model", "default_morph_dir",
+           "default_shape_dir",
            "event_dataset", "train_forest", "threshold_for_fpr", "FORMAT"]
 
 FORMAT = "xcrfilter-morph-model"
@@ -47,6 +48,15 @@ _CHECKED = (FOREST_FILE, META_FILE, CARD_FILE)
 def default_morph_dir():
     """Directory of the ``morph`` model shipped with the package."""
     return Path(__file__).resolve().parent.parent / "data" / "morph_model"
+
+
+def default_shape_dir():
+    """Directory of the shape-only model shipped with the package (``obsctx`` option ``shape``).
+
+    It has the format of a ``morph`` model with the features
+    :data:`xcrfilter.context.SHAPE_FEATURES` only.
+    """
+    return Path(__file__).resolve().parent.parent / "data" / "shape_model"
 
 
 class MorphModel:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scaling import LogEnergyScaler
+from .scaling import LogEnergyScaler
 from .densenet import CLASS_NAMES, build_densenet, count_params
 
 __all__ = ["load_tiles", "train_network", "recalibrate_batchnorm", "lr_schedule"]

@@ -138,8 +138,8 @@ def frame_sources(frames):
 
 def _path_chunks(paths):
     """(frames_ev, labels) of each file; Geant4 pixel-deposit tables a frame group
-    at a time (:func:`xcrfilter.geant4.iter_training_chunks`, truth -> labels)."""
-    from ..geant4 import is_pixel_table, iter_training_chunks
+    at a time (:func:`xcrfilter.io.geant4.iter_training_chunks`, truth -> labels)."""
+    from ..io.geant4 import is_pixel_table, iter_training_chunks
     for path in paths:
         if is_pixel_table(path):
             yield from iter_training_chunks(path)
@@ -156,7 +156,7 @@ def _frames_and_labels(source):
         with np.load(source, allow_pickle=False) as d:
             return np.asarray(d["frames"], np.float32), np.asarray(d["labels"])
     from astropy.io import fits
-    from ..io import as_energy_cube
+    from ..io.frames import as_energy_cube
     cube = as_energy_cube(source, name="frames")
     with fits.open(source) as hdul:
         names = [h.name for h in hdul]
@@ -201,7 +201,7 @@ def fit_stage2(output, X, is_cr, frame_idx, n_frames, *, meta, info1, frame_desc
     dict
         ``model.json`` contents.
     """
-    from ..metrics import roc_curve, threshold_at_fpr
+    from ..evaluation.roc import roc_curve, threshold_at_fpr
     from .model import save_model
 
     t_start = time.time() if t_start is None else t_start

@@ -38,7 +38,7 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
         Stage-1 tile file (:func:`load_tiles`).
     frames : path-like or list of path-like
         Stage-2 frames with truth (FITS with a ``TRUTH`` extension, a Geant4
-        pixel-deposit table with truth columns (:mod:`xcrfilter.geant4`), or
+        pixel-deposit table with truth columns (:mod:`xcrfilter.io.geant4`), or
         ``.npz`` with ``frames`` and ``labels``), never used for stage 1.
     output : path-like
         Model directory.

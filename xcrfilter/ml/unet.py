@@ -15,7 +15,7 @@ pixel-level segmentation alternative to the CAM filter:
   ``alpha`` to trade precision for recall; seed ``001`` Sec. 2, its
   ref. 13, which used it against the class imbalance of sparse frames);
 * input: the scaled logarithm of the pixel energy
-  (`xcrfilter.scaling.LogEnergyScaler`, seed ``001`` Sec. 2).
+  (`xcrfilter.ml.scaling.LogEnergyScaler`, seed ``001`` Sec. 2).
 
 A model directory (``xcrfilter/data/unet_model``) holds ``unet.keras``,
 ``scaling.json``, ``model.json`` (architecture, receptive field, FLOPs,
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scaling import LogEnergyScaler
+from .scaling import LogEnergyScaler
 from .checksums import ModelFileError, cache_key, verify_checksums, write_checksums
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -418,7 +418,7 @@ def train_unet(frames_ev, labels, *, val_frames_ev=None, val_labels=None, levels
     Returns
     -------
     network : keras.Model
-    scaler : `~xcrfilter.scaling.LogEnergyScaler`
+    scaler : `~xcrfilter.ml.scaling.LogEnergyScaler`
     record : dict
         Epochs run, seconds, final losses, parameters.
 
@@ -487,7 +487,7 @@ def save_unet_model(model_dir, network, scaler, meta, card_text=""):
         Created if missing.
     network : keras.Model
         From :func:`build_unet` / :func:`train_unet`.
-    scaler : `~xcrfilter.scaling.LogEnergyScaler`
+    scaler : `~xcrfilter.ml.scaling.LogEnergyScaler`
     meta : dict
         ``model.json`` content; ``format`` and ``class_names`` are added.
     card_text : str

@@ -6,15 +6,14 @@ deposited in a back-illuminated silicon sensor described by
 read out with Gaussian noise; the truth (per-pixel label, per-source table,
 per-tile class) comes with every frame.  See ``docs/simulation.rst``.
 """
-from .core import (BLOCK_FRAMES, LABEL_CR, LABEL_NONE, LABEL_XRAY, TILE_CLASS_NAMES,
-                   TILE_CR, TILE_EMPTY, TILE_MIX, TILE_XRAY, FrameSimulator,
-                   SimulatedChunk, event_truth, iter_frames, simulate_frames,
-                   tile_classes)
+from .core import BLOCK_FRAMES, FrameSimulator, SimulatedChunk, iter_frames, simulate_frames
 from .dataset import (build_tile_dataset, build_validation_set, load_tile_dataset,
                       simulate_tiles)
 from .fitsio import read_truth, write_simulation
 from .params import DEFAULT_FLUORESCENCE_LINES, SimulationParameters
 from .physics import absorption_probability, attenuation_length, cloud_sigma
+from .truth import (LABEL_CR, LABEL_NONE, LABEL_XRAY, TILE_CLASS_NAMES, TILE_CR, TILE_EMPTY,
+                    TILE_MIX, TILE_XRAY, event_truth, tile_classes)
 from .spectra import (CallableSpectrum, LineSpectrum, LogUniformSpectrum, PowerLawSpectrum,
                       as_spectrum)
 from .variants import PRESETS, PhysicsRanges, RandomPhysicsSimulator, preset, preset_names

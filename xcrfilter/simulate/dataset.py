@@ -30,8 +30,9 @@ import os
 
 import numpy as np
 
-from ..scaling import log_energy
-from .core import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY, FrameSimulator
+from ..ml.scaling import log_energy
+from .core import FrameSimulator
+from .truth import TILE_CLASS_NAMES, TILE_CR, TILE_MIX, TILE_XRAY
 
 __all__ = ["build_tile_dataset", "simulate_tiles", "load_tile_dataset",
            "build_validation_set"]
@@ -182,7 +183,7 @@ def build_tile_dataset(n_per_class, path, *, tile=64, frame_shape=(512, 512), se
     -------
     dict
         ``path``, ``n``, ``counts`` per class, ``mean`` and ``std`` of
-        `xcrfilter.scaling.log_energy` over all tile pixels.
+        `xcrfilter.ml.scaling.log_energy` over all tile pixels.
 
     Notes
     -----

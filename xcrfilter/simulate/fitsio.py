@@ -1,6 +1,6 @@
 """FITS output of simulated observations, streamed chunk by chunk.
 
-File layout (readable by ds9, astropy and `xcrfilter.io.as_energy_cube`, which
+File layout (readable by ds9, astropy and `xcrfilter.io.frames.as_energy_cube`, which
 takes the first image HDU and therefore ignores the truth):
 
 * primary HDU: frames cube float32 ``(n_frames, ny, nx)``, ``BUNIT = 'eV'``
@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.table import QTable, vstack
 
 from .core import BLOCK_FRAMES, FrameSimulator, iter_frames
-from ..outputs import check_regular_target
+from ..io.outputs import check_regular_target
 
 __all__ = ["write_simulation", "read_truth", "simulation_header"]
 
@@ -80,7 +80,7 @@ def write_simulation(path, n_frames, *, seed=None, detector=None, params=None, s
     offset : float
         Constant added to every pixel in ADU (only with ``gain``), recorded
         as ``ADUOFFS``; a reader must subtract it before converting to
-        energy (`xcrfilter.io.as_energy_cube` does not, so keep 0 for files
+        energy (`xcrfilter.io.frames.as_energy_cube` does not, so keep 0 for files
         that the package itself will filter).
     overwrite : bool
         Replace an existing file.

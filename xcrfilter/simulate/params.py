@@ -60,7 +60,7 @@ class SimulationParameters:
         Maximum number of re-draw rounds for ``no_pileup``.
     exact_noise : bool
         Draw the readout noise with ``Generator.standard_normal`` instead of
-        the faster quantile table of `xcrfilter.simulate.core.gaussian_noise`.
+        the faster quantile table of `xcrfilter.simulate.physics.gaussian_noise`.
     bias_voltage : float
         Depletion voltage across the sensor [V], sets the drift field.
     temperature : float

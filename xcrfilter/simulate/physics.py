@@ -24,7 +24,7 @@ from scipy.special import erf
 __all__ = [
     "attenuation_length", "absorption_probability", "cloud_sigma",
     "bethe_restricted_kev_um", "landau_xi_kev_um", "electron_range_um",
-    "gcr_differential_flux", "GCRSampler", "pixel_stencil",
+    "gcr_differential_flux", "GCRSampler", "pixel_stencil", "gaussian_noise",
 ]
 
 #: Silicon density [g/cm3].
@@ -326,3 +326,56 @@ class GCRSampler:
     def sample(self, rng, n):
         """Draw ``n`` kinetic energies per nucleon, MeV."""
         return np.exp(np.interp(rng.random(n), self._cdf, self._logg))
+
+
+_NOISE_BITS = 16
+
+
+def _noise_table():
+    """Conditional means of the 2^16 equiprobable bins of the standard normal."""
+    from scipy.special import ndtri
+    nb = 1 << _NOISE_BITS
+    edges = ndtri(np.arange(nb + 1) / nb)
+    pdf = np.exp(-0.5 * np.square(edges)) / np.sqrt(2 * np.pi)
+    pdf[[0, -1]] = 0.0
+    return ((pdf[:-1] - pdf[1:]) * nb), float(edges[1])
+
+
+_NOISE_TABLE = None
+
+
+def gaussian_noise(rng, shape, sigma, exact=False):
+    """Gaussian readout noise, float32, rms ``sigma``.
+
+    With ``exact=False`` (fast, default) a uniform 16-bit integer (a quarter
+    of a 64-bit word of the bit generator) picks one of
+    65,536 equiprobable bins of the normal distribution and the pixel gets the
+    bin's conditional mean; the two outermost bins (``|x| > 4.33 sigma``,
+    probability 3e-5) are sampled exactly from the normal tail.  The
+    variance is exact to 3e-4 and every threshold crossing probability to
+    better than 1e-3 relative; it is 2-3 times faster than
+    `numpy.random.Generator.standard_normal`.  ``exact=True`` uses the
+    latter.
+    """
+    if exact:
+        out = rng.standard_normal(shape, dtype=np.float32)
+        out *= np.float32(sigma)
+        return out
+    global _NOISE_TABLE
+    if _NOISE_TABLE is None:
+        _NOISE_TABLE = _noise_table()
+    table, z1 = _NOISE_TABLE
+    tab = (table * sigma).astype(np.float32)
+    n = int(np.prod(shape))
+    # uniform 16-bit integers straight from the bit generator's 64-bit words
+    flat_k = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
+    out = tab[flat_k].reshape(shape)
+    tail = np.flatnonzero((flat_k + np.uint16(1)) <= np.uint16(1))  # k = 0 or 65535
+    if tail.size:
+        from scipy.special import ndtri
+        # exact sample of |x| > -z1 by inverse CDF of the tail
+        q = rng.random(tail.size) * (0.5 ** _NOISE_BITS)
+        val = -ndtri(np.maximum(q, 1e-300))
+        sign = np.where(flat_k[tail] == 0, -1.0, 1.0)
+        out.reshape(-1)[tail] = (sign * val * sigma).astype(np.float32)
+    return out
