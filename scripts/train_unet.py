@@ -32,8 +32,10 @@ import numpy as np  # noqa: E402
 def cmd_train(args):
     from xcrfilter.ml import unet
     t0 = time.time()
-    x, y = unet.training_crops(args.frames, args.seed, crop=args.crop)
-    xv, yv = unet.training_crops(args.val_frames, args.val_seed, crop=args.crop)
+    from xcrfilter.simulate import PhysicsRanges
+    ranges = PhysicsRanges().excluding(args.excluding) if args.excluding else PhysicsRanges()
+    x, y = unet.training_crops(args.frames, args.seed, crop=args.crop, ranges=ranges)
+    xv, yv = unet.training_crops(args.val_frames, args.val_seed, crop=args.crop, ranges=ranges)
     t_data = time.time() - t0
     print(f"{len(x)} training crops, {len(xv)} validation crops in {t_data:.0f} s; pixel "
           f"classes {np.bincount(y.ravel(), minlength=3).tolist()}", flush=True)
@@ -56,7 +58,9 @@ def cmd_train(args):
         tiling=dict(core=args.core, margin=args.margin),
         training=dict(record, frames=args.frames, frame_seed=args.seed,
                       val_frames=args.val_frames, val_seed=args.val_seed,
-                      physics="RandomPhysicsSimulator(PhysicsRanges())",
+                      physics=("RandomPhysicsSimulator(PhysicsRanges()"
+                               + (f".excluding({args.excluding!r}))" if args.excluding
+                                  else ")")),
                       data_seconds=round(t_data, 1),
                       total_seconds=round(time.time() - t0, 1),
                       pixel_classes=np.bincount(y.ravel(), minlength=3).tolist()),
@@ -69,16 +73,19 @@ def cmd_train(args):
     return 0
 
 
-def _validation_events(model, n_frames, seed):
+def _validation_events(model, n_frames, seed, excluding=None):
     """Events of randomised-physics validation frames with truth, PROB_UNET, CR maps."""
     import astropy.units as u
 
     from xcrfilter.events import find_events
     from xcrfilter.filters.unet import event_scores
-    from xcrfilter.simulate import RandomPhysicsSimulator, event_truth, iter_frames
+    from xcrfilter.simulate import (PhysicsRanges, RandomPhysicsSimulator, event_truth,
+                                    iter_frames)
     from xcrfilter.units import energy_values
     probs, truths, energies, xray_pix = [], [], [], []
-    for ch in iter_frames(n_frames, seed=seed, chunk_size=50, physics=RandomPhysicsSimulator()):
+    ranges = PhysicsRanges().excluding(excluding) if excluding else PhysicsRanges()
+    for ch in iter_frames(n_frames, seed=seed, chunk_size=50,
+                          physics=RandomPhysicsSimulator(ranges)):
         ev = find_events(ch.frames * u.eV, 260 * u.eV, 80 * u.eV, 10 * u.keV)
         _, p_cr = model.probability_maps(ch.frames)
         probs.append(event_scores(p_cr, ev))
@@ -95,7 +102,7 @@ def cmd_thresholds(args):
     out = Path(args.output)
     model = unet.load_unet_model(out)
     t0 = time.time()
-    prob, truth, energy, pix = _validation_events(model, args.frames, args.seed)
+    prob, truth, energy, pix = _validation_events(model, args.frames, args.seed, args.excluding)
     p_xpix = pix[pix >= 0]
     p_cpix = -1 - pix[pix < 0]
     # pixel mask: the lowest threshold keeping >= keep_xray of the X-ray pixels
@@ -114,7 +121,8 @@ def cmd_thresholds(args):
     meta = json.loads((out / unet.META_FILE).read_text())
     meta.update(threshold=round(thr, 6), mask_threshold=round(mask_thr, 6))
     meta["threshold_choice"] = dict(
-        frames=args.frames, seed=args.seed, physics="RandomPhysicsSimulator(PhysicsRanges())",
+        frames=args.frames, seed=args.seed,
+        physics=meta["training"]["physics"],
         event_rule=f"lowest PROB_UNET threshold losing <= {100 * args.max_lost:g} % of the "
                    "0.3-10 keV X-ray events", event_lost_xray=lost, event_cr_recall=rec,
         n_xray_events=int(px.size), n_cr_events=int(pc.size),
@@ -215,12 +223,16 @@ def main(argv=None):
     t.add_argument("--core", type=int, default=32)
     t.add_argument("--margin", type=int, default=16)
     t.add_argument("--name", default="xcrfilter-unet-v1")
+    t.add_argument("--excluding", default=None, metavar="PRESET",
+                   help="leave this preset's physics out of the training ranges")
     t.add_argument("-o", "--output", required=True)
     h = sub.add_parser("thresholds", help="choose the default thresholds, write the card")
     h.add_argument("--frames", type=int, default=400)
     h.add_argument("--seed", type=int, default=303)
     h.add_argument("--max-lost", type=float, default=0.018)
     h.add_argument("--keep-xray", type=float, default=0.99)
+    h.add_argument("--excluding", default=None, metavar="PRESET",
+                   help="validation physics without this preset's (as for train)")
     h.add_argument("-o", "--output", required=True)
     c = sub.add_parser("card", help="rewrite MODEL_CARD.md and SHA256SUMS from model.json")
     c.add_argument("-o", "--output", required=True)
