@@ -151,8 +151,8 @@ def model_card(meta):
     """MODEL_CARD.md text from ``model.json``."""
     a, t, c = meta["architecture"], meta["training"], meta["threshold_choice"]
     fpp = meta["flops_per_pixel"]
-    partial = (" and part of the next (stopped by the time budget; the weights are those "
-               "at the stop)") if t.get("stopped_early") else ""
+    partial = (" (the time budget stopped training in the last of them; the weights are "
+               "those at the stop)") if t.get("stopped_early") else ""
     return f"""# {meta['name']}: U-Net pixel segmentation (noise / X-ray / cosmic ray)
 
 **Network.** U-Net (Ronneberger et al. 2015) of {a['levels']} levels, {a['base_filters']}

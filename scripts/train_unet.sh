@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 # 1. 12801 crops of 64 x 64 pixels from 7000 randomised-physics 512 x 512 frames,
 #    focal loss alpha = (0.25, 1, 1), gamma = 2; training stopped by its 1500 s
-#    budget (the model card says after how many epochs and steps)
+#    budget (it ran out at the last step of the fourth epoch)
 python scripts/train_unet.py train --frames 7000 --seed 101 --val-frames 400 --val-seed 202 \
     --epochs 6 --time-limit 1500 -o runs/unet_model
 
