@@ -16,6 +16,7 @@ _FILTERS = {  # name -> (own STATUS bit, own columns)
     "sac_filter": (1 << 4, ("SAC_DIST",)),
     "cam_filter": (1 << 5, ("PROB_CR", "CAM_NET")),
     "morph_filter": (1 << 6, ("PROB_MORPH",)),
+    "unet_filter": (1 << 10, ("PROB_UNET",)),
 }
 
 

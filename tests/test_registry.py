@@ -26,10 +26,11 @@ def test_every_bit_declared_once():
     assert dict(STATUS_BITS) == dict(declared)
     assert list(STATUS_BITS.values()) == sorted(bits)
     assert dict(STATUS_BITS) == {"GRADE": 0, "OUTER_RING": 1, "ENERGY": 2, "LACOSMIC": 3,
-                                 "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8, "OBSCTX": 9}
+                                 "SAC": 4, "CAM": 5, "MORPH": 6, "EDGE": 8, "OBSCTX": 9,
+                                 "UNET": 10}
     # each filter's mask is the OR of its bits, and the masks do not overlap
     masks = [registry.METHOD_BITS[name] for name in registry.FILTERS]
-    assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 9]
+    assert masks == [0b111, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 9, 1 << 10]
     assert sum(masks) == np.bitwise_or.reduce(masks)
     assert registry.status_bits()["EDGE"][2] == "find_events"
     with pytest.raises(TypeError, match="read-only|does not support item assignment"):
@@ -39,7 +40,7 @@ def test_every_bit_declared_once():
 def test_compare_knows_every_filter():
     masks = {label: selection.method_mask(label) for label in registry.report_names()}
     assert masks == {"VF": 0b111, "LACOSMIC": 1 << 3, "SAC": 1 << 4, "CAM": 1 << 5,
-                     "MORPH": 1 << 6, "OBSCTX": 1 << 9}
+                     "MORPH": 1 << 6, "OBSCTX": 1 << 9, "UNET": 1 << 10}
     assert selection.method_mask("VF+SAC") == 0b111 | 1 << 4
     events = {"STATUS": np.array([0, 1 << 6, 1 << 0 | 1 << 6, 1 << 4])}
     assert selection.rejected(events, "MORPH").tolist() == [False, True, True, False]

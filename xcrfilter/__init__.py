@@ -28,6 +28,8 @@ _LAZY = {
     "track_mask": "xcrfilter.filters.sac",
     "cam_filter": "xcrfilter.filters.cam",
     "morph_filter": "xcrfilter.filters.morph",
+    "unet_filter": "xcrfilter.filters.unet",
+    "unet_mask": "xcrfilter.filters.unet",
     "run_pipeline": "xcrfilter.pipeline",
     "read_frames": "xcrfilter.io.frames",
     "read_events": "xcrfilter.io.eventfile",

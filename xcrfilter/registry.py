@@ -39,6 +39,7 @@ FILTERS = {
     "cam": "xcrfilter.filters.cam",
     "morph": "xcrfilter.filters.morph",
     "obsctx": "xcrfilter.filters.obsctx",
+    "unet": "xcrfilter.filters.unet",
 }
 
 _FIRST_BIT, _LAST_BIT = 0, 30

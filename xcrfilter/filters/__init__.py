@@ -9,8 +9,9 @@ bits, parameters, shared inputs and calibratable threshold:
 :mod:`~xcrfilter.filters.sac` (self-anti-coincidence near particle tracks),
 :mod:`~xcrfilter.filters.laplacian` (L.A.Cosmic through astroscrappy),
 :mod:`~xcrfilter.filters.cam` (the CAM machine-learning filter),
-:mod:`~xcrfilter.filters.morph` (shape and whole-frame context) and
-:mod:`~xcrfilter.filters.obsctx` (context learnt from the observation itself);
+:mod:`~xcrfilter.filters.morph` (shape and whole-frame context),
+:mod:`~xcrfilter.filters.obsctx` (context learnt from the observation itself) and
+:mod:`~xcrfilter.filters.unet` (U-Net pixel segmentation: a mask and an event score);
 :mod:`~xcrfilter.filters.probability` holds what the probability filters
 share, :mod:`~xcrfilter.filters.lacosmic_units` the conversion of frames to
 astroscrappy's units.  Filters never call each other: :mod:`xcrfilter.pipeline` composes
