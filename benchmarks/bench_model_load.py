@@ -63,7 +63,8 @@ def main(argv=None):
     for k, v in best.items():
         print(f"{k:{w}s}  {v:.3f}")
     print(f"{'sum of the best steps':{w}s}  {sum(best.values()):.3f}")
-    print(f"{'total, best process':{w}s}  {min(totals):.3f}  (median {sorted(totals)[len(totals) // 2]:.3f})")
+    median = sorted(totals)[len(totals) // 2]
+    print(f"{'total, best process':{w}s}  {min(totals):.3f}  (median {median:.3f})")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def main(argv=None):
     print(f"{args.frames} frames, preset {args.preset}, {len(ev) / args.frames:.1f} events/frame; "
           f"{tiles:.1f} of {(512 // c) ** 2} tiles evaluated per frame "
           f"({win} px each: {tiles * win * model.meta['flops_per_pixel'] / 1e9:.3f} GFLOP/frame, "
-          f"dense {512 * 512 * model.meta['flops_per_pixel'] / 1e9:.2f} GFLOP/frame incl. no margin); "
+          f"dense {512 * 512 * model.meta['flops_per_pixel'] / 1e9:.2f} GFLOP/frame "
+          "incl. no margin); "
           f"cores {os.cpu_count()}")
     print(f"{'step':46s} {'frames':>6s} {'s':>8s} {'frames/s':>9s}")
     for label, n, dt, fps in rows:

@@ -69,7 +69,8 @@ def cost(name, repeat=3, batch=8):
 def cmd_cost(args):
     rows = [(n, *cost(n)) for n in VARIANTS]
     paper = rows[0][2]
-    print(f"{'variant':10s} {'weights':>9s} {'M mult-adds':>12s} {'x paper':>8s} {'windows/s':>10s}")
+    print(f"{'variant':10s} {'weights':>9s} {'M mult-adds':>12s} {'x paper':>8s} "
+          f"{'windows/s':>10s}")
     for n, w, m, r in rows:
         print(f"{n:10s} {w:9,d} {m / 1e6:12.1f} {m / paper:8.2f} {r:10.0f}")
     return 0
