@@ -31,7 +31,7 @@ def main(argv=None):
     from xcrfilter.events import find_events
     from xcrfilter.filters.unet import unet_filter
     from xcrfilter.filters.vfaint import vfaint_filter
-    from xcrfilter.ml.unet import load_unet_model
+    from xcrfilter.ml.unet_model import load_unet_model
     from xcrfilter.simulate import preset, simulate_frames
     params, det = preset(args.preset)
     sim = simulate_frames(args.frames, seed=args.seed, params=params, detector=det)

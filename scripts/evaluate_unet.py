@@ -45,7 +45,7 @@ def cmd_pixels(args):
     from xcrfilter.evaluation.pixels import pixel_confusion
     from xcrfilter.filters.laplacian import lacosmic_mask
     from xcrfilter.filters.unet import unet_mask
-    from xcrfilter.ml.unet import load_unet_model
+    from xcrfilter.ml.unet_model import load_unet_model
     model = load_unet_model(args.model)
     rows = []
     for name in args.presets:
@@ -99,7 +99,7 @@ def _scored_events(name, args):
     if "unet" in args.methods:
         # the U-Net on the same frames (the simulation is reproducible from its seed)
         from xcrfilter.filters.unet import unet_filter
-        from xcrfilter.ml.unet import load_unet_model
+        from xcrfilter.ml.unet_model import load_unet_model
         model = load_unet_model(args.model)
         from xcrfilter.units import energy_values
         e = energy_values(ev["ENERGY"], u.keV)

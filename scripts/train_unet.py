@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 
 def cmd_train(args):
-    from xcrfilter.ml import unet
+    from xcrfilter.ml import unet, unet_model
     t0 = time.time()
     from xcrfilter.simulate import PhysicsRanges
     ranges = PhysicsRanges().excluding(args.excluding) if args.excluding else PhysicsRanges()
@@ -45,7 +45,7 @@ def cmd_train(args):
         x, y, val_frames_ev=xv, val_labels=yv, levels=args.levels,
         base_filters=args.base_filters, alpha=tuple(args.alpha), gamma=args.gamma,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        time_limit=args.time_limit, seed=args.seed, log_path=out / unet.LOG_FILE)
+        time_limit=args.time_limit, seed=args.seed, log_path=out / unet_model.LOG_FILE)
     import jax
     import keras
     meta = dict(
@@ -68,7 +68,7 @@ def cmd_train(args):
                       numpy=np.__version__, python=platform.python_version()),
         command=" ".join(sys.argv),
     )
-    unet.save_unet_model(out, net, scaler, meta, "(thresholds not chosen yet)\n")
+    unet_model.save_unet_model(out, net, scaler, meta, "(thresholds not chosen yet)\n")
     print(json.dumps(meta["training"], indent=1))
     return 0
 
@@ -98,9 +98,10 @@ def _validation_events(model, n_frames, seed, excluding=None):
 
 
 def cmd_thresholds(args):
-    from xcrfilter.ml import unet
+    from xcrfilter.ml import unet_model
+    from xcrfilter.ml.checksums import write_checksums
     out = Path(args.output)
-    model = unet.load_unet_model(out)
+    model = unet_model.load_unet_model(out)
     t0 = time.time()
     prob, truth, energy, pix = _validation_events(model, args.frames, args.seed, args.excluding)
     p_xpix = pix[pix >= 0]
@@ -118,7 +119,7 @@ def cmd_thresholds(args):
     thr = min(max(thr, 0.05), 0.999)
     lost = float(np.mean(px >= thr))
     rec = float(np.mean(pc >= thr)) if pc.size else float("nan")
-    meta = json.loads((out / unet.META_FILE).read_text())
+    meta = json.loads((out / unet_model.META_FILE).read_text())
     meta.update(threshold=round(thr, 6), mask_threshold=round(mask_thr, 6))
     meta["threshold_choice"] = dict(
         frames=args.frames, seed=args.seed,
@@ -130,20 +131,21 @@ def cmd_thresholds(args):
                   "of the X-ray pixels", mask_xray_kept=kept, mask_cr_recall=cr_recall,
         n_xray_pixels=int(p_xpix.size), n_cr_pixels=int(p_cpix.size),
         seconds=round(time.time() - t0, 1))
-    (out / unet.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    (out / unet.CARD_FILE).write_text(model_card(meta))
-    sha = unet.write_checksums(out, unet.CHECKED_FILES)
+    (out / unet_model.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / unet_model.CARD_FILE).write_text(model_card(meta))
+    sha = write_checksums(out, unet_model.CHECKED_FILES)
     print(json.dumps(meta["threshold_choice"], indent=1))
     print("model checksum", sha)
     return 0
 
 
 def cmd_card(args):
-    from xcrfilter.ml import unet
+    from xcrfilter.ml import unet_model
+    from xcrfilter.ml.checksums import write_checksums
     out = Path(args.output)
-    meta = json.loads((out / unet.META_FILE).read_text())
-    (out / unet.CARD_FILE).write_text(model_card(meta))
-    print("model checksum", unet.write_checksums(out, unet.CHECKED_FILES))
+    meta = json.loads((out / unet_model.META_FILE).read_text())
+    (out / unet_model.CARD_FILE).write_text(model_card(meta))
+    print("model checksum", write_checksums(out, unet_model.CHECKED_FILES))
     return 0
 
 

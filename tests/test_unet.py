@@ -11,7 +11,7 @@ from astropy.table import QTable
 from xcrfilter import run_pipeline
 from xcrfilter.events import find_events
 from xcrfilter.filters.unet import UNET_BIT, event_scores, unet_filter, unet_mask
-from xcrfilter.ml import unet
+from xcrfilter.ml import unet, unet_model
 from xcrfilter.ml.checksums import ModelFileError
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 
@@ -20,7 +20,7 @@ NOISE_EV = 7 * 3.65  # WFI readout noise, 7 electrons rms
 
 @pytest.fixture(scope="module")
 def model():
-    return unet.load_unet_model()
+    return unet_model.load_unet_model()
 
 
 def hand_frame(seed=0):
@@ -231,8 +231,8 @@ def test_training_smoke_and_model_roundtrip(tmp_path):
     assert rec["loss"][1] < rec["loss"][0]
     meta = dict(name="smoke", threshold=0.4, mask_threshold=0.6,
                 architecture=dict(levels=2), tiling=dict(core=16, margin=8))
-    sha = unet.save_unet_model(tmp_path / "m", net, scaler, meta, "card\n")
-    loaded = unet.load_unet_model(tmp_path / "m")
+    sha = unet_model.save_unet_model(tmp_path / "m", net, scaler, meta, "card\n")
+    loaded = unet_model.load_unet_model(tmp_path / "m")
     assert loaded.sha256 == sha and loaded.threshold == 0.4 and loaded.core == 16
     want = np.asarray(net(scaler.transform(x[:3])[..., None]))
     np.testing.assert_allclose(loaded.predict_windows(x[:3]), want, atol=1e-5)
@@ -243,7 +243,7 @@ def test_training_smoke_and_model_roundtrip(tmp_path):
     m["threshold"] = 0.1
     (d / "model.json").write_text(json.dumps(m))
     with pytest.raises(ModelFileError, match="sha256 does not match"):
-        unet.load_unet_model(d)
+        unet_model.load_unet_model(d)
 
 
 def test_bad_inputs(model, tmp_path):

@@ -16,7 +16,7 @@ has two faces:
   scored too.
 
 Only ``core x core`` tiles holding a pixel at or above ``seed_level`` (the
-event threshold) are evaluated (`xcrfilter.ml.unet.UnetModel.probability_maps`):
+event threshold) are evaluated (`xcrfilter.ml.unet_model.UnetModel.probability_maps`):
 an event always lies in one, and pixels of other tiles get probability 0.
 """
 from __future__ import annotations
@@ -50,12 +50,12 @@ _WINDOWS = (1, 3, 5)
 
 def is_available():
     """True when the shipped U-Net model is installed."""
-    from ..ml.unet import NETWORK_FILE, default_unet_dir
+    from ..ml.unet_model import NETWORK_FILE, default_unet_dir
     return (default_unet_dir() / NETWORK_FILE).is_file()
 
 
 def _get_model(model):
-    from ..ml.unet import UnetModel, load_unet_model
+    from ..ml.unet_model import UnetModel, load_unet_model
     return get_model(model, load_unet_model, UnetModel)
 
 
@@ -162,7 +162,7 @@ def unet_filter(frames, events=None, *, threshold=None, window=3, model=None,
     window : int, optional
         ``PROB_UNET`` is the largest CR probability in the ``window x
         window`` pixels centred on the event (1, 3 or 5; default 3).
-    model : None, path-like or `xcrfilter.ml.unet.UnetModel`, optional
+    model : None, path-like or `xcrfilter.ml.unet_model.UnetModel`, optional
         Default: the model shipped in ``xcrfilter/data/unet_model``.
     event_threshold : `~astropy.units.Quantity`
         Event finding (260 eV) and the seed level of the evaluated tiles.
@@ -223,7 +223,7 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
         CR-probability threshold of the mask in [0, 1]; default the model's
         ``mask_threshold`` (chosen to keep >= 99 % of the X-ray pixels of
         validation frames, see the model card).
-    model : None, path-like or `xcrfilter.ml.unet.UnetModel`, optional
+    model : None, path-like or `xcrfilter.ml.unet_model.UnetModel`, optional
         Default: the shipped model.
     seed_level : `~astropy.units.Quantity`, optional
         Tiles without a pixel at or above it (default 260 eV, the event
