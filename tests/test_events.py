@@ -276,3 +276,18 @@ def test_edge_status_bit_is_optional():
     assert on["STATUS"].tolist() == [1 << STATUS_BITS["EDGE"], 0]
     # the VF filter recomputes bits 0-2 only: the EDGE bit stays
     assert vfaint_filter(on)["STATUS"].tolist() == [1 << STATUS_BITS["EDGE"], 0]
+
+
+def test_event_positions_checked_against_the_cube():
+    from astropy.table import Table
+    from xcrfilter.events import event_positions
+    ev = Table({"FRAME": [0, 2], "RAWY": [3, 0], "RAWX": [4, 9]})
+    f, y, x = event_positions(ev, (3, 4, 10))
+    assert f.tolist() == [0, 2] and y.tolist() == [3, 0] and x.tolist() == [4, 9]
+    assert f.dtype == np.intp
+    with pytest.raises(ValueError, match=r"outside the label cube \(3 frames of 4 x 9 pixels\)"):
+        event_positions(ev, (3, 4, 9), "the label cube")
+    with pytest.raises(ValueError, match="outside the frames"):
+        event_positions(ev, (2, 4, 10))
+    empty = Table({"FRAME": [], "RAWY": [], "RAWX": []})
+    assert all(a.size == 0 for a in event_positions(empty, (0, 0, 0)))

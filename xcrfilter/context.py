@@ -41,6 +41,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from .events import event_positions
 from .meta import set_card
 from .units import as_energy, energy_values
 
@@ -176,12 +177,7 @@ def context_features(frames, events, *, split_threshold=80 * u.eV,
             raise KeyError(f"events have no {col!r} column (needed for context features)")
     n_ev = len(events)
     nf, ny, nx = data.shape
-    f = np.asarray(events["FRAME"], np.intp)
-    x = np.asarray(events["RAWX"], np.intp)
-    y = np.asarray(events["RAWY"], np.intp)
-    if n_ev and (f.min() < 0 or f.max() >= nf or x.min() < 0 or x.max() >= nx
-                 or y.min() < 0 or y.max() >= ny):
-        raise ValueError("events lie outside the frames (FRAME/RAWY/RAWX out of range)")
+    f, y, x = event_positions(events, data.shape)
 
     out = QTable()
     names = _names(radii)

@@ -18,7 +18,7 @@ from .meta import add_history, set_card
 __all__ = ["find_events", "asca_grade", "pattern_code", "is_accepted_shape",
            "FINDING_STATUS", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
            "NEIGHBOUR_BITS", "EPIC_PATTERN_LUT", "epic_pattern", "check_thresholds",
-           "set_status_bit"]
+           "set_status_bit", "event_positions"]
 
 #: STATUS bits of event finding itself, NAME -> (bit, meaning); the filters
 #: declare theirs in their modules (``STATUS``), `xcrfilter.registry` joins them.
@@ -198,6 +198,38 @@ def _as_ev(value, name):
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value}.")
     return v
+
+
+def event_positions(events, shape, what="the frames"):
+    """``FRAME``, ``RAWY`` and ``RAWX`` of ``events``, checked against a cube.
+
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        Events with ``FRAME``, ``RAWY`` and ``RAWX``.
+    shape : tuple of int
+        ``(n_frames, ny, nx)`` of the frames (or label cube) they index.
+    what : str
+        How the error message names the cube.
+
+    Returns
+    -------
+    frame, rawy, rawx : intp ndarray, shape (n_events,)
+
+    Raises
+    ------
+    ValueError
+        An event outside ``shape``.
+    """
+    f = np.asarray(events["FRAME"], np.intp)
+    y = np.asarray(events["RAWY"], np.intp)
+    x = np.asarray(events["RAWX"], np.intp)
+    n, ny, nx = shape
+    if f.size and (f.min() < 0 or f.max() >= n or y.min() < 0 or y.max() >= ny
+                   or x.min() < 0 or x.max() >= nx):
+        raise ValueError(f"events lie outside {what} ({n} frames of {ny} x {nx} pixels): "
+                         "FRAME/RAWY/RAWX out of range")
+    return f, y, x
 
 
 def set_status_bit(table, bit, where):

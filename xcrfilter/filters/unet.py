@@ -26,6 +26,7 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from ..contract import Calibration, Card, Filter, Param
+from ..events import event_positions
 from ..meta import log_to_metadata
 from ..units import as_energy, as_probability
 from .probability import cube_and_events, flag_probability, get_model
@@ -93,14 +94,8 @@ def event_scores(p_cr, events, window=3):
         p = p[None]
     if len(events) == 0:
         return np.zeros(0, np.float32)
-    f = np.asarray(events["FRAME"], np.int64)
-    x = np.asarray(events["RAWX"], np.int64)
-    y = np.asarray(events["RAWY"], np.int64)
-    n, ny, nx = p.shape
-    if f.min() < 0 or f.max() >= n or x.min() < 0 or x.max() >= nx or y.min() < 0 \
-            or y.max() >= ny:
-        raise ValueError(f"events: FRAME/RAWX/RAWY outside the {n} frames of {ny} x {nx} "
-                         "pixels given")
+    f, y, x = event_positions(events, p.shape, "the probability maps")
+    _, ny, nx = p.shape
     h = w // 2
     out = np.zeros(len(f), np.float32)
     for dy in range(-h, h + 1):

@@ -14,6 +14,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from ..events import event_positions
 from . import physics as ph
 
 __all__ = ["LABEL_NONE", "LABEL_XRAY", "LABEL_CR", "TILE_EMPTY", "TILE_XRAY", "TILE_CR",
@@ -184,13 +185,7 @@ def event_truth(events, labels):
         raise ValueError(f"labels must be a (n_frames, ny, nx) cube, got shape {labels.shape}")
     if len(events) == 0:
         return np.zeros(0, int)
-    f = np.asarray(events["FRAME"], np.int64)
-    x = np.asarray(events["RAWX"], np.int64)
-    y = np.asarray(events["RAWY"], np.int64)
-    n, ny, nx = labels.shape
-    if f.min() < 0 or f.max() >= n or y.min() < 0 or y.max() >= ny or x.min() < 0 \
-            or x.max() >= nx:
-        raise ValueError("events lie outside the label cube (FRAME/RAWY/RAWX out of range)")
+    f, y, x = event_positions(events, labels.shape, "the label cube")
     return labels[f, y, x].astype(int)
 
 
