@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("xcrfilter.ml.densenet")  # Keras, with the package's backend
 
 from xcrfilter.ml.checksums import ModelFileError, file_sha256  # noqa: E402
-from xcrfilter.ml.model import _load_uncached, default_model_dir, write_checksums  # noqa: E402
+from xcrfilter.ml.model import read_model, default_model_dir, write_checksums  # noqa: E402
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def _edit_meta(model_dir, **fields):
 
 
 def test_copy_of_shipped_model_loads(model_dir):
-    model = _load_uncached(model_dir)
+    model = read_model(model_dir)
     assert 0 <= model.threshold <= 1 and model.forest.n_features_in_ == 10
 
 
@@ -40,7 +40,7 @@ def test_sums_entries_outside_the_model_fail_fast(model_dir, line):
     sums.write_text(sums.read_text() + line.format(sha=sha) + "\n")
     t0 = time.perf_counter()
     with pytest.raises(ModelFileError, match="not a model file"):
-        _load_uncached(model_dir)
+        read_model(model_dir)
     assert time.perf_counter() - t0 < 5.0
 
 
@@ -49,7 +49,7 @@ def test_model_file_linked_to_a_device_fails_fast(model_dir):
     os.symlink("/dev/zero", model_dir / "MODEL_CARD.md")
     t0 = time.perf_counter()
     with pytest.raises(ModelFileError, match="not a regular file"):
-        _load_uncached(model_dir)
+        read_model(model_dir)
     assert time.perf_counter() - t0 < 5.0
 
 
@@ -63,7 +63,7 @@ def test_model_file_linked_to_a_device_fails_fast(model_dir):
 def test_invalid_model_json_fields(model_dir, field, value, match):
     _edit_meta(model_dir, **{field: value})
     with pytest.raises(ModelFileError, match=match):
-        _load_uncached(model_dir)
+        read_model(model_dir)
 
 
 def test_foreign_network_and_forest_name_the_file(model_dir, tmp_path):
@@ -72,13 +72,13 @@ def test_foreign_network_and_forest_name_the_file(model_dir, tmp_path):
     three.save(model_dir / "densenet.keras")
     write_checksums(model_dir)
     with pytest.raises(ModelFileError, match=r"densenet.keras: the network has 3 output"):
-        _load_uncached(model_dir)
+        read_model(model_dir)
     other = tmp_path / "other"
     shutil.copytree(default_model_dir("paper"), other)
     (other / "forest.skops").write_bytes(b"PK\x03\x04 not a forest")
     write_checksums(other)
     with pytest.raises(ModelFileError, match="forest.skops"):
-        _load_uncached(other)
+        read_model(other)
 
 
 def _edit_network_input(model_dir, batch_shape):
@@ -107,9 +107,9 @@ def test_network_input_against_model_json(model_dir, batch_shape, match):
     without an error, and a 2-channel one failed only inside JAX."""
     _edit_network_input(model_dir, batch_shape)
     with pytest.raises(ModelFileError, match=match):
-        _load_uncached(model_dir)
+        read_model(model_dir)
 
 
 def test_network_for_the_window_loads(model_dir):
     _edit_network_input(model_dir, [None, 64, 64, 1])
-    assert _load_uncached(model_dir).network.window == 64
+    assert read_model(model_dir).network.window == 64

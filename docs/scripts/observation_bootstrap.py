@@ -20,6 +20,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from observation_table import rows_table  # docs/scripts/, beside this one
 from xcrfilter import registry
 
 
@@ -101,15 +102,8 @@ def main(argv=None):
             shape = " + shape" if name == "obsctx" and ev.meta.get("OBCSHAPE") else ""
             lines.append([preset, name + shape + rank, str(int(is_cr.sum())),
                           fmt(lost, bl), fmt(removed, br), fmt(best, bb)])
-    headers = ["preset", "method", "CR", "true loss %", "removed %", "best at 2 % (truth)"]
-    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(headers)]
-    rule = "  ".join("=" * w for w in widths)
-    print(rule)
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    print(rule)
-    for r in lines:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    print(rule)
+    print(rows_table(["preset", "method", "CR", "true loss %", "removed %",
+                      "best at 2 % (truth)"], lines))
     return 0
 
 

@@ -228,7 +228,6 @@ def _max_lost_xray(args, names, kind):
     fraction is strict; ``none`` turns calibration off.
     """
     from ..pipeline import DEFAULT_MAX_LOST_XRAY
-    from ..registry import filter_spec
     if args.max_lost_xray == "none":
         return None, False
     if args.max_lost_xray is not None:
@@ -237,17 +236,22 @@ def _max_lost_xray(args, names, kind):
                              f"is {'a pixel table' if kind == 'pixels' else 'an event list'}: "
                              "drop --max-lost-xray (the default thresholds apply).")
         return args.max_lost_xray, False
-    if kind != "frames" or not any(filter_spec(n).calibration is not None for n in names):
+    if kind != "frames" or not _calibratable(names):
         return None, False
     return DEFAULT_MAX_LOST_XRAY, True
+
+
+def _calibratable(names):
+    """Whether any of the filters ``names`` has a threshold ``--max-lost-xray`` calibrates."""
+    from ..registry import filter_spec
+    return any(filter_spec(n).calibration is not None for n in names)
 
 
 def _check_max_lost_xray(args, names):
     """``--max-lost-xray`` calibrates sac, cam, morph and obsctx: refuse it without any of them."""
     if args.max_lost_xray in (None, "none") or names is None:
         return
-    from ..registry import filter_spec
-    if not any(filter_spec(n).calibration is not None for n in names):
+    if not _calibratable(names):
         raise ValueError(f"--max-lost-xray calibrates the filters with a threshold (sac, cam, "
                          f"morph, obsctx); -m {','.join(names)} has none of them: add one or drop "
                          "--max-lost-xray.")

@@ -29,7 +29,7 @@ from ..contract import Calibration, Card, Filter, Param
 from ..events import event_positions
 from ..meta import log_to_metadata
 from ..units import as_energy, as_probability
-from .probability import cube_and_events, flag_probability, get_model
+from .probability import cube_and_events, flag_probability, get_model, model_and_threshold
 
 __all__ = ["unet_mask", "unet_filter", "event_scores", "UNET_BIT", "pipeline_step",
            "is_available", "FILTER"]
@@ -188,8 +188,7 @@ def unet_filter(frames, events=None, *, threshold=None, window=3, model=None,
         frames, events, "unet_filter", "the network looks at the pixels around every event",
         event_threshold=event_threshold, split_threshold=split_threshold,
         mip_threshold=mip_threshold, gain=gain, detector=detector)
-    model = _get_model(model)
-    thr = as_probability(threshold, model.threshold)
+    model, thr = model_and_threshold(model, threshold, _get_model)
     return _apply(_clean(cube), events, model, thr, _check_window(window),
                   as_energy(event_threshold, "event_threshold"))
 
@@ -282,8 +281,7 @@ def unet_mask(ccd, *, threshold=None, model=None, seed_level=260 * u.eV, gain=No
 def pipeline_step(cube, events, *, threshold=None, window=3, model=None,
                   event_threshold=260 * u.eV):
     """Pipeline step ``unet``: ``PROB_UNET`` and STATUS bit 10 (see :func:`unet_filter`)."""
-    model = _get_model(model)
-    thr = as_probability(threshold, model.threshold)
+    model, thr = model_and_threshold(model, threshold, _get_model)
     return _apply(_clean(cube), events, model, thr, _check_window(window),
                   as_energy(event_threshold, "event_threshold"))
 

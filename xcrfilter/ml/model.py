@@ -37,7 +37,8 @@ from .checksums import SUMS_FILE, ModelFileError, cache_key, verify_checksums
 from .checksums import write_checksums as _write_checksums
 from .forest import check_forest, load_forest, save_forest
 
-__all__ = ["CamModel", "load_model", "default_model_dir", "FORMAT", "write_checksums",
+__all__ = ["CamModel", "load_model", "read_model", "default_model_dir", "FORMAT",
+           "write_checksums",
            "event_windows", "export_network"]
 
 FORMAT = "xcrfilter-cam-model"
@@ -407,7 +408,24 @@ def _check_input_shape(net, model_dir):
                              "together")
 
 
-def _load_uncached(model_dir, verify=True):
+def read_model(model_dir, verify=True):
+    """Load a CAM model directory afresh, bypassing the cache of :func:`load_model`.
+
+    Parameters
+    ----------
+    model_dir : path-like
+    verify : bool
+        Check ``SHA256SUMS`` (default True).
+
+    Returns
+    -------
+    CamModel
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model`.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
@@ -433,7 +451,7 @@ def _load_uncached(model_dir, verify=True):
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(model_dir, mtime):
-    return _load_uncached(model_dir)
+    return read_model(model_dir)
 
 
 def load_model(model_dir=None):
