@@ -173,28 +173,77 @@ def test_observation_keywords_plain(tmp_path):
     assert card_comment(events.meta, "TELESCOP") == "mission"
 
 
-#: Filters with at least one parameter that declares its header card (vfaint has
-#: no parameter of its own: it uses the shared thresholds).
+#: Filters with at least one parameter or shared input that declares its header card.
 CARD_FILTERS = [n for n in registry.FILTERS
-                if any(p.card is not None for p in registry.filter_spec(n).params)]
+                if any(p.card is not None for p in registry.filter_spec(n).params)
+                or registry.filter_spec(n).shared_cards]
 
 
-def test_every_filter_but_vfaint_declares_cards():
-    assert set(registry.FILTERS) - set(CARD_FILTERS) == {"vfaint"}
+def test_every_filter_declares_cards():
+    assert set(CARD_FILTERS) == set(registry.FILTERS)
 
 
 @pytest.mark.parametrize("name", CARD_FILTERS)
 def test_declared_cards_are_written(name):
-    """The header card of every parameter that declares one is written by a run, with the
-    comment the declaration gives it (the unit in brackets)."""
+    """The header card of every parameter and shared input that declares one is written by
+    a run, with the comment the declaration gives it (the unit in brackets), and every
+    declared count of a per-chunk filter is written as an integer."""
     from xcrfilter.meta import card_comment
     spec = registry.filter_spec(name)
     assert spec.available(), f"the shipped model of {name!r} is missing from xcrfilter/data"
-    declared = [p for p in spec.params if p.card is not None]
+    declared = [(p.card, p.unit) for p in spec.params if p.card is not None]
+    declared += [(card, "eV" if k.endswith("_threshold") else "")
+                 for k, card in spec.shared_cards.items()]
     events = run_pipeline(_frames(), name)
-    for p in declared:
-        value = events.meta.get(p.card.key if isinstance(p.card.key, str) else p.card.key[0])
-        for key, _, comment in p.card.records(
-                [value] * len(p.card.key) if isinstance(p.card.key, tuple) else value, p.unit):
+    for card, unit in declared:
+        value = events.meta.get(card.key if isinstance(card.key, str) else card.key[0])
+        for key, _, comment in card.records(
+                [value] * len(card.key) if isinstance(card.key, tuple) else value, unit):
             assert key in events.meta, (name, key)
             assert card_comment(events.meta, key) == comment, (name, key)
+    if spec.observe is None:     # obsctx writes its counts when it concludes, if it learns
+        for count in spec.counts:
+            assert isinstance(events.meta[count.key], int), (name, count.key)
+            assert card_comment(events.meta, count.key) == count.comment
+
+
+def test_vfaint_records_the_shared_thresholds():
+    events = run_pipeline(_frames(), "vfaint", split_threshold=100 * u.eV, strict=True)
+    assert events.meta["VFSPLTHR"] == 100.0 and events.meta["VFSTRICT"] is True
+    assert events.meta["VFEVTTHR"] == 260.0 and events.meta["VFMIPTHR"] == 10000.0
+
+
+def _toy(**kw):
+    return contract.Filter(name="toy", step=lambda cube, events: events, status={},
+                           **kw)
+
+
+def test_record_writes_declared_cards_counts_and_history():
+    spec = _toy(params=(contract.Param("limit", 1.0, unit="keV",
+                                       card=contract.Card("TOYLIM", "toy limit")),),
+                counts=(contract.Count("TOYNREJ", "events rejected"),
+                        contract.Count("TOYNSCO", "events scored")))
+    meta = {}
+    spec.record(meta, {"limit": 2 * u.keV, "unknown": 3}, {"TOYNSCO": 7, "TOYNREJ": 2},
+                [("TOYMODE", "x", "mode")], "toy: 2 of 7")
+    from xcrfilter.meta import card_comment
+    assert [k for k in meta if k.startswith("TOY")] == ["TOYLIM", "TOYNREJ", "TOYNSCO",
+                                                        "TOYMODE"]
+    assert meta["TOYLIM"] == 2.0 and card_comment(meta, "TOYLIM") == "[keV] toy limit"
+    assert meta["TOYNREJ"] == 2 and card_comment(meta, "TOYNSCO") == "events scored"
+    assert meta["HISTORY"][-1].endswith("toy: 2 of 7")
+
+
+def test_record_refuses_an_undeclared_count():
+    spec = _toy(counts=(contract.Count("TOYNREJ", "events rejected"),))
+    with pytest.raises(ValueError, match="undeclared count card.*TOYNRJE"):
+        spec.record({}, counts={"TOYNRJE": 1})
+
+
+def test_declaration_checks_counts_and_shared_cards():
+    cal = contract.Calibration("SCORE", "threshold", +1, card="TOYTHR", count_card="TOYNREJ",
+                               prefix="TOY", uses_shape=False)
+    with pytest.raises(ValueError, match="count card 'TOYNREJ' is not a declared count"):
+        _toy(params=(contract.Param("threshold", 0.5),), calibration=cal)
+    with pytest.raises(ValueError, match="shared input.*split_threshold"):
+        _toy(shared_cards={"split_threshold": contract.Card("TOYSPL", "split")})

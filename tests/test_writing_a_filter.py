@@ -58,7 +58,7 @@ def test_example_filter_in_the_pipeline(registered, tmp_path):
     out = run_pipeline(_frames(), "vfaint,bright", options={"bright": {"limit": 5 * u.keV}},
                        chunk_frames=1)
     assert (np.asarray(out["STATUS"]) & 128 > 0).tolist() == [False, True, True]
-    assert out.meta["BRTNREJ"] == 2  # summed over the two chunks (COUNT_CARDS)
+    assert out.meta["BRTNREJ"] == 2  # summed over the two chunks (COUNTS)
     assert "bright" in out.meta["FILTERS"]
     # everything else is derived from its STATUS declaration
     assert registry.METHOD_BITS["bright"] == 128

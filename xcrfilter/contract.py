@@ -9,7 +9,11 @@ optionally the threshold :mod:`xcrfilter.calibrate` may calibrate
 (:meth:`Filter.add_cli_options`), the header cards recording the values a
 filter used (:meth:`Filter.cards`), the docs table of options and the
 check of misspelt options (:meth:`Filter.check_options`) are all made from
-it.  Which filters there are is :mod:`xcrfilter.registry`'s business.
+it.  A filter records what a run did with :meth:`Filter.record`: the cards
+of the parameter values and shared inputs it used, its declared counts
+(:class:`Count`) and a HISTORY line, through
+`xcrfilter.meta.log_to_metadata`.  Which filters there are is
+:mod:`xcrfilter.registry`'s business.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ from typing import Any, NamedTuple
 import astropy.units as u
 
 from .cli.argtypes import parse_energy
+from .meta import log_to_metadata
 
-__all__ = ["Filter", "Param", "Card", "Calibration", "SHARED_INPUTS", "status_mask"]
+__all__ = ["Filter", "Param", "Card", "Count", "Calibration", "SHARED_INPUTS", "status_mask"]
 
 #: The inputs the pipeline shares with every filter that declares it needs
 #: them (:attr:`Filter.shared`): the event-finding thresholds (energies),
@@ -61,6 +66,26 @@ class Card(NamedTuple):
                 val = val.to_value(unit) if unit else val.value
             out.append((key, val, f"[{unit}] {comment}" if unit else comment))
         return out
+
+
+class Count(NamedTuple):
+    """A header keyword counting what a filter did in a run, e.g. ``SACNEVT``.
+
+    The pipeline sums it over the chunks of frames of a run; the
+    calibration rewrites the count of rejected events
+    (:attr:`Calibration.count_card`).
+
+    Attributes
+    ----------
+    key : str
+        The keyword (8 characters at most), starting with the filter's
+        :attr:`Filter.prefix`.
+    comment : str
+        Its comment.
+    """
+
+    key: str
+    comment: str
 
 
 class Calibration(NamedTuple):
@@ -209,8 +234,13 @@ class Filter:
         (``MRPTHR``); default the first three letters of the name in upper
         case.  Keywords written for the filter by others (e.g. the
         calibration's ``<prefix>CALV``) use it too.
-    count_cards : tuple of str
-        Header keywords holding counts, summed by the pipeline over chunks.
+    counts : tuple of Count
+        Header keywords holding counts (:class:`Count`), written by
+        :meth:`record` and summed by the pipeline over chunks.
+    shared_cards : mapping, optional
+        Shared input -> :class:`Card` recording the value a run used
+        (e.g. ``{"split_threshold": Card("VFSPLTHR", ...)}``), for a filter
+        whose result depends on it directly.
     is_available : callable, optional
         ``is_available() -> bool`` for a filter that needs more than its
         module (a shipped model file); None: always available.
@@ -245,7 +275,8 @@ class Filter:
     calibration: Calibration | None = None
     report_name: str | None = None
     card_prefix: str | None = None
-    count_cards: tuple = ()
+    counts: tuple = ()
+    shared_cards: Mapping = field(default_factory=dict)
     is_available: Callable | None = None
     model_param: str | None = None
     start_run: Callable | None = None
@@ -271,6 +302,15 @@ class Filter:
         if self.calibration is not None and self.calibration.option not in names:
             raise ValueError(f"filter {self.name!r}: calibrated option "
                              f"{self.calibration.option!r} is not a parameter.")
+        count_keys = [c.key for c in self.counts]
+        if (self.calibration is not None and self.calibration.count_card is not None
+                and self.calibration.count_card not in count_keys):
+            raise ValueError(f"filter {self.name!r}: calibration count card "
+                             f"{self.calibration.count_card!r} is not a declared count.")
+        undeclared = set(self.shared_cards) - set(self.shared)
+        if undeclared:
+            raise ValueError(f"filter {self.name!r}: cards for shared input(s) "
+                             f"{sorted(undeclared)} it does not declare in shared.")
         object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
 
     @property
@@ -282,6 +322,11 @@ class Filter:
     def prefix(self):
         """Prefix of its header keywords (:attr:`card_prefix`, default e.g. ``SAC``)."""
         return self.card_prefix or self.name[:3].upper()
+
+    @property
+    def count_cards(self):
+        """Keywords of its :attr:`counts` (tuple of str), summed over chunks."""
+        return tuple(c.key for c in self.counts)
 
     @property
     def bits(self):
@@ -321,8 +366,9 @@ class Filter:
         ----------
         values : mapping
             Parameter name -> the value used, for parameters that declare a
-            :attr:`Param.card`; others are ignored.  A Quantity is recorded
-            in the card's unit.
+            :attr:`Param.card` and shared inputs with a card in
+            :attr:`shared_cards`; others are ignored.  A Quantity is
+            recorded in the card's unit (energies of shared inputs in eV).
 
         Returns
         -------
@@ -330,10 +376,48 @@ class Filter:
             In the order of the declaration, for `xcrfilter.meta.log_to_metadata`.
         """
         out = []
+        for name, card in self.shared_cards.items():
+            if name in values:
+                out += card.records(values[name], "eV" if name.endswith("_threshold") else "")
         for p in self.params:
             if p.card is not None and p.name in values:
                 out += p.card.records(values[p.name], p.unit)
         return out
+
+    def record(self, meta, used=None, counts=None, cards=(), history=None):
+        """Record what a run did in ``meta``: the one way a filter logs its provenance.
+
+        Writes, through `xcrfilter.meta.log_to_metadata`, the cards of the
+        values used (:meth:`cards`), the declared :attr:`counts` given, any
+        further ``cards`` (model name, checksum, mode) and the HISTORY text.
+
+        Parameters
+        ----------
+        meta : dict or `~astropy.io.fits.Header`
+            ``Table.meta`` of the output table (or a header).
+        used : mapping, optional
+            Parameter or shared-input name -> value used.
+        counts : mapping, optional
+            Count keyword -> value, for keywords of :attr:`counts`.
+        cards : iterable of (key, value, comment)
+            Cards that are neither parameters nor counts.
+        history : str or list of str, optional
+            What the run did, one HISTORY line each.
+
+        Raises
+        ------
+        ValueError
+            A key of ``counts`` that is not a declared :class:`Count`.
+        """
+        counts = dict(counts or {})
+        unknown = sorted(set(counts) - set(self.count_cards))
+        if unknown:
+            raise ValueError(f"filter {self.name!r}: undeclared count card(s) {unknown} "
+                             f"(declared: {', '.join(self.count_cards) or 'none'}).")
+        records = self.cards(used or {})
+        records += [(c.key, int(counts[c.key]), c.comment) for c in self.counts
+                    if c.key in counts]
+        log_to_metadata(meta, records + list(cards), history)
 
     def output_options(self, options):
         """The :attr:`Param.output` parameters set in ``options`` (files it would write)."""

@@ -9,8 +9,7 @@ from astropy.table import QTable, Table
 
 from xcrfilter.cli.argtypes import parse_energy
 from xcrfilter.events import set_status_bit
-from xcrfilter.meta import log_to_metadata
-from xcrfilter.contract import Card, Filter, Param
+from xcrfilter.contract import Card, Count, Filter, Param
 from xcrfilter.units import as_energy, energy_values
 
 #: STATUS bit set by this filter (a free bit of ``xcrfilter.registry.STATUS_BITS``).
@@ -20,7 +19,7 @@ BRIGHT_BIT = 7
 STATUS = {"BRIGHT": (BRIGHT_BIT, "bright filter: ENERGY >= limit")}
 
 #: Header keywords holding counts, summed by the pipeline over chunks of frames.
-COUNT_CARDS = ("BRTNREJ",)
+COUNTS = (Count("BRTNREJ", f"events flagged (bit {BRIGHT_BIT})"),)
 
 
 def bright_filter(frames, events=None, *, limit=8 * u.keV):
@@ -54,10 +53,9 @@ def bright_filter(frames, events=None, *, limit=8 * u.keV):
     out = QTable(events, copy=True)                      # never touch the input
     hit = energy_values(out["ENERGY"]) >= limit_ev       # eV; a plain column holds eV
     set_status_bit(out, BRIGHT_BIT, hit)                 # cleared, then set: a re-run replaces it
-    # the declared card of each parameter (BRTLIMIT), the counts, one HISTORY line
-    cards = FILTER.cards({"limit": limit_ev * u.eV}) + [
-        ("BRTNREJ", int(hit.sum()), f"events flagged (bit {BRIGHT_BIT})")]
-    log_to_metadata(out.meta, cards, f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")
+    # the declared card of each parameter used (BRTLIMIT), the counts, one HISTORY line
+    FILTER.record(out.meta, {"limit": limit_ev * u.eV}, {"BRTNREJ": int(hit.sum())},
+                  history=f"bright_filter: {int(hit.sum())} events >= {limit_ev:g} eV")
     return out
 
 
@@ -75,5 +73,5 @@ FILTER = Filter(
     params=(Param("limit", 8 * u.keV, "flag events at or above this energy", "eV",
                   type=parse_energy, metavar="E",      # --bright-limit
                   card=Card("BRTLIMIT", "bright filter energy limit")),),
-    count_cards=COUNT_CARDS,
+    counts=COUNTS,
 )

@@ -47,7 +47,7 @@ from astropy.table import QTable, Table
 from ..cli.argtypes import parse_energy
 from ..meta import log_to_metadata
 from ..io.products import CamMapWriter, write_cam_maps
-from ..contract import Calibration, Card, Filter, Param
+from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import DEFAULT_BAND, as_band, energy_values
 from .probability import (cube_and_events, flag_probability, get_model, model_and_threshold,
                           record_split_threshold)
@@ -61,8 +61,10 @@ __all__ = ["cam_filter", "cam_maps", "CAM_BIT", "DEFAULT_BAND", "pipeline_step",
 CALIBRATION = Calibration("PROB_CR", "threshold", +1, card="CAMTHR", count_card="CAMNREJ",
                           prefix="CAM", uses_shape=True)
 
-#: header keywords holding counts (summed by the pipeline over chunks of frames)
-COUNT_CARDS = ("CAMNSCO", "CAMNREJ", "CAMNNET")
+#: Header keywords holding counts (summed by the pipeline over chunks of frames).
+COUNTS = (Count("CAMNSCO", "events scored by the CAM filter"),
+          Count("CAMNREJ", "events rejected by the CAM filter (bit 5)"),
+          Count("CAMNNET", "events scored by the CAM network"))
 
 #: STATUS bit set by this filter.
 CAM_BIT = 5
@@ -254,11 +256,7 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
     n_net = int(network.sum())
     meta = out.meta
     record_split_threshold(meta, "CAM", "cam", _model_split_ev(cam), split_threshold)
-    cards = cam.header_cards() + FILTER.cards({"threshold": float(threshold),
-                                               "band": band_ev}) + [
-        ("CAMNSCO", n_scored, "events scored by the CAM filter"),
-        ("CAMNREJ", n_rej, "events rejected by the CAM filter (bit 5)"),
-        ("CAMNNET", n_net, "events scored by the CAM network"),
+    cards = cam.header_cards() + [
         ("CAMCASC", cascade is not None, "CAM cascade: morph decides outside band")]
     if cascade is not None:
         lo, hi = cascade.band(threshold)
@@ -268,9 +266,11 @@ def _apply(cube, events, cam, threshold, band_ev, cam_output, overwrite, map_cla
                f"{n_net} of {n_scored} events)")
     else:
         how = "cascade off"
-    log_to_metadata(meta, cards, f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, "
-                    f"threshold {threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
-                    f"{n_rej} of {n_scored} scored events rejected")
+    FILTER.record(meta, {"threshold": float(threshold), "band": band_ev},
+                  {"CAMNSCO": n_scored, "CAMNREJ": n_rej, "CAMNNET": n_net}, cards,
+                  f"cam_filter: model {cam.name} sha256 {cam.sha256[:16]}, "
+                  f"threshold {threshold:.4f}, band {band_ev[0]:g}-{band_ev[1]:g} eV, {how}: "
+                  f"{n_rej} of {n_scored} scored events rejected")
     if cam_output is not None:
         maps = cam_maps(cube, cam, classes=map_classes)
         cards = cam.header_cards() + [
@@ -435,7 +435,7 @@ FILTER = Filter(
         Param("map_classes", ("XRAY", "CR"), "classes of the CAM maps written", cli=False),
     ),
     calibration=CALIBRATION,
-    count_cards=COUNT_CARDS,
+    counts=COUNTS,
     is_available=is_available, model_param="model",
     start_run=start_run, finish_run=finish_run, extra_options=_extra_options,
 )

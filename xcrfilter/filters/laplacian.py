@@ -38,18 +38,18 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
 
-from ..contract import Card, Filter, Param
+from ..contract import Card, Count, Filter, Param
 from ..events import find_events, set_status_bit
 from ..io.frames import FrameCube, as_energy_cube
-from ..meta import log_to_metadata
 from .lacosmic_units import (counts_setup, frames_with_unit, integer_at_least, positive_number,
                              saturation_electrons)
 
 __all__ = ["lacosmic_filter", "lacosmic_mask", "cosmic_ray_pixels", "LACOSMIC_BIT",
            "LACOSMIC_DEFAULTS", "mask_to_events", "pipeline_step", "FILTER"]
 
-#: header keywords holding counts (summed by the pipeline over chunks of frames)
-COUNT_CARDS = ("LACNCRPX", "LACNEVT")
+#: Header keywords holding counts (summed by the pipeline over chunks of frames).
+COUNTS = (Count("LACNCRPX", "pixels in the L.A.Cosmic CR mask"),
+          Count("LACNEVT", "events flagged STATUS bit 3 (LACOSMIC)"))
 
 #: STATUS bit set by this filter.
 LACOSMIC_BIT = 3
@@ -373,19 +373,19 @@ _DETECT_DEFAULTS = dict(LACOSMIC_DEFAULTS, gain=None, readnoise=None, satlevel=N
 
 
 def _write_cards(meta, params, n_cr, version, n_events=None):
-    cards = FILTER.cards(params) + [
+    cards = [
         ("LACCUNIT", params["count_unit"], "unit of the counts given to astroscrappy"),
         ("LACPAIR", params["pair_energy"], "[eV/electron] pair energy for eV->electron"),
-        ("LACNCRPX", n_cr, "pixels in the L.A.Cosmic CR mask"),
         ("LACVERS", str(version), "astroscrappy version")]
+    counts = {"LACNCRPX": n_cr}
     text = ("lacosmic_filter: astroscrappy.detect_cosmics(" + ", ".join(
         f"{k}={params[k]}" for k in ("sigclip", "sigfrac", "objlim", "gain", "readnoise",
                                      "satlevel", "niter", "sepmed", "cleantype", "fsmode"))
             + f") -> {n_cr} CR pixels")
     if n_events is not None:
-        cards.append(("LACNEVT", n_events, "events flagged STATUS bit 3 (LACOSMIC)"))
+        counts["LACNEVT"] = n_events
         text += f", {n_events} events flagged (STATUS bit {LACOSMIC_BIT})"
-    log_to_metadata(meta, cards, text)
+    FILTER.record(meta, params, counts, cards, text)
 
 
 # --------------------------------------------------------------------------
@@ -419,7 +419,7 @@ _D = LACOSMIC_DEFAULTS
 #: The filter's declaration (`xcrfilter.registry`): the astroscrappy keywords.
 FILTER = Filter(
     name="lacosmic", step=pipeline_step, status=STATUS, shared=("detector",),
-    count_cards=COUNT_CARDS, pixel_mask=cosmic_ray_pixels,
+    counts=COUNTS, pixel_mask=cosmic_ray_pixels,
     params=(
         Param("sigclip", _D["sigclip"], "Laplacian-to-noise limit for cosmic-ray pixels",
               type=float, metavar="S",

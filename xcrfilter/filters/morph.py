@@ -21,8 +21,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..meta import log_to_metadata
-from ..contract import Calibration, Card, Filter, Param
+from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import energy_values
 from .probability import (cube_and_events, flag_probability, get_model, model_and_threshold,
                           record_split_threshold)
@@ -41,8 +40,9 @@ STATUS = {"MORPH": (MORPH_BIT, "morph filter: PROB_MORPH >= threshold")}
 CALIBRATION = Calibration("PROB_MORPH", "threshold", +1, card="MRPTHR", count_card="MRPNREJ",
                           prefix="MRP", uses_shape=True)
 
-#: header keywords holding counts (summed by the pipeline over chunks of frames)
-COUNT_CARDS = ("MRPNSCO", "MRPNREJ")
+#: Header keywords holding counts (summed by the pipeline over chunks of frames).
+COUNTS = (Count("MRPNSCO", "events scored by the morph filter"),
+          Count("MRPNREJ", f"events rejected by morph (bit {MORPH_BIT})"))
 
 
 def is_available():
@@ -81,14 +81,13 @@ def _apply(data_ev, events, model, threshold, split_threshold=None):
     record_split_threshold(out.meta, "MRP", "morph",
                            float(model.context_kw["split_threshold"].to_value(u.eV)),
                            split_threshold)
-    cards = model.header_cards() + FILTER.cards({"threshold": float(threshold)}) + [
+    cards = model.header_cards() + [
         ("MRPELO", float(lo), "[eV] morph scored band lower edge (inclusive)"),
-        ("MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)"),
-        ("MRPNSCO", n_scored, "events scored by the morph filter"),
-        ("MRPNREJ", n_rej, f"events rejected by morph (bit {MORPH_BIT})")]
-    log_to_metadata(out.meta, cards, f"morph_filter: model {model.name} sha256 "
-                    f"{model.sha256[:16]}, threshold {threshold:.4f}: {n_rej} of {n_scored} "
-                    "scored events rejected")
+        ("MRPEHI", float(hi), "[eV] morph scored band upper edge (exclusive)")]
+    FILTER.record(out.meta, {"threshold": float(threshold)},
+                  {"MRPNSCO": n_scored, "MRPNREJ": n_rej}, cards,
+                  f"morph_filter: model {model.name} sha256 {model.sha256[:16]}, "
+                  f"threshold {threshold:.4f}: {n_rej} of {n_scored} scored events rejected")
     return out
 
 
@@ -170,6 +169,6 @@ FILTER = Filter(
               metavar="DIR"),
     ),
     calibration=CALIBRATION,
-    count_cards=COUNT_CARDS,
+    counts=COUNTS,
     is_available=is_available, model_param="model",
 )

@@ -89,8 +89,7 @@ from ..context import DEFAULT_RADII, context_features, feature_matrix
 from ..events import set_status_bit
 from ..ml.pu import (class_prior, cross_fit_scores, held_out_loss, posterior,
                      weighted_threshold, with_shape)
-from ..meta import log_to_metadata
-from ..contract import Calibration, Card, Filter, Param
+from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
 __all__ = ["obsctx_filter", "observe", "conclude", "load_shape_model",
@@ -279,7 +278,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     events["PROB_OBSCTX"] = np.full(len(events), np.nan, np.float32)
     events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
     set_status_bit(events, OBSCTX_BIT, np.zeros(len(events), bool))
-    log_to_metadata(events.meta, [("OBCSHAPE", "ratio" in s, SHAPE_CARD.comment)])
+    FILTER.record(events.meta, {"shape": "ratio" in s})
     short = n_same < MIN_EVENTS or n_shift * max_lost < 2 * MIN_REJECTED
     if short:
         msg = (f"obsctx: {n_same} events in band and {n_shift} placements in other frames; "
@@ -289,7 +288,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         if required:
             raise ValueError(msg)
         warnings.warn(msg + "; no event flagged", UserWarning, stacklevel=2)
-        log_to_metadata(events.meta, history=msg + "; no event flagged")
+        FILTER.record(events.meta, history=msg + "; no event flagged")
         return None
     r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
                                        s["fold_shift"], n_folds=N_FOLDS,
@@ -344,11 +343,10 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     cards = [
         ("OBCRANK", choice, "obsctx ranking: LEARNT, SHAPE or DISTANCE"),
         ("OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold"),
-        ("OBCNREJ", int(rej.sum()), f"events rejected by obsctx (bit {OBSCTX_BIT})"),
-        ("OBCNSCO", int(np.isfinite(loss_same).sum()), "events scored by obsctx"),
         ("OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)"),
         ("OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")]
-    log_to_metadata(events.meta, cards, [
+    counts = {"OBCNREJ": int(rej.sum()), "OBCNSCO": int(np.isfinite(loss_same).sum())}
+    FILTER.record(events.meta, None, counts, cards, [
         "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
             f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items())
         + f": {choice.lower()} ranking used",
@@ -453,5 +451,7 @@ FILTER = Filter(
                   "context only, no simulator", choices=("on", "off"), convert=_on_off,
                   card=SHAPE_CARD)),
     calibration=CALIBRATION,
+    counts=(Count("OBCNREJ", f"events rejected by obsctx (bit {OBSCTX_BIT})"),
+            Count("OBCNSCO", "events scored by obsctx")),
     observe=observe, conclude=conclude,
 )

@@ -28,10 +28,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from ..meta import CARD_COMMENTS, card_comment, card_value, log_to_metadata, set_card
+from ..meta import CARD_COMMENTS, card_comment, card_value, set_card
 from ..cli.argtypes import parse_energy
 from ..events import find_events, set_status_bit
-from ..contract import Calibration, Card, Filter, Param
+from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import as_energy, energy_values
 
 __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT", "SAC_DEFAULTS",
@@ -44,8 +44,9 @@ __all__ = ["sac_filter", "track_mask", "find_tracks", "track_distance", "SAC_BIT
 CALIBRATION = Calibration("SAC_DIST", "radius", -1, card="SACRAD", count_card="SACNEVT",
                           prefix="SAC", uses_shape=False)
 
-#: header keywords holding counts (summed by the pipeline over chunks of frames)
-COUNT_CARDS = ("SACNTRK", "SACNEVT")
+#: Header keywords holding counts (summed by the pipeline over chunks of frames).
+COUNTS = (Count("SACNTRK", "particle tracks found"),
+          Count("SACNEVT", "events flagged STATUS bit 4 (SAC)"))
 
 #: STATUS bit set by this filter.
 SAC_BIT = 4
@@ -368,20 +369,18 @@ def _sac_events_only(events, *, radius, track_energy, default_mip=10 * u.keV):
 def _write_cards(meta, params, n_events=None, events_only=False):
     used = dict(radius=float(params["radius"]), track_energy=float(params["emin"]))
     if not events_only:
-        used["track_size"] = int(params["size"])
-    cards = FILTER.cards(used)
-    if not events_only:
-        cards.insert(1, ("SACSPLIT", float(params["split"]), "[eV] SAC active-pixel threshold"))
-    cards += [("SACNTRK", int(params["ntrack"]), "particle tracks found"),
-              ("SACMODE", "events" if events_only else "frames", "SAC track source")]
+        used.update(track_size=int(params["size"]), split_threshold=float(params["split"]))
+    counts = {"SACNTRK": int(params["ntrack"])}
     history = None
     if n_events is not None:
-        cards.append(("SACNEVT", n_events, "events flagged STATUS bit 4 (SAC)"))
+        counts["SACNEVT"] = n_events
         history = (f"sac_filter: radius={params['radius']} pix, "
                    f"track_energy={params['emin']} eV, track_size={params['size']} pix, "
                    f"split={params['split']} eV -> {params['ntrack']} tracks, "
                    f"{n_events} events flagged (STATUS bit {SAC_BIT})")
-    log_to_metadata(meta, cards, history)
+    FILTER.record(meta, used, counts,
+                  [("SACMODE", "events" if events_only else "frames", "SAC track source")],
+                  history)
 
 
 # --------------------------------------------------------------------------
@@ -415,6 +414,7 @@ FILTER = Filter(
         Param("track_size", SAC_DEFAULTS["track_size"], "minimum track size", "pixel",
               type=int, metavar="N", card=Card("SACTRKN", "SAC min track size")),
     ),
+    shared_cards={"split_threshold": Card("SACSPLIT", "SAC active-pixel threshold")},
     calibration=CALIBRATION,
-    count_cards=COUNT_CARDS,
+    counts=COUNTS,
 )

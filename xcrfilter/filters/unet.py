@@ -25,7 +25,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..contract import Calibration, Card, Filter, Param
+from ..contract import Calibration, Card, Count, Filter, Param
 from ..events import event_positions
 from ..meta import log_to_metadata
 from ..units import as_energy, as_probability
@@ -45,7 +45,9 @@ STATUS = {"UNET": (UNET_BIT, "U-Net filter: PROB_UNET >= threshold")}
 CALIBRATION = Calibration("PROB_UNET", "threshold", +1, card="UNTTHR", count_card="UNTNREJ",
                           prefix="UNT", uses_shape=True)
 
-COUNT_CARDS = ("UNTNSCO", "UNTNREJ")
+#: Header keywords holding counts (summed by the pipeline over chunks of frames).
+COUNTS = (Count("UNTNSCO", "events scored by the U-Net filter"),
+          Count("UNTNREJ", f"events rejected by unet (bit {UNET_BIT})"))
 _WINDOWS = (1, 3, 5)
 
 
@@ -127,14 +129,13 @@ def _apply(data_ev, events, model, threshold, window, seed_ev):
         prob = event_scores(p_cr, sub, window)
     n_scored, n_rej = flag_probability(out, prob, threshold, UNET_BIT, "PROB_UNET",
                                        f"U-Net CR probability, max over {window}x{window} px")
-    cards = model.header_cards() + FILTER.cards({"threshold": float(threshold),
-                                                 "window": int(window)}) + [
-        ("UNTSEED", float(seed_ev), "[eV] U-Net tiles evaluated from this level"),
-        ("UNTNSCO", n_scored, "events scored by the U-Net filter"),
-        ("UNTNREJ", n_rej, f"events rejected by unet (bit {UNET_BIT})")]
-    log_to_metadata(out.meta, cards, f"unet_filter: model {model.name} sha256 "
-                    f"{model.sha256[:16]}, threshold {threshold:.4f}, window {window}: "
-                    f"{n_rej} of {n_scored} events rejected")
+    cards = model.header_cards() + [
+        ("UNTSEED", float(seed_ev), "[eV] U-Net tiles evaluated from this level")]
+    FILTER.record(out.meta, {"threshold": float(threshold), "window": int(window)},
+                  {"UNTNSCO": n_scored, "UNTNREJ": n_rej}, cards,
+                  f"unet_filter: model {model.name} sha256 {model.sha256[:16]}, "
+                  f"threshold {threshold:.4f}, window {window}: "
+                  f"{n_rej} of {n_scored} events rejected")
     return out
 
 
@@ -301,6 +302,6 @@ FILTER = Filter(
               metavar="DIR"),
     ),
     calibration=CALIBRATION,
-    count_cards=COUNT_CARDS,
+    counts=COUNTS,
     is_available=is_available, model_param="model",
 )

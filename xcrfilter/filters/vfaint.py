@@ -20,9 +20,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ..meta import card_value, log_to_metadata
+from ..meta import card_value
 from ..events import check_thresholds, find_events, island_properties, is_accepted_shape
-from ..contract import Filter, status_mask
+from ..contract import Card, Filter, status_mask
 
 __all__ = ["vfaint_filter", "vfaint_flags", "STATUS", "FILTER"]
 
@@ -170,12 +170,10 @@ def vfaint_filter(frames, events=None, *, event_threshold=260 * u.eV,
         else np.zeros(len(events), dtype=np.int32)
     events["STATUS"] = (status & ~_VF_BITS) | flags
     nrej = int(np.count_nonzero(flags))
-    log_to_metadata(events.meta, [
-        ("VFEVTTHR", evt, "[eV] VF filter event threshold"),
-        ("VFSPLTHR", spl, "[eV] VF filter split threshold"),
-        ("VFMIPTHR", mip, "[eV] VF filter MIP threshold"),
-        ("VFSTRICT", bool(strict), "VF thresholds strict (>), else >=")],
-        f"vfaint_filter: bits 0-2 set, {nrej} of {len(events)} events "
+    FILTER.record(
+        events.meta, dict(event_threshold=evt, split_threshold=spl, mip_threshold=mip,
+                          strict=bool(strict)),
+        history=f"vfaint_filter: bits 0-2 set, {nrej} of {len(events)} events "
         f"rejected (event {evt:g}, split {spl:g}, MIP {mip:g} eV)")
     return events
 
@@ -218,4 +216,9 @@ def pipeline_step(cube, events, *, event_threshold=260 * u.eV, split_threshold=8
 #: pipeline's thresholds and threshold convention.
 FILTER = Filter(name="vfaint", step=pipeline_step, status=STATUS, report_name="VF",
                 card_prefix="VF",
-                shared=("event_threshold", "split_threshold", "mip_threshold", "strict"))
+                shared=("event_threshold", "split_threshold", "mip_threshold", "strict"),
+                shared_cards={
+                    "event_threshold": Card("VFEVTTHR", "VF filter event threshold"),
+                    "split_threshold": Card("VFSPLTHR", "VF filter split threshold"),
+                    "mip_threshold": Card("VFMIPTHR", "VF filter MIP threshold"),
+                    "strict": Card("VFSTRICT", "VF thresholds strict (>), else >=")})
