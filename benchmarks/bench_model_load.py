@@ -34,8 +34,10 @@ import onnxruntime; lap("onnxruntime")
 import h5py; lap("h5py")
 import xcrfilter.context; lap("xcrfilter.context")
 d = M.default_model_dir()
-M.verify_checksums(d, M.CHECKED_FILES, (M.NETWORK_FILE,)); lap("SHA256SUMS checked")
-net = M.load_network(d); lap("network (layer graph + ONNX Runtime session)")
+from xcrfilter.ml import model_files as F
+from xcrfilter.ml.checksums import verify_checksums
+verify_checksums(d, F.CHECKED_FILES, (F.NETWORK_FILE,)); lap("SHA256SUMS checked")
+net = F.load_network(d); lap("network (layer graph + ONNX Runtime session)")
 from xcrfilter.ml.forest import load_forest
 load_forest(d / "forest.skops"); lap("forest")
 from xcrfilter.ml.morph import load_morph_model

@@ -147,7 +147,7 @@ def cmd_store(args):
     """Write the band into ``model.json`` of a CAM model directory; rewrite SHA256SUMS."""
     import json
 
-    from xcrfilter.ml.model import META_FILE, write_checksums
+    from xcrfilter.ml.model_files import META_FILE, write_checksums
     from xcrfilter.ml.morph import load_morph_model
     model_dir = Path(args.model_dir)
     meta = json.loads((model_dir / META_FILE).read_text())

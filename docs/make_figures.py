@@ -5,7 +5,7 @@ Run from the repository root::
     python docs/make_figures.py
 
 The pattern figure is computed with the package itself: every panel's grade
-and STATUS bits come from :func:`xcrfilter.events.asca_grade` and
+and STATUS bits come from :func:`xcrfilter.grades.asca_grade` and
 :func:`xcrfilter.filters.vfaint.vfaint_flags`, so the picture cannot drift
 from the code.
 """
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from xcrfilter.events import asca_grade, pattern_code  # noqa: E402
+from xcrfilter.grades import asca_grade, pattern_code  # noqa: E402
 from xcrfilter.filters.vfaint import vfaint_flags  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -87,7 +87,8 @@ def _features_from_windows(model, d, cache=None):
 
 def cmd_features(args):
     """Only the features (network stage) of prepared events, into a cache file."""
-    from xcrfilter.ml.model import CamModel, load_network
+    from xcrfilter.ml.model import CamModel
+    from xcrfilter.ml.model_files import load_network
     import json
     net = load_network(args.model)
     meta = json.load(open(os.path.join(args.model, "model.json"))) if os.path.exists(

@@ -254,7 +254,8 @@ def cmd_ship(args):
     """Write the shipped model directories from a trained model set."""
     import shutil
 
-    from xcrfilter.ml.model import load_model, save_model
+    from xcrfilter.ml.model import load_model
+    from xcrfilter.ml.model_files import save_model
     from xcrfilter.ml.morph import load_morph_model, save_morph_model
     models = Path(args.models)
     morph = load_morph_model(models / "morph")

@@ -146,7 +146,7 @@ def cmd_finalize(args):
     import json
     from pathlib import Path
     from xcrfilter.ml.densenet import build_densenet, count_params
-    from xcrfilter.ml.model import export_network
+    from xcrfilter.ml.model_files import export_network
     from xcrfilter.ml.stage1 import load_tiles, recalibrate_batchnorm, split_tiles
     out = Path(args.output)
     x, y, scaler = load_tiles(args.tiles)
@@ -180,7 +180,8 @@ def cmd_stage2(args):
     """Stage 2 from prepared event windows (``evaluate_cam_model.py prepare``)."""
     import json
     from pathlib import Path
-    from xcrfilter.ml.model import CamModel, load_network
+    from xcrfilter.ml.model import CamModel
+    from xcrfilter.ml.model_files import load_network
     from xcrfilter.ml.stage2 import fit_stage2
     t0 = time.time()
     out = Path(args.output)
@@ -209,7 +210,7 @@ def cmd_card(args):
     """Record the full recipe in model.json / MODEL_CARD.md and rewrite SHA256SUMS."""
     import json
     from pathlib import Path
-    from xcrfilter.ml.model import write_checksums
+    from xcrfilter.ml.model_files import write_checksums
     from xcrfilter.ml.stage2 import model_card
     out = Path(args.output)
     if args.resave_network:
@@ -227,7 +228,7 @@ def cmd_card(args):
             raise RuntimeError(f"re-saved network differs by {diff}")
         new.save(out / "densenet.keras")
         print("network re-saved, max output difference", diff)
-    from xcrfilter.ml.model import export_network
+    from xcrfilter.ml.model_files import export_network
     export_network(out)                    # densenet.onnx from the final densenet.keras
     meta = json.loads((out / "model.json").read_text())
     meta["command"] = open(args.command_file).read().strip()

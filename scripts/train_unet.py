@@ -30,18 +30,19 @@ import numpy as np  # noqa: E402
 
 
 def cmd_train(args):
-    from xcrfilter.ml import unet, unet_model
+    from xcrfilter.ml import unet, unet_model, unet_training
     t0 = time.time()
     from xcrfilter.simulate import PhysicsRanges
     ranges = PhysicsRanges().excluding(args.excluding) if args.excluding else PhysicsRanges()
-    x, y = unet.training_crops(args.frames, args.seed, crop=args.crop, ranges=ranges)
-    xv, yv = unet.training_crops(args.val_frames, args.val_seed, crop=args.crop, ranges=ranges)
+    x, y = unet_training.training_crops(args.frames, args.seed, crop=args.crop, ranges=ranges)
+    xv, yv = unet_training.training_crops(args.val_frames, args.val_seed, crop=args.crop,
+                                          ranges=ranges)
     t_data = time.time() - t0
     print(f"{len(x)} training crops, {len(xv)} validation crops in {t_data:.0f} s; pixel "
           f"classes {np.bincount(y.ravel(), minlength=3).tolist()}", flush=True)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    net, scaler, record = unet.train_unet(
+    net, scaler, record = unet_training.train_unet(
         x, y, val_frames_ev=xv, val_labels=yv, levels=args.levels,
         base_filters=args.base_filters, alpha=tuple(args.alpha), gamma=args.gamma,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

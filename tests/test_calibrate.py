@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from xcrfilter.meta import card_value
-from xcrfilter.calibrate import inject_xrays, parse_fraction
+from xcrfilter.calibrate import parse_fraction
+from xcrfilter.calibrate.injection import inject_xrays
 from xcrfilter.pipeline import run_pipeline
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 
-from xcrfilter.events import (GRADE_LUT, NEIGHBOUR_BITS, asca_grade, find_events,
-                              is_accepted_shape, pattern_code)
+from xcrfilter.events import find_events, is_accepted_shape
+from xcrfilter.grades import GRADE_LUT, NEIGHBOUR_BITS, asca_grade, pattern_code
 from xcrfilter.filters.vfaint import vfaint_filter
 
 # (dy, dx) of each neighbour bit; dy = +1 is +RAWY ("up")
@@ -234,7 +234,7 @@ EPIC_OF_ACCEPTED = {0: 0, 64: 1, 16: 2, 2: 3, 8: 4, 72: 5, 80: 6, 18: 7, 10: 8,
 
 
 def test_epic_pattern_of_every_3x3_pattern():
-    from xcrfilter.events import epic_pattern
+    from xcrfilter.grades import epic_pattern
     for code in range(256):
         assert epic_pattern(code) == EPIC_OF_ACCEPTED.get(code, 13), code
     frame, cy, cx = _frame_with_pattern(64 | 8)           # up + left: L-triple 5

@@ -1,4 +1,4 @@
-"""Frame-shift calibration (xcrfilter.calibrate.shifted_scores, run_pipeline(max_lost_xray)).
+"""Frame-shift calibration (xcrfilter.calibrate.frameshift, run_pipeline(max_lost_xray)).
 
 Hand-built frames with no noise: one particle track per frame (a straight
 row of 12 pixels of 20 keV, far above the MIP threshold, so its own events
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from xcrfilter import calibrate, contract
+from xcrfilter import contract
+from xcrfilter.calibrate import SHIFTS
+from xcrfilter.calibrate.frameshift import shifted_scores
 from xcrfilter.meta import card_value
 from xcrfilter.pipeline import run_pipeline
 
@@ -166,8 +168,8 @@ def test_shape_filter_events_pasted_into_other_frames():
     module, calls = _recording_filter(uses_shape=True)
     common = dict(split_threshold=80 * u.eV, mip_threshold=10 * u.keV,
                   event_threshold=260 * u.eV)
-    scores, used = calibrate.shifted_scores(module, cube, events, common, {},
-                                            rng=np.random.default_rng(0), clean_radius=0.0)
+    scores, used = shifted_scores(module, cube, events, common, {},
+                                  rng=np.random.default_rng(0), clean_radius=0.0)
     assert used > 0 and scores.size >= used
     n_checked = 0
     for copies, placed in calls:
@@ -175,7 +177,7 @@ def test_shape_filter_events_pasted_into_other_frames():
             y, x = int(row["RAWY"]), int(row["RAWX"])
             own = int(round(copies[i, y, x + 1] - 300))
             other = int(round(copies[i, 0, 0] - 10))
-            assert (other - own) % n in calibrate.SHIFTS
+            assert (other - own) % n in SHIFTS
             np.testing.assert_array_equal(copies[i, y - 1:y + 2, x - 1:x + 2],
                                           data[own, y - 1:y + 2, x - 1:x + 2])
             rest, ref = copies[i].copy(), data[other].copy()
@@ -195,8 +197,8 @@ def test_context_filter_positions_against_other_frames():
     module, calls = _recording_filter(uses_shape=False)
     common = dict(split_threshold=80 * u.eV, mip_threshold=10 * u.keV,
                   event_threshold=260 * u.eV)
-    scores, used = calibrate.shifted_scores(module, cube, events, common, {},
-                                            rng=np.random.default_rng(0))
+    scores, used = shifted_scores(module, cube, events, common, {},
+                                  rng=np.random.default_rng(0))
     (frames, placed), = calls  # one call: the chunk itself, events moved to other frames
     np.testing.assert_array_equal(frames, data)
     inband = events[(events["ENERGY"].to_value(u.eV) >= 300)

@@ -10,8 +10,9 @@ from xcrfilter.cli.main import main
 from xcrfilter.events import find_events
 from xcrfilter.registry import STATUS_BITS
 from xcrfilter.filters.vfaint import vfaint_filter
-from xcrfilter.io.geant4 import (WFI_GEANT4, ChipGeometry, filter_pixel_table, is_pixel_table,
-                                 iter_frame_groups, iter_training_chunks)
+from xcrfilter.io.geant4 import (WFI_GEANT4, ChipGeometry, is_pixel_table, iter_frame_groups,
+                                 iter_training_chunks)
+from xcrfilter.io.geant4_filter import filter_pixel_table
 from xcrfilter.io.eventfile import read_events
 
 ORIGINS = ((100, 10), (130, 10))      # two 16 x 16 chips, ACTX/ACTY of their pixel (0, 0)
@@ -193,12 +194,12 @@ def test_filter_command_on_a_pixel_table(tmp_path):
 ])
 def test_frame_outputs_refused_for_a_pixel_table_before_any_work(
         tmp_path, capsys, monkeypatch, extra, expected):
-    import xcrfilter.io.geant4
+    import xcrfilter.io.geant4_filter
 
     def no_work(*args, **kwargs):
         raise AssertionError("the pixel table was filtered before the options were checked")
 
-    monkeypatch.setattr(xcrfilter.io.geant4, "filter_pixel_table", no_work)
+    monkeypatch.setattr(xcrfilter.io.geant4_filter, "filter_pixel_table", no_work)
     path = _pixel_table(tmp_path / "pix.fits")
     argv = ["filter", str(path), "-o", str(tmp_path / "ev.fits"), "-q", "--phas-unit", "keV"]
     assert main(argv + [a.format(cam=tmp_path / "cam.fits") for a in extra]) == 1

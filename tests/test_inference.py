@@ -257,7 +257,7 @@ def test_onnx_file_listed_or_exported(tmp_path):
     a corrupt listed one fails with ModelFileError."""
     pytest.importorskip("onnx")
     import shutil
-    from xcrfilter.ml.model import load_network, write_checksums
+    from xcrfilter.ml.model_files import load_network, write_checksums
     d = tmp_path / "m"
     shutil.copytree(default_model_dir("paper"), d)
     (d / "densenet.onnx").unlink()

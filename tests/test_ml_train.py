@@ -142,7 +142,7 @@ def test_corrupt_model_files(tiny_model, tmp_path):
     # a corrupt network file whose checksum was (re)written: Keras cannot read it
     d2 = _copy(model_dir, tmp_path / "b")
     (d2 / "densenet.keras").write_bytes(b"PK\x03\x04 not really a zip")
-    from xcrfilter.ml.model import write_checksums
+    from xcrfilter.ml.model_files import write_checksums
     write_checksums(d2)
     with pytest.raises(ModelFileError, match="not a loadable Keras model"):
         load_model(d2)

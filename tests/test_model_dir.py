@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("xcrfilter.ml.densenet")  # Keras, with the package's backend
 
 from xcrfilter.ml.checksums import ModelFileError, file_sha256  # noqa: E402
-from xcrfilter.ml.model import read_model, default_model_dir, write_checksums  # noqa: E402
+from xcrfilter.ml.model import read_model, default_model_dir  # noqa: E402
+from xcrfilter.ml.model_files import write_checksums  # noqa: E402
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from astropy.table import QTable
 from xcrfilter import run_pipeline
 from xcrfilter.events import find_events
 from xcrfilter.filters.unet import UNET_BIT, event_scores, unet_filter, unet_mask
-from xcrfilter.ml import unet, unet_model
+from xcrfilter.ml import unet, unet_model, unet_training
 from xcrfilter.ml.checksums import ModelFileError
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 
@@ -223,10 +223,10 @@ def test_mask_ccddata_contract(model, tmp_path):
 # -- training and model files --------------------------------------------------
 
 def test_training_smoke_and_model_roundtrip(tmp_path):
-    x, y = unet.training_crops(24, seed=5, crop=32, progress=False)
+    x, y = unet_training.training_crops(24, seed=5, crop=32, progress=False)
     assert x.shape[1:] == (32, 32) and y.shape == x.shape and (y == 2).any()
-    net, scaler, rec = unet.train_unet(x[:32], y[:32], levels=2, base_filters=4, epochs=2,
-                                       batch_size=8, verbose=0)
+    net, scaler, rec = unet_training.train_unet(x[:32], y[:32], levels=2, base_filters=4,
+                                                epochs=2, batch_size=8, verbose=0)
     assert rec["epochs"] == 2 and np.all(np.isfinite(rec["loss"]))
     assert rec["loss"][1] < rec["loss"][0]
     meta = dict(name="smoke", threshold=0.4, mask_threshold=0.6,
@@ -275,4 +275,4 @@ def test_bad_inputs(model, tmp_path):
     with pytest.raises(ValueError, match="divisible"):
         model.predict_windows(np.zeros((1, 30, 30)))
     with pytest.raises(ValueError, match="divisible"):
-        unet.train_unet(np.zeros((2, 30, 30)), np.zeros((2, 30, 30), int), epochs=1)
+        unet_training.train_unet(np.zeros((2, 30, 30)), np.zeros((2, 30, 30), int), epochs=1)

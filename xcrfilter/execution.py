@@ -17,7 +17,7 @@ import astropy.units as u
 import numpy as np
 
 from . import registry
-from .calibrate import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
+from .calibrate.frameshift import MAX_SHAPE_PER_FRAME, MAX_SHAPE_SAMPLE, shifted_scores
 from .events import find_events
 from .io.frames import FrameCube, as_energy_cube
 from .io.stream import FrameStream
@@ -95,7 +95,7 @@ def process_chunk(sub, start, names, common, options, *, gain, strict, edge_stat
     counts from ``start``, the chunk's first frame in the whole input, and
     each table keeps the ``meta`` its filters wrote), and for each filter
     named in ``shift["names"]`` its frame-shift sample ``(scores,
-    n_events)`` (:func:`xcrfilter.calibrate.shifted_scores`).
+    n_events)`` (:func:`xcrfilter.calibrate.frameshift.shifted_scores`).
     """
     specs = {name: registry.filter_spec(name) for name in names}
     out = []

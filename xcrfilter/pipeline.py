@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 
 import astropy.units as u
 import numpy as np
 from astropy.table import vstack
-from astropy.utils.exceptions import AstropyUserWarning
 
 from . import registry
 from .meta import add_history, card_comment, set_card
-from .calibrate import (MIN_REJECTED, SHIFTS, apply_threshold, calibrate, threshold_for,
-                        write_calibration_cards)
+from .calibrate import write_calibration_cards
+from .calibrate.frameshift import apply_shift_calibration
+from .calibrate.injection import calibrate
 from .events import check_thresholds
 from .execution import collect, dask_results, serial_results
 from .io.frames import FrameCube, as_energy_cube
 from .io.timing import add_time
 from .io.outputs import check_api_output
 from .io.stream import FrameStream
-from .units import DEFAULT_BAND, energy_values
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_MAX_LOST_XRAY", "available_methods",
            "parse_methods", "load_method", "run_pipeline"]
@@ -125,57 +123,6 @@ def _finish_filters(specs, options, ok):
             spec.finish_run(options.get(name), ok=ok)
 
 
-def _apply_shift_calibration(out, specs, shifted, max_lost, calibrated, fallback=False):
-    """Choose each filter's threshold from its frame-shift sample and apply it to ``out``.
-
-    With ``fallback``, a filter whose sample is too small keeps the threshold
-    it ran with (a warning, a HISTORY line, ``method='none'`` in its report);
-    otherwise that is a `ValueError`.
-    """
-    for name, spec in specs.items():
-        payloads = shifted.get(name, [])
-        scores = np.concatenate([p[0] for p in payloads]) if payloads else np.zeros(0)
-        used = int(sum(p[1] for p in payloads))
-        if scores.size * max_lost < MIN_REJECTED:
-            need = int(np.ceil(MIN_REJECTED / max_lost))
-            msg = (f"max_lost_xray: the frame-shift sample of {name} holds {scores.size} "
-                   f"placements of {used} events; estimating a loss of {100 * max_lost:.3g}% "
-                   f"needs at least {need} (at least {MIN_REJECTED} rejected)")
-            if not fallback:
-                raise ValueError(msg + ": give more frames, ask a larger fraction, or "
-                                 "calibrate by injection")
-            warnings.warn(msg + f"; {name} keeps its default threshold (give more frames to "
-                          "calibrate it on the observation)", AstropyUserWarning, stacklevel=3)
-            calibrated[name] = dict(method="none", target=float(max_lost), n=int(used),
-                                    placements=int(scores.size), need=need)
-            continue
-        column = np.asarray(out[spec.calibration.column], float)
-        finite = np.concatenate([scores[np.isfinite(scores)], column[np.isfinite(column)]])
-        limit = float(finite.max()) if finite.size else 0.0
-        rep = threshold_for(scores, spec.calibration.sign, max_lost, limit=limit)
-        rep.update(method="shift", n=int(used), placements=int(scores.size),
-                   shifts=",".join(str(k) for k in SHIFTS))
-        rep["rejected"] = apply_threshold(out, spec, rep["value"])
-        # the same cut on the events in their own frames: what it rejects
-        # beyond the shifted (chance) rate is correlated with the frame's
-        # charge, i.e. particle-shower events
-        own = _own_frame_rejection(out, spec)
-        rep["own"] = own
-        rep["excess"] = own - rep["achieved"]
-        calibrated[name] = rep
-
-
-def _own_frame_rejection(events, spec):
-    """Fraction of the 0.3-10 keV events whose own-frame score the filter rejects."""
-    e = energy_values(events["ENERGY"], u.eV)
-    lo, hi = DEFAULT_BAND.to_value(u.eV)
-    score = np.asarray(events[spec.calibration.column], float)
-    sel = (e >= lo) & (e < hi) & ~np.isnan(score)
-    (bit, _), = spec.status.values()
-    rej = (np.asarray(events["STATUS"]).astype(np.int64) >> bit) & 1
-    return float(rej[sel].mean()) if sel.any() else 0.0
-
-
 def _check_options(options, names):
     """``options`` as a new dict of dicts, checked against the methods ``names``.
 
@@ -269,12 +216,12 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
     calibration : {"shift", "injection"}, optional
         ``"shift"`` (default): the loss is estimated from the events of the
         whole observation placed into other frames of it
-        (:func:`xcrfilter.calibrate.shifted_scores`), and the threshold is
+        (:func:`xcrfilter.calibrate.frameshift.shifted_scores`), and the threshold is
         applied at the end of the run; fewer than
         :data:`xcrfilter.calibrate.MIN_REJECTED` rejected events in the
         sample at the asked fraction is an error.  ``"injection"``:
         simulated X-rays injected into the first chunk of frames
-        (:func:`xcrfilter.calibrate.calibrate`).
+        (:func:`xcrfilter.calibrate.injection.calibrate`).
     calibration_fallback : bool, optional
         What an observation too short for a frame-shift estimate of
         ``max_lost_xray`` does.  False (default): a `ValueError` that says
@@ -426,9 +373,9 @@ def run_pipeline(frames, methods=("vfaint",), *, event_threshold=260 * u.eV,
                                        seed=int(seed))
             if rep is not None:
                 calibrated[name] = rep
-        _apply_shift_calibration(out, {n: specs[n] for n in shift["names"]},
-                                 state["samples"], float(max_lost_xray or 0), calibrated,
-                                 fallback=calibration_fallback)
+        apply_shift_calibration(out, {n: specs[n] for n in shift["names"]},
+                                state["samples"], float(max_lost_xray or 0), calibrated,
+                                fallback=calibration_fallback)
         if deferred is not None:
             frame_col = np.asarray(out["FRAME"])
             for start, n_piece in state["pieces"]:

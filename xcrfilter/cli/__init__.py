@@ -1,8 +1,9 @@
 """The ``xcrfilter`` command and its sub-commands: argument parsing only.
 
-:mod:`~xcrfilter.cli.main` is the console script (``xcrfilter filter`` and
-the dispatch to the other sub-commands); each other sub-command is one
-module with ``add_arguments(parser)`` and ``run(args)``:
+:mod:`~xcrfilter.cli.main` is the console script (the dispatch to the
+sub-commands), :mod:`~xcrfilter.cli.filter` the ``xcrfilter filter``
+command; each other sub-command is one module with
+``add_arguments(parser)`` and ``run(args)``:
 :mod:`~xcrfilter.cli.simulate`, :mod:`~xcrfilter.cli.train`,
 :mod:`~xcrfilter.cli.compare`, :mod:`~xcrfilter.cli.spectrum`,
 :mod:`~xcrfilter.cli.lacosmic` and :mod:`~xcrfilter.cli.demo`.  The inputs

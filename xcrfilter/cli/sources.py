@@ -12,7 +12,7 @@ event list
 pixel-deposit table
     A binary table with ``FRAME``, ``ENERGY`` and pixel coordinates but no
     ``PHAS`` (Geant4 background simulations): streamed a group of frames at
-    a time (:mod:`xcrfilter.io.geant4`).
+    a time (:mod:`xcrfilter.io.geant4`, :mod:`xcrfilter.io.geant4_filter`).
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def filter_table_input(kind, args, names, method_options):
                                  split_threshold=args.split_threshold,
                                  mip_threshold=args.mip_threshold,
                                  strict=args.strict_thresholds, frame_time=args.frame_time)
-    from ..io.geant4 import filter_pixel_table
+    from ..io.geant4_filter import filter_pixel_table
     return filter_pixel_table(path, names, geometry=args.chips,
                               group_frames=args.group_frames, energy_unit=args.phas_unit,
                               frame_time=args.frame_time,

@@ -94,7 +94,7 @@ def run(args):
 
     from ..io.outputs import check_outputs
     from ..ml.checksums import SUMS_FILE, ModelFileError
-    from ..ml.model import CHECKED_FILES
+    from ..ml.model_files import CHECKED_FILES
     from ..ml.training import train
 
     # no model file may replace an input (tiles or frames inside the model directory)

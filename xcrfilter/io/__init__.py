@@ -8,8 +8,9 @@ writer (:mod:`~xcrfilter.io.headers`); OGIP event files and their
 conventions (:mod:`~xcrfilter.io.eventfile`, :mod:`~xcrfilter.io.ogip`, the
 time conventions and GTIs in :mod:`~xcrfilter.io.timing`);
 the other inputs, event lists and Geant4 pixel-deposit tables
-(:mod:`~xcrfilter.io.eventlist`, :mod:`~xcrfilter.io.geant4`) and the real
-CCD frames shipped with dependencies (:mod:`~xcrfilter.io.realdata`); the
+(:mod:`~xcrfilter.io.eventlist`, :mod:`~xcrfilter.io.geant4`, filtered by
+:mod:`~xcrfilter.io.geant4_filter`) and the real CCD frames shipped with
+dependencies (:mod:`~xcrfilter.io.realdata`); the
 products besides events: pixel masks, class activation maps, image cubes,
 PHA spectra with their response files and background levels
 (:mod:`~xcrfilter.io.masks`, :mod:`~xcrfilter.io.maskfile`,

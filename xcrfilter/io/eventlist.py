@@ -29,7 +29,8 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 
 from ..meta import CARD_COMMENTS, add_history, card_value, set_card
-from ..events import EPIC_PATTERN_LUT, IDX_OUTER, check_thresholds, island_properties
+from ..events import check_thresholds, island_properties
+from ..grades import EPIC_PATTERN_LUT, IDX_OUTER
 from .headers import header_to_meta
 
 __all__ = ["PHAS_ORDERS", "CENTRE_FIRST_ORDER", "is_event_list", "read_event_list",

@@ -10,10 +10,11 @@ chip id (``CCDID``, ``CHIPID`` or ``DETID``) and truth columns (``PRIMTYPE``,
 
 This module reads such a table a group of frames at a time (the table is
 memory-mapped; only one group of dense chip frames exists at once, never a
-dense copy of the whole observation), finds events with the same pipeline as
-image frames, and maps the truth columns to the training labels of
-:mod:`xcrfilter.simulate` (0 none, 1 X-ray, 2 cosmic ray) so that
-``xcrfilter train --frames`` takes these files directly.
+dense copy of the whole observation) and maps the truth columns to the
+training labels of :mod:`xcrfilter.simulate` (0 none, 1 X-ray, 2 cosmic ray)
+so that ``xcrfilter train --frames`` takes these files directly;
+:mod:`xcrfilter.io.geant4_filter` finds and filters their events with the
+same pipeline as image frames.
 """
 from __future__ import annotations
 
@@ -25,15 +26,12 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.table import vstack
 from astropy.utils.exceptions import AstropyUserWarning
 
-from ..meta import add_history, card_value, set_card
 from .frames import FrameCube
-from .headers import header_to_meta
 
 __all__ = ["ChipGeometry", "WFI_GEANT4", "XRAY_PRIMARY_CODES", "is_pixel_table",
-           "iter_frame_groups", "iter_training_chunks", "filter_pixel_table",
+           "PixelTable", "iter_frame_groups", "frame_groups", "iter_training_chunks",
            "truth_labels"]
 
 #: Coordinate column pairs recognised, in order of preference.
@@ -194,8 +192,17 @@ def truth_labels(columns, rows):
     return np.full(len(rows), 2, dtype=np.uint8)
 
 
-class _PixelTable:
-    """Memory-mapped columns of a pixel-deposit table, sorted by frame."""
+class PixelTable:
+    """Memory-mapped columns of a pixel-deposit table, sorted by frame.
+
+    Opened with the arguments of :func:`iter_frame_groups`; :meth:`close`
+    closes the file.  ``frame``, ``x``, ``y`` and ``chip`` (index into
+    ``geometry.ids``, -1 outside every chip) hold every deposit, ``order``
+    the deposits sorted by frame, ``frame_ids`` the frames with a deposit;
+    ``xcol``, ``ycol`` and ``chipcol`` name the input's columns, ``names``
+    maps upper-case column names to them, and ``header`` is the primary
+    header updated with the table's.
+    """
 
     def __init__(self, path, geometry=None, energy_unit=None):
         self.path = os.fspath(path)
@@ -268,11 +275,13 @@ class _PixelTable:
                          f"CHIPROWS/CHIPCOLS keywords.")
 
     def n_frames(self):
+        """Frames of the observation: ``NFRAMES``, or one past the last ``FRAME``."""
         nkw = self.header.get("NFRAMES")
         top = int(self.frame.max()) + 1 if len(self.frame) else 0
         return max(int(nkw) if nkw is not None else 0, top)
 
     def close(self):
+        """Close the file."""
         self.hdul.close()
 
 
@@ -305,14 +314,15 @@ def iter_frame_groups(path, *, geometry=None, group_frames=16, energy_unit=None)
     rows : ndarray of int64, shape (n, rows, columns)
         Input table row of the largest deposit on each pixel, -1 where none.
     """
-    table = _PixelTable(path, geometry, energy_unit)
+    table = PixelTable(path, geometry, energy_unit)
     try:
-        yield from _groups(table, int(group_frames))
+        yield from frame_groups(table, int(group_frames))
     finally:
         table.close()
 
 
-def _groups(table, group_frames):
+def frame_groups(table, group_frames):
+    """What :func:`iter_frame_groups` yields, from an open :class:`PixelTable`."""
     if group_frames < 1:
         raise ValueError(f"group_frames must be >= 1, got {group_frames}.")
     geo = table.geometry
@@ -354,116 +364,14 @@ def iter_training_chunks(path, *, geometry=None, group_frames=16, energy_unit=No
     labels : ndarray of uint8, same shape
         0 none, 1 X-ray, 2 cosmic ray (:func:`truth_labels`).
     """
-    table = _PixelTable(path, geometry, energy_unit)
+    table = PixelTable(path, geometry, energy_unit)
     try:
         columns = {n: table.data[table.names[n]] for n in ("PRIMTYPE",) if n in table.names}
         columns = {k: np.asarray(v) for k, v in columns.items()}
-        for _, _, cube, best in _groups(table, int(group_frames)):
+        for _, _, cube, best in frame_groups(table, int(group_frames)):
             labels = np.zeros(best.shape, dtype=np.uint8)
             hit = best >= 0
             labels[hit] = truth_labels(columns, best[hit])
             yield cube.data, labels
     finally:
         table.close()
-
-
-def filter_pixel_table(path, methods=("vfaint",), *, geometry=None, group_frames=16,
-                       energy_unit=None, frame_time=None, **pipeline_kwargs):
-    """Find and filter events in a pixel-deposit table, one frame group at a time.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Pixel-deposit table (see the module docstring).
-    methods : str or sequence of str, optional
-        Filters, as :func:`xcrfilter.pipeline.run_pipeline`.  Default vfaint.
-    geometry, group_frames, energy_unit :
-        See :func:`iter_frame_groups`.
-    frame_time : `~astropy.units.Quantity` [time], optional
-        Default the ``TIMEDEL``, ``FRAMTIME`` or ``TEXPFRAM`` keyword.
-    **pipeline_kwargs :
-        Thresholds, ``strict``, ``edge_status``, ``options`` ... passed to
-        :func:`~xcrfilter.pipeline.run_pipeline` for every chip cube.
-
-    Returns
-    -------
-    events : `~astropy.table.QTable`
-        The :func:`~xcrfilter.events.find_events` columns (``RAWX``/``RAWY``
-        on the chip, ``FRAME`` the input frame) and the filters' columns,
-        plus the chip id (the input's chip column name, else ``CCDID``), the
-        input coordinates of the seed pixel (e.g. ``ACTX``/``ACTY``),
-        ``TRUTH`` (0 none, 1 X-ray, 2 CR of the seed pixel's largest
-        deposit) and every other input column taken from that deposit's row
-        (``PRIMTYPE``, ``PRIMID``, ...); ``TIME`` and the OGIP time keywords
-        when a frame time is known.  Sorted by (FRAME, chip, RAWY, RAWX).
-    """
-    from .timing import add_time
-    from ..pipeline import run_pipeline
-
-    table = _PixelTable(path, geometry, energy_unit)
-    try:
-        parts, seed_rows, meta = [], [], None
-        chipname = table.chipcol or "CCDID"
-        for cid, ids, cube, best in _groups(table, int(group_frames)):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", AstropyUserWarning)
-                ev = run_pipeline(cube, methods, chunk_frames=len(ids), **pipeline_kwargs)
-            if meta is None:
-                meta = dict(ev.meta)
-            ev.meta.clear()
-            f = np.asarray(ev["FRAME"])
-            seed_rows.append(best[f, np.asarray(ev["RAWY"]), np.asarray(ev["RAWX"])])
-            ev["FRAME"] = ids[f].astype(np.int32)
-            ev[chipname] = np.full(len(ev), cid, dtype=np.int16)
-            x0, y0 = table.geometry.origins[table.geometry.ids.index(cid)]
-            ev[table.xcol] = (np.asarray(ev["RAWX"]) + x0).astype(np.int32)
-            ev[table.ycol] = (np.asarray(ev["RAWY"]) + y0).astype(np.int32)
-            parts.append(ev)
-        if not parts:
-            raise ValueError(f"{table.path}: the table holds no deposits.")
-        events = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
-        rows = np.concatenate(seed_rows)
-        _add_truth_columns(events, table, rows)
-        events.sort(["FRAME", chipname, "RAWY", "RAWX"])
-        events.meta = _pixel_meta(meta, table, chipname)
-        add_time(events, table.header, frame_time=frame_time, n_frames=table.n_frames(),
-                 warn=False)
-        return events
-    finally:
-        table.close()
-
-
-def _add_truth_columns(events, table, rows):
-    skip = {"FRAME", "ENERGY", table.xcol, table.ycol}
-    if table.chipcol:
-        skip.add(table.chipcol)
-    columns = {}
-    for upper, name in table.names.items():
-        if upper in skip or upper in events.colnames:
-            continue
-        col = np.asarray(table.data[name])
-        if col.ndim == 1:
-            columns[upper] = col
-    events["TRUTH"] = truth_labels(columns, rows)
-    for name, col in columns.items():
-        events[name] = col[rows]
-
-
-def _pixel_meta(meta, table, chipname):
-    out = dict(header_to_meta(table.header))
-    for key in ("NFRAMES",):
-        out.pop(key, None)
-    out.update(meta)
-    set_card(out, "NFRAMES", table.n_frames(), "frames of the observation")
-    set_card(out, "NCHIPS", len(table.geometry.ids), f"chips ({chipname} column)")
-    for key, (value, comment) in table.geometry.cards().items():
-        set_card(out, key, value, comment)
-    history = list(card_value(out, "HISTORY", []) or [])
-    out["HISTORY"] = history
-    add_history(out, f"pixel-deposit table {os.path.basename(table.path)}: "
-                     f"{len(table.frame)} deposits, {len(table.frame_ids)} frames with signal")
-    if table.unit_note:
-        add_history(out, table.unit_note)
-    if table.n_outside:
-        add_history(out, f"{table.n_outside} deposits outside every chip were ignored")
-    return out

@@ -9,7 +9,8 @@
   :mod:`~xcrfilter.ml.onnxnet` (the network exported to and run by ONNX
   Runtime) and :mod:`~xcrfilter.ml.flatforest` (the forest's trees as
   arrays) -- inference without Keras, JAX or scikit-learn.
-* :mod:`~xcrfilter.ml.model` -- model directories (load, save, checksums).
+* :mod:`~xcrfilter.ml.model` -- the loaded CAM model (load, score events);
+  :mod:`~xcrfilter.ml.model_files` -- its directory (files, checks, save).
 * :mod:`~xcrfilter.ml.pu` -- positive-unlabelled learning of shower context
   from one observation (``obsctx``): density ratio, class prior, shape odds.
 * :mod:`~xcrfilter.ml.stage1` -- training of the network on tiles;

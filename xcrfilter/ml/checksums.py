@@ -1,6 +1,6 @@
 """``SHA256SUMS`` of model directories: writing and hostile-input-safe checking.
 
-Shared by the CAM (`xcrfilter.ml.model`) and morph (`xcrfilter.ml.morph`)
+Shared by the CAM (`xcrfilter.ml.model_files`) and morph (`xcrfilter.ml.morph`)
 model directories.  Only known model file names may be listed, each a
 regular file inside the directory (no path, no link out of it, no device
 such as ``/dev/zero``), so that a hostile directory fails at once instead of

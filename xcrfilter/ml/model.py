@@ -1,56 +1,31 @@
 """The CAM filter model bundle: network + scaling + forest + threshold.
 
-A model directory holds
-
-===================  ===========================================================
-``densenet.keras``   Keras 3 frame classifier (backend independent)
-``densenet.onnx``    the same network exported to ONNX, run at inference by
-                     ONNX Runtime (`xcrfilter.ml.onnxnet`); optional: a
-                     directory without it gets it exported on loading
-``scaling.json``     :class:`xcrfilter.ml.scaling.LogEnergyScaler` statistics
-``forest.skops``     balanced random forest (skops, no pickle)
-``model.json``       format tag, class order, features, energy band, window,
-                     CR-probability threshold and how it was chosen, metrics,
-                     command, versions
-``MODEL_CARD.md``    human-readable model card
-``SHA256SUMS``       sha256 of each file above (``sha256sum -c`` format)
-===================  ===========================================================
-
-The model checksum (``CAMSHA`` in output headers) is the sha256 of the
-``SHA256SUMS`` text, so it changes when any model file changes.  Every file
-is checked against ``SHA256SUMS`` when the model is loaded.
+A loaded model (:class:`CamModel`) scores events: the frame classifier's
+class activation maps in a window around each event (:func:`event_windows`)
+give the event features, the random forest their CR probability.
+:func:`load_model` loads a model directory, or a model shipped with the
+package (:data:`SHIPPED_MODELS`), once per process and checks every file
+against its ``SHA256SUMS``; :func:`read_model` loads one afresh.  The files
+of a model directory, and how they are checked and written, are in
+:mod:`xcrfilter.ml.model_files`.
 """
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
-
 
 import numpy as np
 
-from .scaling import LogEnergyScaler
-from .netgraph import CLASS_NAMES, read_keras_file
+from .checksums import ModelFileError, cache_key
 from .features import FEATURE_NAMES, EXTRA_FEATURE_NAMES, cam_window_stats, event_features, \
     extra_features
-from .checksums import SUMS_FILE, ModelFileError, cache_key, verify_checksums
-from .checksums import write_checksums as _write_checksums
-from .forest import check_forest, load_forest, save_forest
+from .forest import check_forest, load_forest
+from .model_files import (FOREST_FILE, META_FILE, NETWORK_FILE, check_input_shape, load_network,
+                          read_meta, verify_model_checksums)
+from .netgraph import CLASS_NAMES
 
-__all__ = ["CamModel", "load_model", "read_model", "default_model_dir", "FORMAT",
-           "write_checksums",
-           "event_windows", "export_network"]
-
-FORMAT = "xcrfilter-cam-model"
-FORMAT_VERSION = 1
-NETWORK_FILE = "densenet.keras"
-ONNX_FILE = "densenet.onnx"
-SCALING_FILE = "scaling.json"
-FOREST_FILE = "forest.skops"
-META_FILE = "model.json"
-CARD_FILE = "MODEL_CARD.md"
-CHECKED_FILES = (NETWORK_FILE, ONNX_FILE, SCALING_FILE, FOREST_FILE, META_FILE, CARD_FILE)
-
+__all__ = ["CamModel", "load_model", "read_model", "default_model_dir", "SHIPPED_MODELS",
+           "event_windows"]
 
 #: Names of the models shipped with the package -> directory under ``xcrfilter/data``.
 SHIPPED_MODELS = {"context": "cam_model", "paper": "cam_model_paper"}
@@ -70,39 +45,6 @@ def default_model_dir(name="context"):
         raise ModelFileError(f"no shipped CAM model named {name!r}; choose from "
                              f"{', '.join(SHIPPED_MODELS)} or give a directory")
     return Path(__file__).resolve().parent.parent / "data" / SHIPPED_MODELS[name]
-
-
-def write_checksums(model_dir):
-    """Write ``SHA256SUMS`` for the model files present; return the model checksum."""
-    return _write_checksums(model_dir, CHECKED_FILES)
-
-
-def _verify_checksums(model_dir):
-    """Check every file of ``SHA256SUMS``; return the checksum (`xcrfilter.ml.checksums`)."""
-    return verify_checksums(model_dir, CHECKED_FILES, (NETWORK_FILE, SCALING_FILE, META_FILE),
-                            kind="CAM")
-
-
-def _check_meta(meta, path):
-    """Validate the fields of ``model.json`` (ModelFileError naming the field)."""
-    thr = meta.get("threshold", 0.5)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:
-        raise ModelFileError(f"{path}: threshold must be a probability in [0, 1], got {thr!r}")
-    band = meta.get("energy_band_ev", [300.0, 10000.0])
-    if not (isinstance(band, list) and len(band) == 2
-            and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
-            and 0 <= band[0] < band[1] and np.isfinite(band[1])):
-        raise ModelFileError(f"{path}: energy_band_ev must be [low, high] in eV with "
-                             f"0 <= low < high, got {band!r}")
-    window = meta.get("window", 64)
-    if isinstance(window, bool) or not isinstance(window, int) or not 8 <= window <= 4096:
-        raise ModelFileError(f"{path}: window must be an integer number of pixels in "
-                             f"[8, 4096], got {window!r}")
-    names = meta.get("class_names", list(CLASS_NAMES))
-    if list(names) != list(CLASS_NAMES):
-        raise ModelFileError(f"{path}: class_names {names!r}, expected {list(CLASS_NAMES)}")
-    if meta.get("feature_set", "paper") not in ("paper", "extended", "context"):
-        raise ModelFileError(f"{path}: unknown feature_set {meta.get('feature_set')!r}")
 
 
 def event_windows(frames_ev, frame, row, col, size=64):
@@ -159,7 +101,7 @@ class CamModel:
     threshold : float
         Default CR-probability threshold.
     sha256 : str
-        Model checksum (see module docstring).
+        Model checksum (see `xcrfilter.ml.model_files`).
     name : str
         Model name (``meta["name"]``).
     """
@@ -295,119 +237,6 @@ class CamModel:
         ]
 
 
-def _read_meta(model_dir):
-    meta_path = model_dir / META_FILE
-    if not meta_path.is_file():  # a FIFO or a device would be read forever
-        raise ModelFileError(f"{model_dir}: no {META_FILE}; not an xcrfilter CAM model directory")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{meta_path}: not an xcrfilter CAM model (format tag "
-                             f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
-                             f"expected {FORMAT!r})")
-    _check_meta(meta, meta_path)
-    return meta
-
-
-def export_network(model_dir):
-    """Write ``densenet.onnx`` of a model directory from its ``densenet.keras``.
-
-    Called by training after the network is saved; ``SHA256SUMS`` is
-    written afterwards (:func:`write_checksums`, :func:`save_model`).
-
-    Parameters
-    ----------
-    model_dir : path-like
-        Directory holding ``densenet.keras``.
-
-    Returns
-    -------
-    pathlib.Path
-        The ONNX file.
-
-    Raises
-    ------
-    ModelFileError
-        No or an unreadable ``densenet.keras``.
-    ImportError
-        The ``onnx`` package is not installed.
-    """
-    from .netgraph import read_keras_file
-    from .onnxnet import export_onnx
-    model_dir = Path(model_dir)
-    if not (model_dir / NETWORK_FILE).is_file():
-        raise ModelFileError(f"{model_dir}: no {NETWORK_FILE} to export")
-    out = model_dir / ONNX_FILE
-    out.write_bytes(export_onnx(read_keras_file(model_dir / NETWORK_FILE)))
-    return out
-
-
-def _listed(model_dir, name):
-    """Whether ``SHA256SUMS`` of ``model_dir`` lists ``name`` (already verified)."""
-    sums = model_dir / SUMS_FILE
-    return sums.is_file() and any(line.partition("  ")[2].strip() == name
-                                  for line in sums.read_text().splitlines())
-
-
-def load_network(model_dir, onnx=None):
-    """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`.
-
-    The network file is read without Keras (`xcrfilter.ml.netgraph`) and
-    run by ONNX Runtime from ``densenet.onnx``.
-
-    Parameters
-    ----------
-    model_dir : path-like
-        Model directory.
-    onnx : bool, optional
-        Run ``densenet.onnx`` (True) or export the network from
-        ``densenet.keras`` anew (False, needs the ``onnx`` package); default:
-        the file when ``SHA256SUMS`` lists it, so that a file that was not
-        checked is never run.
-    """
-    from .cam import CamNetwork
-    model_dir = Path(model_dir)
-    try:
-        scaler = LogEnergyScaler.from_dict(json.loads((model_dir / SCALING_FILE).read_text()))
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"{model_dir}: no {SCALING_FILE}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{model_dir / SCALING_FILE}: invalid scaling ({exc})") from exc
-    if not (model_dir / NETWORK_FILE).is_file():
-        raise ModelFileError(f"{model_dir}: no {NETWORK_FILE}")
-    graph = read_keras_file(model_dir / NETWORK_FILE)
-    try:
-        window = int(json.loads((model_dir / META_FILE).read_text()).get("window", 64))
-    except Exception:
-        window = 64
-    if onnx is None:
-        onnx = _listed(model_dir, ONNX_FILE)
-    try:
-        return CamNetwork(graph, scaler, window=window,
-                          onnx=model_dir / ONNX_FILE if onnx else None)
-    except Exception as exc:
-        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a CAM frame classifier "
-                             f"({type(exc).__name__}: {exc})") from exc
-
-
-def _check_input_shape(net, model_dir):
-    """The network's input against what xcrfilter feeds it (1 channel, ``window`` pixels)."""
-    graph = getattr(net, "graph", None)
-    if not hasattr(graph, "input_shape"):
-        return
-    rows, cols, channels = graph.input_shape()
-    where = model_dir / NETWORK_FILE
-    if channels != 1:
-        raise ModelFileError(f"{where}: the network takes {channels} input channels; "
-                             "xcrfilter gives it 1 (the scaled log energy of the frame)")
-    if (rows, cols) != (None, None) and (rows, cols) != (net.window, net.window):
-        raise ModelFileError(f"{where}: the network takes {rows}x{cols} pixel inputs, but "
-                             f"{META_FILE} says window {net.window}; the files do not belong "
-                             "together")
-
-
 def read_model(model_dir, verify=True):
     """Load a CAM model directory afresh, bypassing the cache of :func:`load_model`.
 
@@ -429,15 +258,15 @@ def read_model(model_dir, verify=True):
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelFileError(f"CAM model directory {str(model_dir)!r} does not exist")
-    meta = _read_meta(model_dir)
-    sha = _verify_checksums(model_dir) if verify else "unverified"
+    meta = read_meta(model_dir)
+    sha = verify_model_checksums(model_dir) if verify else "unverified"
     net = load_network(model_dir)
     n_out = int(net.kernel.shape[-1])
     if n_out != len(CLASS_NAMES):
         raise ModelFileError(f"{model_dir / NETWORK_FILE}: the network has {n_out} output "
                              f"classes, {META_FILE} and xcrfilter expect {len(CLASS_NAMES)} "
                              f"({', '.join(CLASS_NAMES)})")
-    _check_input_shape(net, model_dir)
+    check_input_shape(net, model_dir)
     if net.window % net.stride:
         raise ModelFileError(f"{model_dir / META_FILE}: window {net.window} is not a multiple "
                              f"of the network's output stride {net.stride}")
@@ -461,7 +290,7 @@ def load_model(model_dir=None):
     ----------
     model_dir : str or path-like, optional
         Directory written by :func:`xcrfilter.ml.training.train` or
-        :func:`save_model`, or the name of a shipped model (``"context"``,
+        :func:`~xcrfilter.ml.model_files.save_model`, or the name of a shipped model (``"context"``,
         ``"paper"``, see `SHIPPED_MODELS`); default the shipped
         ``"context"`` model.
 
@@ -482,34 +311,3 @@ def load_model(model_dir=None):
     elif isinstance(model_dir, str) and model_dir in SHIPPED_MODELS:
         model_dir = default_model_dir(model_dir)
     return _load_cached(*cache_key(model_dir, "CAM"))
-
-
-def save_model(model_dir, network, scaler, forest, meta, card_text=None):
-    """Write a model directory (see module docstring); return the checksum."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if network is not None:
-        network.save(model_dir / NETWORK_FILE)
-        export_network(model_dir)
-    if scaler is not None:
-        (model_dir / SCALING_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
-    if forest is not None:
-        save_forest(forest, model_dir / FOREST_FILE)
-    meta = dict(meta)
-    meta["format"] = FORMAT
-    meta["format_version"] = FORMAT_VERSION
-    meta.setdefault("class_names", list(CLASS_NAMES))
-    (model_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-    if card_text is not None:
-        (model_dir / CARD_FILE).write_text(card_text)
-    return write_checksums(model_dir)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -215,7 +215,7 @@ def train_network(tiles, labels, output, *, scaler=None, epochs=30, batch_size=6
     val_pred = model.predict(xva, batch_size=256, verbose=0).argmax(axis=1)
     val_acc_recal = float((val_pred == yva).mean()) if len(yva) else None
     model.save(output / "densenet.keras")
-    from .model import export_network
+    from .model_files import export_network
     export_network(output)                 # densenet.onnx, what inference runs
     val_loss = hist.history.get("val_loss", [])
     best = int(np.argmin(val_loss)) if val_loss else -1

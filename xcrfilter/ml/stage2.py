@@ -202,7 +202,7 @@ def fit_stage2(output, X, is_cr, frame_idx, n_frames, *, meta, info1, frame_desc
         ``model.json`` contents.
     """
     from ..evaluation.roc import roc_curve, threshold_at_fpr
-    from .model import save_model
+    from .model_files import save_model
 
     t_start = time.time() if t_start is None else t_start
     is_cr = np.asarray(is_cr, bool)

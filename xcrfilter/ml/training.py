@@ -7,7 +7,7 @@ frame classifier on labelled 64 x 64 tiles.  Stage 2
 balanced random forest and its threshold.
 
 :func:`train` runs both and writes a model directory with a model card and
-checksums (see :mod:`xcrfilter.ml.model`).  The functions of each stage
+checksums (see :mod:`xcrfilter.ml.model_files`).  The functions of each stage
 live in its own module.
 """
 from __future__ import annotations
@@ -67,7 +67,8 @@ def train(tiles, frames, output, *, epochs=30, batch_size=64, val_fraction=0.1, 
     dict
         The ``model.json`` contents.
     """
-    from .model import CamModel, load_network
+    from .model import CamModel
+    from .model_files import load_network
 
     if feature_set not in ("paper", "extended"):
         raise ValueError(f"feature_set must be 'paper' or 'extended', got {feature_set!r}")

@@ -52,7 +52,8 @@ def save_unet_model(model_dir, network, scaler, meta, card_text=""):
     model_dir : path-like
         Created if missing.
     network : keras.Model
-        From :func:`build_unet` / :func:`train_unet`.
+        From :func:`xcrfilter.ml.unet.build_unet` /
+        :func:`xcrfilter.ml.unet_training.train_unet`.
     scaler : `~xcrfilter.ml.scaling.LogEnergyScaler`
     meta : dict
         ``model.json`` content; ``format`` and ``class_names`` are added.
