@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 
-from xcrfilter.events import find_events, is_accepted_shape
+from xcrfilter.events import find_events
+from xcrfilter.grades import is_accepted_shape
 from xcrfilter.grades import GRADE_LUT, NEIGHBOUR_BITS, asca_grade, pattern_code
 from xcrfilter.filters.vfaint import vfaint_filter
 

@@ -14,11 +14,11 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from .grades import (ACCEPTED_SHAPE_LUT, EPIC_PATTERN_LUT, GRADE_LUT, IDX_3X3, IDX_OUTER,
+from .grades import (EPIC_PATTERN_LUT, GRADE_LUT, IDX_3X3, IDX_OUTER,
                      pattern_code)
 from .meta import add_history, set_card
 
-__all__ = ["find_events", "is_accepted_shape", "FINDING_STATUS", "check_thresholds",
+__all__ = ["find_events", "FINDING_STATUS", "check_thresholds",
            "set_status_bit", "event_positions"]
 
 #: STATUS bits of event finding itself, NAME -> (bit, meaning); the filters
@@ -35,18 +35,6 @@ _DX = _DX - 2
 # neighbours preceding / following the centre in raster (row-major) order
 _IDX_BEFORE = np.array([6, 7, 8, 11])
 _IDX_AFTER = np.array([13, 16, 17, 18])
-
-
-def is_accepted_shape(code):
-    """True where the 3x3 pattern is a single, a non-diagonal double, an
-    L-shaped triple or a square quad (seed paper Sec. 3.1; no other active
-    pixel in the 3x3 window).
-
-    ``code`` is a pattern code of :func:`xcrfilter.grades.pattern_code`
-    (:data:`xcrfilter.grades.ACCEPTED_SHAPE_LUT`): the shape rule of the
-    very-faint-mode screening (:mod:`xcrfilter.filters.vfaint`).
-    """
-    return ACCEPTED_SHAPE_LUT[np.asarray(code, dtype=np.int64)]
 
 
 def _as_ev(value, name):

@@ -7,7 +7,7 @@ Each code maps through a 256-entry table to its ASCA grade
 (:func:`asca_grade`, :data:`GRADE_LUT`), its XMM-Newton EPIC-pn ``PATTERN``
 (:func:`epic_pattern`, :data:`EPIC_PATTERN_LUT`) and whether it is one of the
 13 shapes the very-faint-mode screening accepts (:data:`ACCEPTED_SHAPE_LUT`,
-applied by :func:`xcrfilter.events.is_accepted_shape`).  The tables are
+applied by :func:`is_accepted_shape`).  The tables are
 built once at import from the rules below; event finding
 (:mod:`xcrfilter.events`) and event lists (:mod:`xcrfilter.io.eventlist`)
 look codes up in them.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pattern_code", "asca_grade", "epic_pattern", "GRADE_LUT", "ACCEPTED_SHAPE_LUT",
-           "EPIC_PATTERN_LUT", "NEIGHBOUR_BITS", "IDX_3X3", "IDX_OUTER"]
+__all__ = ["pattern_code", "asca_grade", "epic_pattern", "is_accepted_shape", "GRADE_LUT",
+           "ACCEPTED_SHAPE_LUT", "EPIC_PATTERN_LUT", "NEIGHBOUR_BITS", "IDX_3X3", "IDX_OUTER"]
 
 #: indices of the 3x3 window inside the 25-element PHAS vector
 IDX_3X3 = np.array([6, 7, 8, 11, 12, 13, 16, 17, 18])
@@ -158,8 +158,20 @@ def epic_pattern(code):
     every other shape (XMM-Newton Users Handbook, EPIC-pn event patterns;
     the numbering of the Athena WFI background team's event files).
     Patterns 0-12 are exactly the shapes
-    :func:`xcrfilter.events.is_accepted_shape` accepts.
+    :func:`is_accepted_shape` accepts.
     Unlike those files, the outer 5x5 ring never changes the pattern here
     (that is STATUS bit ``OUTER_RING``).
     """
     return EPIC_PATTERN_LUT[np.asarray(code, dtype=np.int64)]
+
+
+def is_accepted_shape(code):
+    """True where the 3x3 pattern is a single, a non-diagonal double, an
+    L-shaped triple or a square quad (seed paper Sec. 3.1; no other active
+    pixel in the 3x3 window).
+
+    ``code`` is a pattern code of :func:`pattern_code`
+    (:data:`ACCEPTED_SHAPE_LUT`): the shape rule of the
+    very-faint-mode screening (:mod:`xcrfilter.filters.vfaint`).
+    """
+    return ACCEPTED_SHAPE_LUT[np.asarray(code, dtype=np.int64)]

@@ -84,7 +84,8 @@ def is_available():
     ``xcrfilter filter --method all`` and ``xcrfilter demo`` include the CAM
     filter only then; ``--method cam`` with ``--cam-model DIR`` works either way.
     """
-    from ..ml.model import NETWORK_FILE, default_model_dir
+    from ..ml.model import default_model_dir
+    from ..ml.model_files import NETWORK_FILE
     return (default_model_dir() / NETWORK_FILE).is_file()
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..meta import card_value
-from ..events import check_thresholds, find_events, island_properties, is_accepted_shape
+from ..events import check_thresholds, find_events, island_properties
+from ..grades import is_accepted_shape
 from ..contract import Card, Filter, status_mask
 
 __all__ = ["vfaint_filter", "vfaint_flags", "STATUS", "FILTER"]
