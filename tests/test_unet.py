@@ -276,3 +276,50 @@ def test_bad_inputs(model, tmp_path):
         model.predict_windows(np.zeros((1, 30, 30)))
     with pytest.raises(ValueError, match="divisible"):
         unet_training.train_unet(np.zeros((2, 30, 30)), np.zeros((2, 30, 30), int), epochs=1)
+
+
+# -- the network in ONNX Runtime -------------------------------------------------
+
+# ONNX Runtime and Keras (XLA) compute the same float32 convolutions with
+# different kernels and summation orders, and a CPU's SIMD width changes the
+# order again: the logits differ by float32 rounding of sums of ~100-600
+# terms, and a softmax probability moves by at most half the largest logit
+# difference.  Measured on this machine: at most 1.3e-6 on the probabilities
+# of the shipped model.  atol 1e-5 leaves a factor ~8 for other CPUs and
+# libraries; a mistake shows far above it (one kernel flipped in the export
+# moves the probabilities of simulated windows by 0.8).
+ONNX_ATOL = 1e-5
+
+
+def test_export_refuses_unknown_layers():
+    import keras
+    from keras import layers
+    from xcrfilter.ml.unet_onnx import export_unet_onnx
+    inp = keras.Input((None, None, 1))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = layers.BatchNormalization(name="odd_norm")(x)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'odd_norm'.*BatchNormalization"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2D(4, 3, padding="same", activation="tanh", name="tanh_conv")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'tanh_conv'.*activation 'tanh'"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="wide_up")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'wide_up'.*kernel = strides"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2D(4, 3, padding="same", dilation_rate=2, name="dilated")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'dilated'.*dilation_rate"):
+        export_unet_onnx(keras.Model(inp, out))
+
+
+def test_export_of_a_small_unet():
+    """Another architecture (3 levels, 4 filters, random weights) exports to the same
+    probabilities."""
+    from xcrfilter.ml.unet_onnx import UnetRuntime, export_unet_onnx
+    net = unet.build_unet(levels=3, base_filters=4, seed=4)
+    x = np.random.default_rng(5).normal(0.0, 2.0, (3, 40, 24)).astype(np.float32)
+    got = UnetRuntime(export_unet_onnx(net))(x)
+    np.testing.assert_allclose(got, net.predict(x[..., None], verbose=0), rtol=0, atol=ONNX_ATOL)
