@@ -10,6 +10,10 @@ Two steps (``scripts/train_unet.sh`` has the exact commands)::
     #    model card and SHA256SUMS
     python scripts/train_unet.py thresholds --frames 400 --seed 303 -o runs/unet_model
 
+Training writes ``unet.onnx`` (the network exported to ONNX, run at
+inference) beside ``unet.keras``; ``onnx`` writes it for a directory
+trained before it existed (``python scripts/train_unet.py onnx -o DIR``).
+
 All frames come from the package simulator with randomised physics
 (`xcrfilter.simulate.RandomPhysicsSimulator`, default `PhysicsRanges`);
 the seeds are disjoint from every evaluation seed.
@@ -150,6 +154,24 @@ def cmd_card(args):
     return 0
 
 
+def cmd_onnx(args):
+    from xcrfilter.ml import unet_model
+    from xcrfilter.ml.checksums import write_checksums
+    out = Path(args.output)
+    print("wrote", unet_model.export_unet_network(out))
+    meta = json.loads((out / unet_model.META_FILE).read_text())
+    (out / unet_model.CARD_FILE).write_text(model_card(meta))
+    print("model checksum", write_checksums(out, unet_model.CHECKED_FILES))
+    return 0
+
+
+#: The model card's line on unet.onnx (one line of Markdown).
+ONNX_CARD_LINE = ("**Runtime.** `unet.onnx` is `unet.keras` (same weights) exported to ONNX "
+                  "(opset 17, `xcrfilter.ml.unet_onnx.export_unet_onnx`) and run at inference "
+                  "by ONNX Runtime, without Keras or JAX; made by training, or from "
+                  "`unet.keras` by `python scripts/train_unet.py onnx -o <model dir>`.")
+
+
 def model_card(meta):
     """MODEL_CARD.md text from ``model.json``."""
     a, t, c = meta["architecture"], meta["training"], meta["threshold_choice"]
@@ -200,6 +222,8 @@ Final loss {t['loss'][-1]:.5f}, validation loss
 
 **Command.** `scripts/train_unet.sh`; training: `{meta['command']}`.
 
+{ONNX_CARD_LINE}
+
 **Versions.** {meta['versions']}
 """
 
@@ -239,8 +263,12 @@ def main(argv=None):
     h.add_argument("-o", "--output", required=True)
     c = sub.add_parser("card", help="rewrite MODEL_CARD.md and SHA256SUMS from model.json")
     c.add_argument("-o", "--output", required=True)
+    x = sub.add_parser("onnx", help="export unet.keras to unet.onnx; rewrite MODEL_CARD.md "
+                       "and SHA256SUMS")
+    x.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
-    return {"train": cmd_train, "thresholds": cmd_thresholds, "card": cmd_card}[args.cmd](args)
+    return {"train": cmd_train, "thresholds": cmd_thresholds, "card": cmd_card,
+            "onnx": cmd_onnx}[args.cmd](args)
 
 
 if __name__ == "__main__":

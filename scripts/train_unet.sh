@@ -20,5 +20,9 @@ python scripts/train_unet.py train --frames 7000 --seed 101 --val-frames 400 --v
 python scripts/train_unet.py thresholds --frames 400 --seed 303 -o runs/unet_model
 
 mkdir -p xcrfilter/data/unet_model
-cp runs/unet_model/{unet.keras,scaling.json,model.json,MODEL_CARD.md,training_log.csv,SHA256SUMS} \
+cp runs/unet_model/{unet.keras,unet.onnx,scaling.json,model.json,MODEL_CARD.md,training_log.csv,SHA256SUMS} \
     xcrfilter/data/unet_model/
+
+# 3. unet.onnx (written by step 1 since it exists; the shipped one was exported
+#    afterwards from the shipped unet.keras), MODEL_CARD.md and SHA256SUMS
+python scripts/train_unet.py onnx -o xcrfilter/data/unet_model

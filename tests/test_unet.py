@@ -1,6 +1,12 @@
 """The U-Net segmentation filter: network, focal loss, mask, pipeline method, model files."""
+import copy
 import json
+import os
+import pickle
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -234,6 +240,8 @@ def test_training_smoke_and_model_roundtrip(tmp_path):
     sha = unet_model.save_unet_model(tmp_path / "m", net, scaler, meta, "card\n")
     loaded = unet_model.load_unet_model(tmp_path / "m")
     assert loaded.sha256 == sha and loaded.threshold == 0.4 and loaded.core == 16
+    # training writes the ONNX export too, checked like the other files
+    assert "unet.onnx" in (tmp_path / "m" / "SHA256SUMS").read_text()
     want = np.asarray(net(scaler.transform(x[:3])[..., None]))
     np.testing.assert_allclose(loaded.predict_windows(x[:3]), want, atol=1e-5)
     # a modified file fails its checksum
@@ -276,3 +284,155 @@ def test_bad_inputs(model, tmp_path):
         model.predict_windows(np.zeros((1, 30, 30)))
     with pytest.raises(ValueError, match="divisible"):
         unet_training.train_unet(np.zeros((2, 30, 30)), np.zeros((2, 30, 30), int), epochs=1)
+
+
+# -- the network in ONNX Runtime -------------------------------------------------
+
+# ONNX Runtime and Keras (XLA) compute the same float32 convolutions with
+# different kernels and summation orders, and a CPU's SIMD width changes the
+# order again: the logits differ by float32 rounding of sums of ~100-600
+# terms, and a softmax probability moves by at most half the largest logit
+# difference.  Measured on this machine: at most 1.3e-6 on the probabilities
+# of the shipped model.  atol 1e-5 leaves a factor ~8 for other CPUs and
+# libraries; a mistake shows far above it (one kernel flipped in the export
+# moves the probabilities of simulated windows by 0.8).
+ONNX_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def keras_net():
+    import keras
+    return keras.saving.load_model(unet_model.default_unet_dir() / "unet.keras", compile=False)
+
+
+def _sim_windows():
+    """16 windows of 64 x 64 pixels [eV] cut from simulated frames with X-rays and CRs."""
+    sim = simulate_frames(4, seed=8, shape=(128, 128),
+                          params=SimulationParameters(cr_rate=3.0, xray_rate=6.0))
+    w = sim.frames.reshape(4, 2, 64, 2, 64).transpose(0, 1, 3, 2, 4).reshape(16, 64, 64)
+    assert (sim.labels == 2).any() and (sim.labels == 1).any()
+    return w.astype(np.float32)
+
+
+def test_onnx_equals_keras_predict(model, keras_net):
+    """The shipped unet.onnx gives Keras' probabilities on random and simulated windows,
+    whatever the batch size and window sides."""
+    from xcrfilter.ml.unet_onnx import UnetRuntime
+    rng = np.random.default_rng(3)
+    cases = [_sim_windows()]
+    for shape in ((1, 64, 64), (7, 32, 48), (2, 128, 96)):
+        noise = rng.normal(0.0, NOISE_EV, shape)
+        hits = rng.exponential(1500.0, shape) * (rng.random(shape) < 0.05)
+        cases.append((noise + hits).astype(np.float32))
+    runtime = UnetRuntime(unet_model.default_unet_dir() / "unet.onnx")
+    for w in cases:
+        x = model.scaler.transform(w)
+        want = keras_net.predict(x[..., None], verbose=0)
+        got = runtime(x)
+        assert got.shape == w.shape + (3,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=ONNX_ATOL)
+        np.testing.assert_allclose(model.predict_windows(w, batch_size=3), want, rtol=0,
+                                   atol=ONNX_ATOL)
+    # the simulated windows hold confident CR and X-ray pixels: not a trivial match
+    p = runtime(model.scaler.transform(cases[0]))
+    assert p[..., 2].max() > 0.9 and p[..., 1].max() > 0.5
+
+
+def test_shipped_onnx_is_the_keras_network(keras_net):
+    """unet.onnx is the export of the shipped unet.keras, listed in SHA256SUMS."""
+    from xcrfilter.ml.unet_onnx import export_unet_onnx
+    d = unet_model.default_unet_dir()
+    assert (d / "unet.onnx").read_bytes() == export_unet_onnx(keras_net)
+    assert "unet.onnx" in (d / "SHA256SUMS").read_text()
+
+
+def test_status_verdicts_onnx_equal_keras(model, keras_net):
+    """The unet filter flags the same events whether the network runs in ONNX Runtime or
+    in Keras."""
+    sim = simulate_frames(6, seed=21, shape=(128, 128),
+                          params=SimulationParameters(cr_rate=3.0, xray_rate=6.0))
+    frames = sim.frames * u.eV
+    keras_model = copy.copy(model)
+    keras_model.runtime = lambda x: keras_net.predict(x[..., None], verbose=0)
+    for thr in (None, 0.3):
+        ev_onnx = unet_filter(frames, threshold=thr, model=model)
+        ev_keras = unet_filter(frames, threshold=thr, model=keras_model)
+        np.testing.assert_allclose(np.asarray(ev_onnx["PROB_UNET"]),
+                                   np.asarray(ev_keras["PROB_UNET"]), rtol=0, atol=ONNX_ATOL)
+        np.testing.assert_array_equal(np.asarray(ev_onnx["STATUS"]),
+                                      np.asarray(ev_keras["STATUS"]))
+        bit = (np.asarray(ev_onnx["STATUS"]) >> UNET_BIT) & 1
+        assert 0 < bit.sum() < len(bit)
+
+
+def test_export_refuses_unknown_layers():
+    import keras
+    from keras import layers
+    from xcrfilter.ml.unet_onnx import export_unet_onnx
+    inp = keras.Input((None, None, 1))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = layers.BatchNormalization(name="odd_norm")(x)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'odd_norm'.*BatchNormalization"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2D(4, 3, padding="same", activation="tanh", name="tanh_conv")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'tanh_conv'.*activation 'tanh'"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="wide_up")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'wide_up'.*kernel = strides"):
+        export_unet_onnx(keras.Model(inp, out))
+    x = layers.Conv2D(4, 3, padding="same", dilation_rate=2, name="dilated")(inp)
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    with pytest.raises(ValueError, match="'dilated'.*dilation_rate"):
+        export_unet_onnx(keras.Model(inp, out))
+
+
+def test_export_of_a_small_unet():
+    """Another architecture (3 levels, 4 filters, random weights) exports to the same
+    probabilities."""
+    from xcrfilter.ml.unet_onnx import UnetRuntime, export_unet_onnx
+    net = unet.build_unet(levels=3, base_filters=4, seed=4)
+    x = np.random.default_rng(5).normal(0.0, 2.0, (3, 40, 24)).astype(np.float32)
+    got = UnetRuntime(export_unet_onnx(net))(x)
+    np.testing.assert_allclose(got, net.predict(x[..., None], verbose=0), rtol=0, atol=ONNX_ATOL)
+
+
+def test_onnx_file_listed_or_exported(model, tmp_path):
+    """A directory whose SHA256SUMS does not list unet.onnx gets the network exported from
+    unet.keras on loading (an unlisted file is never run); a corrupt listed one fails."""
+    from xcrfilter.ml.checksums import write_checksums
+    d = tmp_path / "m"
+    shutil.copytree(unet_model.default_unet_dir(), d)
+    (d / "unet.onnx").write_bytes(b"not onnx")                    # unlisted: ignored
+    write_checksums(d, [n for n in unet_model.CHECKED_FILES if n != "unet.onnx"])
+    old = unet_model.load_unet_model(d)
+    w = _sim_windows()
+    np.testing.assert_array_equal(old.predict_windows(w), model.predict_windows(w))
+    write_checksums(d, unet_model.CHECKED_FILES)
+    with pytest.raises(ModelFileError, match="unet.onnx.*not a loadable ONNX model"):
+        unet_model.load_unet_model(d)
+
+
+def test_model_pickles(model):
+    """A loaded model travels to dask workers: the ONNX Runtime session is made again."""
+    w = _sim_windows()[:4]
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict_windows(w),
+                                  model.predict_windows(w))
+
+
+def test_load_and_filter_import_neither_keras_nor_jax():
+    """Loading the shipped U-Net and running the filter import neither Keras nor JAX."""
+    code = ("import sys; import astropy.units as u; "
+            "from xcrfilter.simulate import simulate_frames; "
+            "from xcrfilter.filters.unet import unet_filter; "
+            "from xcrfilter.ml.unet_model import load_unet_model; load_unet_model(); "
+            "ev = unet_filter(simulate_frames(2, seed=1, shape=(128, 128)).frames * u.eV); "
+            "assert len(ev) > 0; "
+            "print(sorted(m for m in ('keras', 'jax', 'tensorflow', 'torch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent,
+                         env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert out.stdout.split("\n")[-2] == "[]"

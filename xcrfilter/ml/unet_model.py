@@ -1,10 +1,15 @@
 """U-Net model directories and sparse inference (the network of `xcrfilter.ml.unet`).
 
-A model directory (``xcrfilter/data/unet_model``) holds ``unet.keras``,
+A model directory (``xcrfilter/data/unet_model``) holds ``unet.keras``
+(the Keras network, for training), ``unet.onnx`` (the same network exported
+to ONNX by `xcrfilter.ml.unet_onnx`, run at inference by ONNX Runtime;
+optional: a directory whose ``SHA256SUMS`` does not list it gets it
+exported from ``unet.keras`` on loading, which imports Keras),
 ``scaling.json``, ``model.json`` (architecture, receptive field, FLOPs,
 thresholds, tiling, training record), ``MODEL_CARD.md``,
 ``training_log.csv`` and ``SHA256SUMS`` (checked on loading by
-`xcrfilter.ml.checksums`).
+`xcrfilter.ml.checksums`).  Loading a directory with a listed
+``unet.onnx`` and running the network import neither Keras nor JAX.
 
 Inference (:meth:`UnetModel.probability_maps`) is sparse: a frame is cut
 into ``core x core`` tiles, only tiles holding a pixel at or above the seed
@@ -20,21 +25,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .checksums import ModelFileError, cache_key, verify_checksums, write_checksums
+from .checksums import SUMS_FILE, ModelFileError, cache_key, verify_checksums, write_checksums
 from .scaling import LogEnergyScaler
 
 __all__ = ["CLASS_NAMES", "UnetModel", "load_unet_model", "save_unet_model",
-           "default_unet_dir", "NETWORK_FILE", "FORMAT"]
+           "export_unet_network", "default_unet_dir", "NETWORK_FILE", "ONNX_FILE", "FORMAT"]
 
 #: Per-pixel classes, in the order of the network output (= simulator labels).
 CLASS_NAMES = ("NOISE", "XRAY", "CR")
 FORMAT = "xcrfilter-unet-model"
 NETWORK_FILE = "unet.keras"
+ONNX_FILE = "unet.onnx"
 SCALING_FILE = "scaling.json"
 META_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
 LOG_FILE = "training_log.csv"
-CHECKED_FILES = (NETWORK_FILE, SCALING_FILE, META_FILE, CARD_FILE, LOG_FILE)
+CHECKED_FILES = (NETWORK_FILE, ONNX_FILE, SCALING_FILE, META_FILE, CARD_FILE, LOG_FILE)
+#: ONNX Runtime intra-operator threads (0: one per physical core).
+THREADS = 0
 
 
 # -- model directory ------------------------------------------------------------
@@ -46,6 +54,10 @@ def default_unet_dir():
 
 def save_unet_model(model_dir, network, scaler, meta, card_text=""):
     """Write a U-Net model directory and its ``SHA256SUMS``; return the model checksum.
+
+    The network is written twice: ``unet.keras`` (Keras, for training
+    further) and ``unet.onnx`` (its export, `xcrfilter.ml.unet_onnx`, run at
+    inference).
 
     Parameters
     ----------
@@ -63,6 +75,8 @@ def save_unet_model(model_dir, network, scaler, meta, card_text=""):
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     network.save(model_dir / NETWORK_FILE)
+    from .unet_onnx import export_unet_onnx
+    (model_dir / ONNX_FILE).write_bytes(export_unet_onnx(network))
     (model_dir / SCALING_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
     meta = dict(meta, format=FORMAT, class_names=list(CLASS_NAMES))
     (model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -70,6 +84,70 @@ def save_unet_model(model_dir, network, scaler, meta, card_text=""):
     if not (model_dir / LOG_FILE).exists():
         (model_dir / LOG_FILE).write_text("epoch,loss\n")
     return write_checksums(model_dir, CHECKED_FILES)
+
+
+def _read_keras(model_dir):
+    """The Keras network of ``unet.keras`` (imports Keras)."""
+    import keras
+    try:
+        net = keras.saving.load_model(model_dir / NETWORK_FILE, compile=False, safe_mode=True)
+    except Exception as exc:  # any failure of a foreign file is a model-file error
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a loadable Keras model "
+                             f"({type(exc).__name__}: {exc})") from exc
+    if tuple(net.output_shape[-1:]) != (len(CLASS_NAMES),):
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: output has "
+                             f"{net.output_shape[-1]} classes, expected {len(CLASS_NAMES)}")
+    return net
+
+
+def _export(model_dir):
+    """``unet.onnx`` of ``unet.keras``, serialised (imports Keras and onnx)."""
+    from .unet_onnx import export_unet_onnx
+    net = _read_keras(model_dir)
+    try:
+        return export_unet_onnx(net)
+    except ValueError as exc:
+        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a U-Net ({exc})") from exc
+
+
+def export_unet_network(model_dir):
+    """Write ``unet.onnx`` of a model directory from its ``unet.keras``.
+
+    For a directory written before ``unet.onnx`` existed; training writes
+    it (:func:`save_unet_model`).  ``SHA256SUMS`` is not rewritten: list the
+    file with ``xcrfilter.ml.checksums.write_checksums(model_dir,
+    CHECKED_FILES)`` (``scripts/train_unet.py onnx`` does both).
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Directory holding ``unet.keras``.
+
+    Returns
+    -------
+    pathlib.Path
+        The ONNX file.
+
+    Raises
+    ------
+    ModelFileError
+        No, an unreadable or a foreign ``unet.keras``.
+    ImportError
+        Keras or the ``onnx`` package is not installed.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / NETWORK_FILE).is_file():
+        raise ModelFileError(f"{model_dir}: no {NETWORK_FILE} to export")
+    out = model_dir / ONNX_FILE
+    out.write_bytes(_export(model_dir))
+    return out
+
+
+def _listed(model_dir, name):
+    """Whether ``SHA256SUMS`` of ``model_dir`` lists ``name`` (already verified)."""
+    sums = model_dir / SUMS_FILE
+    return sums.is_file() and any(line.partition("  ")[2].strip() == name
+                                  for line in sums.read_text().splitlines())
 
 
 def _probability(value, name, path):
@@ -80,6 +158,22 @@ def _probability(value, name, path):
 
 class UnetModel:
     """A loaded U-Net model (use :func:`load_unet_model`).
+
+    Parameters
+    ----------
+    onnx : bytes
+        The network exported to ONNX (``unet.onnx``,
+        `xcrfilter.ml.unet_onnx.export_unet_onnx`).
+    scaler : `~xcrfilter.ml.scaling.LogEnergyScaler`
+        Input scaling (``scaling.json``).
+    meta : dict
+        ``model.json``.
+    sha256 : str
+        Model checksum.
+    path : path-like
+        Model directory.
+    threads : int, optional
+        ONNX Runtime intra-operator threads (default `THREADS`).
 
     Attributes
     ----------
@@ -97,10 +191,15 @@ class UnetModel:
         Receptive field of the network [pixels].
     meta : dict
         ``model.json``.
+    runtime : xcrfilter.ml.unet_onnx.UnetRuntime
+        The network in an ONNX Runtime session.
     """
 
-    def __init__(self, network, scaler, meta, sha256, path):
-        self.network = network
+    def __init__(self, onnx, scaler, meta, sha256, path, threads=None):
+        from .unet_onnx import UnetRuntime
+        self._onnx = bytes(onnx)
+        self.threads = THREADS if threads is None else int(threads)
+        self.runtime = UnetRuntime(self._onnx, threads=self.threads)
         self.scaler = scaler
         self.meta = meta
         self.sha256 = sha256
@@ -112,21 +211,16 @@ class UnetModel:
         self.margin = int(meta.get("tiling", {}).get("margin", 16))
         self.levels = int(meta.get("architecture", {}).get("levels", 4))
         self.receptive_field = int(meta.get("receptive_field", 0))
-        self._functions = {}
 
-    def _function(self):
-        fn = self._functions.get("map")
-        if fn is None:
-            import jax
-            net = self.network
-            tv = [v.value for v in net.trainable_variables]
-            ntv = [v.value for v in net.non_trainable_variables]
+    def __getstate__(self):
+        # an ONNX Runtime session cannot be pickled (dask workers): the model
+        # bytes travel and the session is made again where it is unpickled
+        return {k: v for k, v in self.__dict__.items() if k != "runtime"}
 
-            @jax.jit
-            def fn(x):
-                return net.stateless_call(tv, ntv, x, training=False)[0]
-            self._functions["map"] = fn
-        return fn
+    def __setstate__(self, state):
+        from .unet_onnx import UnetRuntime
+        self.__dict__.update(state)
+        self.runtime = UnetRuntime(self._onnx, threads=self.threads)
 
     def predict_windows(self, windows_ev, batch_size=64):
         """Class probabilities of whole windows (dense, no tiling).
@@ -136,8 +230,8 @@ class UnetModel:
         windows_ev : float ndarray (n, rows, cols) [eV]
             Sides divisible by ``2**(levels - 1)``.
         batch_size : int
-            Windows per call; a smaller batch is padded to 8 windows (up to
-            8) or to ``batch_size``, so that two shapes are compiled.
+            Windows per ONNX Runtime call (any batch size and side run
+            without recompilation or padding).
 
         Returns
         -------
@@ -149,17 +243,10 @@ class UnetModel:
         if w.ndim != 3 or w.shape[1] % step or w.shape[2] % step:
             raise ValueError(f"windows must be (n, rows, cols) with sides divisible by {step}, "
                              f"got shape {w.shape}")
-        fn = self._function()
-        out = np.empty(w.shape + (3,), np.float32)
-        x = self.scaler.transform(w)[..., None]
-        for i in range(0, len(x), batch_size):
-            part = x[i:i + batch_size]
-            k = len(part)
-            size = 8 if k <= 8 else batch_size
-            if k < size:  # two batch shapes only: two compilations
-                part = np.concatenate([part, np.zeros((size - k,) + part.shape[1:],
-                                                      np.float32)])
-            out[i:i + k] = np.asarray(fn(part))[:k]
+        out = np.empty(w.shape + (len(CLASS_NAMES),), np.float32)
+        batch = max(1, int(batch_size))
+        for i in range(0, len(w), batch):
+            out[i:i + batch] = self.runtime(self.scaler.transform(w[i:i + batch]))
         return out
 
     def probability_maps(self, frames_ev, seed_level=260.0, dense=False, batch_size=64,
@@ -257,16 +344,20 @@ def _load_uncached(model_dir):
                              f"{list(CLASS_NAMES)}")
     _probability(meta.get("threshold", 0.5), "threshold", model_dir / META_FILE)
     _probability(meta.get("mask_threshold", 0.5), "mask_threshold", model_dir / META_FILE)
-    import keras
+    # the checked unet.onnx; without one listed in SHA256SUMS (a file that was
+    # not checked is never run) the network is exported from unet.keras
+    if _listed(model_dir, ONNX_FILE):
+        onnx, where = (model_dir / ONNX_FILE).read_bytes(), model_dir / ONNX_FILE
+    else:
+        onnx, where = _export(model_dir), model_dir / NETWORK_FILE
     try:
-        net = keras.saving.load_model(model_dir / NETWORK_FILE, compile=False, safe_mode=True)
-    except Exception as exc:  # any failure of a foreign file is a model-file error
-        raise ModelFileError(f"{model_dir / NETWORK_FILE}: not a loadable Keras model "
-                             f"({type(exc).__name__}: {exc})") from exc
-    if tuple(net.output_shape[-1:]) != (len(CLASS_NAMES),):
-        raise ModelFileError(f"{model_dir / NETWORK_FILE}: output has "
-                             f"{net.output_shape[-1]} classes, expected {len(CLASS_NAMES)}")
-    return UnetModel(net, scaler, meta, sha, model_dir)
+        model = UnetModel(onnx, scaler, meta, sha, model_dir)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{where}: {exc}") from exc
+    if model.runtime.n_classes != len(CLASS_NAMES):
+        raise ModelFileError(f"{where}: output has {model.runtime.n_classes} classes, "
+                             f"expected {len(CLASS_NAMES)}")
+    return model
 
 
 @functools.lru_cache(maxsize=4)
