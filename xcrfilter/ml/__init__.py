@@ -1,4 +1,5 @@
-"""Machine-learning parts of the CAM filter (seed paper Sec. 3.2-3.3, 4).
+"""Machine-learning parts of the filters: the CAM filter (seed paper Sec. 3.2-3.3, 4),
+morph, the U-Net and the observation-trained context.
 
 * :mod:`~xcrfilter.ml.densenet` -- DenseNet frame classifier (Keras 3).
 * :mod:`~xcrfilter.ml.cam` -- class activation maps (Eq. 1), windows and
@@ -17,6 +18,15 @@
   :mod:`~xcrfilter.ml.stage2` -- event features, forest and threshold;
   :mod:`~xcrfilter.ml.training` -- both stages; ``xcrfilter train``
   (:mod:`~xcrfilter.cli.train`).
+* :mod:`~xcrfilter.ml.morph` -- the morph and shape-only forests.
+* :mod:`~xcrfilter.ml.unet` (network, focal loss),
+  :mod:`~xcrfilter.ml.unet_training` (crops, training),
+  :mod:`~xcrfilter.ml.unet_onnx` (export to and run by ONNX Runtime) and
+  :mod:`~xcrfilter.ml.unet_model` (the shipped model directory, sparse
+  inference) -- pixel segmentation (seed 004).
+* :mod:`~xcrfilter.ml.checksums`, :mod:`~xcrfilter.ml.scaling`,
+  :mod:`~xcrfilter.ml.cascade` -- model-directory checksums, input scaling
+  and the CAM filter's cascade band.
 
 Keras and JAX are imported only for training.  The Keras
 backend defaults to JAX (``KERAS_BACKEND=jax``).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["ModelFileError", "SUMS_FILE", "file_sha256", "write_checksums",
+__all__ = ["ModelFileError", "SUMS_FILE", "file_sha256", "write_checksums", "is_listed",
            "verify_checksums"]
 
 SUMS_FILE = "SHA256SUMS"
@@ -113,3 +113,14 @@ def verify_checksums(model_dir, files, required, kind="model"):
     if missing:
         raise ModelFileError(f"{sums}: must list {', '.join(missing)}")
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_listed(model_dir, name):
+    """Whether ``SHA256SUMS`` of ``model_dir`` lists the file ``name``.
+
+    A file a directory holds but does not list (e.g. a ``.onnx`` copied in
+    by hand) is never run: the loaders convert the Keras file instead.
+    """
+    sums = Path(model_dir) / SUMS_FILE
+    return sums.is_file() and any(line.partition("  ")[2].strip() == name
+                                  for line in sums.read_text().splitlines())

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checksums import SUMS_FILE, ModelFileError, verify_checksums
+from .checksums import ModelFileError, is_listed, verify_checksums
 from .checksums import write_checksums as _write_checksums
 from .forest import save_forest
 from .netgraph import CLASS_NAMES, read_keras_file
@@ -156,13 +156,6 @@ def export_network(model_dir):
     return out
 
 
-def _listed(model_dir, name):
-    """Whether ``SHA256SUMS`` of ``model_dir`` lists ``name`` (already verified)."""
-    sums = model_dir / SUMS_FILE
-    return sums.is_file() and any(line.partition("  ")[2].strip() == name
-                                  for line in sums.read_text().splitlines())
-
-
 def load_network(model_dir, onnx=None):
     """Load ``densenet.keras`` and ``scaling.json`` as a :class:`~xcrfilter.ml.cam.CamNetwork`.
 
@@ -195,7 +188,7 @@ def load_network(model_dir, onnx=None):
     except Exception:
         window = 64
     if onnx is None:
-        onnx = _listed(model_dir, ONNX_FILE)
+        onnx = is_listed(model_dir, ONNX_FILE)
     try:
         return CamNetwork(graph, scaler, window=window,
                           onnx=model_dir / ONNX_FILE if onnx else None)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checksums import SUMS_FILE, ModelFileError, cache_key, verify_checksums, write_checksums
+from .checksums import (ModelFileError, cache_key, is_listed, verify_checksums,
+                        write_checksums)
 from .scaling import LogEnergyScaler
 
 __all__ = ["CLASS_NAMES", "UnetModel", "load_unet_model", "save_unet_model",
@@ -141,13 +142,6 @@ def export_unet_network(model_dir):
     out = model_dir / ONNX_FILE
     out.write_bytes(_export(model_dir))
     return out
-
-
-def _listed(model_dir, name):
-    """Whether ``SHA256SUMS`` of ``model_dir`` lists ``name`` (already verified)."""
-    sums = model_dir / SUMS_FILE
-    return sums.is_file() and any(line.partition("  ")[2].strip() == name
-                                  for line in sums.read_text().splitlines())
 
 
 def _probability(value, name, path):
@@ -346,7 +340,7 @@ def _load_uncached(model_dir):
     _probability(meta.get("mask_threshold", 0.5), "mask_threshold", model_dir / META_FILE)
     # the checked unet.onnx; without one listed in SHA256SUMS (a file that was
     # not checked is never run) the network is exported from unet.keras
-    if _listed(model_dir, ONNX_FILE):
+    if is_listed(model_dir, ONNX_FILE):
         onnx, where = (model_dir / ONNX_FILE).read_bytes(), model_dir / ONNX_FILE
     else:
         onnx, where = _export(model_dir), model_dir / NETWORK_FILE
