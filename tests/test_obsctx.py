@@ -163,7 +163,7 @@ def test_shape_weights_turn_a_mixture_into_xray_shapes():
 
     Shapes s ~ N(0, 1) for X-rays and N(2, 1) for showers, so
     L(s) = exp(2 s - 2); 30 % showers.  A cut s > 1.5 rejects 6.68 % of the
-    X-rays but 22.7 % of the mixture.
+    X-rays but 25.4 % of the mixture.
     """
     rng = np.random.default_rng(5)
     n, pi = 200_000, 0.3
@@ -174,6 +174,31 @@ def test_shape_weights_turn_a_mixture_into_xray_shapes():
     assert abs(cut.mean() - (0.7 * 0.0668 + 0.3 * 0.6915)) < 0.003
     assert abs(np.sum(w * cut) / np.sum(w) - 0.0668) < 0.003
     assert abs(np.mean(cut[~is_cr]) - 0.0668) < 0.003
+
+
+def test_source_weights_turn_placements_into_xray_placements():
+    """Weights 1 - P(CR | context, shape) of each placement's event recover the X-ray rate.
+
+    Events: X-rays with context c ~ N(0, 1) and shape s ~ N(0, 1), showers
+    c ~ N(3, 1) and s ~ N(2, 1), 30 % showers.  A placement keeps its event's
+    shape; a cut s > 1.5 rejects 6.68 % of the X-ray placements and 25.4 %
+    of all.  The exact posterior of each event in its own frame,
+    q = pi l / ((1 - pi) + pi l) with l = exp(3 c - 4.5) exp(2 s - 2), gives
+    the X-ray rate; the shape-only weights need the exact pi for it.
+    """
+    rng = np.random.default_rng(7)
+    n, pi = 200_000, 0.3
+    is_cr = rng.random(n) < pi
+    c = rng.normal(np.where(is_cr, 3.0, 0.0), 1.0)
+    s = rng.normal(np.where(is_cr, 2.0, 0.0), 1.0)
+    lr = np.exp(3 * c - 4.5) * np.exp(2 * s - 2)
+    q = pi * lr / ((1 - pi) + pi * lr)
+    w = pu.source_weights(q)
+    cut = s > 1.5
+    assert abs(cut.mean() - (0.7 * 0.0668 + 0.3 * 0.6915)) < 0.003
+    assert abs(np.sum(w * cut) / np.sum(w) - 0.0668) < 0.003
+    # NaN posteriors count as X-rays; weights stay in [0, 1]
+    np.testing.assert_array_equal(pu.source_weights([np.nan, 0.25, 1.5, -1]), [1, 0.75, 0, 1])
 
 
 def test_shape_option_end_to_end():

@@ -88,7 +88,7 @@ from ..calibrate import MIN_REJECTED, SHIFTS, covered, own_pixels, write_calibra
 from ..context import DEFAULT_RADII, context_features, feature_matrix
 from ..events import set_status_bit
 from ..ml.pu import (class_prior, cross_fit_scores, held_out_loss, posterior,
-                     weighted_threshold, with_shape)
+                     source_weights, weighted_threshold, with_shape)
 from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
@@ -297,8 +297,9 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     ratio = s.get("ratio")
     weights = None
     if ratio is not None:
-        r_same, r_shift, weights, pi = with_shape(r_same, r_shift, ratio,
-                                                  ratio[s["source"]], pi)
+        r_same, r_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[s["source"]], pi)
+        # the loss: each placement weighted by P(X-ray) of its event in its own frame
+        weights = source_weights(r_same[s["source"]])
     # Two rankings, each held out and calibrated to the same X-ray loss: the
     # learnt one, and the distance to the nearest track alone (SAC's).  At
     # equal loss, the one that rejects more events in their own frames
