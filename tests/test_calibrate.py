@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from xcrfilter.meta import card_value
-from xcrfilter.calibrate import parse_fraction
+from xcrfilter.calibrate import parse_fraction, write_calibration_cards
 from xcrfilter.calibrate.injection import inject_xrays
+from xcrfilter.filters import morph
 from xcrfilter.pipeline import run_pipeline
 from xcrfilter.simulate import SimulationParameters, simulate_frames
 
@@ -50,6 +51,14 @@ def test_pipeline_calibrates_sac_radius():
     d = np.asarray(ev["SAC_DIST"])
     rej = (np.asarray(ev["STATUS"]) >> 4) & 1
     np.testing.assert_array_equal(rej.astype(bool), d <= radius)
+    assert any(h.endswith(f"calibrate: sac radius [pixel] {radius:.4g} rejects "
+                          f"{100 * f:.2f}% of {n} injected X-ray events (asked 5.00%)")
+               for h in ev.meta["HISTORY"])
+    meta = {}
+    write_calibration_cards(meta, {"morph": morph.FILTER}, {"morph": dict(
+        method="injection", value=0.8, achieved=0.02, lo=0.01, hi=0.03, n=500, target=0.02)})
+    assert meta["HISTORY"][-1].endswith("calibrate: morph PROB_MORPH threshold 0.8 rejects "
+                                        "2.00% of 500 injected X-ray events (asked 2.00%)")
     with pytest.raises(ValueError, match="injected"):
         run_pipeline(sim.frames[:3] * u.eV, methods="sac", max_lost_xray=0.05,
                      calibration="injection")

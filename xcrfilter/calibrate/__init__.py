@@ -206,7 +206,8 @@ def write_calibration_cards(meta, modules, calibrated):
                               f"{rep['need']} needed for {100 * rep['target']:.3g}%; "
                               "default threshold kept")
             continue
-        what = "radius [pixel]" if cal.sign < 0 else "threshold"
+        # what the value is: SAC's radius, or a threshold on the filter's score
+        what = "radius [pixel]" if cal.option == "radius" else f"{cal.column} threshold"
         how = "frame shift" if rep["method"] == "shift" else "injection"
         sample = "events placed in other frames" if rep["method"] == "shift" else \
             "injected X-ray events scored"

@@ -214,7 +214,7 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     rows, gs = np.concatenate(rows), np.concatenate(gs)
     placed = QTable(ev[rows], copy=True)
     placed["FRAME"] = gs.astype(np.int32)
-    key = _event_keys(gframe, y, x)
+    key = event_keys(gframe, y, x)
     x_same, ratio = _features(data, ev, common, load_shape_model() if shape else None)
     x_shift, _ = _features(data, placed, common)
     out = dict(key=key, x_same=x_same, fold_same=fold, x_shift=x_shift, fold_shift=fold[rows],
@@ -224,13 +224,18 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     return out
 
 
-def _event_keys(frame, rawy, rawx):
+def event_keys(frame, rawy, rawx):
     """One int64 per event: FRAME * 2**40 + RAWY * 2**20 + RAWX (unique in an observation)."""
     return ((np.asarray(frame, np.int64) << 40) | (np.asarray(rawy, np.int64) << 20)
             | np.asarray(rawx, np.int64))
 
 
-def _merge(payloads):
+def merge_samples(payloads):
+    """The learning samples of the chunks (:func:`observe`) as one sample.
+
+    ``source`` is renumbered to index the merged same-frame rows; ``ratio``
+    is kept when every chunk has it.
+    """
     names = ["key", "x_same", "fold_same", "x_shift", "fold_shift", "source"]
     if payloads and all("ratio" in p for p in payloads):
         names.append("ratio")
@@ -273,7 +278,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         ``required`` and too few events to learn from or to estimate the loss.
     """
     max_lost = DEFAULT_MAX_LOST if max_lost is None else float(max_lost)
-    s = _merge(payloads)
+    s = merge_samples(payloads)
     n_same, n_shift = len(s["key"]), len(s["fold_shift"])
     events["PROB_OBSCTX"] = np.full(len(events), np.nan, np.float32)
     events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
@@ -319,7 +324,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         candidates[name] = (own, loss_same, good, rep)
     choice = max(candidates, key=lambda k: candidates[k][0])
     _, loss_same, good, rep = candidates[choice]
-    keys = _event_keys(events["FRAME"], events["RAWY"], events["RAWX"])
+    keys = event_keys(events["FRAME"], events["RAWY"], events["RAWX"])
     order = np.argsort(keys)
     pos = order[np.searchsorted(keys[order], s["key"])]
     prob = np.full(len(events), np.nan, np.float32)
