@@ -4,7 +4,6 @@ Hand-built frames with no noise: one particle track per frame (a straight
 row of 12 pixels of 20 keV, far above the MIP threshold, so its own events
 are out of band) and single-pixel X-ray events of 1.5 keV at known places.
 """
-import types
 
 import astropy.units as u
 import numpy as np
@@ -138,7 +137,7 @@ def _recording_filter(uses_shape):
     """A filter whose step records what it is given; score = the event's energy."""
     calls = []
 
-    def run(cube, events, shared, options):
+    def step(cube, events, threshold=None):
         calls.append((np.array(cube.data), QTable(events)))
         out = QTable(events, copy=True)
         out["SCORE"] = np.asarray(out["ENERGY"].to_value(u.eV), float)
@@ -146,8 +145,8 @@ def _recording_filter(uses_shape):
 
     cal = contract.Calibration("SCORE", "threshold", +1, card="RECTHR", count_card=None,
                                prefix="REC", uses_shape=uses_shape)
-    return types.SimpleNamespace(run=run, CALIBRATION=cal,
-                                 STATUS={"REC": (9, "test")}), calls
+    return contract.Filter(name="rec", step=step, status={"REC": (9, "test")},
+                           params=(contract.Param("threshold"),), calibration=cal), calls
 
 
 def _events_of(data):

@@ -333,16 +333,6 @@ class Filter:
         """Mask of its STATUS bits (int)."""
         return status_mask(self.status)
 
-    @property
-    def CALIBRATION(self):  # noqa: N802 - the name xcrfilter.calibrate reads
-        """:attr:`calibration` under the name `xcrfilter.calibrate` reads."""
-        return self.calibration
-
-    @property
-    def STATUS(self):  # noqa: N802 - the name xcrfilter.calibrate reads
-        """:attr:`status` under the name `xcrfilter.calibrate` reads."""
-        return self.status
-
     def available(self, options=None):
         """True when the filter can run (with ``options``, e.g. a model directory)."""
         if self.is_available is None:

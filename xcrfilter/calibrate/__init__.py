@@ -18,8 +18,9 @@ the result (:func:`write_calibration_cards`), and where an event may be
 placed in another frame (:data:`SHIFTS`, :func:`own_pixels`,
 :func:`covered`; the observation-context filter places events the same way).
 Either way the achieved fraction is reported with its 68 % binomial
-(Wilson) interval.  Filters take part through their ``CALIBRATION``
-attribute, a :class:`~xcrfilter.contract.Calibration`.
+(Wilson) interval.  Filters take part through the ``calibration`` of their
+declaration (:class:`~xcrfilter.contract.Filter`), a
+:class:`~xcrfilter.contract.Calibration`.
 """
 from __future__ import annotations
 
@@ -153,20 +154,29 @@ def scoring_options(options):
     return {k: v for k, v in (options or {}).items() if k != "cam_output"}
 
 
-def apply_threshold(events, module, value):
+def apply_threshold(events, spec, value):
     """Set a filter's STATUS bit of every event from its score column at ``value``.
 
     The bit is cleared first; NaN scores (unscored events) never set it.  The
     filter's threshold keyword and rejected-event count are rewritten.
     ``events`` is modified in place.
 
+    Parameters
+    ----------
+    events : `~astropy.table.Table`
+        Events with the filter's score column and ``STATUS``.
+    spec : `~xcrfilter.contract.Filter`
+        The filter's declaration (its ``calibration`` and STATUS bit).
+    value : float
+        The threshold (or radius [pixel]).
+
     Returns
     -------
     int
         Events rejected.
     """
-    cal = module.CALIBRATION
-    (bit, _), = module.STATUS.values()
+    cal = spec.calibration
+    (bit, _), = spec.status.values()
     score = np.asarray(events[cal.column], float)
     ok = np.isfinite(score)
     rej = np.zeros(len(events), bool)
@@ -179,15 +189,16 @@ def apply_threshold(events, module, value):
     return int(rej.sum())
 
 
-def write_calibration_cards(meta, modules, calibrated):
+def write_calibration_cards(meta, specs, calibrated):
     """Header keywords and HISTORY of every calibrated threshold.
 
     Parameters
     ----------
     meta : dict
         Event-table ``meta``, modified in place.
-    modules : dict
-        Filter name -> filter module (its ``CALIBRATION`` gives the prefix).
+    specs : dict
+        Filter name -> its `~xcrfilter.contract.Filter` (whose
+        ``calibration`` gives the prefix).
     calibrated : dict
         Filter name -> report of :func:`xcrfilter.calibrate.injection.calibrate`,
         :func:`threshold_for` (frame shift,
@@ -195,7 +206,7 @@ def write_calibration_cards(meta, modules, calibrated):
         learning filter.
     """
     for name, rep in calibrated.items():
-        cal = modules[name].CALIBRATION
+        cal = specs[name].calibration
         key = cal.prefix
         if rep["method"] == "none":
             # too short an observation for the default calibration

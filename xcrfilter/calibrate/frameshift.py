@@ -51,15 +51,15 @@ MAX_SHAPE_SAMPLE = 20000
 MAX_SHAPE_PER_FRAME = 2
 
 
-def shifted_scores(module, cube, events, common, options, *, rng, max_shape_events=None,
+def shifted_scores(spec, cube, events, common, options, *, rng, max_shape_events=None,
                    clean_radius=100.0, band=None):
     """Scores of a filter for the events of ``cube`` placed into other frames.
 
     Parameters
     ----------
-    module : `~xcrfilter.contract.Filter`
+    spec : `~xcrfilter.contract.Filter`
         The filter's declaration: ``run`` scores the placed events, and
-        ``CALIBRATION`` (a :class:`~xcrfilter.contract.Calibration`) names
+        ``calibration`` (a :class:`~xcrfilter.contract.Calibration`) names
         the score column and whether it looks at the event's own pixels.
     cube : `~xcrfilter.io.frames.FrameCube`
         Frames [eV] of one chunk (at least 2 frames give a sample).
@@ -85,7 +85,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
     n_events : int
         Distinct events behind them.
     """
-    cal = module.CALIBRATION
+    cal = spec.calibration
     data = np.asarray(cube.data, np.float32)
     n, ny, nx = data.shape
     shifts = np.array([k for k in SHIFTS if k < n], np.intp)
@@ -116,7 +116,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
             return np.zeros(0), 0
         placed = QTable(events[take[rows]], copy=True)
         placed["FRAME"] = g.astype(np.int32)
-        score = np.asarray(module.run(cube, placed, common, opts)[cal.column], float)
+        score = np.asarray(spec.run(cube, placed, common, opts)[cal.column], float)
         good = ~np.isnan(score)  # inf: no track in the other frame, a valid score
         return score[good], int(np.unique(rows[good]).size)
     # shape filters: the event's own pixels pasted into another frame, one per copy;
@@ -154,7 +154,7 @@ def shifted_scores(module, cube, events, common, options, *, rng, max_shape_even
         placed = QTable(events[t], copy=True)
         placed["FRAME"] = np.arange(t.size, dtype=np.int32)
         sub = FrameCube(copies, None, cube.header, cube.filenames, False)
-        out = module.run(sub, placed, common, opts)
+        out = spec.run(sub, placed, common, opts)
         scores.append(np.asarray(out[cal.column], float))
     score = np.concatenate(scores)
     good = ~np.isnan(score)

@@ -85,13 +85,13 @@ def inject_xrays(data_ev, *, energies_ev=None, seed=0, detector=None,
     return out, charge
 
 
-def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
+def calibrate(spec, cube, common, options, max_lost, *, rounds=5, seed=0):
     """Choose a filter's threshold so that it loses ``max_lost`` of injected X-rays.
 
     Parameters
     ----------
-    module : `~xcrfilter.contract.Filter`
-        The filter's declaration; its ``CALIBRATION`` names the score column,
+    spec : `~xcrfilter.contract.Filter`
+        The filter's declaration; its ``calibration`` names the score column,
         the option and the sign, and ``run`` scores the injected events.
     cube : `~xcrfilter.io.frames.FrameCube`
         The frames to calibrate on (e.g. the first chunk of the observation).
@@ -121,7 +121,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
         If fewer than 50 injected events could be placed (too few or too
         crowded frames).
     """
-    cal = module.CALIBRATION
+    cal = spec.calibration
     column, option, sign = cal.column, cal.option, cal.sign
     data = np.asarray(cube.data, np.float32)
     evt, spl = common["event_threshold"], common["split_threshold"]
@@ -138,7 +138,7 @@ def calibrate(module, cube, common, options, max_lost, *, rounds=5, seed=0):
         mine = charge[f, y, x]
         if not mine.any():
             continue
-        out = module.run(icube, ev[mine], common, scoring_options(options))
+        out = spec.run(icube, ev[mine], common, scoring_options(options))
         scores.append(np.asarray(out[column], float))
     s = np.concatenate(scores) if scores else np.zeros(0)
     s = s[~np.isnan(s)]

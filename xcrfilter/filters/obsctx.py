@@ -1,78 +1,44 @@
 """Observation-trained context filter: what cosmic-ray showers look like in *this* observation.
 
-No simulator knows a flight detector's particle environment in advance.  The
-observation itself does: a celestial X-ray is independent of the particle
+No simulator knows a flight detector's particle environment in advance; the
+observation itself does.  A celestial X-ray is independent of the particle
 showers of its frame, so the context of an event position taken in
-*another* frame of the same observation (frame shifting, see
-`xcrfilter.calibrate`) is distributed exactly as the context of an X-ray in
-its own frame.  The observation's events in their own frames are a mixture
-of X-rays and shower products.  A classifier that separates
+*another* frame of the same observation (frame shifting,
+`xcrfilter.calibrate`) is distributed exactly as an X-ray's context in its
+own frame.  A classifier that separates the 0.3-10 keV events in their own
+frames (a mixture, fraction ``pi`` of shower products) from the same events
+placed into frames ``k`` in `xcrfilter.calibrate.SHIFTS` later (X-ray-like
+by construction) is a positive-unlabelled learner of shower context
+(`xcrfilter.ml.pu`: density ratio ``r(x)``, the prior ``pi`` as a lower
+bound, ``PROB_OBSCTX = 1 - (1 - pi) / r(x)``).
 
-* **same-frame** context: every 0.3-10 keV event in its own frame
-  (a mixture, fraction ``pi`` of shower products), from
-* **shifted** context: the same events placed into frames ``k`` in
-  `xcrfilter.calibrate.SHIFTS` later (X-ray-like by construction),
+* **Features**: context only (nearest track's distance and geometry,
+  sibling islands within 16-128 pixels, frame totals;
+  `xcrfilter.context.context_features`), in a gradient-boosted tree
+  ensemble monotone in the physical direction (closer to a track, more or
+  brighter islands nearby: only more shower-like).  The event's own shape
+  is the same in both samples and cannot be learnt here.
+* **Cross-fitting**: blocks of :data:`BLOCK_FRAMES` frames, block ``b`` in
+  fold ``b mod`` :data:`N_FOLDS`; shifts stay inside a block, and a fold's
+  events are scored by the model of the other folds only.
+* **Threshold**: ``OBSCTX_LOSS`` of an event is the fraction of its fold's
+  held-out placements scoring at least as shower-like; ``STATUS`` bit
+  :data:`OBSCTX_BIT` is set where it is ``<=`` the value that rejects
+  ``max_lost`` of the placements (2 % by default, or the pipeline's
+  ``max_lost_xray``): the X-ray loss read off the observation.
+* **Ranking**: the learnt one and the plain distance to the nearest track
+  are calibrated to the same loss, and the one that rejects more events in
+  their own frames (``(1 - pi) loss + pi recall``) is used (``OBCRANK``).
+* **Shape** (option ``shape``, off by default): a shape-only model trained
+  on simulated randomised physics (:func:`load_shape_model`) multiplies the
+  context odds by its likelihood ratio
+  (:func:`~xcrfilter.ml.pu.combine_shape`); a placement keeps its event's
+  shape, so each is weighted by the probability that its event is an X-ray
+  in its own frame (:func:`~xcrfilter.ml.pu.source_weights`).
 
-is a positive-unlabelled learner of shower context.  With balanced class
-weights its odds estimate the density ratio ``r(x) = p_same(x) / p_X(x) =
-(1 - pi) + pi p_CR(x) / p_X(x)``, so the probability that an event with
-context ``x`` is a shower product is ``1 - (1 - pi) / r(x)``
-(``PROB_OBSCTX``).  The class prior is estimated from the same scores:
-``pi >= (A(t) - B(t)) / (1 - B(t))`` for every cut ``t``, with ``A`` and
-``B`` the fractions of same-frame and shifted events scoring at or above
-``t``; the largest value over the cuts is used (a lower bound that is
-tight where a cut keeps nearly all shower products).
-
-Only context enters (distance to and geometry of the nearest track,
-sibling islands within 16-128 pixels, frame totals;
-`xcrfilter.context.context_features`): the event's own shape is identical
-in both samples, so it cannot be learnt here.  The classifier is a
-gradient-boosted tree ensemble (scikit-learn's
-``HistGradientBoostingClassifier``) constrained to be monotone in the
-physical direction: closer to a track, more or brighter islands nearby,
-more tracks in the frame can only make an event more shower-like.
-Unconstrained, it learns the small differences between the two samples
-before the showers.
-
-**Cross-fitting.**  Frames are grouped in blocks of :data:`BLOCK_FRAMES`,
-and block ``b`` belongs to fold ``b mod`` :data:`N_FOLDS`; the shifts stay
-inside a block, so an event and its placements share a fold.  The events of
-a fold are scored by a model trained on the other folds only: no event's
-score depends on itself in training.  Interleaved blocks give every fold
-the whole observation (two runs of different rates given together are
-learnt from together).
-
-**Threshold.**  Each fold's model is judged by its own held-out
-placements: ``OBSCTX_LOSS`` of an event is the fraction of them scoring at
-least as shower-like, the X-ray loss at which the event would be rejected.
-``STATUS`` bit :data:`OBSCTX_BIT` is set where ``OBSCTX_LOSS <=`` the
-threshold that rejects ``max_lost`` (2 % by default, or the pipeline's
-``max_lost_xray``) of the placements: the X-ray loss read off the
-observation itself.
-
-**Which ranking.**  Where the showers are a small share of the events (many
-X-rays per frame), the learnt ranking can be noisier than the plain
-distance to the nearest track.  Both are calibrated to the same loss, and
-the one that rejects more events in their own frames is used (header card
-``OBCRANK``): at equal X-ray loss, the own-frame rejection is ``(1 - pi)
-loss + pi recall``, so the observation itself tells which removes more
-showers.  ``PROB_OBSCTX`` is always the learnt model's probability.
-
-**Shape (option ``shape``, off by default).**  The event's own shape is
-the same in both samples, so it cannot be learnt here; a shape-only model
-trained on simulated randomised physics (:func:`load_shape_model`) gives
-its likelihood ratio ``L(s) = p(s | CR) / p(s | X)``.  With shape and
-context independent within each class, the posterior odds multiply
-(:func:`~xcrfilter.ml.pu.combine_shape`): ``odds = P(x) / (1 - P(x)) * L(s)``.  A shower
-product placed into another frame keeps its shower shape, so the
-placements' rejection rate would overstate the X-ray loss by about ``pi``
-times the shape's own rejection; each placement is weighted by
-``1 / ((1 - pi) + pi L(s))`` instead (:func:`~xcrfilter.ml.pu.shape_weights`), which turns
-the placements' mixture of shapes into X-ray shapes.  The ranking is then
-``SHAPE`` or ``DISTANCE`` (``OBCRANK``), and ``PROB_OBSCTX`` the combined
-probability.
-
-The filter learns at the end of a run (the pipeline hands it every chunk's
+The statistics, the checks against the truth and the observation length
+needed are in :ref:`observation`.  The
+filter learns at the end of a run (the pipeline hands it every chunk's
 sample through :func:`observe` and calls :func:`conclude`); its pipeline
 step only adds the column.
 """
