@@ -95,7 +95,11 @@ def run_one(name, args, seed, n_frames, rich=None):
             yield chunk.frames * u.eV
 
     methods = args.methods.split(",")
-    options = {"obsctx": {"shape": "on"}} if args.obsctx_shape and "obsctx" in methods else None
+    options = None
+    if args.obsctx_shape and "obsctx" in methods:
+        options = {"obsctx": {"shape": "on"}}
+        if getattr(args, "shape_model", None):
+            options["obsctx"]["shape_model"] = args.shape_model
     ev = run_pipeline(blocks(), ["vfaint", *methods], max_lost_xray=args.max_lost,
                       detector=det, seed=seed, options=options)
     wall = time.perf_counter() - t0
@@ -156,6 +160,8 @@ def main(argv=None):
     p.add_argument("-o", "--output", default=None)
     p.add_argument("--obsctx-shape", action="store_true",
                    help="obsctx with its shape option on (the combination)")
+    p.add_argument("--shape-model", metavar="DIR", default=None,
+                   help="with --obsctx-shape: another shape-only model (e.g. leave-one-out)")
     p.add_argument("--save", metavar="DIR", default=None,
                    help="also write each run's events with their truth to DIR")
     args = p.parse_args(argv)

@@ -1,4 +1,5 @@
 """The observation-trained context filter (xcrfilter.filters.obsctx)."""
+import shutil
 import warnings
 
 import astropy.units as u
@@ -10,6 +11,8 @@ from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
 from xcrfilter.ml import pu
 from xcrfilter.pipeline import run_pipeline
+from xcrfilter.ml.checksums import ModelFileError
+from xcrfilter.ml.morph import default_shape_dir
 
 DIST = obsctx.FEATURES.index("TRK_DIST")
 N16 = obsctx.FEATURES.index("N_ISL_16")
@@ -219,8 +222,29 @@ def test_shape_option_end_to_end():
     assert card_value(ev.meta, "OBCRANK") in ("SHAPE", "DISTANCE")
     prob = np.asarray(ev["PROB_OBSCTX"])[is_x | is_near]
     assert np.all((prob > 0) & (prob < 1))
+    assert card_value(ev.meta, "OBCSHMOD").startswith("xcrfilter-shape-v1 sha256 ")
     with pytest.raises(ValueError, match="shape"):
         run_pipeline(data[:10] * u.eV, ["obsctx"], options={"obsctx": {"shape": "yes"}})
+    with pytest.raises(ValueError, match="shape_model is given but shape is not 'on'"):
+        run_pipeline(data[:10] * u.eV, ["obsctx"],
+                     options={"obsctx": {"shape_model": default_shape_dir()}})
+
+
+def test_another_shape_model_directory(tmp_path):
+    """``shape_model``: a copy of the shipped model in another directory gives the same
+    verdicts, and a directory that is not a model is a clear error."""
+    data, _, _ = _with_secondaries(400, seed=12)
+    copy = tmp_path / "shape_copy"
+    shutil.copytree(default_shape_dir(), copy)
+    runs = [run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05,
+                         options={"obsctx": dict(shape="on", **kw)})
+            for kw in ({}, {"shape_model": copy})]
+    np.testing.assert_array_equal(runs[0]["STATUS"], runs[1]["STATUS"])
+    np.testing.assert_array_equal(runs[0]["PROB_OBSCTX"], runs[1]["PROB_OBSCTX"])
+    with pytest.raises(ModelFileError, match="shape_copy_missing' does not exist"):
+        run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05,
+                     options={"obsctx": dict(shape="on",
+                                             shape_model=tmp_path / "shape_copy_missing")})
 
 
 def test_prior_with_shape_weights():

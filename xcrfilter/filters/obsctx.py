@@ -108,15 +108,16 @@ def _features(data, events, common, shape_model=None):
     return x, p / (1 - p)
 
 
-def load_shape_model():
-    """The shipped shape-only model (``xcrfilter/data/shape_model``).
+def load_shape_model(model_dir=None):
+    """A shape-only model: by default the shipped one (``xcrfilter/data/shape_model``).
 
     A balanced random forest on :data:`xcrfilter.context.SHAPE_FEATURES`,
     trained on randomised simulated physics, read by the checked loader of
-    `xcrfilter.ml.morph`.
+    `xcrfilter.ml.morph` (``model_dir``: a directory written the same way,
+    e.g. one trained without a physics preset).
     """
     from ..ml.morph import default_shape_dir, load_morph_model
-    return load_morph_model(default_shape_dir())
+    return load_morph_model(default_shape_dir() if model_dir is None else model_dir)
 
 
 def observe(cube, events, common, options=None, *, first=0, rng=None):
@@ -155,8 +156,9 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     take = np.flatnonzero((e >= lo) & (e < hi) & (y >= 2) & (y < ny - 2) & (x >= 2)
                           & (x < nx - 2))
     shape = _on_off((options or {}).get("shape"))
+    model = _shape_model(shape, (options or {}).get("shape_model"))
     if shape:
-        empty["ratio"] = np.zeros(0)
+        empty.update(ratio=np.zeros(0), shape_model=f"{model.name} sha256 {model.sha256[:16]}")
     if take.size == 0:
         return empty
     ev = QTable(events[take], copy=True)
@@ -181,13 +183,20 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     placed = QTable(ev[rows], copy=True)
     placed["FRAME"] = gs.astype(np.int32)
     key = event_keys(gframe, y, x)
-    x_same, ratio = _features(data, ev, common, load_shape_model() if shape else None)
+    x_same, ratio = _features(data, ev, common, model)
     x_shift, _ = _features(data, placed, common)
     out = dict(key=key, x_same=x_same, fold_same=fold, x_shift=x_shift, fold_shift=fold[rows],
                source=rows)
     if shape:
-        out["ratio"] = ratio
+        out.update(ratio=ratio, shape_model=empty["shape_model"])
     return out
+
+
+def _shape_model(shape, model_dir):
+    """The shape model of the options (None when ``shape`` is off)."""
+    if model_dir is not None and not shape:
+        raise ValueError("obsctx option shape_model is given but shape is not 'on'.")
+    return load_shape_model(model_dir) if shape else None
 
 
 def event_keys(frame, rawy, rawx):
@@ -249,7 +258,10 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     events["PROB_OBSCTX"] = np.full(len(events), np.nan, np.float32)
     events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
     set_status_bit(events, OBSCTX_BIT, np.zeros(len(events), bool))
-    FILTER.record(events.meta, {"shape": "ratio" in s})
+    shape_models = sorted({p["shape_model"] for p in payloads if "shape_model" in p})
+    FILTER.record(events.meta, {"shape": "ratio" in s},
+                  cards=[("OBCSHMOD", ", ".join(shape_models)[:68], "obsctx: shape model")]
+                  if shape_models else ())
     short = n_same < MIN_EVENTS or n_shift * max_lost < 2 * MIN_REJECTED
     if short:
         msg = (f"obsctx: {n_same} events in band and {n_shift} placements in other frames; "
@@ -333,7 +345,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
 
 def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_threshold=260 * u.eV,
                   split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
-                  detector=None, shape=False, seed=0):
+                  detector=None, shape=False, shape_model=None, seed=0):
     """Learn the context of cosmic-ray showers from the frames and flag events by it.
 
     Parameters
@@ -353,8 +365,11 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     shape : bool or {'on', 'off'}
         Multiply the learnt context odds by the shape likelihood ratio of
         the shipped shape-only model (:func:`~xcrfilter.ml.pu.combine_shape`; the loss
-        estimate then weights the placements by :func:`~xcrfilter.ml.pu.shape_weights`).
+        estimate then weights the placements by :func:`~xcrfilter.ml.pu.source_weights`).
         Default False: context only.
+    shape_model : path-like, optional
+        Directory of another shape-only model (:func:`load_shape_model`),
+        e.g. one trained without a physics preset; needs ``shape`` on.
     seed : int
         Random state of the tree ensembles.
 
@@ -380,15 +395,16 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold)
     out = QTable(events, copy=True)
-    payload = observe(cube, out, common, {"shape": _on_off(shape)})
+    payload = observe(cube, out, common, {"shape": _on_off(shape), "shape_model": shape_model})
     rep = conclude(out, [payload], max_lost=max_lost, required=True, seed=seed)
     write_calibration_cards(out.meta, {"obsctx": FILTER}, {"obsctx": rep})
     return out
 
 
-def pipeline_step(cube, events, *, max_lost=None, shape=False):
+def pipeline_step(cube, events, *, max_lost=None, shape=False, shape_model=None):
     """Pipeline step ``obsctx``: the column, unscored until the run ends (:func:`conclude`)."""
-    _on_off(shape)
+    if shape_model is not None and not _on_off(shape):
+        raise ValueError("obsctx option shape_model is given but shape is not 'on'.")
     out = QTable(events, copy=True)
     out["PROB_OBSCTX"] = np.full(len(out), np.nan, np.float32)
     out["OBSCTX_LOSS"] = np.full(len(out), np.nan, np.float32)
@@ -421,7 +437,9 @@ FILTER = Filter(
                   "the likelihood ratio of the event's own shape from the shipped shape-only "
                   "model (trained on simulated randomised physics); 'off' (default): "
                   "context only, no simulator", choices=("on", "off"), convert=_on_off,
-                  card=SHAPE_CARD)),
+                  card=SHAPE_CARD),
+            Param("shape_model", None, "directory of another shape-only model for "
+                  "--obsctx-shape on (default: the shipped one)", metavar="DIR")),
     calibration=CALIBRATION,
     counts=(Count("OBCNREJ", f"events rejected by obsctx (bit {OBSCTX_BIT})"),
             Count("OBCNSCO", "events scored by obsctx")),
