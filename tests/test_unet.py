@@ -65,10 +65,16 @@ def test_receptive_field_matches_gradient():
     rng = np.random.default_rng(2)
     x0 = rng.normal(0, 3, (1, 96, 96, 1)).astype(np.float32)
     rf = unet.receptive_field(levels=3)
+    pixels = ((48, 48), (49, 49), (50, 51), (51, 50))
+    masks = np.zeros((len(pixels), 96, 96), np.float32)
+    for i, (r, c) in enumerate(pixels):
+        masks[i, r, c] = 1.0
+    # the gradient of each output pixel's CR probability, one compilation for all four
+    grads = jax.vmap(jax.grad(lambda x, m: (net(x)[0, :, :, 2] * m).sum()),
+                     in_axes=(None, 0))(x0, masks)
     sides = []
-    for r, c in ((48, 48), (49, 49), (50, 51), (51, 50)):
-        grad = jax.grad(lambda x: net(x)[0, r, c, 2])(x0)
-        ys, xs = np.nonzero(np.abs(np.asarray(grad)[0, :, :, 0]) > 0)
+    for grad in np.asarray(grads):
+        ys, xs = np.nonzero(np.abs(grad[0, :, :, 0]) > 0)
         sides += [ys.max() - ys.min() + 1, xs.max() - xs.min() + 1]
     assert max(sides) == rf
     assert min(sides) >= rf - 4   # pooling alignment shifts the edges by < 4 px

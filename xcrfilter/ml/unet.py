@@ -23,7 +23,6 @@ are in `xcrfilter.ml.unet_model`.
 """
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
@@ -77,7 +76,9 @@ def build_unet(levels=4, base_filters=8, convs=2, kernel=3, n_classes=3, seed=0)
     _check_arch(levels, base_filters, convs, kernel)
     import keras
     from keras import layers
-    init = functools.partial(keras.initializers.HeNormal)
+    # weights drawn with NumPy (Keras' HeNormal / GlorotUniform distributions): no
+    # compilation of random-number kernels when the network is built
+    from .densenet import NumpyInitializer
     k = 0
 
     def conv_block(x, filters, tag):
@@ -85,7 +86,8 @@ def build_unet(levels=4, base_filters=8, convs=2, kernel=3, n_classes=3, seed=0)
         for i in range(convs):
             k += 1
             x = layers.Conv2D(filters, kernel, padding="same", activation="relu",
-                              kernel_initializer=init(seed=seed + k), name=f"{tag}_conv{i + 1}")(x)
+                              kernel_initializer=NumpyInitializer("he_normal", seed + k),
+                              name=f"{tag}_conv{i + 1}")(x)
         return x
 
     inp = keras.Input((None, None, 1), name="log_energy")
@@ -99,13 +101,13 @@ def build_unet(levels=4, base_filters=8, convs=2, kernel=3, n_classes=3, seed=0)
     for lev in reversed(range(levels - 1)):
         k += 1
         x = layers.Conv2DTranspose(base_filters * 2 ** lev, 2, strides=2,
-                                   kernel_initializer=init(seed=seed + k),
+                                   kernel_initializer=NumpyInitializer("he_normal", seed + k),
                                    name=f"upconv{lev + 1}")(x)
         x = layers.Concatenate(name=f"skip{lev + 1}")([skips[lev], x])
         x = conv_block(x, base_filters * 2 ** lev, f"up{lev + 1}")
     k += 1
     out = layers.Conv2D(n_classes, 1, activation="softmax", name="classes",
-                        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k))(x)
+                        kernel_initializer=NumpyInitializer("glorot_uniform", seed + k))(x)
     return keras.Model(inp, out, name="unet")
 
 
