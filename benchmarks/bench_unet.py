@@ -38,7 +38,7 @@ def main(argv=None):
     frames = sim.frames
     model = load_unet_model()
     ev = find_events(frames * u.eV)
-    unet_filter(frames[:20] * u.eV, model=model)          # warm-up (ONNX Runtime session, first allocations)
+    unet_filter(frames[:20] * u.eV, model=model)          # warm-up: first ONNX Runtime calls
     model.probability_maps(frames[:2], dense=True)
     rows = []
 
