@@ -30,7 +30,7 @@ import numpy as np
 from .checksums import ModelFileError
 
 __all__ = ["CLASS_NAMES", "FEATURES_LAYER", "LOGITS_LAYER", "LayerGraph", "read_keras_file",
-           "graph_from_keras"]
+           "inbound_layers", "graph_from_keras"]
 
 #: Class order of the frame classifier output (index = class id).
 CLASS_NAMES = ("EMPTY", "XRAY", "CR", "MIX")
@@ -61,8 +61,8 @@ def _snake(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _inputs(nodes):
-    """Names of the layers feeding a layer (``inbound_nodes`` of its config)."""
+def inbound_layers(nodes):
+    """Names of the layers feeding a layer (``inbound_nodes`` of its Keras 3 config)."""
     names = []
 
     def walk(obj):
@@ -293,7 +293,8 @@ def _layer_list(config, source):
     try:
         layers = config["config"]["layers"]
         return [{"name": str(layer["config"]["name"]), "class_name": str(layer["class_name"]),
-                 "config": layer["config"], "inputs": _inputs(layer.get("inbound_nodes", []))}
+                 "config": layer["config"],
+                 "inputs": inbound_layers(layer.get("inbound_nodes", []))}
                 for layer in layers]
     except (KeyError, TypeError, IndexError) as exc:
         raise ModelFileError(f"{source}: not a functional Keras network configuration "

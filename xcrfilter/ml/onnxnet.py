@@ -31,7 +31,7 @@ import numpy as np
 from .checksums import ModelFileError
 from .netgraph import FEATURES_LAYER, LOGITS_LAYER
 
-__all__ = ["export_onnx", "OnnxNetwork", "OPSET", "OUTPUTS"]
+__all__ = ["export_onnx", "OnnxNetwork", "cpu_session", "OPSET", "OUTPUTS"]
 
 #: ONNX operator set of the exported model (ONNX Runtime >= 1.13 runs it).
 OPSET = 17
@@ -192,6 +192,43 @@ def const_int(inits, name, value):
     return name
 
 
+def cpu_session(model, threads=0):
+    """An ONNX Runtime session of ``model`` on the CPU, as the package runs its networks.
+
+    Parameters
+    ----------
+    model : bytes or path-like
+        A serialised ONNX model or its file.
+    threads : int, optional
+        Intra-operator threads (0: ONNX Runtime's default, one per physical
+        core); one inter-operator thread, all graph optimisations, warnings
+        and errors only in the log.
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+
+    Raises
+    ------
+    ModelFileError
+        ONNX Runtime cannot load the model.
+    ImportError
+        ``onnxruntime`` is not installed.
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelFileError(f"not a loadable ONNX model ({type(exc).__name__}: "
+                             f"{str(exc)[:300]})") from exc
+
+
 class OnnxNetwork:
     """An exported frame classifier in an ONNX Runtime session.
 
@@ -213,18 +250,7 @@ class OnnxNetwork:
     """
 
     def __init__(self, model, threads=0):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        src = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"not a loadable ONNX model ({type(exc).__name__}: "
-                                 f"{str(exc)[:300]})") from exc
+        self.session = cpu_session(model, threads)
         names = tuple(o.name for o in self.session.get_outputs())
         if names != OUTPUTS or [i.name for i in self.session.get_inputs()] != ["x"]:
             inputs = [i.name for i in self.session.get_inputs()]

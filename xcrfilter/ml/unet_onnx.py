@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from .checksums import ModelFileError
-from .onnxnet import OPSET
+from .netgraph import inbound_layers
+from .onnxnet import OPSET, cpu_session
 
 __all__ = ["export_unet_onnx", "UnetRuntime", "INPUT", "OUTPUT"]
 
@@ -42,25 +43,6 @@ INPUT = "x"
 OUTPUT = "probs"
 
 _ACTIVATIONS = ("linear", "relu", "softmax")
-
-
-def _inputs(nodes):
-    """Names of the layers feeding a layer (``inbound_nodes`` of its config)."""
-    names = []
-
-    def walk(obj):
-        if isinstance(obj, dict):
-            if obj.get("class_name") == "__keras_tensor__":
-                names.append(str(obj["config"]["keras_history"][0]))
-                return
-            for v in obj.values():
-                walk(v)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
-
-    walk(nodes)
-    return names
 
 
 def _layer_names(spec):
@@ -161,7 +143,7 @@ def export_unet_onnx(network):
         cls, name = entry.get("class_name"), entry.get("name")
         layer = network.get_layer(name)
         cfg = layer.get_config()
-        src = [t[i] for i in _inputs(entry.get("inbound_nodes", []))]
+        src = [t[i] for i in inbound_layers(entry.get("inbound_nodes", []))]
         weights = [np.asarray(w, np.float32) for w in layer.get_weights()]
         lin = f"t/{name}"
         if cls == "InputLayer":
@@ -280,18 +262,7 @@ class UnetRuntime:
     """
 
     def __init__(self, model, threads=0):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        src = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"not a loadable ONNX model ({type(exc).__name__}: "
-                                 f"{str(exc)[:300]})") from exc
+        self.session = cpu_session(model, threads)
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         if [i.name for i in ins] != [INPUT] or [o.name for o in outs] != [OUTPUT] \
                 or len(ins[0].shape) != 3 or len(outs[0].shape) != 4 \
