@@ -37,7 +37,7 @@ def _centre_first_kev(centre, pixels):
     return np.array([values.get(off, 0.0) for off in _CF]) / 1000.0
 
 
-def _geant4_event_list(path, nan_row=None):
+def geant4_event_list(path, nan_row=None):
     """An event list as the Geant4 background team writes one: PHAS centre-first in
     keV, no TUNIT, no EXTNAME, their own PATTERN, truth columns, TEXPFRAM."""
     n = len(ISLANDS)
@@ -73,7 +73,7 @@ TARGET = ["--phas-order", "centre-first", "--phas-unit", "keV",
 
 
 def test_geant4_event_list_verdicts_and_columns(tmp_path):
-    src = _geant4_event_list(tmp_path / "evt.fits")
+    src = geant4_event_list(tmp_path / "evt.fits")
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     out = tmp_path / "out.fits"
     assert _run(src, "--method", "vfaint", "-o", out, *TARGET) == 0
@@ -114,7 +114,7 @@ def test_geant4_event_list_verdicts_and_columns(tmp_path):
 
 
 def test_strict_thresholds_on_an_event_list(tmp_path):
-    src = _geant4_event_list(tmp_path / "evt.fits")
+    src = geant4_event_list(tmp_path / "evt.fits")
     out = tmp_path / "strict.fits"
     assert _run(src, "-o", out, *TARGET, "--strict-thresholds") == 0
     ev = read_events(out)
@@ -127,10 +127,10 @@ def test_strict_thresholds_on_an_event_list(tmp_path):
 
 
 def test_event_list_errors(tmp_path, capsys):
-    src = _geant4_event_list(tmp_path / "evt.fits")
+    src = geant4_event_list(tmp_path / "evt.fits")
     assert _run(src, "-o", tmp_path / "a.fits", "--phas-order", "centre-first") == 1
     assert "--phas-unit" in capsys.readouterr().err
-    bad = _geant4_event_list(tmp_path / "nan.fits", nan_row=4)
+    bad = geant4_event_list(tmp_path / "nan.fits", nan_row=4)
     assert _run(bad, "-o", tmp_path / "b.fits", *TARGET) == 1
     err = capsys.readouterr().err
     assert "NaN" in err and "row 4" in err
@@ -198,7 +198,7 @@ def test_event_list_and_frames_give_the_same_verdict(tmp_path):
 def test_wrong_phas_order_is_refused_naming_the_one_that_fits(tmp_path, capsys):
     """A centre-first list read row-major used to be filtered silently (397 of the 1007
     STATUS values of a real WFI Geant4 run flipped)."""
-    src = _geant4_event_list(tmp_path / "evt.fits")
+    src = geant4_event_list(tmp_path / "evt.fits")
     out = tmp_path / "out.fits"
     wrong = [a for a in TARGET if a not in ("--phas-order", "centre-first")]
     assert _run(src, "-o", out, *wrong) == 1

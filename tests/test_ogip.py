@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
+from test_eventlist import geant4_event_list
 from xcrfilter.cli.main import main
 from xcrfilter.registry import STATUS_BIT_DOC, STATUS_BITS
 from xcrfilter.io.eventfile import read_events, read_gti, write_events
@@ -238,7 +239,6 @@ def fitsverify_counts(path):
 @pytest.mark.skipif(shutil.which("fitsverify") is None,
                     reason="fitsverify (HEASARC; Debian package, .ci/run installs it) not on PATH")
 def test_fitsverify_reports_no_warning_and_no_error(tmp_path):
-    from test_eventlist import _geant4_event_list
     from test_geant4 import _pixel_table
 
     src = _cube_file(tmp_path / "obs.fits", **OBS, TSTART=100.0, MJDREF=51544.0, TIMEDEL=0.005)
@@ -246,7 +246,7 @@ def test_fitsverify_reports_no_warning_and_no_error(tmp_path):
     out = tmp_path / "frames_ev.fits"
     assert _filter([src, "-o", out, "--edge-status"]) == 0
     outputs.append(out)
-    evt = _geant4_event_list(tmp_path / "g4_evt.fits")
+    evt = geant4_event_list(tmp_path / "g4_evt.fits")
     out = tmp_path / "list_ev.fits"
     assert _filter([evt, "-o", out, "--phas-order", "centre-first", "--phas-unit", "keV",
                     "--event-threshold", "100eV", "--split-threshold", "100eV"]) == 0

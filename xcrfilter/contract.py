@@ -341,6 +341,10 @@ class Filter:
             return True
         return bool(self.is_available())
 
+    def param(self, name):
+        """The declared :class:`Param` ``name`` (KeyError if there is none)."""
+        return self._by_name[name]
+
     def check_options(self, options):
         """Raise ValueError naming any key of ``options`` that is not a parameter."""
         unknown = [k for k in (options or {}) if k not in self._by_name]

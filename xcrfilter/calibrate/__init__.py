@@ -217,8 +217,10 @@ def write_calibration_cards(meta, specs, calibrated):
                               f"{rep['need']} needed for {100 * rep['target']:.3g}%; "
                               "default threshold kept")
             continue
-        # what the value is: SAC's radius, or a threshold on the filter's score
-        what = "radius [pixel]" if cal.option == "radius" else f"{cal.column} threshold"
+        # what the value is: the declared parameter with its unit (SAC's radius
+        # [pixel]), or, unitless, a threshold on the filter's score column
+        unit = specs[name].param(cal.option).unit
+        what = f"{cal.option} [{unit}]" if unit else f"{cal.column} threshold"
         how = "frame shift" if rep["method"] == "shift" else "injection"
         sample = "events placed in other frames" if rep["method"] == "shift" else \
             "injected X-ray events scored"
