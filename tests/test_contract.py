@@ -192,7 +192,7 @@ def test_declared_cards_are_written(name):
     spec = registry.filter_spec(name)
     assert spec.available(), f"the shipped model of {name!r} is missing from xcrfilter/data"
     declared = [(p.card, p.unit) for p in spec.params if p.card is not None]
-    declared += [(card, "eV" if k.endswith("_threshold") else "")
+    declared += [(card, contract.SHARED_UNITS.get(k, ""))
                  for k, card in spec.shared_cards.items()]
     events = run_pipeline(_frames(), name)
     for card, unit in declared:

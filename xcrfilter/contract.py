@@ -26,12 +26,15 @@ import astropy.units as u
 from .cli.argtypes import parse_energy
 from .meta import log_to_metadata
 
-__all__ = ["Filter", "Param", "Card", "Count", "Calibration", "SHARED_INPUTS", "status_mask"]
+__all__ = ["Filter", "Param", "Card", "Count", "Calibration", "SHARED_INPUTS", "SHARED_UNITS",
+           "status_mask"]
 
 #: The inputs the pipeline shares with every filter that declares it needs
 #: them (:attr:`Filter.shared`): the event-finding thresholds (energies),
 #: the detector model and the strict (``>``) threshold convention.
 SHARED_INPUTS = ("event_threshold", "split_threshold", "mip_threshold", "detector", "strict")
+#: Units of the shared inputs that have one (the cards of :attr:`Filter.shared_cards`).
+SHARED_UNITS = {"event_threshold": "eV", "split_threshold": "eV", "mip_threshold": "eV"}
 
 
 class Card(NamedTuple):
@@ -372,7 +375,7 @@ class Filter:
         out = []
         for name, card in self.shared_cards.items():
             if name in values:
-                out += card.records(values[name], "eV" if name.endswith("_threshold") else "")
+                out += card.records(values[name], SHARED_UNITS.get(name, ""))
         for p in self.params:
             if p.card is not None and p.name in values:
                 out += p.card.records(values[p.name], p.unit)
