@@ -20,11 +20,15 @@ true loss and its ``RESID``::
         --frames 2500 --methods sac,obsctx -o runs/obs/check.ecsv
 
 Frames are held in memory (the rich run) or streamed (the ordinary run);
-nothing is written but the table.
+nothing is written but the table.  ``--set NAME=VALUE`` changes any
+`xcrfilter.simulate.SimulationParameters` field of the preset, e.g. physics
+outside every training range (``--set cloud_sigma0=20``: X-ray charge clouds
+wider than any model saw).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -41,11 +45,32 @@ from xcrfilter.pipeline import run_pipeline
 from xcrfilter.simulate import event_truth, iter_frames, preset
 
 LAST_T = None  # truth of the last run's events (for experiments)
+CHANGES = {}  # --set NAME=VALUE: SimulationParameters fields changed in every preset
+
+
+def physics(name):
+    """The preset's parameters and detector, with the ``--set`` changes."""
+    params, det = preset(name)
+    return dataclasses.replace(params, **CHANGES), det
+
+
+def parse_set(items):
+    """``NAME=VALUE`` strings as a dict of SimulationParameters fields (numbers)."""
+    base = preset("paper")[0]
+    fields = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE with NAME a "
+                             "SimulationParameters field")
+        out[name] = fields[name](float(value))
+    return out
 
 
 def rich_run(name, n_cr, seed, max_frames=400000):
     """Frames holding in-band CR events, and their truth labels."""
-    params, det = preset(name)
+    params, det = physics(name)
     frames, labels, got, seen = [], [], 0, 0
     for chunk in iter_frames(max_frames, seed=seed, detector=det, params=params,
                              chunk_size=200):
@@ -80,7 +105,7 @@ def best_at_loss(score, sign, is_x, is_cr, kept_by_vf, max_lost):
 
 
 def run_one(name, args, seed, n_frames, rich=None):
-    params, det = preset(name)
+    params, det = physics(name)
     t0 = time.perf_counter()
     rich, rich_lab, seen = rich or rich_run(name, args.cr_events, seed)
     n_rich = len(rich)
@@ -95,13 +120,21 @@ def run_one(name, args, seed, n_frames, rich=None):
             yield chunk.frames * u.eV
 
     methods = args.methods.split(",")
-    options = None
+    options = {}
+    for item in getattr(args, "option", None) or ():
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        options.setdefault(method, {})[name] = value
     if args.obsctx_shape and "obsctx" in methods:
-        options = {"obsctx": {"shape": "on"}}
+        options.setdefault("obsctx", {})["shape"] = "on"
         if getattr(args, "shape_model", None):
             options["obsctx"]["shape_model"] = args.shape_model
+        if getattr(args, "obsctx_morph", False):
+            options["obsctx"]["morph"] = "on"
+        if getattr(args, "morph_model", None):
+            options["obsctx"]["morph_model"] = args.morph_model
     ev = run_pipeline(blocks(), ["vfaint", *methods], max_lost_xray=args.max_lost,
-                      detector=det, seed=seed, options=options)
+                      detector=det, seed=seed, options=options or None)
     wall = time.perf_counter() - t0
     frame = np.asarray(ev["FRAME"])
     in_rich = frame < n_rich
@@ -162,9 +195,19 @@ def main(argv=None):
                    help="obsctx with its shape option on (the combination)")
     p.add_argument("--shape-model", metavar="DIR", default=None,
                    help="with --obsctx-shape: another shape-only model (e.g. leave-one-out)")
+    p.add_argument("--obsctx-morph", action="store_true",
+                   help="with --obsctx-shape: the morph ranking competes (obsctx option morph)")
+    p.add_argument("--morph-model", metavar="DIR", default=None,
+                   help="with --obsctx-morph: another morph model (e.g. leave-one-out)")
     p.add_argument("--save", metavar="DIR", default=None,
                    help="also write each run's events with their truth to DIR")
+    p.add_argument("--option", metavar="METHOD.NAME=VALUE", action="append",
+                   help="a filter option, e.g. unet.model=DIR (repeatable)")
+    p.add_argument("--set", metavar="NAME=VALUE", action="append",
+                   help="change a SimulationParameters field of every preset (repeatable)")
     args = p.parse_args(argv)
+    CHANGES.clear()
+    CHANGES.update(parse_set(args.set))
     rows = []
     for i, name in enumerate(args.presets):
         rich = None

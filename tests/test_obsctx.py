@@ -5,8 +5,10 @@ import warnings
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.table import QTable
 
 from test_frame_shift import SIZE, hand_built_frames
+from xcrfilter import registry
 from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
 from xcrfilter.ml import pu
@@ -130,15 +132,37 @@ def test_learns_showers_of_the_observation():
 
 
 def test_too_few_events():
+    """Too few placements to estimate the loss: SAC's default radius (a warning), or an
+    error when the loss was asked for; too few events to learn from: the track
+    distance alone, calibrated."""
     data, _ = hand_built_frames(60, 2, seed=12)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        ev = run_pipeline(data * u.eV, ["obsctx"])
-    assert any("learning needs at least 500 events" in str(x.message) for x in w)
-    assert not ((np.asarray(ev["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).any()
+        ev = run_pipeline(data * u.eV, ["obsctx", "sac"])
+    assert any("needs at least 1000 placements; events within SAC's default radius (22 px)"
+               in str(x.message) for x in w)
+    bits = np.asarray(ev["STATUS"])
+    flagged = ((bits >> obsctx.OBSCTX_BIT) & 1).astype(bool)
+    sac = ((bits >> registry.filter_spec("sac").status["SAC"][0]) & 1).astype(bool)
+    energy = u.Quantity(ev["ENERGY"], u.eV)
+    scored = (energy >= 0.3 * u.keV) & (energy < 10 * u.keV)
+    assert sac[scored].any() and (~sac[scored]).any()
+    np.testing.assert_array_equal(flagged[scored], sac[scored])
+    assert not flagged[~scored].any()
+    assert card_value(ev.meta, "OBCCALM") == "NONE"
     assert np.isnan(np.asarray(ev["PROB_OBSCTX"])).all()
-    with pytest.raises(ValueError, match="learning needs at least 500 events"):
+    with pytest.raises(ValueError, match="needs at least 1000 placements: give more frames"):
         run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.02)
+    # 300 events, about 1200 placements: the distance ranking, calibrated
+    data, xrays = hand_built_frames(150, 2, seed=13)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.02)
+    assert any("learning needs at least 500; the fixed rankings only" in str(x.message)
+               for x in w)
+    assert card_value(ev.meta, "OBCRANK") == "DISTANCE"
+    assert card_value(ev.meta, "OBCCALM") == "SHIFT"
+    assert abs(card_value(ev.meta, "OBCCALF") - 0.02) < 0.003
 
 
 def test_api_function_equals_pipeline():
@@ -265,3 +289,84 @@ def test_prior_with_shape_weights():
     weighted = pu.class_prior(same, shift, weights=pu.shape_weights(np.exp(2 * shape - 2), pi))
     assert plain < pi - 0.03
     assert pi - 0.01 < weighted < pi + 0.005
+
+
+def _payload_with_morph(morph_informative, seed):
+    """A learning sample (:func:`obsctx.observe`'s keys) of 20 % showers with a morph score.
+
+    The context is :func:`_synthetic`'s (showers within ~12 px of a track);
+    the shape ratio is 1 (uninformative).  An informative morph score puts
+    every shower at 0.9-1 and the X-rays and placements at 0-0.5; an
+    uninformative one draws every row from 0-1.
+    """
+    rng = np.random.default_rng(seed)
+    n_same, n_cr = 4000, 800
+    same, _, fs, _ = _synthetic(n_same, 1, 0.2, seed)
+    shower = np.arange(n_same) >= n_same - n_cr
+    source = np.tile(np.arange(n_same), 3)
+    shift, _, _, _ = _synthetic(len(source), 1, 0.0, seed + 1)
+    if morph_informative:
+        m_same = np.where(shower, rng.uniform(0.9, 1.0, n_same), rng.uniform(0, 0.5, n_same))
+        m_shift = rng.uniform(0, 0.5, len(source))
+    else:
+        m_same, m_shift = rng.uniform(0, 1, n_same), rng.uniform(0, 1, len(source))
+    payload = dict(key=obsctx.event_keys(np.arange(n_same), 0, 0), x_same=same, fold_same=fs,
+                   x_shift=shift, fold_shift=fs[source], source=source,
+                   ratio=np.ones(n_same), shape_model="test-shape",
+                   morph_same=m_same.astype(np.float32), morph_shift=m_shift.astype(np.float32),
+                   morph_model="test-morph")
+    events = QTable(dict(FRAME=np.arange(n_same), RAWY=np.zeros(n_same, int),
+                         RAWX=np.zeros(n_same, int), STATUS=np.zeros(n_same, np.int32)))
+    return events, payload, shower
+
+
+def test_morph_ranking_is_kept_where_it_rejects_more():
+    """Option ``morph``: the observation keeps the morph ranking when, at the same
+    estimated X-ray loss, it rejects more events in their own frames, and the
+    X-ray loss it realises is the one asked."""
+    events, payload, shower = _payload_with_morph(True, seed=21)
+    rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
+    rej = ((np.asarray(events["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).astype(bool)
+    assert rep["ranking"] == card_value(events.meta, "OBCRANK") == "MORPH"
+    assert rej[shower].mean() > 0.99                  # the context alone: about 77 %
+    assert rej[~shower].mean() < 0.03
+    assert rep["own_rates"]["MORPH"] > rep["own_rates"]["SHAPE"] + 0.03
+    assert card_value(events.meta, "OBCMRMOD") == "test-morph"
+    # an uninformative morph score loses to the learnt context
+    events, payload, shower = _payload_with_morph(False, seed=22)
+    rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
+    assert rep["ranking"] in ("SHAPE", "DISTANCE")
+    assert rep["own_rates"]["MORPH"] < 0.03
+
+
+def test_morph_option_end_to_end_and_its_errors():
+    data, _, _ = _with_secondaries(400, seed=12)
+    ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05,
+                      options={"obsctx": {"shape": "on", "morph": "on"}})
+    assert card_value(ev.meta, "OBCMORPH") is True
+    assert card_value(ev.meta, "OBCMRMOD").startswith("xcrfilter-morph-v1 sha256 ")
+    assert card_value(ev.meta, "OBCRANK") in ("SHAPE", "DISTANCE", "MORPH")
+    with pytest.raises(ValueError, match="morph needs shape 'on'"):
+        run_pipeline(data[:10] * u.eV, ["obsctx"], options={"obsctx": {"morph": "on"}})
+    with pytest.raises(ValueError, match="morph_model is given but morph is not 'on'"):
+        run_pipeline(data[:10] * u.eV, ["obsctx"],
+                     options={"obsctx": {"shape": "on", "morph_model": default_shape_dir()}})
+    with pytest.raises(ValueError, match="option morph must be 'on', 'off'"):
+        obsctx.obsctx_filter(data[:10] * u.eV, shape=True, morph="yes")
+
+
+def test_events_at_the_frame_edge_are_scored():
+    """Events within 2 pixels of the frame edge are learnt from, placed and scored
+    (showers enter at the edges)."""
+    data, xrays, _ = _with_secondaries(600, seed=14)
+    for f in range(0, 600, 3):        # an X-ray on the edge of every third frame
+        y = 1 + (f % 5) * 10
+        if not data[f, max(y - 1, 0):y + 2, 0:2].any():
+            data[f, y, 0] = 1500.0
+    ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05)
+    x, y = np.asarray(ev["RAWX"]), np.asarray(ev["RAWY"])
+    edge = (x < 2) | (y < 2) | (x >= SIZE - 2) | (y >= SIZE - 2)
+    band = u.Quantity(ev["ENERGY"], u.eV) < 10 * u.keV
+    assert (edge & band).sum() >= 150
+    loss = np.asarray(ev["OBSCTX_LOSS"])
+    assert np.isfinite(loss[band]).all() and np.isnan(loss[~band]).all()

@@ -51,8 +51,9 @@ import numpy as np
 from astropy.table import QTable
 
 from ..calibrate import MIN_REJECTED, SHIFTS, covered, own_pixels, write_calibration_cards
-from ..context import DEFAULT_RADII, context_features, feature_matrix
+from ..context import DEFAULT_RADII, SHAPE_FEATURES, context_features, feature_matrix
 from ..events import set_status_bit
+from .sac import SAC_DEFAULTS
 from ..ml.pu import (class_prior, cross_fit_scores, held_out_loss, posterior,
                      source_weights, weighted_threshold, with_shape)
 from ..contract import Calibration, Card, Count, Filter, Param
@@ -88,24 +89,30 @@ BLOCK_FRAMES = 50
 N_FOLDS = 5
 #: Fewest same-frame events the filter learns from; below it, it flags nothing.
 MIN_EVENTS = 500
+#: Comment of the ``OBCRANK`` card: the rankings the observation chooses from.
+RANK_COMMENT = "obsctx ranking: LEARNT, SHAPE, DISTANCE or MORPH"
 #: Default fraction of X-ray events the filter may reject.
 DEFAULT_MAX_LOST = 0.02
 
 
 # -- the per-chunk sample ------------------------------------------------------
 
-def _features(data, events, common, shape_model=None):
-    """Context features of ``events``; with ``shape_model`` also their shape ratio."""
-    ctx = context_features(data, events, split_threshold=common["split_threshold"],
-                           event_threshold=common["event_threshold"],
-                           track_energy=common["mip_threshold"])
-    x = np.column_stack([np.asarray(ctx[k].value if hasattr(ctx[k], "unit") else ctx[k],
-                                    np.float32) for k in FEATURES])
-    if shape_model is None:
-        return x, None
-    p = shape_model.predict_proba(feature_matrix(events, ctx, shape_model.feature_names))
-    p = np.clip(p, 1e-3, 1 - 1e-3)
-    return x, p / (1 - p)
+def _context(data, events, common):
+    """:func:`~xcrfilter.context.context_features` of ``events`` at the pipeline's thresholds."""
+    return context_features(data, events, split_threshold=common["split_threshold"],
+                            event_threshold=common["event_threshold"],
+                            track_energy=common["mip_threshold"])
+
+
+def _learnt_features(ctx):
+    """The :data:`FEATURES` columns of a context table, (n, len(FEATURES)) float32."""
+    return np.column_stack([np.asarray(ctx[k].value if hasattr(ctx[k], "unit") else ctx[k],
+                                       np.float32) for k in FEATURES])
+
+
+#: Features of an event's own pixels: a placement into another frame keeps
+#: its event's values (the other frame has no charge there).
+OWN_FEATURES = SHAPE_FEATURES + ("IN_TRACK",)
 
 
 def load_shape_model(model_dir=None):
@@ -118,6 +125,16 @@ def load_shape_model(model_dir=None):
     """
     from ..ml.morph import default_shape_dir, load_morph_model
     return load_morph_model(default_shape_dir() if model_dir is None else model_dir)
+
+
+def load_ranking_model(model_dir=None):
+    """The simulator-trained ranking of option ``morph``: by default the shipped ``morph`` model.
+
+    ``model_dir``: a directory written the same way (`xcrfilter.ml.morph`),
+    e.g. one trained without a physics preset.
+    """
+    from ..ml.morph import load_morph_model
+    return load_morph_model(model_dir)
 
 
 def observe(cube, events, common, options=None, *, first=0, rng=None):
@@ -139,10 +156,13 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
         ``key`` (FRAME * 2**40 + RAWY * 2**20 + RAWX of the same-frame rows,
         FRAME counting over the observation), ``x_same``, ``fold_same``,
         ``x_shift``, ``fold_shift``, ``source`` (same-frame row of every
-        placement).
+        placement); with option ``shape`` also ``ratio`` (shape ratio of the
+        same-frame rows) and ``shape_model``; with option ``morph`` also
+        ``morph_same``, ``morph_shift`` (``PROB_MORPH`` of both) and
+        ``morph_model``.
     """
     data = np.asarray(cube.data, np.float32)
-    n, ny, nx = data.shape
+    n = data.shape[0]
     empty = dict(key=np.zeros(0, np.int64), x_same=np.zeros((0, len(FEATURES)), np.float32),
                  fold_same=np.zeros(0, int), x_shift=np.zeros((0, len(FEATURES)), np.float32),
                  fold_shift=np.zeros(0, int), source=np.zeros(0, int))
@@ -153,12 +173,19 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     f = np.asarray(events["FRAME"], np.intp)
     y = np.asarray(events["RAWY"], np.intp)
     x = np.asarray(events["RAWX"], np.intp)
-    take = np.flatnonzero((e >= lo) & (e < hi) & (y >= 2) & (y < ny - 2) & (x >= 2)
-                          & (x < nx - 2))
-    shape = _on_off((options or {}).get("shape"))
-    model = _shape_model(shape, (options or {}).get("shape_model"))
+    take = np.flatnonzero((e >= lo) & (e < hi))
+    options = options or {}
+    check_options(options.get("shape"), options.get("shape_model"), options.get("morph"),
+                  options.get("morph_model"))
+    shape = _on_off(options.get("shape"))
+    model = load_shape_model(options.get("shape_model")) if shape else None
+    morph = (load_ranking_model(options.get("morph_model"))
+             if _on_off(options.get("morph"), "morph") else None)
     if shape:
         empty.update(ratio=np.zeros(0), shape_model=f"{model.name} sha256 {model.sha256[:16]}")
+    if morph is not None:
+        empty.update(morph_same=np.zeros(0, np.float32), morph_shift=np.zeros(0, np.float32),
+                     morph_model=f"{morph.name} sha256 {morph.sha256[:16]}")
     if take.size == 0:
         return empty
     ev = QTable(events[take], copy=True)
@@ -170,33 +197,44 @@ def observe(cube, events, common, options=None, *, first=0, rng=None):
     bstart = np.maximum(block * BLOCK_FRAMES - int(first), 0)
     bend = np.minimum((block + 1) * BLOCK_FRAMES - int(first), n)
     blen = bend - bstart
-    active = data >= float(common["split_threshold"].to_value(u.eV))
-    own, _ = own_pixels(active, f, y, x)
+    # padded by 2 pixels: events at the frame edge have a 5 x 5 too (showers
+    # enter at the edges: about 3 % of the CR events in band are within 2 pixels)
+    active = np.pad(data >= float(common["split_threshold"].to_value(u.eV)),
+                    ((0, 0), (2, 2), (2, 2)))
+    own, _ = own_pixels(active, f, y + 2, x + 2)
     rows, gs = [], []
     for k in SHIFTS:
         ok = blen > k
         g = bstart + (f - bstart + k) % np.maximum(blen, 1)
-        ok &= ~covered(active, g, y, x, own)
+        ok &= ~covered(active, g, y + 2, x + 2, own)
         rows.append(np.flatnonzero(ok))
         gs.append(g[ok])
     rows, gs = np.concatenate(rows), np.concatenate(gs)
     placed = QTable(ev[rows], copy=True)
     placed["FRAME"] = gs.astype(np.int32)
     key = event_keys(gframe, y, x)
-    x_same, ratio = _features(data, ev, common, model)
-    x_shift, _ = _features(data, placed, common)
+    ctx_same, ctx_shift = _context(data, ev, common), _context(data, placed, common)
+    x_same, x_shift = _learnt_features(ctx_same), _learnt_features(ctx_shift)
+    if shape:
+        p = np.clip(model.predict_proba(feature_matrix(ev, ctx_same, model.feature_names)),
+                    1e-3, 1 - 1e-3)
+        ratio = p / (1 - p)
+    if morph is not None:
+        # a placement: the other frame's context, its event's own pixels
+        names = morph.feature_names
+        m_same = feature_matrix(ev, ctx_same, names)
+        m_shift = feature_matrix(placed, ctx_shift, names)
+        own = np.isin(names, OWN_FEATURES)
+        m_shift[:, own] = m_same[rows][:, own]
+        m_same = morph.predict_proba(m_same).astype(np.float32)
+        m_shift = morph.predict_proba(m_shift).astype(np.float32)
     out = dict(key=key, x_same=x_same, fold_same=fold, x_shift=x_shift, fold_shift=fold[rows],
                source=rows)
     if shape:
         out.update(ratio=ratio, shape_model=empty["shape_model"])
+    if morph is not None:
+        out.update(morph_same=m_same, morph_shift=m_shift, morph_model=empty["morph_model"])
     return out
-
-
-def _shape_model(shape, model_dir):
-    """The shape model of the options (None when ``shape`` is off)."""
-    if model_dir is not None and not shape:
-        raise ValueError("obsctx option shape_model is given but shape is not 'on'.")
-    return load_shape_model(model_dir) if shape else None
 
 
 def event_keys(frame, rawy, rawx):
@@ -209,11 +247,13 @@ def merge_samples(payloads):
     """The learning samples of the chunks (:func:`observe`) as one sample.
 
     ``source`` is renumbered to index the merged same-frame rows; ``ratio``
-    is kept when every chunk has it.
+    and ``morph_same``/``morph_shift`` are kept when every chunk has them.
     """
     names = ["key", "x_same", "fold_same", "x_shift", "fold_shift", "source"]
     if payloads and all("ratio" in p for p in payloads):
         names.append("ratio")
+    if payloads and all("morph_same" in p for p in payloads):
+        names += ["morph_same", "morph_shift"]
     out = {k: [] for k in names}
     offset = 0
     for p in payloads:
@@ -235,22 +275,27 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     max_lost : float, optional
         Fraction of X-ray events to reject (default :data:`DEFAULT_MAX_LOST`).
     required : bool
-        True when the user asked for ``max_lost``: too small a sample is an
-        error.  Otherwise it is a warning, and nothing is flagged.
+        True when the user asked for ``max_lost``: too few placements to
+        estimate it is an error.  Otherwise it is a warning, and the events
+        within SAC's default radius (`xcrfilter.filters.sac.SAC_DEFAULTS`)
+        of a track are flagged.  Fewer than :data:`MIN_EVENTS` events to
+        learn from is a warning: only the fixed rankings (track distance,
+        ``morph``) are calibrated.
     seed : int
         Random state of the tree ensembles.
 
     Returns
     -------
-    dict or None
+    dict
         The calibration report (``value``, ``achieved``, ``lo``, ``hi``,
-        ``n``, ``placements``, ``target``, ``method``, ``prior``...), or
-        None when nothing could be learnt.
+        ``n``, ``placements``, ``target``, ``method``, ``prior``,
+        ``ranking``...); ``method`` is ``'none'`` when the loss could not
+        be estimated.
 
     Raises
     ------
     ValueError
-        ``required`` and too few events to learn from or to estimate the loss.
+        ``required`` and too few placements to estimate the loss.
     """
     max_lost = DEFAULT_MAX_LOST if max_lost is None else float(max_lost)
     s = merge_samples(payloads)
@@ -259,42 +304,74 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     events["OBSCTX_LOSS"] = np.full(len(events), np.nan, np.float32)
     set_status_bit(events, OBSCTX_BIT, np.zeros(len(events), bool))
     shape_models = sorted({p["shape_model"] for p in payloads if "shape_model" in p})
-    FILTER.record(events.meta, {"shape": "ratio" in s},
+    morph_models = sorted({p["morph_model"] for p in payloads if "morph_model" in p})
+    FILTER.record(events.meta, {"shape": "ratio" in s, "morph": "morph_same" in s},
                   cards=[("OBCSHMOD", ", ".join(shape_models)[:68], "obsctx: shape model")]
-                  if shape_models else ())
-    short = n_same < MIN_EVENTS or n_shift * max_lost < 2 * MIN_REJECTED
-    if short:
+                  * bool(shape_models)
+                  + [("OBCMRMOD", ", ".join(morph_models)[:68], "obsctx: morph ranking model")]
+                  * bool(morph_models))
+    col = FEATURES.index("TRK_DIST")
+    dist = s["x_same"][:, col].astype(float) if n_same else np.zeros(0)
+    dist_h = s["x_shift"][:, col].astype(float) if n_shift else np.zeros(0)
+    keys = event_keys(events["FRAME"], events["RAWY"], events["RAWX"])
+    order = np.argsort(keys)
+    pos = order[np.searchsorted(keys[order], s["key"])] if n_same else np.zeros(0, int)
+    need = int(np.ceil(2 * MIN_REJECTED / max_lost))
+    if n_shift < need:
         msg = (f"obsctx: {n_same} events in band and {n_shift} placements in other frames; "
-               f"learning needs at least {MIN_EVENTS} events and a loss of "
-               f"{100 * max_lost:.3g}% at least {int(np.ceil(2 * MIN_REJECTED / max_lost))} "
-               "placements: give more frames")
+               f"estimating a loss of {100 * max_lost:.3g}% needs at least {need} placements")
         if required:
-            raise ValueError(msg)
-        warnings.warn(msg + "; no event flagged", UserWarning, stacklevel=2)
-        FILTER.record(events.meta, history=msg + "; no event flagged")
-        return None
-    r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
-                                       s["fold_shift"], n_folds=N_FOLDS,
-                                       monotone=[MONOTONE[k] for k in FEATURES], seed=seed)
-    pi = class_prior(r_same, r_shift)
+            raise ValueError(msg + ": give more frames")
+        # too short to estimate anything: SAC's default radius on the track distance
+        radius = SAC_DEFAULTS["radius"]
+        rej = np.zeros(len(events), bool)
+        rej[pos] = dist <= radius
+        set_status_bit(events, OBSCTX_BIT, rej)
+        tail = f"; events within SAC's default radius ({radius:g} px) of a track flagged"
+        warnings.warn(msg + tail, UserWarning, stacklevel=2)
+        FILTER.record(events.meta, None, {"OBCNREJ": int(rej.sum()), "OBCNSCO": 0},
+                      [("OBCRANK", "DISTANCE", RANK_COMMENT)], msg + tail)
+        return dict(method="none", target=float(max_lost), n=n_same, placements=n_shift,
+                    need=need)
     ratio = s.get("ratio")
     weights = None
-    if ratio is not None:
-        r_same, r_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[s["source"]], pi)
-        # the loss: each placement weighted by P(X-ray) of its event in its own frame
-        weights = source_weights(r_same[s["source"]])
-    # Two rankings, each held out and calibrated to the same X-ray loss: the
-    # learnt one, and the distance to the nearest track alone (SAC's).  At
-    # equal loss, the one that rejects more events in their own frames
-    # rejects more shower products (own-frame rejection = (1 - pi) loss +
-    # pi recall), so the observation itself chooses, without truth.
-    candidates = {}
-    dist = s["x_same"][:, FEATURES.index("TRK_DIST")].astype(float)
-    dist_h = s["x_shift"][:, FEATURES.index("TRK_DIST")].astype(float)
     learnt = "LEARNT" if ratio is None else "SHAPE"
-    for name, (rs, rh) in ((learnt, (r_same, r_shift)), ("DISTANCE", (-dist, -dist_h))):
-        loss_same, loss_shift = held_out_loss(rs, s["fold_same"], rh, s["fold_shift"],
-                                              weights)
+    rankings = {"DISTANCE": (-dist, -dist_h)}
+    if n_same < MIN_EVENTS:
+        # too few to learn from: the rankings that need no learning
+        r_same = np.full(n_same, np.nan)
+        pi = class_prior(-dist, -dist_h)
+        msg = (f"obsctx: {n_same} events in band, learning needs at least {MIN_EVENTS}; "
+               "the fixed rankings only")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        FILTER.record(events.meta, history=msg)
+    else:
+        r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
+                                           s["fold_shift"], n_folds=N_FOLDS,
+                                           monotone=[MONOTONE[k] for k in FEATURES], seed=seed)
+        pi = class_prior(r_same, r_shift)
+        if ratio is not None:
+            r_same, r_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[s["source"]], pi)
+            # the loss: each placement weighted by P(X-ray) of its event in its own frame
+            weights = source_weights(r_same[s["source"]])
+        rankings = {learnt: (r_same, r_shift), **rankings}
+    # The rankings, each held out and calibrated to the same X-ray loss: the
+    # learnt one, the distance to the nearest track alone (SAC's) and, with
+    # option morph, the simulator-trained morph model.  At equal loss, the
+    # one that rejects more events in their own frames rejects more shower
+    # products (own-frame rejection = (1 - pi) loss + pi recall), so the
+    # observation itself chooses, without truth.
+    candidates = {}
+    if "morph_same" in s:
+        # the simulator-trained ranking competes on the same terms
+        rankings["MORPH"] = (s["morph_same"].astype(float), s["morph_shift"].astype(float))
+    for name, (rs, rh) in rankings.items():
+        # a learnt ranking is judged fold by fold (each fold has its own model);
+        # a fixed one against all the placements at once: folds differ in their
+        # frames (a CR-rich run is in a few blocks), and one scale fits them all
+        fixed = name != learnt
+        loss_same, loss_shift = held_out_loss(
+            rs, s["fold_same"] * (not fixed), rh, s["fold_shift"] * (not fixed), weights)
         good = np.isfinite(loss_shift)
         rep = weighted_threshold(loss_shift[good],
                                  None if weights is None else weights[good], max_lost)
@@ -302,9 +379,6 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         candidates[name] = (own, loss_same, good, rep)
     choice = max(candidates, key=lambda k: candidates[k][0])
     _, loss_same, good, rep = candidates[choice]
-    keys = event_keys(events["FRAME"], events["RAWY"], events["RAWX"])
-    order = np.argsort(keys)
-    pos = order[np.searchsorted(keys[order], s["key"])]
     prob = np.full(len(events), np.nan, np.float32)
     prob[pos] = posterior(r_same, pi) if ratio is None else r_same
     events["PROB_OBSCTX"] = prob
@@ -325,7 +399,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
                prior=pi, n_same=n_same, ranking=choice,
                own_rates={k: v[0] for k, v in candidates.items()})
     cards = [
-        ("OBCRANK", choice, "obsctx ranking: LEARNT, SHAPE or DISTANCE"),
+        ("OBCRANK", choice, RANK_COMMENT),
         ("OBCTHR", float(rep["value"]), "obsctx OBSCTX_LOSS threshold"),
         ("OBCPRIOR", float(pi), "obsctx: shower fraction of in-band events (bound)"),
         ("OBCFOLD", N_FOLDS, f"obsctx: folds of {BLOCK_FRAMES}-frame blocks")]
@@ -334,8 +408,8 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         "obsctx: own-frame rejection at the calibrated loss " + ", ".join(
             f"{k.lower()} {100 * v[0]:.2f}%" for k, v in candidates.items())
         + f": {choice.lower()} ranking used",
-        f"obsctx: learnt from {n_same} events in their own frames and "
-        f"{n_shift} placements in other frames ({N_FOLDS} folds of "
+        f"obsctx: {'learnt from' if learnt in candidates else 'ranked'} {n_same} events "
+        f"in their own frames and {n_shift} placements in other frames ({N_FOLDS} folds of "
         f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
         f"{rep['value']:.4f}: {int(rej.sum())} events rejected"])
     return rep
@@ -345,7 +419,8 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
 
 def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_threshold=260 * u.eV,
                   split_threshold=80 * u.eV, mip_threshold=10 * u.keV, gain=None,
-                  detector=None, shape=False, shape_model=None, seed=0):
+                  detector=None, shape=False, shape_model=None, morph=False, morph_model=None,
+                  seed=0):
     """Learn the context of cosmic-ray showers from the frames and flag events by it.
 
     Parameters
@@ -370,6 +445,16 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     shape_model : path-like, optional
         Directory of another shape-only model (:func:`load_shape_model`),
         e.g. one trained without a physics preset; needs ``shape`` on.
+    morph : bool or {'on', 'off'}
+        Also rank the events by the shipped ``morph`` model (context and
+        shape, trained on simulated randomised physics), calibrated by frame
+        shift like the others; the observation keeps whichever ranking
+        rejects the most events in their own frames at the asked loss
+        (``OBCRANK``).  Needs ``shape`` on (its loss estimate weights the
+        placements).  Default False.
+    morph_model : path-like, optional
+        Directory of another ``morph`` model (:func:`load_ranking_model`);
+        needs ``morph`` on.
     seed : int
         Random state of the tree ensembles.
 
@@ -377,7 +462,7 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     -------
     `~astropy.table.QTable`
         A new table: the input columns, ``PROB_OBSCTX`` (float32, NaN where
-        not scored: outside 0.3-10 keV or within 2 pixels of the frame edge)
+        not scored: outside 0.3-10 keV)
         and STATUS bit 9; header cards ``OBCTHR``, ``OBCNREJ``, ``OBCNSCO``,
         ``OBCPRIOR``, ``OBCFOLD``, the frame-shift loss estimate
         (``OBCCALF``, ``OBCCALLO``, ``OBCCALHI``, ``OBCCALN``) and HISTORY.
@@ -395,16 +480,17 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     common = dict(event_threshold=event_threshold, split_threshold=split_threshold,
                   mip_threshold=mip_threshold)
     out = QTable(events, copy=True)
-    payload = observe(cube, out, common, {"shape": _on_off(shape), "shape_model": shape_model})
+    payload = observe(cube, out, common, {"shape": shape, "shape_model": shape_model,
+                                          "morph": morph, "morph_model": morph_model})
     rep = conclude(out, [payload], max_lost=max_lost, required=True, seed=seed)
     write_calibration_cards(out.meta, {"obsctx": FILTER}, {"obsctx": rep})
     return out
 
 
-def pipeline_step(cube, events, *, max_lost=None, shape=False, shape_model=None):
+def pipeline_step(cube, events, *, max_lost=None, shape=False, shape_model=None, morph=False,
+                  morph_model=None):
     """Pipeline step ``obsctx``: the column, unscored until the run ends (:func:`conclude`)."""
-    if shape_model is not None and not _on_off(shape):
-        raise ValueError("obsctx option shape_model is given but shape is not 'on'.")
+    check_options(shape, shape_model, morph, morph_model)
     out = QTable(events, copy=True)
     out["PROB_OBSCTX"] = np.full(len(out), np.nan, np.float32)
     out["OBSCTX_LOSS"] = np.full(len(out), np.nan, np.float32)
@@ -412,17 +498,32 @@ def pipeline_step(cube, events, *, max_lost=None, shape=False, shape_model=None)
     return out
 
 
+def check_options(shape, shape_model, morph, morph_model):
+    """Refuse inconsistent options: a model without its option, ``morph`` without ``shape``."""
+    shape, morph = _on_off(shape), _on_off(morph, "morph")
+    if shape_model is not None and not shape:
+        raise ValueError("obsctx option shape_model is given but shape is not 'on'.")
+    if morph_model is not None and not morph:
+        raise ValueError("obsctx option morph_model is given but morph is not 'on'.")
+    if morph and not shape:
+        raise ValueError("obsctx option morph needs shape 'on': the loss estimate of a ranking "
+                         "that uses the event's own shape weights the placements by the "
+                         "shape-combined posterior.")
+
+
 #: The header card of the ``shape`` option.
 SHAPE_CARD = Card("OBCSHAPE", "obsctx: context odds times the shape ratio")
+#: The header card of the ``morph`` option.
+MORPH_CARD = Card("OBCMORPH", "obsctx: morph ranking a candidate")
 
 
-def _on_off(value):
-    """The ``shape`` option as a bool: True/False or 'on'/'off'."""
+def _on_off(value, name="shape"):
+    """An on/off option (``shape``, ``morph``) as a bool: True/False or 'on'/'off'."""
     if isinstance(value, (bool, np.bool_)) or value is None:
         return bool(value)
     if value in ("on", "off"):
         return value == "on"
-    raise ValueError(f"obsctx option shape must be 'on', 'off', True or False, got {value!r}.")
+    raise ValueError(f"obsctx option {name} must be 'on', 'off', True or False, got {value!r}.")
 
 
 #: The filter's declaration (`xcrfilter.registry`): it learns from the whole
@@ -439,7 +540,15 @@ FILTER = Filter(
                   "context only, no simulator", choices=("on", "off"), convert=_on_off,
                   card=SHAPE_CARD),
             Param("shape_model", None, "directory of another shape-only model for "
-                  "--obsctx-shape on (default: the shipped one)", metavar="DIR")),
+                  "--obsctx-shape on (default: the shipped one)", metavar="DIR"),
+            Param("morph", None, "'on' (needs --obsctx-shape on): the ranking of the shipped "
+                  "morph model (trained on simulated randomised physics) competes with the "
+                  "learnt one and the track distance; the observation keeps the one that "
+                  "rejects the most at the asked loss; 'off' (default)",
+                  choices=("on", "off"), convert=lambda v: _on_off(v, "morph"),
+                  card=MORPH_CARD),
+            Param("morph_model", None, "directory of another morph model for --obsctx-morph "
+                  "on (default: the shipped one)", metavar="DIR")),
     calibration=CALIBRATION,
     counts=(Count("OBCNREJ", f"events rejected by obsctx (bit {OBSCTX_BIT})"),
             Count("OBCNSCO", "events scored by obsctx")),
