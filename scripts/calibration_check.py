@@ -94,11 +94,14 @@ def main(argv=None):
     p.add_argument("--cr-rate", type=float, default=None)
     p.add_argument("--obsctx-shape", action="store_true",
                    help="obsctx with its shape option on")
+    p.add_argument("--obsctx-morph", action="store_true",
+                   help="with --obsctx-shape: the morph ranking competes (the default run)")
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
     methods = args.methods.split(",")
-    options = {"obsctx": {"shape": "on"}} if args.obsctx_shape and "obsctx" in methods \
-        else None
+    options = None
+    if args.obsctx_shape and "obsctx" in methods:
+        options = {"obsctx": {"shape": "on", **({"morph": "on"} if args.obsctx_morph else {})}}
     rows = []
     for i, name in enumerate(args.presets):
         rows += run_one(name, args.frames, args.seed + i, methods, args.max_lost,

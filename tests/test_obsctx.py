@@ -5,10 +5,12 @@ import warnings
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.io.fits.verify import VerifyWarning
 from astropy.table import QTable
 
 from test_frame_shift import SIZE, hand_built_frames
 from xcrfilter import registry
+from xcrfilter.io.eventfile import write_events
 from xcrfilter.meta import card_value
 from xcrfilter.filters import obsctx
 from xcrfilter.ml import pu
@@ -291,13 +293,15 @@ def test_prior_with_shape_weights():
     assert pi - 0.01 < weighted < pi + 0.005
 
 
-def _payload_with_morph(morph_informative, seed):
+def _payload_with_morph(morph_informative, seed, own_frame_bias=0.0):
     """A learning sample (:func:`obsctx.observe`'s keys) of 20 % showers with a morph score.
 
     The context is :func:`_synthetic`'s (showers within ~12 px of a track);
     the shape ratio is 1 (uninformative).  An informative morph score puts
     every shower at 0.9-1 and the X-rays and placements at 0-0.5; an
-    uninformative one draws every row from 0-1.
+    uninformative one draws every row from 0-1.  ``own_frame_bias``: that
+    fraction of the X-rays also scores 0.9-1 in its own frame (not when
+    placed): a morph score whose placements are not exchangeable.
     """
     rng = np.random.default_rng(seed)
     n_same, n_cr = 4000, 800
@@ -310,6 +314,8 @@ def _payload_with_morph(morph_informative, seed):
         m_shift = rng.uniform(0, 0.5, len(source))
     else:
         m_same, m_shift = rng.uniform(0, 1, n_same), rng.uniform(0, 1, len(source))
+    biased = ~shower & (rng.random(n_same) < own_frame_bias)
+    m_same[biased] = rng.uniform(0.9, 1.0, biased.sum())
     payload = dict(key=obsctx.event_keys(np.arange(n_same), 0, 0), x_same=same, fold_same=fs,
                    x_shift=shift, fold_shift=fs[source], source=source,
                    ratio=np.ones(n_same), shape_model="test-shape",
@@ -337,12 +343,23 @@ def test_morph_ranking_is_kept_where_it_rejects_more():
     rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
     assert rep["ranking"] in ("SHAPE", "DISTANCE")
     assert rep["own_rates"]["MORPH"] < 0.03
+    # a morph score that rejects 30 % of the X-rays in their own frames but not
+    # when placed: its own-frame rejection (about 44 %) is more than the shower
+    # fraction (about 20 %) allows, and it is left out
+    events, payload, shower = _payload_with_morph(True, seed=23, own_frame_bias=0.3)
+    rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
+    assert rep["ranking"] in ("SHAPE", "DISTANCE") and "MORPH" not in rep["own_rates"]
+    assert any("morph ranking left out: own-frame rejection 4" in h
+               for h in events.meta["HISTORY"])
 
 
-def test_morph_option_end_to_end_and_its_errors():
+def test_morph_option_end_to_end_and_its_errors(tmp_path):
     data, _, _ = _with_secondaries(400, seed=12)
     ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.05,
                       options={"obsctx": {"shape": "on", "morph": "on"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VerifyWarning)   # every card fits in 80 characters
+        write_events(ev, tmp_path / "ev.fits")
     assert card_value(ev.meta, "OBCMORPH") is True
     assert card_value(ev.meta, "OBCMRMOD").startswith("xcrfilter-morph-v1 sha256 ")
     assert card_value(ev.meta, "OBCRANK") in ("SHAPE", "DISTANCE", "MORPH")

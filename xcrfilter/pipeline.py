@@ -27,19 +27,25 @@ from .io.timing import add_time
 from .io.outputs import check_api_output
 from .io.stream import FrameStream
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_MAX_LOST_XRAY", "available_methods",
-           "parse_methods", "load_method", "run_pipeline"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_OPTIONS", "DEFAULT_MAX_LOST_XRAY",
+           "available_methods", "parse_methods", "load_method", "run_pipeline"]
 
 #: Filter name -> module declaring it (:data:`xcrfilter.registry.FILTERS`).
 METHODS = registry.FILTERS
 
 #: Methods of ``xcrfilter filter`` without ``--method`` on image frames: the
-#: very-faint-mode filter and self-anti-coincidence, whose one number (the
-#: radius) the observation itself calibrates.  On frames of physics that no
-#: model of this package saw, SAC at that radius trails the best method by
-#: at most 1.6 points and the trained context models by up to 5.3 (docs:
-#: *Learning from the observation*, "Defaults").
-DEFAULT_METHODS = ("vfaint", "sac")
+#: very-faint-mode filter and the observation-trained context filter, with
+#: :data:`DEFAULT_OPTIONS`.  Of the context methods it holds best on
+#: physics that no model of this package saw (the leave-one-physics-out
+#: and out-of-range checks of the docs: *Learning from the observation*,
+#: "Defaults"); too short an observation falls back to SAC's radius.
+DEFAULT_METHODS = ("vfaint", "obsctx")
+
+#: Options of :data:`DEFAULT_METHODS` when they run by default: ``obsctx``
+#: multiplies its learnt context odds by the shape ratio of the shipped
+#: shape-only model, and the observation chooses between that ranking, the
+#: track distance and the shipped ``morph`` model's ranking.
+DEFAULT_OPTIONS = {"obsctx": {"shape": "on", "morph": "on"}}
 
 #: Lost X-ray fraction the command line calibrates every context filter to
 #: when ``--max-lost-xray`` is not given (by frame shift, leniently: see

@@ -64,9 +64,9 @@ def add_filter_parser(sub):
                    help="input FITS file(s); cubes of several files are concatenated")
     p.add_argument("-m", "--method", default=None,
                    help="comma-separated filters: " + ", ".join(registry.FILTERS) + ", or all "
-                   "(default: vfaint,sac on frames and pixel tables, the SAC radius "
-                   "calibrated on the observation as --max-lost-xray says; vfaint on "
-                   "event lists)")
+                   "(default: on frames vfaint,obsctx with --obsctx-shape on and "
+                   "--obsctx-morph on, calibrated on the observation as --max-lost-xray "
+                   "says; vfaint,sac on pixel tables; vfaint on event lists)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", metavar="EVENTS.fits",
                        help="output event file (several inputs are one observation: FRAME "
@@ -97,7 +97,8 @@ def add_filter_parser(sub):
                    "events, e.g. 2%% or 0.02; see --calibration.  Default: 2%% on image "
                    "frames, where an observation too short to estimate it keeps the "
                    "filters' own thresholds with a warning (an explicit fraction is then "
-                   "an error); 'none': no calibration")
+                   "an error); 'none': no calibration (obsctx, whose only threshold is its "
+                   "loss, still calibrates itself to 2%%)")
     p.add_argument("--calibration", choices=("shift", "injection"), default="shift",
                    help="how --max-lost-xray measures the loss: 'shift' places the "
                    "observation's own events into other frames of it, over the whole "
@@ -191,13 +192,30 @@ def _run_filter(args):
 def _default_methods(kind):
     """The methods of ``filter`` without ``--method``, for an input of ``kind``.
 
-    On frames and pixel tables the very-faint-mode filter and SAC
-    (:data:`xcrfilter.pipeline.DEFAULT_METHODS`), the context method that
-    generalises best to physics no model saw (docs: *Learning from the
-    observation*); event lists hold no frames, so only vfaint runs there.
+    On image frames :data:`xcrfilter.pipeline.DEFAULT_METHODS` (very faint
+    mode and the observation-trained context filter); on pixel-deposit
+    tables, which hold particle showers only (no X-rays to learn their
+    context from), very faint mode and SAC at its default radius; event
+    lists hold no frames, so only vfaint runs there.
     """
     from ..pipeline import DEFAULT_METHODS
-    return ["vfaint"] if kind == "events" else list(DEFAULT_METHODS)
+    return {"events": ["vfaint"], "pixels": ["vfaint", "sac"]}.get(kind, list(DEFAULT_METHODS))
+
+
+def _method_options(args, names, defaulted):
+    """Per-filter options of the run: the command line's, over
+    :data:`xcrfilter.pipeline.DEFAULT_OPTIONS` when the methods are the default ones."""
+    from ..pipeline import DEFAULT_OPTIONS
+    from ..registry import options_from_args
+    options = options_from_args(args, names)
+    if defaulted:
+        for name in names:
+            given = options.get(name, {})
+            options[name] = {**DEFAULT_OPTIONS.get(name, {}), **given}
+            if given.get("shape") is False and "morph" not in given:
+                # --obsctx-shape off: the default morph ranking needs the shape
+                options[name].pop("morph", None)
+    return {k: v for k, v in options.items() if v}
 
 
 def _max_lost_xray(args, names, kind):
@@ -283,15 +301,14 @@ def _filter_observation(args, names, client_of, kind):
     from ..io.eventfile import write_events
     from ..meta import set_card
     from ..pipeline import run_pipeline
-    from ..registry import options_from_args
-
     from .sources import filter_table_input, frame_pipeline_options
-    if names is None:
+    defaulted = names is None
+    if defaulted:
         names = _default_methods(kind)
     max_lost_xray, fallback = _max_lost_xray(args, names, kind)
     if kind != "frames":
         # event list or pixel-deposit table (xcrfilter.cli.sources)
-        events = filter_table_input(kind, args, names, options_from_args(args, names))
+        events = filter_table_input(kind, args, names, _method_options(args, names, defaulted))
         write_events(events, args.output, overwrite=args.overwrite,
                      input_files=list(args.frames))
         _print_summary(events, names, args.output)
@@ -313,7 +330,7 @@ def _filter_observation(args, names, client_of, kind):
         events = run_pipeline(stream, names, event_threshold=args.event_threshold,
                               split_threshold=args.split_threshold,
                               mip_threshold=args.mip_threshold,
-                              options=options_from_args(args, names),
+                              options=_method_options(args, names, defaulted),
                               chunk_frames=args.chunk_frames, progress=not args.quiet,
                               max_lost_xray=max_lost_xray, calibration_fallback=fallback,
                               calibration=args.calibration, client=client,
