@@ -76,7 +76,7 @@ def main(argv=None):
         is_cr = (t == 2) & band & rich & kept
         frame = np.asarray(ev["FRAME"])
         boots = [(frame_weights(frame, rng)) for _ in range(args.boot)]
-        names = [n for n in ("sac", "obsctx", "morph", "cam")
+        names = [n for n in ("sac", "obsctx", "morph", "cam", "unet")
                  if registry.filter_spec(n).calibration.column in ev.colnames]
         for name in names:
             cal = registry.filter_spec(name).calibration
