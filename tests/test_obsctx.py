@@ -159,10 +159,15 @@ def test_too_few_events():
     data, xrays = hand_built_frames(150, 2, seed=13)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        ev = run_pipeline(data * u.eV, ["obsctx"], max_lost_xray=0.02)
+        ev = run_pipeline(data * u.eV, ["obsctx", "sac"], max_lost_xray=0.02)
     assert any("learning needs at least 500; the fixed rankings only" in str(x.message)
                for x in w)
     assert card_value(ev.meta, "OBCRANK") == "DISTANCE"
+    # a fixed ranking has one scale over all folds: the loss grows with the distance
+    loss, dist = np.asarray(ev["OBSCTX_LOSS"]), np.asarray(ev["SAC_DIST"])
+    ok = np.isfinite(loss)
+    order = np.lexsort((loss[ok], dist[ok]))
+    assert np.all(np.diff(loss[ok][order]) >= 0)
     assert card_value(ev.meta, "OBCCALM") == "SHIFT"
     assert abs(card_value(ev.meta, "OBCCALF") - 0.02) < 0.003
 
