@@ -123,8 +123,8 @@ def run_one(name, args, seed, n_frames, rich=None):
     options = {}
     for item in getattr(args, "option", None) or ():
         key, _, value = item.partition("=")
-        method, _, name = key.partition(".")
-        options.setdefault(method, {})[name] = value
+        method, _, option = key.partition(".")
+        options.setdefault(method, {})[option] = value
     if args.obsctx_shape and "obsctx" in methods:
         options.setdefault("obsctx", {})["shape"] = "on"
         if getattr(args, "shape_model", None):
