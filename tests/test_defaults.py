@@ -16,7 +16,7 @@ from xcrfilter.io.eventfile import read_events
 from xcrfilter.meta import card_value
 from xcrfilter.filters.obsctx import OBSCTX_BIT
 from xcrfilter.pipeline import (DEFAULT_MAX_LOST_XRAY, DEFAULT_METHODS, DEFAULT_OPTIONS,
-                                run_pipeline)
+                                default_options, run_pipeline)
 from xcrfilter.filters.sac import SAC_DEFAULTS
 
 from test_frame_shift import hand_built_frames
@@ -49,6 +49,12 @@ def test_default_methods_and_target():
     assert DEFAULT_METHODS == ("vfaint", "obsctx")
     assert DEFAULT_OPTIONS == {"obsctx": {"shape": "on", "morph": "on"}}
     assert DEFAULT_MAX_LOST_XRAY == 0.02
+    # given options win; shape off also drops the default morph ranking
+    assert default_options(DEFAULT_METHODS) == DEFAULT_OPTIONS
+    assert default_options(DEFAULT_METHODS, {"obsctx": {"shape": False}}) == \
+        {"obsctx": {"shape": False}}
+    assert default_options(DEFAULT_METHODS, {"obsctx": {"shape_model": "DIR"}}) == \
+        {"obsctx": {"shape": "on", "morph": "on", "shape_model": "DIR"}}
 
 
 def test_no_options_learns_and_calibrates_obsctx(observations, tmp_path):

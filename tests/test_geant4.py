@@ -38,7 +38,7 @@ EXPECTED = {
 }
 
 
-def _pixel_table(path, keywords=True, detid=None):
+def pixel_table(path, keywords=True, detid=None):
     d = np.array(DEPOSITS, dtype=float)
     chip = d[:, 1].astype(int)
     actx = np.array([ORIGINS[c][0] for c in chip]) + d[:, 3].astype(int)
@@ -72,7 +72,7 @@ def _by_key(ev):
 
 
 def test_pixel_table_events_truth_and_columns(tmp_path):
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     assert is_pixel_table(path)
     ev = _filter(path)
     rows = _by_key(ev)
@@ -94,7 +94,7 @@ def test_pixel_table_events_truth_and_columns(tmp_path):
 
 def test_pixel_table_matches_dense_frames(tmp_path):
     """The streamed result equals find_events + vfaint on dense chip cubes built here."""
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     ev = _by_key(_filter(path, edge_status=True))
     for chip in (0, 1):
         cube = np.zeros((5,) + SHAPE, np.float32)
@@ -110,7 +110,7 @@ def test_pixel_table_matches_dense_frames(tmp_path):
 
 
 def test_groups_stream_and_give_the_same_events(tmp_path):
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         groups = list(iter_frame_groups(path, group_frames=1))
@@ -124,7 +124,7 @@ def test_groups_stream_and_give_the_same_events(tmp_path):
 
 
 def test_training_chunks_labels(tmp_path):
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         chunks = list(iter_training_chunks(path))
@@ -154,11 +154,11 @@ def test_geometry_spec_keywords_and_checks(tmp_path):
         ChipGeometry.parse("four chips")
     np.testing.assert_array_equal(geo.locate([100, 115, 116, 130, 99], [10, 25, 10, 10, 10]),
                                   [0, 0, -1, 1, -1])
-    path = _pixel_table(tmp_path / "nokw.fits", keywords=False)
+    path = pixel_table(tmp_path / "nokw.fits", keywords=False)
     with pytest.raises(ValueError, match="chip geometry is unknown"):
         _filter(path)
     assert len(_filter(path, geometry="16x16:100,10;130,10")) == 4
-    wrong = _pixel_table(tmp_path / "wrong.fits", detid=np.ones(len(DEPOSITS), int))
+    wrong = pixel_table(tmp_path / "wrong.fits", detid=np.ones(len(DEPOSITS), int))
     with pytest.raises(ValueError, match="check the chip geometry"):
         _filter(wrong)
 
@@ -177,7 +177,7 @@ def test_wfi_layout_recognised_without_keywords(tmp_path):
 
 
 def test_filter_command_on_a_pixel_table(tmp_path):
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     out = tmp_path / "ev.fits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -200,7 +200,7 @@ def test_frame_outputs_refused_for_a_pixel_table_before_any_work(
         raise AssertionError("the pixel table was filtered before the options were checked")
 
     monkeypatch.setattr(xcrfilter.io.geant4_filter, "filter_pixel_table", no_work)
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     argv = ["filter", str(path), "-o", str(tmp_path / "ev.fits"), "-q", "--phas-unit", "keV"]
     assert main(argv + [a.format(cam=tmp_path / "cam.fits") for a in extra]) == 1
     assert expected in capsys.readouterr().err
@@ -208,6 +208,6 @@ def test_frame_outputs_refused_for_a_pixel_table_before_any_work(
 
 
 def test_unit_warning_names_the_option(tmp_path):
-    path = _pixel_table(tmp_path / "pix.fits")
+    path = pixel_table(tmp_path / "pix.fits")
     with pytest.warns(Warning, match="ENERGY has no TUNIT: read in keV.*give --phas-unit"):
         filter_pixel_table(path, "vfaint")

@@ -239,7 +239,7 @@ def fitsverify_counts(path):
 @pytest.mark.skipif(shutil.which("fitsverify") is None,
                     reason="fitsverify (HEASARC; Debian package, .ci/run installs it) not on PATH")
 def test_fitsverify_reports_no_warning_and_no_error(tmp_path):
-    from test_geant4 import _pixel_table
+    from test_geant4 import pixel_table
 
     src = _cube_file(tmp_path / "obs.fits", **OBS, TSTART=100.0, MJDREF=51544.0, TIMEDEL=0.005)
     outputs = []
@@ -251,7 +251,7 @@ def test_fitsverify_reports_no_warning_and_no_error(tmp_path):
     assert _filter([evt, "-o", out, "--phas-order", "centre-first", "--phas-unit", "keV",
                     "--event-threshold", "100eV", "--split-threshold", "100eV"]) == 0
     outputs.append(out)
-    pix = _pixel_table(tmp_path / "g4_pix.fits")
+    pix = pixel_table(tmp_path / "g4_pix.fits")
     out = tmp_path / "pix_ev.fits"
     assert _filter([pix, "-o", out, "--phas-unit", "keV"]) == 0
     outputs.append(out)

@@ -28,7 +28,7 @@ from .io.outputs import check_api_output
 from .io.stream import FrameStream
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "DEFAULT_OPTIONS", "DEFAULT_MAX_LOST_XRAY",
-           "available_methods", "parse_methods", "load_method", "run_pipeline"]
+           "default_options", "available_methods", "parse_methods", "load_method", "run_pipeline"]
 
 #: Filter name -> module declaring it (:data:`xcrfilter.registry.FILTERS`).
 METHODS = registry.FILTERS
@@ -46,6 +46,39 @@ DEFAULT_METHODS = ("vfaint", "obsctx")
 #: shape-only model, and the observation chooses between that ranking, the
 #: track distance and the shipped ``morph`` model's ranking.
 DEFAULT_OPTIONS = {"obsctx": {"shape": "on", "morph": "on"}}
+
+
+def default_options(names, given=None):
+    """Per-filter options of a run with the default methods: ``given`` over
+    :data:`DEFAULT_OPTIONS`.
+
+    A given ``obsctx`` shape option that is off also turns the default morph
+    ranking off (it needs the shape).
+
+    Parameters
+    ----------
+    names : sequence of str
+        The filters of the run.
+    given : dict, optional
+        ``{name: {option: value}}`` the user gave (values as the filters take
+        them: ``shape`` as a bool or ``'on'``/``'off'``).
+
+    Returns
+    -------
+    dict
+        ``{name: {option: value}}`` for the filters with any option.
+    """
+    given = given or {}
+    options = {}
+    for name in names:
+        mine = dict(given.get(name, {}))
+        merged = {**DEFAULT_OPTIONS.get(name, {}), **mine}
+        if name == "obsctx" and mine.get("shape") in (False, "off") and "morph" not in mine:
+            merged.pop("morph", None)
+        if merged:
+            options[name] = merged
+    return options
+
 
 #: Lost X-ray fraction the command line calibrates every context filter to
 #: when ``--max-lost-xray`` is not given (by frame shift, leniently: see

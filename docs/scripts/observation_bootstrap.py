@@ -76,8 +76,9 @@ def main(argv=None):
         is_cr = (t == 2) & band & rich & kept
         frame = np.asarray(ev["FRAME"])
         boots = [(frame_weights(frame, rng)) for _ in range(args.boot)]
-        names = [n for n in ("sac", "obsctx", "morph", "cam", "unet")
-                 if registry.filter_spec(n).calibration.column in ev.colnames]
+        # every calibrated filter whose score column the run wrote
+        names = [n for n in registry.FILTERS if registry.filter_spec(n).calibration is not None
+                 and registry.filter_spec(n).calibration.column in ev.colnames]
         for name in names:
             cal = registry.filter_spec(name).calibration
             score = np.nan_to_num(np.asarray(ev[cal.column], float),

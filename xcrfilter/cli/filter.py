@@ -204,18 +204,12 @@ def _default_methods(kind):
 
 def _method_options(args, names, defaulted):
     """Per-filter options of the run: the command line's, over
-    :data:`xcrfilter.pipeline.DEFAULT_OPTIONS` when the methods are the default ones."""
-    from ..pipeline import DEFAULT_OPTIONS
+    :data:`xcrfilter.pipeline.DEFAULT_OPTIONS` when the methods are the default ones
+    (:func:`xcrfilter.pipeline.default_options`)."""
+    from ..pipeline import default_options
     from ..registry import options_from_args
     options = options_from_args(args, names)
-    if defaulted:
-        for name in names:
-            given = options.get(name, {})
-            options[name] = {**DEFAULT_OPTIONS.get(name, {}), **given}
-            if given.get("shape") is False and "morph" not in given:
-                # --obsctx-shape off: the default morph ranking needs the shape
-                options[name].pop("morph", None)
-    return {k: v for k, v in options.items() if v}
+    return default_options(names, options) if defaulted else options
 
 
 def _max_lost_xray(args, names, kind):

@@ -348,10 +348,14 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     weights = None
     learnt = "LEARNT" if ratio is None else "SHAPE"
     rankings = {"DISTANCE": (-dist, -dist_h)}
+    # the shower-fraction bound of the distance alone: the prior when nothing
+    # is learnt, and a floor of the bound that checks the morph ranking
+    pi_distance = (class_prior(-dist, -dist_h)
+                   if n_same < MIN_EVENTS or "morph_same" in s else 0.0)
     if n_same < MIN_EVENTS:
         # too few to learn from: the rankings that need no learning
         r_same = np.full(n_same, np.nan)
-        pi = class_prior(-dist, -dist_h)
+        pi = pi_distance
         msg = (f"obsctx: {n_same} events in band, learning needs at least {MIN_EVENTS}; "
                "the fixed rankings only")
         warnings.warn(msg, UserWarning, stacklevel=2)
@@ -395,7 +399,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     # lower bound.
     dropped = ""
     if "MORPH" in candidates:
-        bound = max(pi, class_prior(-dist, -dist_h))
+        bound = max(pi, pi_distance)
         own, *_, rep = candidates["MORPH"]
         if own > rep["achieved"] + MORPH_SLACK * bound:
             del candidates["MORPH"]
