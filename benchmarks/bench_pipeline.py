@@ -18,7 +18,9 @@ Rows:
   filter on the same frames in the same run (time ratio, best of three
   alternating runs; each includes finding the events), the model load time
   (a fresh process: imports, the model and its cascade's morph model, the
-  first network call), and where the CAM time goes at 10 events per frame.
+  first network call), and where the CAM time goes at 10 events per frame;
+  with ``--compare-model paper`` also another model's full evaluation in the
+  same alternating runs (the paper network against the shipped one).
 
 Every input is deleted after use.  Timings are wall-clock and noisy on a
 shared machine: compare the ratios within one run.
@@ -106,7 +108,7 @@ def run_cli(args):
     return out
 
 
-def cam_rates(events_per_frame, n_frames=40):
+def cam_rates(events_per_frame, n_frames=40, compare=None):
     """CAM and VF filter time on the same simulated frames; CAM profile."""
     import astropy.units as u
 
@@ -119,6 +121,7 @@ def cam_rates(events_per_frame, n_frames=40):
     from xcrfilter.simulate import SimulationParameters, simulate_frames
 
     model = load_model()
+    other = load_model(compare) if compare else None
     # X-ray events per frame on 512 x 512 frames; a few cosmic rays for context
     sim = simulate_frames(n_frames, seed=11, shape=SHAPE, params=SimulationParameters(
         xray_rate=float(events_per_frame), cr_rate=1.0))
@@ -126,13 +129,15 @@ def cam_rates(events_per_frame, n_frames=40):
     events = find_events(cube)
     # warm up (compiles every batch size the runs below use)
     camf.cam_filter(cube, events, model=model, cascade=False)
+    if other is not None:
+        camf.cam_filter(cube, events, model=other, cascade=False)
     cascade = model.cascade is not None
     if cascade:
         n_net = card_value(camf.cam_filter(cube, events, model=model, cascade=True).meta,
                            "CAMNNET")
     # each filter as the pipeline runs it: find the events, then judge them;
     # best of three, alternating, as other jobs share the machine
-    t_vf = t_cam = t_casc = np.inf
+    t_vf = t_cam = t_casc = t_other = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
         vfaint.vfaint_filter(cube, find_events(cube))
@@ -144,6 +149,10 @@ def cam_rates(events_per_frame, n_frames=40):
             t0 = time.perf_counter()
             camf.cam_filter(cube, find_events(cube), model=model, cascade=True)
             t_casc = min(t_casc, time.perf_counter() - t0)
+        if other is not None:
+            t0 = time.perf_counter()
+            camf.cam_filter(cube, find_events(cube), model=other, cascade=False)
+            t_other = min(t_other, time.perf_counter() - t0)
     prof = {}
     e = events["ENERGY"].to_value(u.eV)
     sel = (e >= 300) & (e < 10000)
@@ -170,6 +179,8 @@ def cam_rates(events_per_frame, n_frames=40):
                ratio=t_cam / t_vf, profile=prof, n_scored=int(sel.sum()))
     if cascade:
         out.update(casc_fps=n_frames / t_casc, casc_ratio=t_casc / t_vf, n_net=int(n_net))
+    if other is not None:
+        out.update(other=other.name, other_fps=n_frames / t_other, other_ratio=t_other / t_vf)
     return out
 
 
@@ -193,6 +204,8 @@ def main(argv=None):
     p.add_argument("--workdir", default=tempfile.gettempdir())
     p.add_argument("--cam-events", default="1,3,10,30")
     p.add_argument("--skip-cam", action="store_true")
+    p.add_argument("--compare-model", default=None,
+                   help="another CAM model timed in the same runs (full evaluation), e.g. paper")
     p.add_argument("--skip-dask", action="store_true")
     p.add_argument("--dask-gb", type=float, default=4.0,
                    help="input size [GB] of the dask rows (one of --sizes)")
@@ -232,7 +245,7 @@ def main(argv=None):
         rows.append(("CAM model load", f"{model_load_seconds():.2f} s",
                      "fresh process, best of 3: imports, model, cascade, first window"))
         for n_ev in [int(s) for s in args.cam_events.split(",") if s]:
-            c = cam_rates(n_ev)
+            c = cam_rates(n_ev, compare=args.compare_model)
             rows.append((f"CAM filter, cascade off, {c['events']:.1f} events/frame",
                          f"{c['cam_fps']:,.1f} frames/s",
                          f"CAM time {c['ratio']:.0f} x VF time ({c['vf_fps']:,.0f} frames/s)"))
@@ -241,6 +254,10 @@ def main(argv=None):
                              f"{c['casc_fps']:,.1f} frames/s",
                              f"CAM time {c['casc_ratio']:.0f} x VF time; network on "
                              f"{c['n_net']} of {c['n_scored']} events"))
+            if "other" in c:
+                rows.append((f"CAM filter, {c['other']}, full, {c['events']:.1f} events/frame",
+                             f"{c['other_fps']:,.1f} frames/s",
+                             f"CAM time {c['other_ratio']:.0f} x VF time"))
             if n_ev == 10:
                 prof = ", ".join(f"{k} {v:.2f} s" for k, v in c["profile"].items())
                 rows.append((f"CAM profile, {c['n_scored']} events scored", prof, ""))

@@ -58,14 +58,23 @@ def cmd_build(args):
         kw.update(params=params, detector=det)
     cam = None
     if not args.no_cam:
-        from xcrfilter.ml.model import load_model
+        from xcrfilter.ml.model import CamModel, load_model
+        from xcrfilter.ml.model_files import load_network
         cam = load_model("paper")
+        if args.network:
+            # the paper model's feature definitions on another frame classifier
+            cam = CamModel(load_network(args.network), cam.forest, cam.meta, cam.sha256,
+                           cam.path)
     t0 = time.time()
     chunks = ((c.frames, c.labels) for c in iter_frames(args.frames, seed=args.seed,
                                                         chunk_size=args.chunk, **kw))
     table = event_dataset(chunks, cam_model=cam, progress=not args.no_progress,
                           xray_fraction=args.xray_fraction, seed=args.seed)
     table.meta["SIMSEED"] = args.seed
+    if cam is not None:
+        net_dir = Path(args.network) if args.network else Path(cam.path)
+        table.meta["CAMNET"] = str(net_dir)[-68:]
+        table.meta["CAMNSHA"] = _network_sha(net_dir)
     table.meta["PRESET"] = args.preset or ("random" if args.randomize else "default")
     table.meta["EXCLUDE"] = args.excluding or ""
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +84,12 @@ def cmd_build(args):
           f"({(tr == 1).sum()} X-ray, {(tr == 2).sum()} CR, {(tr == 0).sum()} noise) "
           f"in {time.time() - t0:.0f} s")
     return 0
+
+
+def _network_sha(model_dir):
+    """SHA-256 of a directory's network file: which network made a table's CAM columns."""
+    import hashlib
+    return hashlib.sha256((Path(model_dir) / "densenet.keras").read_bytes()).hexdigest()
 
 
 def cmd_merge(args):
@@ -250,51 +265,105 @@ def cmd_defaults(args):
     return 0
 
 
+NETWORK_FILES = ("densenet.keras", "densenet.onnx", "scaling.json", "stage1_log.csv")
+
+
+def _stage1_record(network_dir):
+    """Stage-1 record of a network directory and the command that trained it.
+
+    From its ablation.json (``scripts/cam_ablation.py train``), or from the
+    model.json of a model directory (the paper model: command None).
+    """
+    d = Path(network_dir)
+    if (d / "ablation.json").exists():
+        abl = json.loads((d / "ablation.json").read_text())
+        stage1 = dict(abl["stage1"], variant=abl["variant"], arch=abl["arch"],
+                      tiles=abl["tiles"], test_tiles=abl["test"],
+                      n_test_tiles=abl["n_test_tiles"], epochs=abl["epochs"],
+                      test_accuracy=abl["test_accuracy"], weights=abl["weights"],
+                      multiply_adds=abl["multiply_adds"], wall_s=abl["wall_s"])
+        command = (f"python scripts/cam_ablation.py train --variant {abl['variant']} "
+                   f"--tiles {abl['tiles']} --test {abl['test']} --epochs {abl['epochs']}")
+        return stage1, command
+    meta = json.loads((d / "model.json").read_text())
+    return meta["stage1"], meta.get("stage1_command")
+
+
 def cmd_ship(args):
     """Write the shipped model directories from a trained model set."""
     import shutil
+    import tempfile
 
     from xcrfilter.ml.model import load_model
     from xcrfilter.ml.model_files import save_model
     from xcrfilter.ml.morph import load_morph_model, save_morph_model
     models = Path(args.models)
-    morph = load_morph_model(models / "morph")
-    out = Path(args.morph_out)
-    if out.exists():
-        shutil.rmtree(out)
-    card = (models / "morph" / "MODEL_CARD.md").read_text()
-    save_morph_model(out, morph.forest, dict(morph.meta, name="xcrfilter-morph-v1"),
-                     card_text=card.replace(morph.name, "xcrfilter-morph-v1"))
+    if not args.cam_only:
+        morph = load_morph_model(models / "morph")
+        out = Path(args.morph_out)
+        if out.exists():
+            shutil.rmtree(out)
+        card = (models / "morph" / "MODEL_CARD.md").read_text()
+        save_morph_model(out, morph.forest, dict(morph.meta, name="xcrfilter-morph-v1"),
+                         card_text=card.replace(morph.name, "xcrfilter-morph-v1"))
+        print(f"{args.morph_out}: {morph.threshold:.4f}")
     ctx = load_morph_model(models / "camctx")
     paper = load_model(args.paper_dir)
     names = list(CAM_PAPER) + [n for n in MODEL_FEATURES if n != "ENERGY"]
     if [f"CAM_{n}" for n in CAM_PAPER] + names[len(CAM_PAPER):] != list(ctx.feature_names):
         raise SystemExit("camctx features are not the paper features + context features")
+    network_dir = Path(args.network_dir or args.paper_dir)
+    stage1, stage1_command = _stage1_record(network_dir)
     meta = {k: v for k, v in paper.meta.items()
             if k not in ("format", "format_version", "threshold_choice", "stage2",
                          "feature_names", "feature_set", "name", "threshold")}
-    meta.update(name="xcrfilter-cam-context-v2", feature_set="context", feature_names=names,
+    meta.update(name=args.name, feature_set="context", feature_names=names,
                 threshold=ctx.threshold, threshold_choice=ctx.meta["threshold_choice"],
-                stage2=dict(ctx.meta["training"], note="forest on the paper network's CAM "
+                stage1=stage1,
+                stage2=dict(ctx.meta["training"], note="forest on the network's CAM "
                             "features plus xcrfilter.context features, randomised physics"),
-                context=ctx.meta["context"], stage1_from=paper.name)
+                context=ctx.meta["context"])
+    if stage1_command is None:
+        meta["stage1_from"] = paper.name
+    else:
+        for key in ("command", "trained_utc", "total_wall_s"):  # the paper network's
+            meta.pop(key, None)
+        meta["stage1_command"] = stage1_command
     out = Path(args.cam_out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for name in ("densenet.keras", "densenet.onnx", "scaling.json", "stage1_log.csv"):
-        if (Path(args.paper_dir) / name).exists():
-            shutil.copy2(Path(args.paper_dir) / name, out / name)
-    card = (models / "camctx" / "MODEL_CARD.md").read_text().replace(
-        ctx.name, meta["name"])
-    card += ("\n## Network\n\nThe DenseNet frame classifier (stage 1) is the one of the "
-             f"shipped paper model {paper.name}, unchanged (see its model card in "
-             "xcrfilter/data/cam_model_paper).\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        # the network may come from the directory about to be replaced
+        for name in NETWORK_FILES:
+            if (network_dir / name).exists():
+                shutil.copy2(network_dir / name, Path(tmp) / name)
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        for name in NETWORK_FILES:
+            if (Path(tmp) / name).exists():
+                shutil.copy2(Path(tmp) / name, out / name)
+    card = (models / "camctx" / "MODEL_CARD.md").read_text().replace(ctx.name, meta["name"])
+    if stage1_command is None:
+        card += ("\n## Network\n\nThe DenseNet frame classifier (stage 1) is the one of the "
+                 f"shipped paper model {paper.name}, unchanged (see its model card in "
+                 "xcrfilter/data/cam_model_paper).\n")
+    else:
+        arch = ", ".join(f"{k} {v}" for k, v in stage1["arch"].items())
+        card += (f"\n## Network\n\nThe DenseNet frame classifier (stage 1) is the "
+                 f"`{stage1['variant']}` variant of the ablation in docs/cam.rst ({arch}): "
+                 f"{stage1['multiply_adds'] / 1e6:.1f} million multiply-adds per 64 x 64 "
+                 f"window against {paper.network.graph.multiply_adds() / 1e6:.1f} for the "
+                 f"paper model's network, {stage1['weights']} weights. It was trained by "
+                 f"`{stage1_command}` ({stage1['n_tiles']} tiles, the paper model's tile "
+                 f"recipe, {stage1['wall_s'] / 60:.1f} min on one CPU core); accuracy on "
+                 f"{stage1['n_test_tiles']} held-out tiles "
+                 f"{100 * stage1['test_accuracy']:.2f} %. The paper model "
+                 "(xcrfilter/data/cam_model_paper, `--cam-model paper`) keeps the paper's "
+                 "network.\n")
     save_model(out, None, None, ctx.forest, meta, card_text=card)
     check = load_model(out)
-    print(f"{args.morph_out}: {morph.threshold:.4f}; {out}: {check.name} threshold "
-          f"{check.threshold:.4f}, {len(check.feature_names) + len(check.context_names)} "
-          "features")
+    print(f"{out}: {check.name} threshold {check.threshold:.4f}, "
+          f"{len(check.feature_names) + len(check.context_names)} features, "
+          f"{check.network.graph.multiply_adds() / 1e6:.1f} M multiply-adds per window")
     return 0
 
 
@@ -308,6 +377,9 @@ def main(argv=None):
     b.add_argument("--randomize", action="store_true", help="randomised physics")
     b.add_argument("--excluding", default=None, help="with --randomize: leave out a preset")
     b.add_argument("--no-cam", action="store_true", help="skip the CAM features")
+    b.add_argument("--network", default=None,
+                   help="directory of the frame classifier whose CAM features are tabulated "
+                        "(densenet.keras, scaling.json); default the paper model's")
     b.add_argument("--xray-fraction", type=float, default=1.0,
                    help="keep this fraction of the non-CR events (training sets)")
     b.add_argument("--chunk", type=int, default=200, help="frames per chunk")
@@ -344,12 +416,24 @@ def main(argv=None):
     sh.add_argument("--models", required=True, help="trained model set (morph/, camctx/)")
     sh.add_argument("--paper-dir", default="xcrfilter/data/cam_model_paper",
                     help="paper model directory (network source)")
+    sh.add_argument("--network-dir", default=None,
+                    help="frame classifier shipped with the context model (a model directory "
+                         "or a cam_ablation.py train output); default the paper model's")
+    sh.add_argument("--name", default="xcrfilter-cam-context-v3", help="CAM model name")
+    sh.add_argument("--cam-only", action="store_true", help="leave the morph model alone")
     sh.add_argument("--cam-out", default="xcrfilter/data/cam_model", help="CAM model output")
     sh.add_argument("--morph-out", default="xcrfilter/data/morph_model",
                     help="morph model output")
+    sd = sub.add_parser("seeds", help="a forest's test score over its training seed")
+    sd.add_argument("--train", required=True, help="training table")
+    sd.add_argument("--test", required=True, help="test table")
+    sd.add_argument("--kinds", default="camctx,morph", help="forests, of morph, camctx, shape")
+    sd.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1")
+    sd.add_argument("--trees", type=int, default=300, help="trees per forest")
+    sd.add_argument("--max-lost", type=float, default=0.02, help="lost X-ray budget")
     args = p.parse_args(argv)
     return {"build": cmd_build, "merge": cmd_merge, "train": cmd_train, "defaults": cmd_defaults,
-            "ship": cmd_ship,
+            "ship": cmd_ship, "seeds": cmd_seeds,
             "evaluate": lambda a: cmd_evaluate(a)}[args.cmd](args)
 
 
@@ -406,6 +490,32 @@ def _prob(model, table):
     return model.predict_proba(feature_matrix(table, table, model.feature_names))
 
 
+def cmd_seeds(args):
+    """Spread of a forest's test score over its training seed (random_state)."""
+    train = QTable.read(args.train)
+    test = QTable.read(args.test)
+    test = test[np.asarray(test["TRUTH"]) > 0]
+    is_cr = np.asarray(test["TRUTH"]) == 2
+    w = np.asarray(test["WEIGHT"], float)
+    _, for_vf, _ = _rates(np.asarray(test["VFSTAT"]) != 0, is_cr, w)
+    for kind in args.kinds.split(","):
+        names = {"morph": MODEL_FEATURES, "camctx": CAMCTX_FEATURES,
+                 "shape": SHAPE_FEATURES}[kind]
+        X, y, _ = _xy(train, names)
+        Xt, _, _ = _xy(test, names)
+        scores = []
+        for seed in range(args.seeds):
+            forest = train_forest(X, y, n_estimators=args.trees, random_state=seed)
+            p = forest.predict_proba(np.asarray(Xt, np.float32))[:, 1]
+            _, fo, _ = _rates(p >= _best_at(p, is_cr, w, args.max_lost), is_cr, w)
+            scores.append(100 * (1 - fo / for_vf))
+        print(f"{test.meta.get('PRESET', args.test)} {kind}: FOR improvement at the best "
+              f"threshold within {100 * args.max_lost:g} % lost, seeds 0-{args.seeds - 1}: "
+              + ", ".join(f"{v:.1f}" for v in scores)
+              + f"; mean {np.mean(scores):.2f}, sd {np.std(scores, ddof=1):.2f}")
+    return 0
+
+
 def cmd_evaluate(args):
     import matplotlib
     matplotlib.use("Agg")
@@ -415,6 +525,7 @@ def cmd_evaluate(args):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     paper = load_model("paper")
+    paper_sha = _network_sha(paper.path)
     morphs = _load_forests(args.models, "morph")
     camctxs = _load_forests(args.models, "camctx")
     # SAC radius tuned on the validation frames: largest radius within the budget
@@ -438,10 +549,12 @@ def cmd_evaluate(args):
         w = np.asarray(t["WEIGHT"], float)
         d = np.asarray(u.Quantity(t["TRK_DIST"]).value)
         scores = {"SAC": -d}
-        pm = paper.forest.predict_proba(
-            np.column_stack([np.asarray(t[f"CAM_{n}"], float) for n in CAM_PAPER]))[:, 1]
-        scores["CAM paper"] = pm
         thr = {"CAM paper": paper.threshold, "SAC": -SAC_DEFAULTS["radius"]}
+        # the paper model's forest needs the paper network's CAM columns (tables
+        # without CAMNSHA predate other networks)
+        if t.meta.get("CAMNSHA", paper_sha) == paper_sha:
+            scores["CAM paper"] = paper.forest.predict_proba(
+                np.column_stack([np.asarray(t[f"CAM_{n}"], float) for n in CAM_PAPER]))[:, 1]
         lopo = f"no-{name}" if f"no-{name}" in morphs else "all"
         for label, pool in (("morph", morphs), ("CAM", camctxs)):
             if "all" in pool:

@@ -1,11 +1,12 @@
 """CAM inference without Keras or scikit-learn (xcrfilter.ml.onnxnet, xcrfilter.ml.flatforest).
 
 The oracles: Keras' own loading and evaluation of the shipped network, the
-fitted scikit-learn forest's ``predict_proba``, and the verdicts of the
-implementation before these modules, saved in ``data/cam_reference.npz``
-(six simulated 128 x 128 frames, the events found in them, STATUS, PROB_CR,
-features and network probabilities of the shipped 'context' and 'paper'
-models).
+fitted scikit-learn forest's ``predict_proba``, and reference verdicts saved
+in ``data/cam_reference.npz`` (six simulated 128 x 128 frames, the events
+found in them, STATUS, PROB_CR, features and network probabilities of the
+shipped 'context' and 'paper' models): the paper model's from the
+implementation before these modules, the context model's from its network
+evaluated by Keras (``scripts/cam_reference.py context``).
 """
 import os
 import subprocess
@@ -30,11 +31,15 @@ def reference():
     return dict(np.load(REFERENCE))
 
 
-@pytest.fixture(scope="module")
-def keras_net():
+def _keras_network(name):
     # densenet registers the weight initialiser of the file; the package sets the backend
     keras = pytest.importorskip("xcrfilter.ml.densenet").keras
-    return keras.saving.load_model(default_model_dir() / "densenet.keras", compile=False)
+    return keras.saving.load_model(default_model_dir(name) / "densenet.keras", compile=False)
+
+
+@pytest.fixture(scope="module")
+def keras_net():
+    return _keras_network("context")
 
 
 def _windows(ref):
@@ -44,17 +49,19 @@ def _windows(ref):
                          ref["RAWX"][sel]), sel
 
 
-def test_file_weights_equal_keras_weights(keras_net):
+@pytest.mark.parametrize("name, receptive_field", [("context", 54), ("paper", 66)])
+def test_file_weights_equal_keras_weights(name, receptive_field):
     """The weight groups of the .keras file are matched to the right layers."""
-    from_file = read_keras_file(default_model_dir() / "densenet.keras")
-    in_memory = graph_from_keras(keras_net)
+    from_file = read_keras_file(default_model_dir(name) / "densenet.keras")
+    in_memory = graph_from_keras(_keras_network(name))
     assert [la["name"] for la in from_file.layers] == [la["name"] for la in in_memory.layers]
     assert [la["inputs"] for la in from_file.layers] == [la["inputs"] for la in in_memory.layers]
     for name, params in in_memory.params.items():
         assert params.keys() == from_file.params[name].keys(), name
         for key, value in params.items():
             np.testing.assert_array_equal(from_file.params[name][key], value, err_msg=name)
-    assert from_file.stride() == 4 and from_file.receptive_field() == 66
+    # 4 (context) or 5 (paper) layers of 3 x 3 convolutions a dense block
+    assert from_file.stride() == 4 and from_file.receptive_field() == receptive_field
 
 
 def test_network_equals_keras(keras_net, reference):
@@ -133,7 +140,7 @@ def _float32_feature_tolerance(X, names):
 
 
 def test_verdicts_equal_reference(reference):
-    """STATUS and PROB_CR of both shipped models equal those before the speed-up."""
+    """STATUS and PROB_CR of both shipped models equal the reference verdicts."""
     from xcrfilter.events import find_events
     from xcrfilter.filters.cam import cam_filter
     from xcrfilter.io.frames import as_energy_cube

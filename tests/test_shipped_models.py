@@ -13,7 +13,7 @@ from xcrfilter.simulate import SimulationParameters, event_truth, simulate_frame
 
 def test_shipped_models_load_by_name():
     ctx = load_model()
-    assert ctx.name == "xcrfilter-cam-context-v2" and ctx.feature_set == "context"
+    assert ctx.name == "xcrfilter-cam-context-v3" and ctx.feature_set == "context"
     assert len(ctx.feature_names) == 10 and ctx.context_names[0] == "N5X5"
     assert ctx.forest.n_features_in_ == 10 + len(MODEL_FEATURES) - 1
     assert load_model("context").path == ctx.path
@@ -74,7 +74,7 @@ def test_filter_command_with_every_context_filter(sim, tmp_path):
         cols = hdul["EVENTS"].columns.names
         prob = np.array(hdul["EVENTS"].data["PROB_CR"])
     assert {"PROB_CR", "PROB_MORPH", "SAC_DIST"} <= set(cols)
-    assert h["CAMMODEL"] == "xcrfilter-cam-context-v2" and h["MRPMODEL"] == "xcrfilter-morph-v1"
+    assert h["CAMMODEL"] == "xcrfilter-cam-context-v3" and h["MRPMODEL"] == "xcrfilter-morph-v1"
     assert h["SACRAD"] == 22.0
     out2 = tmp_path / "ev_paper.fits"
     assert main(["filter", str(path), "-m", "cam", "--cam-model", "paper", "-o", str(out2),
