@@ -96,12 +96,16 @@ def main(argv=None):
                    help="obsctx with its shape option on")
     p.add_argument("--obsctx-morph", action="store_true",
                    help="with --obsctx-shape: the morph ranking competes (the default run)")
+    p.add_argument("--shape-model", metavar="DIR", default=None,
+                   help="with --obsctx-shape: this shape-only model instead of the shipped one")
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     options = None
     if args.obsctx_shape and "obsctx" in methods:
         options = {"obsctx": {"shape": "on", **({"morph": "on"} if args.obsctx_morph else {})}}
+        if args.shape_model:
+            options["obsctx"]["shape_model"] = args.shape_model
     rows = []
     for i, name in enumerate(args.presets):
         rows += run_one(name, args.frames, args.seed + i, methods, args.max_lost,
