@@ -39,8 +39,9 @@ bound, ``PROB_OBSCTX = 1 - (1 - pi) / r(x)``).
   on simulated randomised physics (:func:`load_shape_model`) multiplies the
   context odds by its likelihood ratio
   (:func:`~xcrfilter.ml.pu.combine_shape`); a placement keeps its event's
-  shape, so each is weighted by the probability that its event is an X-ray
-  in its own frame (:func:`~xcrfilter.ml.pu.source_weights`).
+  shape, so each is weighted by the probability that its event is an X-ray,
+  judged from its context in its own frame
+  (:func:`~xcrfilter.ml.pu.source_weights`).
 
 The statistics, the checks against the truth and the observation length
 needed are in :ref:`observation`.  The
@@ -366,9 +367,14 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
                                            monotone=[MONOTONE[k] for k in FEATURES], seed=seed)
         pi = class_prior(r_same, r_shift)
         if ratio is not None:
+            r_context = r_same
             r_same, r_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[s["source"]], pi)
-            # the loss: each placement weighted by P(X-ray) of its event in its own frame
-            weights = source_weights(r_same[s["source"]])
+            # the loss: each placement weighted by P(X-ray) of its event's context in
+            # its own frame.  Not the combined posterior: an X-ray's own-frame context
+            # is independent of its shape, so its weight is independent of how often
+            # its shape gets its placements rejected; with the combined posterior the
+            # X-rays of shower-like shape count less exactly where they are lost.
+            weights = source_weights(posterior(r_context, pi)[s["source"]])
         rankings = {learnt: (r_same, r_shift), **rankings}
     # The rankings, each held out and calibrated to the same X-ray loss: the
     # learnt one, the distance to the nearest track alone (SAC's) and, with
