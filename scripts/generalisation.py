@@ -277,11 +277,10 @@ def _stage1_record(network_dir):
     d = Path(network_dir)
     if (d / "ablation.json").exists():
         abl = json.loads((d / "ablation.json").read_text())
-        stage1 = dict(abl["stage1"], variant=abl["variant"], arch=abl["arch"],
-                      tiles=abl["tiles"], test_tiles=abl["test"],
-                      n_test_tiles=abl["n_test_tiles"], epochs=abl["epochs"],
-                      test_accuracy=abl["test_accuracy"], weights=abl["weights"],
-                      multiply_adds=abl["multiply_adds"], wall_s=abl["wall_s"])
+        # the training record, with what the ablation measured on top of it
+        stage1 = dict(abl["stage1"], variant=abl["variant"], tiles=abl["tiles"],
+                      test_tiles=abl["test"], n_test_tiles=abl["n_test_tiles"],
+                      test_accuracy=abl["test_accuracy"], multiply_adds=abl["multiply_adds"])
         command = (f"python scripts/cam_ablation.py train --variant {abl['variant']} "
                    f"--tiles {abl['tiles']} --test {abl['test']} --epochs {abl['epochs']}")
         return stage1, command
@@ -352,7 +351,7 @@ def cmd_ship(args):
                  f"`{stage1['variant']}` variant of the ablation in docs/cam.rst ({arch}): "
                  f"{stage1['multiply_adds'] / 1e6:.1f} million multiply-adds per 64 x 64 "
                  f"window against {paper.network.graph.multiply_adds() / 1e6:.1f} for the "
-                 f"paper model's network, {stage1['weights']} weights. It was trained by "
+                 f"paper model's network, {stage1['n_params']} weights. It was trained by "
                  f"`{stage1_command}` ({stage1['n_tiles']} tiles, the paper model's tile "
                  f"recipe, {stage1['wall_s'] / 60:.1f} min on one CPU core); accuracy on "
                  f"{stage1['n_test_tiles']} held-out tiles "

@@ -332,9 +332,9 @@ def test_output_dir_one_file_per_input(files, tmp_path, capsys):
 @pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">i4", "u1"])
 def test_mapped_reads_equal_astropy(tmp_path, dtype):
     """Plain images are read through a memory map, a few frames at a time: same values."""
-    from xcrfilter.io.stream import _MAPPED_FRAMES
+    from xcrfilter.io.stream import MAPPED_FRAMES
     rng = np.random.default_rng(3)
-    values = (rng.random((2 * _MAPPED_FRAMES + 3, 9, 11)) * 200).astype(dtype)
+    values = (rng.random((2 * MAPPED_FRAMES + 3, 9, 11)) * 200).astype(dtype)
     path = tmp_path / "plain.fits"
     fits.PrimaryHDU(values, fits.Header([("BUNIT", "adu"), ("GAIN", 3.5)])).writeto(path)
     stream = FrameStream(path, chunk_frames=7)

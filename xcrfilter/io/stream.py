@@ -127,8 +127,9 @@ def _check_complete(hdul, index):
 
 #: BITPIX -> numpy type of the bytes of a FITS image
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-#: frames converted per mapping of the file by :func:`_mapped_section`
-_MAPPED_FRAMES = 8
+#: frames converted per mapping of the file by `_mapped_section` (public: the tests
+#: build files that span several mappings)
+MAPPED_FRAMES = 8
 
 
 def _raw_layout(path, header, info):
@@ -160,8 +161,8 @@ def _mapped_section(path, offset, dtype, frame_shape, start, stop):
     frame = int(np.prod(frame_shape))
     out = np.empty((stop - start,) + tuple(frame_shape), dtype.newbyteorder("="))
     with open(path, "rb") as fh:
-        for a in range(0, stop - start, _MAPPED_FRAMES):
-            n = min(_MAPPED_FRAMES, stop - start - a)
+        for a in range(0, stop - start, MAPPED_FRAMES):
+            n = min(MAPPED_FRAMES, stop - start - a)
             first = offset + (start + a) * frame * dtype.itemsize
             base = first - first % mmap.ALLOCATIONGRANULARITY
             view = mmap.mmap(fh.fileno(), first + n * frame * dtype.itemsize - base,
