@@ -1,27 +1,33 @@
-"""How the placements are weighted when ``obsctx`` uses the event's own shape.
+"""How ``obsctx`` weights its placements and chooses its ranking, checked against the truth.
 
 With ``--obsctx-shape on`` a placement (an event's pixels placed into another
 frame) keeps its event's shape, so the placements of shower products look
-like showers.  This script compares the X-ray loss realised at an estimated
-2 % with three weightings of the placements, on the same learnt scores:
+like showers; and the observation chooses among rankings calibrated to the
+same loss.  Three steps::
+
+    # 1. run obsctx as the default run does (shape and morph options on) on a
+    #    CR-rich + ordinary observation of each preset, or on ordinary frames
+    #    alone (--ordinary), and keep its learning sample and the truth
+    python scripts/obsctx_weights.py collect --presets paper wide high-cr bright isotropic \\
+        --seed 500 --out runs/wt
+    python scripts/obsctx_weights.py collect --ordinary --presets paper high-cr wide \\
+        bright isotropic --seed 101 --out runs/wt          # likewise --seed 201, 301
+    # 2. the loss realised with four weightings of the placements (shape ranking)
+    python scripts/obsctx_weights.py table runs/wt/*-rich-*.npz
+    # 3. every candidate ranking at its calibrated threshold, and the one chosen
+    python scripts/obsctx_weights.py rankings runs/wt/*.npz
+
+The seeds are ``--seed + 10 i`` (CR-rich runs) or ``--seed + i`` (ordinary
+runs) for the i-th preset; the frames are those of
+``scripts/observation_check.py`` with that seed (the ordinary run's frames
+use ``seed + 1000``).  The weightings of step 2:
 
 * ``shape``: ``1 / ((1 - pi) + pi L(s))`` (`xcrfilter.ml.pu.shape_weights`);
-* ``source``: ``1 - q``, ``q`` the event's combined probability in its own
-  frame (`xcrfilter.ml.pu.source_weights`, what the filter uses);
+* ``context``: ``1 - q``, ``q`` the event's context posterior in its own
+  frame, every event placed (`xcrfilter.ml.pu.source_weights`);
+* ``filter``: what the filter uses (`xcrfilter.filters.obsctx.placement_weights`:
+  events far from tracks, ``1 - q``, blocks of frames weighted by their frames);
 * ``truth``: 1 for placements of true X-ray events, 0 otherwise.
-
-Two steps::
-
-    # 1. run obsctx (shape on) on a CR-rich + ordinary observation of each
-    #    preset (scripts/observation_check.py) and keep its learning sample
-    python scripts/obsctx_weights.py collect --presets paper wide high-cr bright \\
-        --seed 500 --out runs/pi
-    # 2. the table
-    python scripts/obsctx_weights.py table runs/pi/*.npz
-
-The seeds are ``--seed + 10 i`` for the i-th preset, as in
-``scripts/observation_check.py``.  The learnt scores are cross-fitted again
-in step 2 with seed 500.
 """
 from __future__ import annotations
 
@@ -29,8 +35,11 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 
+import astropy.units as u
 import numpy as np
+from astropy.table import QTable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +47,8 @@ from xcrfilter import registry  # noqa: E402
 from xcrfilter.filters import obsctx  # noqa: E402
 from xcrfilter.ml import pu  # noqa: E402
 
-SAMPLE_KEYS = ("key", "x_same", "fold_same", "x_shift", "fold_shift", "source", "ratio")
+SAMPLE_KEYS = ("key", "x_same", "fold_same", "x_shift", "fold_shift", "source", "ratio",
+               "morph_same", "morph_shift")
 
 
 def cmd_collect(args):
@@ -48,63 +58,120 @@ def cmd_collect(args):
 
     def keep(events, payloads, **kw):
         saved.update(obsctx.merge_samples(payloads))
-        rep = conclude(events, payloads, **kw)
         saved.update(frame=np.asarray(events["FRAME"]), rawy=np.asarray(events["RAWY"]),
                      rawx=np.asarray(events["RAWX"]), status=np.asarray(events["STATUS"]),
                      energy=np.asarray(getattr(events["ENERGY"], "value", events["ENERGY"])))
-        return rep
+        return conclude(events, payloads, **kw)
 
     obsctx.FILTER = dataclasses.replace(obsctx.FILTER, conclude=keep)
     os.makedirs(args.out, exist_ok=True)
     for i, name in enumerate(args.presets):
         run = argparse.Namespace(cr_events=args.cr_events, methods="obsctx", max_lost=0.02,
-                                 obsctx_shape=True, save=None)
+                                 obsctx_shape=True, obsctx_morph=True, shape_model=None,
+                                 morph_model=None, save=None, option=None)
+        # an ordinary run alone: an empty CR-rich run
+        shape = oc.physics(name)[1].shape
+        rich = ((np.zeros((0, *shape), np.float32), np.zeros((0, *shape), np.uint8), 0)
+                if args.ordinary else None)
+        seed = args.seed + (i if args.ordinary else 10 * i)
         saved.clear()
-        rows, _ = oc.run_one(name, run, args.seed + 10 * i, args.frames)
-        path = os.path.join(args.out, f"{name}.npz")
+        rows, _ = oc.run_one(name, run, seed, args.frames, rich)
+        path = os.path.join(args.out, f"{name}-{'ord' if args.ordinary else 'rich'}-{seed}.npz")
         np.savez_compressed(path, truth=oc.LAST_T, n_rich=rows[0]["rich_frames"], **saved)
-        print(f"{path}: {len(saved['key'])} events, {len(saved['source'])} placements",
-              flush=True)
+        print(f"{path}: {len(saved['key'])} events, {len(saved['source'])} placements; "
+              f"true loss {100 * rows[0]['true_lost']:.2f} %", flush=True)
     return 0
 
 
-def _one(path):
+def _load(path):
+    """The sample, the events (STATUS without obsctx's bit) and the truth masks."""
     d = dict(np.load(path))
-    t, status, e = d["truth"], d["status"], d["energy"]
+    e, status = d["energy"], d["status"].astype(np.int64)
+    events = QTable(dict(FRAME=d["frame"], RAWY=d["rawy"], RAWX=d["rawx"]))
+    events["ENERGY"] = e * u.eV
+    events["STATUS"] = (status & ~(1 << obsctx.OBSCTX_BIT)).astype(d["status"].dtype)
+    payload = {k: d[k] for k in SAMPLE_KEYS if k in d}
+    payload.update(shape_model="collected", morph_model="collected")
+    band = (e >= 300) & (e < 10000)
+    in_rich = d["frame"] < int(d["n_rich"])
+    vf = (status & registry.method_bits("vfaint")) != 0
+    t = d["truth"]
+    is_x = (t == 1) & band & ~in_rich
+    is_cr = (t == 2) & band & in_rich & ~vf
     keys = obsctx.event_keys(d["frame"], d["rawy"], d["rawx"])
     order = np.argsort(keys)
     pos = order[np.searchsorted(keys[order], d["key"])]
-    band = (e >= 300) & (e < 10000)
-    in_rich = d["frame"] < int(d["n_rich"])
-    is_x = (t == 1) & band & ~in_rich
-    is_cr = (t == 2) & band & in_rich & ((status & registry.method_bits("vfaint")) == 0)
+    return d, events, payload, is_x, is_cr, pos
+
+
+def _rates(rows_rejected, pos, is_x, is_cr):
+    rej = np.zeros(len(is_x), bool)
+    rej[pos] = rows_rejected
+    return rej[is_x].mean(), rej[is_cr].mean() if is_cr.any() else np.nan
+
+
+def _one(path):
+    d, _, payload, is_x, is_cr, pos = _load(path)
+    t = d["truth"]
     r_same, r_shift = pu.cross_fit_scores(
         d["x_same"], d["fold_same"], d["x_shift"], d["fold_shift"], n_folds=obsctx.N_FOLDS,
-        monotone=[obsctx.MONOTONE[k] for k in obsctx.FEATURES], seed=500)
+        monotone=[obsctx.MONOTONE[k] for k in obsctx.FEATURES], seed=0)
     src, ratio = d["source"], d["ratio"]
-    c_same, c_shift, w_shape, pi = pu.with_shape(r_same, r_shift, ratio, ratio[src],
-                                                 pu.class_prior(r_same, r_shift))
+    pi = pu.class_prior(r_same, r_shift)
+    c_same, c_shift, w_shape, pi = pu.with_shape(r_same, r_shift, ratio, ratio[src], pi)
+    q = pu.posterior(r_same, pi)
+    w_filter, _ = obsctx.placement_weights(payload, q, shape=True, min_effective=1000)
     out = {"pi": pi, "true_pi": float(np.mean(t[pos] == 2))}
-    for label, w in (("shape", w_shape), ("source", pu.source_weights(c_same[src])),
-                     ("truth", (t[pos][src] == 1).astype(float))):
+    for label, w in (("shape", w_shape), ("context", pu.source_weights(q[src])),
+                     ("filter", w_filter), ("truth", (t[pos][src] == 1).astype(float))):
         loss_same, loss_shift = pu.held_out_loss(c_same, d["fold_same"], c_shift,
                                                  d["fold_shift"], w)
         good = np.isfinite(loss_shift) & (w > 0)
         rep = pu.weighted_threshold(loss_shift[good], w[good], 0.02)
-        rej = np.zeros(len(t), bool)
-        rej[pos] = np.nan_to_num(loss_same, nan=2.0) <= rep["value"]
-        out[label] = (rep["achieved"], rej[is_x].mean(), rej[is_cr].mean())
+        out[label] = _rates(np.nan_to_num(loss_same, nan=2.0) <= rep["value"], pos, is_x, is_cr)
     return out
 
 
 def cmd_table(args):
-    print(f"{'sample':28s} {'pi bound':>8s} {'true pi':>7s}   "
-          "estimate / true loss / removed %: shape weights | source weights | truth")
+    print(f"{'sample':26s} {'pi bound':>8s} {'true pi':>7s}   true loss / removed %: "
+          "shape | context | filter | truth")
     for path in args.files:
         r = _one(path)
-        cells = " | ".join(f"{100 * a:.2f} / {100 * b:.2f} / {100 * c:.1f}"
-                           for a, b, c in (r["shape"], r["source"], r["truth"]))
-        print(f"{os.path.basename(path):28s} {r['pi']:8.4f} {r['true_pi']:7.4f}   {cells}")
+        cells = " | ".join(f"{100 * a:.2f} / {100 * b:.1f}"
+                           for a, b in (r[k] for k in ("shape", "context", "filter", "truth")))
+        print(f"{os.path.basename(path):26s} {r['pi']:8.4f} {r['true_pi']:7.4f}   {cells}",
+              flush=True)
+    return 0
+
+
+def cmd_rankings(args):
+    seen = {}
+    choose = obsctx.choose_ranking
+
+    def spy(candidates, default, pi):
+        seen.update(candidates=candidates, default=default, pi=pi)
+        return choose(candidates, default, pi)
+
+    obsctx.choose_ranking = spy
+    z_used = obsctx.SWITCH_Z
+    print(f"{'sample':26s} own-frame rejection / true loss / removed % of each ranking; "
+          f"chosen with SWITCH_Z = {z_used:g} and by the largest own-frame rejection")
+    for path in args.files:
+        _, events, payload, is_x, is_cr, pos = _load(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obsctx.conclude(events, [payload], max_lost=0.02)
+        cells = []
+        for name, (own, loss, _, rep) in seen["candidates"].items():
+            lost, removed = _rates(np.nan_to_num(loss, nan=2.0) <= rep["value"], pos, is_x,
+                                   is_cr)
+            cells.append(f"{name.lower()} {100 * own:.2f} / {100 * lost:.2f} / {100 * removed:.1f}")
+        obsctx.SWITCH_Z = 0.0
+        largest = choose(seen["candidates"], seen["default"], seen["pi"])
+        obsctx.SWITCH_Z = z_used
+        chosen = choose(seen["candidates"], seen["default"], seen["pi"])
+        print(f"{os.path.basename(path):26s} " + " | ".join(cells)
+              + f"; chosen {chosen.lower()}, largest {largest.lower()}", flush=True)
     return 0
 
 
@@ -114,13 +181,15 @@ def main(argv=None):
     c = sub.add_parser("collect")
     c.add_argument("--presets", nargs="+", default=["paper"])
     c.add_argument("--seed", type=int, default=500)
+    c.add_argument("--ordinary", action="store_true", help="ordinary frames alone")
     c.add_argument("--cr-events", type=int, default=400)
     c.add_argument("--frames", type=int, default=2500)
     c.add_argument("--out", required=True)
-    t = sub.add_parser("table")
-    t.add_argument("files", nargs="+")
+    for name in ("table", "rankings"):
+        t = sub.add_parser(name)
+        t.add_argument("files", nargs="+")
     args = p.parse_args(argv)
-    return {"collect": cmd_collect, "table": cmd_table}[args.cmd](args)
+    return {"collect": cmd_collect, "table": cmd_table, "rankings": cmd_rankings}[args.cmd](args)
 
 
 if __name__ == "__main__":

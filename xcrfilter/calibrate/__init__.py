@@ -30,8 +30,8 @@ from astropy.stats import binom_conf_interval
 from ..events import set_status_bit
 from ..meta import add_history, card_comment, set_card
 
-__all__ = ["SHIFTS", "MIN_REJECTED", "parse_fraction", "threshold_for", "apply_threshold",
-           "own_pixels", "covered", "scoring_options", "write_calibration_cards"]
+__all__ = ["SHIFTS", "MIN_REJECTED", "CLEAN_RADIUS", "parse_fraction", "threshold_for",
+           "apply_threshold", "own_pixels", "covered", "scoring_options", "write_calibration_cards"]
 
 #: Frame offsets of the frame-shift sample.  They start at 3 so that charge
 #: read out across a frame boundary (the frame after a hit) never serves as
@@ -41,6 +41,12 @@ SHIFTS = (3, 7, 17, 41)
 #: The shifted sample must hold at least this many rejected events at the
 #: asked fraction (relative precision about 1/sqrt(10), 30 %); fewer is an error.
 MIN_REJECTED = 10
+
+#: Filters that look at the event's own pixels are calibrated on the
+#: placements of events with no particle track within this many pixels in
+#: their own frame (and no other island nearby): almost free of shower
+#: products, whose own shape would be placed along with them.
+CLEAN_RADIUS = 100.0
 
 
 def parse_fraction(text):

@@ -39,8 +39,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..io.frames import FrameCube
 from ..units import DEFAULT_BAND, energy_values
-from . import (MIN_REJECTED, SHIFTS, apply_threshold, covered, own_pixels, scoring_options,
-               threshold_for)
+from . import (CLEAN_RADIUS, MIN_REJECTED, SHIFTS, apply_threshold, covered, own_pixels,
+               scoring_options, threshold_for)
 
 __all__ = ["MAX_SHAPE_SAMPLE", "MAX_SHAPE_PER_FRAME", "shifted_scores",
            "apply_shift_calibration", "own_frame_rejection"]
@@ -52,7 +52,7 @@ MAX_SHAPE_PER_FRAME = 2
 
 
 def shifted_scores(spec, cube, events, common, options, *, rng, max_shape_events=None,
-                   clean_radius=100.0, band=None):
+                   clean_radius=CLEAN_RADIUS, band=None):
     """Scores of a filter for the events of ``cube`` placed into other frames.
 
     Parameters
@@ -74,7 +74,8 @@ def shifted_scores(spec, cube, events, common, options, *, rng, max_shape_events
         :data:`MAX_SHAPE_PER_FRAME` per frame).
     clean_radius : float
         Shape filters: events are taken only where their own frame has no
-        particle track (as SAC defines it) within this many pixels.
+        particle track (as SAC defines it) within this many pixels
+        (default `xcrfilter.calibrate.CLEAN_RADIUS`).
     band : `~astropy.units.Quantity`, optional
         Events of this energy band are placed (default 0.3-10 keV).
 

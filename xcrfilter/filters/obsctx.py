@@ -28,9 +28,13 @@ bound, ``PROB_OBSCTX = 1 - (1 - pi) / r(x)``).
   ``max_lost_xray``): the X-ray loss read off the observation.
 * **Ranking**: the learnt one and the plain distance to the nearest track
   (and, with option ``morph``, the shipped ``morph`` model's probability)
-  are calibrated to the same loss, and the one that rejects more events in
-  their own frames (``(1 - pi) loss + pi recall``) is used (``OBCRANK``).
-  The fixed rankings are judged against all placements at once.
+  are calibrated to the same loss; the learnt one is used unless another
+  rejects significantly more events in their own frames (``(1 - pi) loss +
+  pi recall``; :func:`choose_ranking`, ``OBCRANK``).  The fixed rankings
+  are judged against all placements at once.
+* **Frames, not events**: X-rays arrive uniformly in time, so every block
+  of frames weighs in the loss estimate by its frames, not by its events
+  (which rise with the particle rate; :func:`placement_weights`).
 * **Short observations**: fewer than :data:`MIN_EVENTS` events to learn
   from: the fixed rankings only; too few placements to estimate the loss:
   SAC's default radius on the track distance (an error when the loss was
@@ -39,9 +43,11 @@ bound, ``PROB_OBSCTX = 1 - (1 - pi) / r(x)``).
   on simulated randomised physics (:func:`load_shape_model`) multiplies the
   context odds by its likelihood ratio
   (:func:`~xcrfilter.ml.pu.combine_shape`); a placement keeps its event's
-  shape, so each is weighted by the probability that its event is an X-ray,
-  judged from its context in its own frame
-  (:func:`~xcrfilter.ml.pu.source_weights`).
+  shape, so only events with no track within
+  `xcrfilter.calibrate.CLEAN_RADIUS` pixels in their own frame are placed,
+  each weighted by the probability that it is an X-ray, judged from its
+  context in its own frame (:func:`placement_weights`,
+  :func:`~xcrfilter.ml.pu.source_weights`).
 
 The statistics, the checks against the truth and the observation length
 needed are in :ref:`observation`.  The
@@ -57,16 +63,18 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..calibrate import MIN_REJECTED, SHIFTS, covered, own_pixels, write_calibration_cards
+from ..calibrate import (CLEAN_RADIUS, MIN_REJECTED, SHIFTS, covered, own_pixels,
+                         write_calibration_cards)
 from ..context import DEFAULT_RADII, SHAPE_FEATURES, context_features, feature_matrix
 from ..events import set_status_bit
 from .sac import SAC_DEFAULTS
-from ..ml.pu import (class_prior, cross_fit_scores, held_out_loss, posterior,
+from ..ml.pu import (class_prior, cross_fit_scores, effective_number, held_out_loss, posterior,
                      source_weights, weighted_threshold, with_shape)
 from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
-__all__ = ["obsctx_filter", "observe", "conclude", "load_shape_model",
+__all__ = ["obsctx_filter", "observe", "conclude", "load_shape_model", "placement_weights",
+           "choose_ranking",
            "OBSCTX_BIT", "FEATURES", "MONOTONE", "pipeline_step", "FILTER"]
 
 #: STATUS bit set by this filter.
@@ -101,6 +109,9 @@ MIN_EVENTS = 500
 #: may exceed the shower fraction's lower bound before it is left out as
 #: inconsistent (:func:`conclude`).
 MORPH_SLACK = 1.5
+#: Standard errors by which another ranking's own-frame rejection must exceed
+#: the learnt ranking's to replace it (:func:`choose_ranking`).
+SWITCH_Z = 1.5
 #: Comment of the ``OBCRANK`` card: the rankings the observation chooses from.
 RANK_COMMENT = "obsctx ranking: LEARNT/SHAPE/DISTANCE/MORPH"
 #: Default fraction of X-ray events the filter may reject.
@@ -346,7 +357,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         return dict(method="none", target=float(max_lost), n=n_same, placements=n_shift,
                     need=need)
     ratio = s.get("ratio")
-    weights = None
+    q_context = None
     learnt = "LEARNT" if ratio is None else "SHAPE"
     rankings = {"DISTANCE": (-dist, -dist_h)}
     # the shower-fraction bound of the distance alone: the prior when nothing
@@ -374,14 +385,17 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
             # is independent of its shape, so its weight is independent of how often
             # its shape gets its placements rejected; with the combined posterior the
             # X-rays of shower-like shape count less exactly where they are lost.
-            weights = source_weights(posterior(r_context, pi)[s["source"]])
+            q_context = posterior(r_context, pi)
         rankings = {learnt: (r_same, r_shift), **rankings}
     # The rankings, each held out and calibrated to the same X-ray loss: the
     # learnt one, the distance to the nearest track alone (SAC's) and, with
     # option morph, the simulator-trained morph model.  At equal loss, the
     # one that rejects more events in their own frames rejects more shower
     # products (own-frame rejection = (1 - pi) loss + pi recall), so the
-    # observation itself chooses, without truth.
+    # observation itself chooses, without truth: the learnt ranking unless
+    # another rejects significantly more (choose_ranking).
+    weights, far_only = placement_weights(s, q_context, shape=ratio is not None,
+                                          min_effective=need)
     candidates = {}
     if "morph_same" in s:
         # the simulator-trained ranking competes on the same terms
@@ -394,8 +408,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         loss_same, loss_shift = held_out_loss(
             rs, s["fold_same"] * (not fixed), rh, s["fold_shift"] * (not fixed), weights)
         good = np.isfinite(loss_shift)
-        rep = weighted_threshold(loss_shift[good],
-                                 None if weights is None else weights[good], max_lost)
+        rep = weighted_threshold(loss_shift[good], weights[good], max_lost)
         own = float(np.mean(np.nan_to_num(loss_same, nan=2.0) <= rep["value"]))
         candidates[name] = (own, loss_same, good, rep)
     # A ranking whose loss estimate is low looks better.  The morph ranking has
@@ -412,7 +425,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
             dropped = (f"; morph ranking left out: own-frame rejection {100 * own:.2f}% at an "
                        f"estimated loss of {100 * rep['achieved']:.2f}%, more than the shower "
                        f"fraction (>= {bound:.3f}) allows")
-    choice = max(candidates, key=lambda k: candidates[k][0])
+    choice = choose_ranking(candidates, learnt if learnt in candidates else "DISTANCE", pi)
     _, loss_same, good, rep = candidates[choice]
     prob = np.full(len(events), np.nan, np.float32)
     prob[pos] = posterior(r_same, pi) if ratio is None else r_same
@@ -428,8 +441,9 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
     rej[ok] = loss[ok] <= rep["value"]
     set_status_bit(events, OBSCTX_BIT, rej)
     own_rate = float(rej[pos].mean()) if pos.size else 0.0
-    rep.update(method="shift", n=int(np.unique(s["source"][good]).size),
-               placements=int(good.sum()), shifts=",".join(str(k) for k in SHIFTS),
+    used = good & (weights > 0)  # the placements the estimate rests on
+    rep.update(method="shift", n=int(np.unique(s["source"][used]).size),
+               placements=int(used.sum()), shifts=",".join(str(k) for k in SHIFTS),
                rejected=int(rej.sum()), own=own_rate, excess=own_rate - rep["achieved"],
                prior=pi, n_same=n_same, ranking=choice,
                own_rates={k: v[0] for k, v in candidates.items()})
@@ -446,8 +460,119 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         f"obsctx: {'learnt from' if learnt in candidates else 'ranked'} {n_same} events "
         f"in their own frames and {n_shift} placements in other frames ({N_FOLDS} folds of "
         f"{BLOCK_FRAMES}-frame blocks); shower fraction >= {pi:.3f}; threshold "
-        f"{rep['value']:.4f}: {int(rej.sum())} events rejected"])
+        f"{rep['value']:.4f}: {int(rej.sum())} events rejected"]
+        + [f"obsctx: loss estimated on the placements of {rep['n']} events without a track "
+           f"within {CLEAN_RADIUS:g} px in their own frame"] * far_only)
     return rep
+
+
+def placement_weights(sample, q_context=None, *, shape=False, min_effective=0):
+    """Weights of the placements in the loss estimate, one per placement.
+
+    Two corrections, both read off the observation:
+
+    * **X-ray sources** (``shape`` True: a placement carries its event's own
+      pixels).  Only events with no particle track within
+      `xcrfilter.calibrate.CLEAN_RADIUS` pixels and no other island within
+      16 pixels in their own frame are placed (the events the frame-shift
+      calibration of the ``cam`` and ``morph`` filters uses), each weighted
+      by ``1 - q`` with ``q`` its context posterior in its own frame
+      (:func:`~xcrfilter.ml.pu.source_weights`).  An X-ray's own-frame
+      context is independent of its shape, so neither choice changes the
+      X-ray shapes in the sample; both remove shower products, whose own
+      shape would be placed along with them.  Where those events hold
+      fewer than ``min_effective`` placements (Kish's effective number:
+      small frames, a sky full of tracks), all events are placed, weighted
+      by ``1 - q`` alone.
+    * **Frames, not events** (always).  X-rays arrive uniformly in time, so
+      every frame is equally likely to receive one; the placements of a
+      block of frames are as many as its events, which rise with the
+      particle rate.  Each block of :data:`BLOCK_FRAMES` frames (shifts
+      stay inside it) is given a total weight proportional to its frames.
+
+    Parameters
+    ----------
+    sample : dict
+        :func:`merge_samples` of the observation.
+    q_context : ndarray, optional
+        Context posterior of the same-frame rows (default: 0, every event
+        an X-ray as far as the context says).
+    shape : bool
+        The rankings look at the event's own pixels.
+    min_effective : float
+        Fewest effective placements of the events far from tracks.
+
+    Returns
+    -------
+    weights : ndarray, shape (n_placements,)
+        Non-negative; a block's weights sum to its number of frames.
+    far_only : bool
+        Only the events far from tracks were placed.
+    """
+    src = np.asarray(sample["source"], np.intp)
+    frame = np.asarray(sample["key"], np.int64) >> 40
+    b, far_only = np.ones(src.size), False
+    if shape and src.size:
+        x = sample["x_same"]
+        far = ((x[:, FEATURES.index("TRK_DIST")] > CLEAN_RADIUS)
+               & (x[:, FEATURES.index(f"N_ISL_{DEFAULT_RADII[0]}")] == 0))[src]
+        if q_context is not None:
+            b = source_weights(q_context[src])
+        if far.any() and effective_number(b * far) >= min_effective:
+            b, far_only = b * far, True
+    if not src.size:
+        return b, far_only
+    block, inv = np.unique(frame[src] // BLOCK_FRAMES, return_inverse=True)
+    total = np.bincount(inv, weights=b, minlength=block.size)
+    frames = np.minimum(BLOCK_FRAMES, frame.max() + 1 - block * BLOCK_FRAMES)
+    return b * (frames / np.maximum(total, 1.0))[inv], far_only
+
+
+def choose_ranking(candidates, default, pi):
+    """The ranking to use: ``default`` unless another rejects significantly more.
+
+    At equal X-ray loss the ranking that rejects more events in their own
+    frames rejects more shower products (``(1 - pi) loss + pi recall``).
+    Where the showers are few (an ordinary run), the differences between
+    rankings are mostly the noise of their loss estimates, and taking the
+    largest would favour the ranking whose loss is underestimated.  So a
+    candidate replaces ``default`` (the ranking learnt from the
+    observation) only where its own-frame rejection is larger by more than
+    :data:`SWITCH_Z` standard errors: those of the events the two rank
+    differently, and of the two loss estimates.
+
+    Parameters
+    ----------
+    candidates : dict
+        Name -> ``(own-frame rejection, loss_same, good, report)`` of
+        :func:`conclude` (the report holds the 68 % interval ``lo``-``hi``).
+    default : str
+        A key of ``candidates``.
+    pi : float
+        Shower fraction of the events (bound).
+
+    Returns
+    -------
+    str
+        The chosen key.
+    """
+    def rejected(c):
+        return np.nan_to_num(c[1], nan=2.0) <= c[3]["value"]
+
+    base = candidates[default]
+    rej0, half0 = rejected(base), (base[3]["hi"] - base[3]["lo"]) / 2
+    choice, best = default, base[0]
+    for name, cand in candidates.items():
+        if name == default:
+            continue
+        rej = rejected(cand)
+        n = max(rej.size, 1)
+        half = (cand[3]["hi"] - cand[3]["lo"]) / 2
+        sigma = np.sqrt(np.sum(rej != rej0) / n ** 2
+                        + (1 - pi) ** 2 * (half ** 2 + half0 ** 2))
+        if cand[0] - base[0] > SWITCH_Z * sigma and cand[0] > best:
+            choice, best = name, cand[0]
+    return choice
 
 
 # -- the filter and its pipeline plug-in --------------------------------------
@@ -475,7 +600,8 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     shape : bool or {'on', 'off'}
         Multiply the learnt context odds by the shape likelihood ratio of
         the shipped shape-only model (:func:`~xcrfilter.ml.pu.combine_shape`; the loss
-        estimate then weights the placements by :func:`~xcrfilter.ml.pu.source_weights`).
+        estimate then places only events far from tracks, weighted by
+        :func:`~xcrfilter.ml.pu.source_weights`: :func:`placement_weights`).
         Default False: context only.
     shape_model : path-like, optional
         Directory of another shape-only model (:func:`load_shape_model`),
@@ -483,10 +609,10 @@ def obsctx_filter(frames, events=None, *, max_lost=DEFAULT_MAX_LOST, event_thres
     morph : bool or {'on', 'off'}
         Also rank the events by the shipped ``morph`` model (context and
         shape, trained on simulated randomised physics), calibrated by frame
-        shift like the others; the observation keeps whichever ranking
-        rejects the most events in their own frames at the asked loss
-        (``OBCRANK``).  Needs ``shape`` on (its loss estimate weights the
-        placements).  Default False.
+        shift like the others; it replaces the learnt ranking where it
+        rejects significantly more events in their own frames at the asked
+        loss (:func:`choose_ranking`, ``OBCRANK``).  Needs ``shape`` on (its
+        loss estimate weights the placements).  Default False.
     morph_model : path-like, optional
         Directory of another ``morph`` model (:func:`load_ranking_model`);
         needs ``morph`` on.
@@ -578,8 +704,9 @@ FILTER = Filter(
                   "--obsctx-shape on (default: the shipped one)", metavar="DIR"),
             Param("morph", None, "'on' (needs --obsctx-shape on): the ranking of the shipped "
                   "morph model (trained on simulated randomised physics) competes with the "
-                  "learnt one and the track distance; the observation keeps the one that "
-                  "rejects the most at the asked loss; 'off' (default)",
+                  "learnt one and the track distance; the observation keeps the learnt one "
+                  "unless another rejects significantly more at the asked loss; 'off' "
+                  "(default)",
                   choices=("on", "off"), convert=lambda v: _on_off(v, "morph"),
                   card=MORPH_CARD),
             Param("morph_model", None, "directory of another morph model for --obsctx-morph "

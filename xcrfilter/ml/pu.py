@@ -27,7 +27,8 @@ from astropy.stats import binom_conf_interval
 from ..calibrate import threshold_for
 
 __all__ = ["cross_fit_scores", "class_prior", "held_out_loss", "combine_shape",
-           "shape_weights", "source_weights", "with_shape", "weighted_threshold", "posterior"]
+           "shape_weights", "source_weights", "with_shape", "weighted_threshold", "posterior",
+           "effective_number"]
 
 
 def _classifier(seed, monotone):
@@ -292,11 +293,18 @@ def weighted_threshold(loss, weights, max_lost):
     values = lv[last]
     ok = np.flatnonzero(frac <= max_lost)
     value, achieved = (float(values[ok[-1]]), float(frac[ok[-1]])) if ok.size else (-1.0, 0.0)
-    n_eff = w.sum() ** 2 / np.sum(w ** 2)
+    n_eff = effective_number(w)
     k = achieved * n_eff
     lo, hi = binom_conf_interval(k, n_eff, confidence_level=0.6827, interval="wilson")
     return dict(value=value, achieved=achieved, lo=float(lo), hi=float(hi),
                 target=float(max_lost))
+
+
+def effective_number(weights):
+    """Kish's effective number of weighted rows, ``(sum w)**2 / sum w**2`` (0 when all are 0)."""
+    w = np.asarray(weights, float)
+    sq = float(np.sum(w ** 2))
+    return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
 
 
 def posterior(r, pi):
