@@ -474,10 +474,10 @@ def placement_weights(sample, q_context=None, *, shape=False, min_effective=0):
     * **X-ray sources** (``shape`` True: a placement carries its event's own
       pixels).  Only events with no particle track within
       `xcrfilter.calibrate.CLEAN_RADIUS` pixels and no other island within
-      16 pixels in their own frame are placed (the events the frame-shift
-      calibration of the ``cam`` and ``morph`` filters uses), each weighted
-      by ``1 - q`` with ``q`` its context posterior in its own frame
-      (:func:`~xcrfilter.ml.pu.source_weights`).  An X-ray's own-frame
+      16 pixels in their own frame are placed (the frame-shift calibration
+      of the ``cam`` and ``morph`` filters takes the same track radius),
+      each weighted by ``1 - q`` with ``q`` its context posterior in its
+      own frame (:func:`~xcrfilter.ml.pu.source_weights`).  An X-ray's own-frame
       context is independent of its shape, so neither choice changes the
       X-ray shapes in the sample; both remove shower products, whose own
       shape would be placed along with them.  Where those events hold
