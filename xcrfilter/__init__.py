@@ -5,14 +5,14 @@ filter of Poliszczuk et al., a Laplacian (astroscrappy / L.A.Cosmic) baseline
 and self-anti-coincidence, on astropy ``CCDData`` frames and FITS event
 tables, with a physics frame simulator for training and testing data.
 """
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
 try:
-    from ._version import version as __version__
-except ImportError:  # pragma: no cover - running from a source tree without a build
-    try:
-        from importlib.metadata import version as _v
-        __version__ = _v("xcrfilter")
-    except Exception:
-        __version__ = "unknown"
+    # the version setuptools-scm gave the installed distribution
+    __version__ = _distribution_version("xcrfilter")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "unknown"
 
 from .detector import DetectorModel  # noqa: E402
 from .events import find_events  # noqa: E402

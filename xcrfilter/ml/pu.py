@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 from astropy.stats import binom_conf_interval
 
-from ..calibrate import threshold_for
 
 __all__ = ["cross_fit_scores", "class_prior", "held_out_loss", "combine_shape",
            "shape_weights", "source_weights", "with_shape", "weighted_threshold", "posterior",
@@ -281,10 +280,9 @@ def weighted_threshold(loss, weights, max_lost):
     """:func:`~xcrfilter.calibrate.threshold_for` (reject ``loss <= value``) with weights.
 
     The achieved fraction is the weighted fraction rejected; its 68 % Wilson
-    interval uses Kish's effective number ``(sum w)**2 / sum w**2``.
+    interval uses Kish's effective number ``(sum w)**2 / sum w**2``
+    (:func:`effective_number`).
     """
-    if weights is None:
-        return threshold_for(loss, -1, max_lost, limit=1.0)
     order = np.argsort(loss, kind="stable")
     lv, w = np.asarray(loss, float)[order], np.asarray(weights, float)[order]
     # the rejected set is every placement with loss <= value: whole groups of ties
