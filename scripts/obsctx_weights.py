@@ -66,9 +66,12 @@ def cmd_collect(args):
     obsctx.FILTER = dataclasses.replace(obsctx.FILTER, conclude=keep)
     os.makedirs(args.out, exist_ok=True)
     for i, name in enumerate(args.presets):
-        run = argparse.Namespace(cr_events=args.cr_events, methods="obsctx", max_lost=0.02,
-                                 obsctx_shape=True, obsctx_morph=True, shape_model=None,
-                                 morph_model=None, save=None, option=None)
+        models = os.path.join(args.lopo_models, f"no-{name}") if args.lopo_models else None
+        run = argparse.Namespace(
+            cr_events=args.cr_events, methods="obsctx", max_lost=0.02, obsctx_shape=True,
+            obsctx_morph=True, save=None, option=None,
+            shape_model=os.path.join(models, "shape") if models else None,
+            morph_model=os.path.join(models, "morph") if models else None)
         # an ordinary run alone: an empty CR-rich run
         shape = oc.physics(name)[1].shape
         rich = ((np.zeros((0, *shape), np.float32), np.zeros((0, *shape), np.uint8), 0)
@@ -124,8 +127,7 @@ def _one(path):
     out = {"pi": pi, "true_pi": float(np.mean(t[pos] == 2))}
     for label, w in (("shape", w_shape), ("context", pu.source_weights(q[src])),
                      ("filter", w_filter), ("truth", (t[pos][src] == 1).astype(float))):
-        loss_same, loss_shift = pu.held_out_loss(c_same, d["fold_same"], c_shift,
-                                                 d["fold_shift"], w)
+        loss_same, loss_shift = pu.placement_loss(c_same, c_shift, w)
         good = np.isfinite(loss_shift) & (w > 0)
         rep = pu.weighted_threshold(loss_shift[good], w[good], 0.02)
         out[label] = _rates(np.nan_to_num(loss_same, nan=2.0) <= rep["value"], pos, is_x, is_cr)
@@ -185,6 +187,9 @@ def main(argv=None):
     c.add_argument("--cr-events", type=int, default=400)
     c.add_argument("--frames", type=int, default=2500)
     c.add_argument("--out", required=True)
+    c.add_argument("--lopo-models", metavar="DIR",
+                   help="shape and morph models trained without each preset, in DIR/no-PRESET/"
+                        "{shape,morph} (as docs/_static/observation/results.rst builds them)")
     for name in ("table", "rankings"):
         t = sub.add_parser(name)
         t.add_argument("files", nargs="+")

@@ -127,6 +127,12 @@ def test_learns_showers_of_the_observation():
                                                                                   "OBCTHR"))
     prob = np.asarray(ev["PROB_OBSCTX"])
     assert np.all((prob[is_x | is_near] >= 0) & (prob[is_x | is_near] <= 1))
+    # one threshold over all the placements: across the folds (each its own
+    # model), the loss falls as the learnt probability rises
+    ok = np.isfinite(loss)
+    assert np.unique(ev["FRAME"][ok] // obsctx.BLOCK_FRAMES % obsctx.N_FOLDS).size == 5
+    order = np.lexsort((-loss[ok], prob[ok]))
+    assert np.all(np.diff(loss[ok][order]) <= 0)
     assert np.nanmean(prob[is_near]) > np.nanmean(prob[is_x]) + 0.3
     assert card_value(ev.meta, "OBCNREJ") == rej.sum()
     assert card_value(ev.meta, "OBCCALM") == "SHIFT"
@@ -331,31 +337,62 @@ def _payload_with_morph(morph_informative, seed, own_frame_bias=0.0):
     return events, payload, shower
 
 
-def test_morph_ranking_is_kept_where_it_rejects_more():
-    """Option ``morph``: the observation keeps the morph ranking when, at the same
-    estimated X-ray loss, it rejects more events in their own frames, and the
-    X-ray loss it realises is the one asked."""
+def test_morph_and_ensemble_rankings():
+    """Option ``morph``: the learnt ranking averaged with morph's (ENSEMBLE) is the
+    default; it is kept where it rejects as much in the events' own frames, and
+    replaced by the learnt ranking alone where morph's score carries nothing."""
     events, payload, shower = _payload_with_morph(True, seed=21)
     rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
     rej = ((np.asarray(events["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).astype(bool)
-    assert rep["ranking"] == card_value(events.meta, "OBCRANK") == "MORPH"
-    assert rej[shower].mean() > 0.99                  # the context alone: about 77 %
+    assert rep["ranking"] == card_value(events.meta, "OBCRANK") == "ENSEMBLE"
+    assert rej[shower].mean() > 0.98                  # the context alone: about 77 %
     assert rej[~shower].mean() < 0.03
-    assert rep["own_rates"]["MORPH"] > rep["own_rates"]["SHAPE"] + 0.03
+    # morph alone rejects as much (21.4 %), not significantly more than the average
+    assert rep["own_rates"]["ENSEMBLE"] > rep["own_rates"]["SHAPE"] + 0.03
+    assert abs(rep["own_rates"]["MORPH"] - rep["own_rates"]["ENSEMBLE"]) < 0.01
     assert card_value(events.meta, "OBCMRMOD") == "test-morph"
-    # an uninformative morph score loses to the learnt context
+    # PROB_OBSCTX is the average's probability: the mean log odds of the two
+    prob = np.asarray(events["PROB_OBSCTX"])
+    assert np.median(prob[shower]) > 0.8 and np.median(prob[~shower]) < 0.2
+    # an uninformative morph score halves the average's odds of the showers: the
+    # learnt ranking alone rejects significantly more and replaces it
     events, payload, shower = _payload_with_morph(False, seed=22)
     rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
-    assert rep["ranking"] in ("SHAPE", "DISTANCE")
+    assert rep["ranking"] == "SHAPE"
     assert rep["own_rates"]["MORPH"] < 0.03
+    assert rep["own_rates"]["ENSEMBLE"] < rep["own_rates"]["SHAPE"] - 0.03
     # a morph score that rejects 30 % of the X-rays in their own frames but not
     # when placed: its own-frame rejection (about 44 %) is more than the shower
-    # fraction (about 20 %) allows, and it is left out
+    # fraction (about 20 %) allows, and it is left out with the average that
+    # holds it (the average alone would pass the check and lose 9.6 % of the X-rays)
     events, payload, shower = _payload_with_morph(True, seed=23, own_frame_bias=0.3)
     rep = obsctx.conclude(events, [payload], max_lost=0.02, required=True)
-    assert rep["ranking"] in ("SHAPE", "DISTANCE") and "MORPH" not in rep["own_rates"]
-    assert any("morph ranking left out: own-frame rejection 4" in h
+    rej = ((np.asarray(events["STATUS"]) >> obsctx.OBSCTX_BIT) & 1).astype(bool)
+    assert rep["ranking"] in ("SHAPE", "DISTANCE")
+    assert not {"MORPH", "ENSEMBLE"} & set(rep["own_rates"])
+    assert rej[~shower].mean() < 0.03
+    assert any("morph and ensemble rankings left out: morph's own-frame rejection 4" in h
                for h in events.meta["HISTORY"])
+
+
+def test_mean_log_odds():
+    """Two posteriors averaged in log odds: opposite odds cancel, equal ones stay."""
+    out = pu.mean_log_odds(np.array([0.9, 0.8, 0.99, np.nan, 1.0]),
+                           np.array([0.1, 0.8, 0.5, 0.5, 1.0]))
+    # sqrt(99 * 1) = 9.95 odds; 1 - 1e-6 clipped: odds 999999
+    assert out[:3] == pytest.approx([0.5, 0.8, 99 ** 0.5 / (1 + 99 ** 0.5)], rel=1e-9)
+    assert np.isnan(out[3]) and out[4] == pytest.approx(1 - 1e-6, rel=1e-9)
+
+
+def test_placement_loss_by_hand():
+    """The loss of a score: the weighted share of all placements scoring as high."""
+    loss_same, loss_shift = pu.placement_loss([2.5, 0.0, 5.0, np.nan, 2.0],
+                                              [1.0, 2.0, 3.0, 4.0, np.nan])
+    np.testing.assert_array_equal(loss_same[:3], [0.5, 1.0, 0.0])
+    assert np.isnan(loss_same[3]) and np.isnan(loss_shift[4])
+    np.testing.assert_array_equal(loss_shift[:4], [1.0, 0.75, 0.5, 0.25])
+    weighted, _ = pu.placement_loss([2.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.0, 3.0])
+    np.testing.assert_array_equal(weighted, [0.75, 0.75])
 
 
 def test_morph_option_end_to_end_and_its_errors(tmp_path):
@@ -367,7 +404,7 @@ def test_morph_option_end_to_end_and_its_errors(tmp_path):
         write_events(ev, tmp_path / "ev.fits")
     assert card_value(ev.meta, "OBCMORPH") is True
     assert card_value(ev.meta, "OBCMRMOD").startswith("xcrfilter-morph-v1 sha256 ")
-    assert card_value(ev.meta, "OBCRANK") in ("SHAPE", "DISTANCE", "MORPH")
+    assert card_value(ev.meta, "OBCRANK") in ("ENSEMBLE", "SHAPE", "DISTANCE", "MORPH")
     with pytest.raises(ValueError, match="morph needs shape 'on'"):
         run_pipeline(data[:10] * u.eV, ["obsctx"], options={"obsctx": {"morph": "on"}})
     with pytest.raises(ValueError, match="morph_model is given but morph is not 'on'"):

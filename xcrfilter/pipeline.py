@@ -43,8 +43,9 @@ DEFAULT_METHODS = ("vfaint", "obsctx")
 
 #: Options of :data:`DEFAULT_METHODS` when they run by default: ``obsctx``
 #: multiplies its learnt context odds by the shape ratio of the shipped
-#: shape-only model, and the observation chooses between that ranking, the
-#: track distance and the shipped ``morph`` model's ranking.
+#: shape-only model and averages that ranking with the shipped ``morph``
+#: model's in log odds; the observation keeps the average unless that
+#: ranking, the track distance or ``morph`` alone rejects significantly more.
 DEFAULT_OPTIONS = {"obsctx": {"shape": "on", "morph": "on"}}
 
 

@@ -14,10 +14,12 @@ simulator-trained model multiplies the odds (:func:`combine_shape`); the
 prior is then bounded again with the placements importance-weighted to
 X-ray shapes (:func:`shape_weights`, :func:`with_shape`), and the loss is
 estimated with each placement weighted by the probability that its event
-is an X-ray, judged in its own frame from context and shape together
-(:func:`source_weights`).  Each fold is judged by its own held-out placements
-(:func:`held_out_loss`), and the threshold is the (weighted) fraction of
-them asked for (:func:`weighted_threshold`).
+is an X-ray, judged in its own frame from its context
+(:func:`source_weights`).  Every event's loss is the fraction of all the
+(cross-fitted) placements scoring as high (:func:`placement_loss`), and the
+threshold is the (weighted) fraction of them asked for
+(:func:`weighted_threshold`).  Two estimates of the posterior are averaged
+in log odds (:func:`mean_log_odds`).
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ import numpy as np
 from astropy.stats import binom_conf_interval
 
 
-__all__ = ["cross_fit_scores", "class_prior", "held_out_loss", "combine_shape",
+__all__ = ["cross_fit_scores", "class_prior", "placement_loss", "combine_shape",
            "shape_weights", "source_weights", "with_shape", "weighted_threshold", "posterior",
-           "effective_number"]
+           "effective_number", "mean_log_odds"]
 
 
 def _classifier(seed, monotone):
@@ -141,28 +143,44 @@ def class_prior(r_same, r_shift, *, lo=0.01, hi=0.5, weights=None):
     return float(np.clip(pi, 0.0, 0.999))
 
 
-def held_out_loss(r_same, fold_same, r_shift, fold_shift, weights=None):
-    """X-ray loss at which each row is rejected: its fold's placements scoring as high.
+def placement_loss(r_same, r_shift, weights=None):
+    """X-ray loss at which each row is rejected: the placements scoring as high.
 
-    Each fold's model is judged by its own held-out placements, so the loss
-    is on one scale for every fold, read off the observation.  ``weights``
-    (one per placement, default 1) make it the weighted fraction of them.
+    ``loss_same[i]`` is the (weighted) fraction of all the placements whose
+    score is at least ``r_same[i]``, i.e. the X-ray loss at which event
+    ``i`` would be rejected; likewise ``loss_shift`` for the placements
+    themselves.  The scores are the cross-fitted ones
+    (:func:`cross_fit_scores`), and one threshold is taken over the
+    placements of every fold: in each fold it rejects the fraction that
+    fold's model gives its own placements, so the estimate is their mean,
+    from all the placements at once.  NaN scores stay NaN.
+
+    Parameters
+    ----------
+    r_same, r_shift : ndarray, shape (n,) and (m,)
+        Scores of the same-frame rows and of the placements.
+    weights : ndarray, shape (m,), optional
+        One per placement (default 1).
+
+    Returns
+    -------
+    loss_same, loss_shift : ndarray, shape (n,) and (m,)
+        In [0, 1]; NaN where the score is NaN or no placement is scored.
     """
-    loss_same = np.full(len(r_same), np.nan)
-    loss_shift = np.full(len(r_shift), np.nan)
-    w_all = np.ones(len(r_shift)) if weights is None else np.asarray(weights, float)
-    for k in np.unique(fold_shift):
-        sel = (fold_shift == k) & np.isfinite(r_shift)
-        if not sel.any():
-            continue
-        order = np.argsort(r_shift[sel], kind="stable")
-        ref, w = r_shift[sel][order], w_all[sel][order]
-        # weight of the placements at or above each position, and beyond the last
-        tail = np.r_[np.cumsum(w[::-1])[::-1], 0.0] / w.sum()
-        for rows, r, out in ((fold_same == k, r_same, loss_same),
-                             (fold_shift == k, r_shift, loss_shift)):
-            ok = rows & np.isfinite(r)
-            out[ok] = tail[np.searchsorted(ref, r[ok], side="left")]
+    r_same, r_shift = np.asarray(r_same, float), np.asarray(r_shift, float)
+    loss_same = np.full(r_same.shape, np.nan)
+    loss_shift = np.full(r_shift.shape, np.nan)
+    w_all = np.ones(r_shift.size) if weights is None else np.asarray(weights, float)
+    sel = np.isfinite(r_shift)
+    if not sel.any():
+        return loss_same, loss_shift
+    order = np.argsort(r_shift[sel], kind="stable")
+    ref, w = r_shift[sel][order], w_all[sel][order]
+    # weight of the placements at or above each position, and beyond the last
+    tail = np.r_[np.cumsum(w[::-1])[::-1], 0.0] / w.sum()
+    for r, out in ((r_same, loss_same), (r_shift, loss_shift)):
+        ok = np.isfinite(r)
+        out[ok] = tail[np.searchsorted(ref, r[ok], side="left")]
     return loss_same, loss_shift
 
 
@@ -303,6 +321,32 @@ def effective_number(weights):
     w = np.asarray(weights, float)
     sq = float(np.sum(w ** 2))
     return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
+
+
+def mean_log_odds(*probs):
+    """The probability whose log odds are the mean of those of ``probs``.
+
+    Two estimates of the same posterior, here the shower probability of
+    context and shape learnt partly from the observation
+    (:func:`combine_shape`) and one learnt wholly on the simulator, are
+    averaged in log odds (the geometric mean of their odds): each moves the
+    result as far as it is confident, and a ranking by the mean sorts the
+    events by the sum of the two log odds.
+
+    Parameters
+    ----------
+    *probs : ndarray
+        Probabilities in [0, 1], broadcastable; each is clipped to
+        [1e-6, 1 - 1e-6] (NaN stays NaN).
+
+    Returns
+    -------
+    ndarray
+        In (0, 1).
+    """
+    logit = [np.log(p / (1 - p)) for p in
+             (np.clip(np.asarray(q, float), 1e-6, 1 - 1e-6) for q in probs)]
+    return 1 / (1 + np.exp(-np.mean(logit, axis=0)))
 
 
 def posterior(r, pi):
