@@ -66,12 +66,15 @@ def test_no_options_learns_and_calibrates_obsctx(observations, tmp_path):
     assert card_value(ev.meta, "OBCSHAPE") is True and card_value(ev.meta, "OBCMORPH") is True
     assert card_value(ev.meta, "OBCCALM") == "SHIFT"
     # exactly three X-rays a frame (not Poisson): the morph ranking's placements
-    # are not exchangeable here, and the consistency check leaves it out
+    # are not exchangeable here, and the consistency check leaves it out, with
+    # the average (ENSEMBLE) that holds it
     assert card_value(ev.meta, "OBCRANK") in ("SHAPE", "DISTANCE")
-    assert any("morph ranking left out" in h for h in ev.meta["HISTORY"])
+    assert any("morph and ensemble rankings left out" in h for h in ev.meta["HISTORY"])
     est = card_value(ev.meta, "OBCCALF")
     lo, hi = card_value(ev.meta, "OBCCALLO"), card_value(ev.meta, "OBCCALHI")
-    assert lo <= 0.02 <= hi and abs(est - 0.02) < 0.003
+    # never above the asked loss; identical single-pixel X-rays tie in their
+    # scores, so the threshold may stop a tie group short of it (1.83 % here)
+    assert lo <= est <= hi and est <= 0.02 and abs(est - 0.02) < 0.003
     # the same as asking for it explicitly, from Python
     api = run_pipeline(long, DEFAULT_METHODS, options=DEFAULT_OPTIONS, max_lost_xray=0.02)
     assert np.array_equal(np.asarray(api["STATUS"]), np.asarray(ev["STATUS"]))
