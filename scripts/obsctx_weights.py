@@ -116,13 +116,9 @@ def _rates(rows_rejected, pos, is_x, is_cr):
 def _one(path):
     d, _, payload, is_x, is_cr, pos = _load(path)
     t = d["truth"]
-    r_same, r_shift = pu.cross_fit_scores(
-        d["x_same"], d["fold_same"], d["x_shift"], d["fold_shift"], n_folds=obsctx.N_FOLDS,
-        monotone=[obsctx.MONOTONE[k] for k in obsctx.FEATURES], seed=0)
-    src, ratio = d["source"], d["ratio"]
-    pi = pu.class_prior(r_same, r_shift)
-    c_same, c_shift, w_shape, pi = pu.with_shape(r_same, r_shift, ratio, ratio[src], pi)
-    q = pu.posterior(r_same, pi)
+    c_same, c_shift, pi, q, _ = obsctx.learnt_ranking(payload)
+    src = d["source"]
+    w_shape = pu.shape_weights(d["ratio"][src], pi)
     w_filter, _ = obsctx.placement_weights(payload, q, shape=True, min_effective=1000)
     out = {"pi": pi, "true_pi": float(np.mean(t[pos] == 2))}
     for label, w in (("shape", w_shape), ("context", pu.source_weights(q[src])),

@@ -5,13 +5,12 @@ filter of Poliszczuk et al., a Laplacian (astroscrappy / L.A.Cosmic) baseline
 and self-anti-coincidence, on astropy ``CCDData`` frames and FITS event
 tables, with a physics frame simulator for training and testing data.
 """
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
+import importlib.metadata
 
 try:
     # the version setuptools-scm gave the installed distribution
-    __version__ = _distribution_version("xcrfilter")
-except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = importlib.metadata.version("xcrfilter")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - never installed
     __version__ = "unknown"
 
 from .detector import DetectorModel  # noqa: E402

@@ -76,8 +76,8 @@ from ..ml.pu import (class_prior, cross_fit_scores, effective_number, mean_log_o
 from ..contract import Calibration, Card, Count, Filter, Param
 from ..units import DEFAULT_BAND, energy_values
 
-__all__ = ["obsctx_filter", "observe", "conclude", "load_shape_model", "placement_weights",
-           "choose_ranking",
+__all__ = ["obsctx_filter", "observe", "conclude", "load_shape_model", "learnt_ranking",
+           "placement_weights", "choose_ranking",
            "OBSCTX_BIT", "FEATURES", "MONOTONE", "pipeline_step", "FILTER"]
 
 #: STATUS bit set by this filter.
@@ -377,20 +377,7 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         warnings.warn(msg, UserWarning, stacklevel=2)
         FILTER.record(events.meta, history=msg)
     else:
-        r_same, r_shift = cross_fit_scores(s["x_same"], s["fold_same"], s["x_shift"],
-                                           s["fold_shift"], n_folds=N_FOLDS,
-                                           monotone=[MONOTONE[k] for k in FEATURES], seed=seed)
-        pi = class_prior(r_same, r_shift)
-        p_learnt = posterior(r_same, pi)
-        if ratio is not None:
-            r_context = r_same
-            r_same, r_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[s["source"]], pi)
-            # the loss: each placement weighted by P(X-ray) of its event's context in
-            # its own frame.  Not the combined posterior: an X-ray's own-frame context
-            # is independent of its shape, so its weight is independent of how often
-            # its shape gets its placements rejected; with the combined posterior the
-            # X-rays of shower-like shape count less exactly where they are lost.
-            q_context, p_learnt = posterior(r_context, pi), r_same
+        r_same, r_shift, pi, q_context, p_learnt = learnt_ranking(s, seed=seed)
         rankings = {learnt: (r_same, r_shift), **rankings}
         prob = {learnt: p_learnt}
     # The rankings, each held out and calibrated to the same X-ray loss: the
@@ -487,6 +474,48 @@ def conclude(events, payloads, *, max_lost=None, required=False, seed=0):
         + [f"obsctx: loss estimated on the placements of {rep['n']} events without a track "
            f"within {CLEAN_RADIUS:g} px in their own frame"] * far_only)
     return rep
+
+
+def learnt_ranking(sample, *, seed=0):
+    """The ranking learnt from the observation's sample, cross-fitted.
+
+    Parameters
+    ----------
+    sample : dict
+        :func:`merge_samples` of the observation (with ``ratio``: the shape
+        option).
+    seed : int
+        Random state of the tree ensembles.
+
+    Returns
+    -------
+    r_same, r_shift : ndarray, shape (n,) and (m,)
+        Scores of the same-frame rows and of the placements: the context
+        density ratio, or with ``ratio`` the combined probability of context
+        and shape (:func:`~xcrfilter.ml.pu.with_shape`).
+    pi : float
+        Shower fraction of the events (lower bound; with ``ratio`` taken
+        again on the combined score).
+    q_context : ndarray or None
+        With ``ratio``: the context posterior of the same-frame rows, which
+        weights the placements (:func:`placement_weights`).
+    prob : ndarray, shape (n,)
+        The shower probability of the same-frame rows.
+    """
+    r_same, r_shift = cross_fit_scores(sample["x_same"], sample["fold_same"], sample["x_shift"],
+                                       sample["fold_shift"], n_folds=N_FOLDS,
+                                       monotone=[MONOTONE[k] for k in FEATURES], seed=seed)
+    pi = class_prior(r_same, r_shift)
+    ratio = sample.get("ratio")
+    if ratio is None:
+        return r_same, r_shift, pi, None, posterior(r_same, pi)
+    c_same, c_shift, _, pi = with_shape(r_same, r_shift, ratio, ratio[sample["source"]], pi)
+    # the loss: each placement weighted by P(X-ray) of its event's context in
+    # its own frame.  Not the combined posterior: an X-ray's own-frame context
+    # is independent of its shape, so its weight is independent of how often
+    # its shape gets its placements rejected; with the combined posterior the
+    # X-rays of shower-like shape count less exactly where they are lost.
+    return c_same, c_shift, pi, posterior(r_same, pi), c_same
 
 
 def placement_weights(sample, q_context=None, *, shape=False, min_effective=0):
